@@ -1,0 +1,866 @@
+//! Real-process test harness, shared by the integration tests (`mod support;`).
+//!
+//! - [`Prometheus`]: a real Prometheus 2.42 on 127.0.0.1, its TSDB backfilled from OpenMetrics text with `promtool`
+//!   ([`openmetrics_gauge`] writes such text).
+//! - [`KubeEmulator`]: the Kubernetes API emulator of `tests/harness/kube_emulator.py` (kmock), with a kubeconfig
+//!   pointing at it and small JSON helpers over HTTP.
+//! - [`Controller`]: the `prescale` binary under test, its output in a log file that is printed when a test fails.
+//! - [`wait_until`]: polling with a deadline, instead of sleeps.
+//!
+//! Only std + the package's own dependencies: HTTP is a minimal HTTP/1.1 client over `TcpStream`. Missing tools
+//! are a panic that says to run `scripts/setup.sh`: these tests are mandatory, never skipped.
+//!
+//! Every child process is spawned by one long-lived harness thread with `setpriv --pdeathsig KILL` (util-linux),
+//! so it dies with the test binary even when the binary is killed and no `Drop` runs.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// Lines of a child's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 80;
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_secs() as i64
+}
+
+/// Polls `f` every `poll` until it returns `Some`, or `timeout` has passed (then one last try, and `None`).
+pub fn wait_until<T>(
+    timeout: Duration,
+    poll: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(poll.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; another process may take it before it is used).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// The path of `name` on PATH, or a panic that says how to install it.
+pub fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not on PATH. Run scripts/setup.sh (it installs Prometheus + promtool and the Python \
+                 test venv); these tests are mandatory and are not skipped."
+            )
+        })
+}
+
+/// The condition of `type_` in `obj.status.conditions`, if any.
+pub fn find_condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+// === temporary directories ===
+
+/// A fresh directory under the system temp dir, removed on drop (kept when the test panics, or when
+/// `PRESCALE_KEEP_TEST_DIRS` is set, so logs and data can be inspected).
+pub struct TestDir {
+    path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(what: &str) -> TestDir {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "prescale-{what}-{}-{}-{nanos:x}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TestDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("PRESCALE_KEEP_TEST_DIRS").is_some() {
+            eprintln!("[harness] kept {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+// === child processes ===
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// A command for `program` that runs under `setpriv --pdeathsig KILL` where util-linux has it (Debian: always).
+fn command(program: &Path) -> Command {
+    const SETPRIV: &str = "/usr/bin/setpriv";
+    if Path::new(SETPRIV).exists() {
+        let mut cmd = Command::new(SETPRIV);
+        cmd.args(["--pdeathsig", "KILL", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Spawns `cmd` from the harness thread, which lives as long as the test binary. `PR_SET_PDEATHSIG` fires when the
+/// *thread* that forked a child exits, so forking from a test's own thread would kill a child shared between tests
+/// (e.g. one emulator in a `static`) when the first test ends.
+fn spawn(cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("harness-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawn the harness thread");
+        Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    tx.lock()
+        .unwrap()
+        .send((cmd, reply_tx))
+        .expect("harness thread gone");
+    reply_rx.recv().expect("harness thread gone")
+}
+
+/// Where a child's stdout/stderr go.
+enum Output {
+    /// Both appended to this file.
+    File(PathBuf),
+    /// stdout piped (read by the caller), stderr appended to this file.
+    PipedStdout(PathBuf),
+}
+
+fn spawn_with_output(
+    program: &Path,
+    args: &[String],
+    envs: &[(String, String)],
+    out: Output,
+) -> Child {
+    let mut cmd = command(program);
+    cmd.args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null());
+    let open = |p: &Path| {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
+    };
+    match out {
+        Output::File(log) => {
+            let f = open(&log);
+            let f2 = f.try_clone().expect("dup log file");
+            cmd.stdout(f).stderr(f2);
+        }
+        Output::PipedStdout(log) => {
+            cmd.stdout(Stdio::piped()).stderr(open(&log));
+        }
+    }
+    spawn(cmd).unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// The last `n` lines of a file (lossy UTF-8), or a note that it cannot be read.
+pub fn file_tail(path: &Path, n: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+fn print_tail_if_panicking(what: &str, log: &Path) {
+    if std::thread::panicking() {
+        eprintln!(
+            "\n===== last {LOG_TAIL_LINES} lines of the {what} log ({}) =====\n{}\n===== end of the {what} log =====",
+            log.display(),
+            file_tail(log, LOG_TAIL_LINES)
+        );
+    }
+}
+
+// === HTTP ===
+
+/// A response: status code and body text.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON (`Value::Null` when empty, `Value::String` when not JSON).
+    pub fn json(&self) -> Value {
+        if self.body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&self.body).unwrap_or_else(|_| Value::String(self.body.clone()))
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection) for `http://host:port/...` URLs.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: Option<&[u8]>,
+) -> std::io::Result<HttpResponse> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other(format!("only http:// URLs: {url}")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut stream = TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(ct) = content_type {
+        let _ = write!(head, "Content-Type: {ct}\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_http_response(&raw)
+}
+
+fn parse_http_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
+    let bad = |what: &str| std::io::Error::other(format!("bad HTTP response: {what}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("status line"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(|| bad("chunk size"))?;
+            let size_text = String::from_utf8_lossy(&rest[..eol]);
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| bad("chunk size"))?;
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            if rest.len() < size {
+                return Err(bad("truncated chunk"));
+            }
+            out.extend_from_slice(&rest[..size]);
+            rest = rest.get(size + 2..).unwrap_or_default();
+        }
+        body = out;
+    }
+    Ok(HttpResponse {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// Percent-encodes a query parameter value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+// === OpenMetrics ===
+
+/// OpenMetrics text for one gauge family with one series: `f(t)` at `start_unix, start_unix + step_s, ...,
+/// <= end_unix` (ascending timestamps, in seconds), ending with `# EOF`. Input for `promtool tsdb
+/// create-blocks-from openmetrics`.
+pub fn openmetrics_gauge(
+    name: &str,
+    labels: &[(&str, &str)],
+    start_unix: i64,
+    end_unix: i64,
+    step_s: i64,
+    f: impl Fn(i64) -> f64,
+) -> String {
+    assert!(step_s > 0, "step_s must be > 0");
+    assert!(end_unix >= start_unix, "end_unix before start_unix");
+    let labels = labels
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}=\"{}\"",
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let series = if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    let n = ((end_unix - start_unix) / step_s + 1) as usize;
+    let mut out = String::with_capacity(n * (series.len() + 24) + 64);
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let mut t = start_unix;
+    while t <= end_unix {
+        let v = f(t);
+        let v = if v.is_nan() {
+            "NaN".to_string()
+        } else if v.is_infinite() {
+            if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+        } else {
+            v.to_string()
+        };
+        let _ = writeln!(out, "{series} {v} {t}");
+        t += step_s;
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+// === Prometheus ===
+
+/// A real Prometheus on 127.0.0.1 with a private, backfilled TSDB. Killed on drop.
+pub struct Prometheus {
+    dir: TestDir,
+    port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+    /// How long `promtool` took to write the TSDB blocks.
+    pub backfill_time: Duration,
+    /// How long the last (re)start took until `/-/ready` answered 200.
+    pub start_time: Duration,
+}
+
+impl Prometheus {
+    /// Backfills `openmetrics` (see [`openmetrics_gauge`]) into a fresh TSDB with 24h blocks, then starts
+    /// Prometheus on a free port with 400d retention (retention counts from the newest block) and waits for ready.
+    /// End the history a little before "now".
+    pub fn start_with_history(openmetrics: &str) -> Prometheus {
+        require_tool("prometheus");
+        let promtool = require_tool("promtool");
+        let dir = TestDir::new("prometheus");
+        let history = dir.path().join("history.om");
+        let data = dir.path().join("data");
+        fs::write(&history, openmetrics).expect("write history.om");
+        fs::write(
+            dir.path().join("prometheus.yml"),
+            "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nscrape_configs: []\n",
+        )
+        .expect("write prometheus.yml");
+
+        let t = Instant::now();
+        let out = Command::new(promtool)
+            .args([
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                "--max-block-duration=24h",
+                "-q",
+            ])
+            .arg(&history)
+            .arg(&data)
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool tsdb create-blocks-from openmetrics failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let backfill_time = t.elapsed();
+        let blocks = fs::read_dir(&data)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().join("meta.json").exists())
+                    .count()
+            })
+            .unwrap_or(0);
+
+        let mut prom = Prometheus {
+            log: dir.path().join("prometheus.log"),
+            dir,
+            port: free_port(),
+            child: None,
+            backfill_time,
+            start_time: Duration::ZERO,
+        };
+        prom.spawn_and_wait_ready();
+        eprintln!(
+            "[harness] prometheus: backfilled {} samples ({} KiB, {blocks} blocks) in {:.2?}; ready in {:.2?} at {}",
+            openmetrics.lines().filter(|l| !l.starts_with('#')).count(),
+            openmetrics.len() / 1024,
+            prom.backfill_time,
+            prom.start_time,
+            prom.url()
+        );
+        prom
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills Prometheus (SIGKILL: no clean shutdown, like a crash or a network cut).
+    pub fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+
+    /// Starts it again on the same port with the same data, and waits for ready.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn_and_wait_ready();
+        eprintln!(
+            "[harness] prometheus: restarted, ready in {:.2?}",
+            self.start_time
+        );
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// An instant query; returns `data.result`. Panics when the query fails.
+    pub fn query(&self, promql: &str) -> Value {
+        let url = format!("{}/api/v1/query?query={}", self.url(), url_encode(promql));
+        let resp =
+            http_request("GET", &url, None, None).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let v = resp.json();
+        assert!(
+            resp.status == 200 && v["status"] == "success",
+            "query {promql:?} failed: {}",
+            resp.body
+        );
+        v["data"]["result"].clone()
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        file_tail(&self.log, n)
+    }
+
+    fn spawn_and_wait_ready(&mut self) {
+        let d = self.dir.path();
+        let args = vec![
+            format!("--config.file={}", d.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", d.join("data").display()),
+            "--storage.tsdb.retention.time=400d".to_string(),
+            format!("--web.listen-address=127.0.0.1:{}", self.port),
+        ];
+        let t = Instant::now();
+        self.child = Some(spawn_with_output(
+            &require_tool("prometheus"),
+            &args,
+            &[],
+            Output::File(self.log.clone()),
+        ));
+        let ready = format!("{}/-/ready", self.url());
+        let ok = wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+            if !self.is_running() {
+                panic!(
+                    "prometheus exited during start-up; its log:\n{}",
+                    self.log_tail(LOG_TAIL_LINES)
+                );
+            }
+            http_request("GET", &ready, None, None)
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        assert!(
+            ok.is_some(),
+            "prometheus not ready after 60 s; its log:\n{}",
+            self.log_tail(LOG_TAIL_LINES)
+        );
+        self.start_time = t.elapsed();
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+        print_tail_if_panicking("prometheus", &self.log);
+    }
+}
+
+// === Kubernetes API emulator ===
+
+/// The API emulator (`tests/harness/kube_emulator.py`) on a free port, with a kubeconfig for it. Killed on drop.
+/// State accumulates: use one per test (or one per test binary, on purpose).
+pub struct KubeEmulator {
+    dir: TestDir,
+    child: Option<Child>,
+    url: String,
+    kubeconfig: PathBuf,
+    log: PathBuf,
+}
+
+impl KubeEmulator {
+    /// Starts it with the venv python (`PRESCALE_TEST_PYTHON`, default `<repo>/.venv/bin/python`).
+    pub fn start() -> KubeEmulator {
+        let python = std::env::var_os("PRESCALE_TEST_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+        assert!(
+            python.exists(),
+            "{} does not exist. Run scripts/setup.sh (it creates .venv with kmock); these tests are mandatory \
+             and are not skipped.",
+            python.display()
+        );
+        let script = repo_root().join("tests/harness/kube_emulator.py");
+        let dir = TestDir::new("kube");
+        let log = dir.path().join("kube-emulator.log");
+        let args = vec![
+            "-u".to_string(),
+            script.display().to_string(),
+            "0".to_string(),
+        ];
+        let mut child = spawn_with_output(&python, &args, &[], Output::PipedStdout(log.clone()));
+
+        // The first stdout line is "READY <url>"; keep draining stdout afterwards so the child never blocks on it.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("READY ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait();
+                let why = match e {
+                    mpsc::RecvTimeoutError::Timeout => {
+                        "did not print READY within 60 s".to_string()
+                    }
+                    mpsc::RecvTimeoutError::Disconnected => {
+                        format!("exited before READY ({status:?})")
+                    }
+                };
+                panic!(
+                    "the kube emulator {why}; its log:\n{}",
+                    file_tail(&log, LOG_TAIL_LINES)
+                );
+            }
+        };
+
+        let kubeconfig = dir.path().join("kubeconfig");
+        fs::write(
+            &kubeconfig,
+            format!(
+                r#"apiVersion: v1
+kind: Config
+clusters:
+- name: emulator
+  cluster:
+    server: {url}
+contexts:
+- name: emulator
+  context:
+    cluster: emulator
+    user: emulator
+    namespace: default
+current-context: emulator
+users:
+- name: emulator
+  user: {{}}
+"#
+            ),
+        )
+        .expect("write kubeconfig");
+        KubeEmulator {
+            dir,
+            child: Some(child),
+            url,
+            kubeconfig,
+            log,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Any request; `path` is an API path such as `/apis/apps/v1/namespaces/default/deployments/x`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> HttpResponse {
+        let url = format!("{}{path}", self.url);
+        let body = body.map(|b| serde_json::to_vec(b).expect("serialize body"));
+        http_request(method, &url, content_type, body.as_deref())
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    /// POST `obj` to the collection `path`; panics unless 2xx. Returns the stored object.
+    pub fn create(&self, path: &str, obj: Value) -> Value {
+        self.expect_ok(
+            "POST",
+            path,
+            self.request("POST", path, Some("application/json"), Some(&obj)),
+        )
+    }
+
+    /// GET `path`; panics unless 2xx.
+    pub fn get(&self, path: &str) -> Value {
+        self.expect_ok("GET", path, self.request("GET", path, None, None))
+    }
+
+    /// GET `path`; `None` on 404, panics on other errors.
+    pub fn try_get(&self, path: &str) -> Option<Value> {
+        let resp = self.request("GET", path, None, None);
+        if resp.status == 404 {
+            None
+        } else {
+            Some(self.expect_ok("GET", path, resp))
+        }
+    }
+
+    /// JSON merge patch (`application/merge-patch+json`) of `path`, e.g. `.../NAME/status`; panics unless 2xx.
+    pub fn patch_merge(&self, path: &str, patch: Value) -> Value {
+        let resp = self.request(
+            "PATCH",
+            path,
+            Some("application/merge-patch+json"),
+            Some(&patch),
+        );
+        self.expect_ok("PATCH", path, resp)
+    }
+
+    pub fn delete(&self, path: &str) -> Value {
+        self.expect_ok("DELETE", path, self.request("DELETE", path, None, None))
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        file_tail(&self.log, n)
+    }
+
+    fn expect_ok(&self, method: &str, path: &str, resp: HttpResponse) -> Value {
+        assert!(
+            resp.is_success(),
+            "{method} {path} -> {}: {}",
+            resp.status,
+            resp.body
+        );
+        resp.json()
+    }
+}
+
+impl Drop for KubeEmulator {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+        print_tail_if_panicking("kube emulator", &self.log);
+    }
+}
+
+// === the controller binary ===
+
+/// The `prescale` binary of this package, running with `args`; stdout and stderr go to a log file whose tail is
+/// printed when the test panics. Killed on drop.
+pub struct Controller {
+    dir: TestDir,
+    child: Option<Child>,
+    log: PathBuf,
+    /// When it was spawned.
+    pub started: Instant,
+}
+
+impl Controller {
+    /// Spawns `prescale ARGS` with `RUST_LOG=info` (unless `envs` sets it) plus `envs`, e.g.
+    /// `("KUBECONFIG", emulator.kubeconfig_path())`.
+    pub fn start<K: AsRef<str>, V: AsRef<std::ffi::OsStr>>(
+        args: &[&str],
+        envs: &[(K, V)],
+    ) -> Controller {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_prescale"));
+        let dir = TestDir::new("controller");
+        let log = dir.path().join("controller.log");
+        let mut all_envs = vec![("RUST_LOG".to_string(), "info".to_string())];
+        for (k, v) in envs {
+            all_envs.push((
+                k.as_ref().to_string(),
+                v.as_ref().to_string_lossy().into_owned(),
+            ));
+        }
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        eprintln!("[harness] controller: {} {}", bin.display(), args.join(" "));
+        let started = Instant::now();
+        let child = spawn_with_output(&bin, &args, &all_envs, Output::File(log.clone()));
+        Controller {
+            dir,
+            child: Some(child),
+            log,
+            started,
+        }
+    }
+
+    /// Panics (with the log tail) if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!(
+                "the controller exited ({status}); its log:\n{}",
+                self.log_tail(LOG_TAIL_LINES)
+            );
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        file_tail(&self.log, n)
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Kills it now.
+    pub fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+        print_tail_if_panicking("controller", &self.log);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_shape() {
+        let text = openmetrics_gauge("m", &[("a", "x\"y")], 60, 180, 60, |t| t as f64 / 60.0);
+        assert_eq!(
+            text,
+            "# TYPE m gauge\nm{a=\"x\\\"y\"} 1 60\nm{a=\"x\\\"y\"} 2 120\nm{a=\"x\\\"y\"} 3 180\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn chunked_response() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let r = parse_http_response(raw).unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "abcde"));
+    }
+}
