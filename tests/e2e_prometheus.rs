@@ -1,0 +1,312 @@
+//! End to end, with real processes: a real Prometheus backfilled with 15 days of a daily traffic peak, the
+//! Kubernetes API emulator (tests/harness/kube_emulator.py), and the `prescale run` binary.
+//!
+//! The scenario: the daily peak comes back in 8 minutes and the latest observed load is at its base, so a scale-up
+//! before the peak can only come from the forecast (the reactive floor is minReplicas). Then Prometheus dies: the
+//! scaler must say so in its ForecastAvailable condition and must not scale down on missing data.
+//!
+//! Needs `scripts/setup.sh` (Prometheus + promtool, `.venv` with kmock). Run with
+//! `cargo test --test e2e_prometheus -- --nocapture` to see the timings.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{
+    Controller, KubeEmulator, Prometheus, find_condition, openmetrics_gauge, unix_now, wait_until,
+};
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+const SCALERS: &str = "/apis/prescale.dev/v1alpha1/namespaces/default/predictivescalers";
+const METRIC: &str = "llm_proxy_requests_per_second";
+
+/// Load between peaks (req/s); with targetPerReplica 10 it needs exactly minReplicas = 2.
+const BASE: f64 = 20.0;
+/// Height of the daily peak above BASE (req/s): at the top ~22 replicas.
+const AMPLITUDE: f64 = 200.0;
+/// Width of the peak (s); it is cut to zero beyond 3 sigma, so the last sample (10 min before the peak) is BASE.
+const SIGMA: f64 = 180.0;
+/// The peak comes back this long after the test starts (s).
+const PEAK_IN: i64 = 8 * 60;
+/// History ends this long before the test starts (s): Prometheus serves the last sample for 5 min.
+const HISTORY_GAP: i64 = 120;
+const HISTORY_DAYS: i64 = 15;
+const DAY: i64 = 86_400;
+
+/// The load at `t` for a peak at `peak` (and at the same time of every other day).
+fn load(t: i64, peak: i64) -> f64 {
+    let mut dt = (t - peak).rem_euclid(DAY);
+    if dt > DAY / 2 {
+        dt -= DAY;
+    }
+    let dt = dt as f64;
+    if dt.abs() > 3.0 * SIGMA {
+        BASE
+    } else {
+        BASE + AMPLITUDE * (-dt * dt / (2.0 * SIGMA * SIGMA)).exp()
+    }
+}
+
+fn replicas(kube: &KubeEmulator) -> i64 {
+    kube.get(&format!("{DEPLOYMENTS}/llm-proxy"))["spec"]["replicas"]
+        .as_i64()
+        .expect("spec.replicas")
+}
+
+fn scaler(kube: &KubeEmulator) -> Value {
+    kube.get(&format!("{SCALERS}/llm-proxy"))
+}
+
+fn condition_is(obj: &Value, type_: &str, status: &str) -> bool {
+    find_condition(obj, type_).is_some_and(|c| c["status"] == status)
+}
+
+/// A Quantity-like value ("690", "690.5", 690) as f64.
+fn number(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str()?.parse().ok())
+}
+
+#[test]
+fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
+    let t0 = Instant::now();
+    let now = unix_now();
+    let peak = now + PEAK_IN;
+    let end = (now - HISTORY_GAP) / 60 * 60;
+    let start = end - HISTORY_DAYS * DAY;
+    assert_eq!(
+        load(end, peak),
+        BASE,
+        "the latest sample must be the base load"
+    );
+
+    // --- Prometheus with 15 days of history ---
+    let om = openmetrics_gauge(
+        METRIC,
+        &[("app", "llm-proxy"), ("namespace", "default")],
+        start,
+        end,
+        60,
+        |t| load(t, peak),
+    );
+    let mut prom = Prometheus::start_with_history(&om);
+    let latest = prom.query(&format!("{METRIC}{{app=\"llm-proxy\"}}"));
+    assert_eq!(
+        latest.as_array().map(Vec::len),
+        Some(1),
+        "one series expected: {latest}"
+    );
+    assert_eq!(latest[0]["value"][1], "20", "latest value: {latest}");
+    let yesterday = prom.query(&format!(
+        "max_over_time({METRIC}[20m] offset {}s)",
+        DAY - PEAK_IN - 600
+    ));
+    let yesterday_peak = number(&yesterday[0]["value"][1]).unwrap_or(0.0);
+    assert!(
+        yesterday_peak > 190.0,
+        "yesterday's peak should be in the TSDB: {yesterday}"
+    );
+
+    // --- the API emulator with the target and the scaler ---
+    let kube = KubeEmulator::start();
+    kube.create(
+        DEPLOYMENTS,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "llm-proxy", "namespace": "default", "labels": {"app": "llm-proxy"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "llm-proxy"}},
+                "template": {
+                    "metadata": {"labels": {"app": "llm-proxy"}},
+                    "spec": {"containers": [{"name": "proxy", "image": "registry.example/llm-proxy:1.0"}]}
+                }
+            }
+        }),
+    );
+    kube.create(
+        SCALERS,
+        json!({
+            "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
+            "metadata": {"name": "llm-proxy", "namespace": "default"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-proxy"},
+                "minReplicas": 2,
+                "maxReplicas": 60,
+                "mode": "Active",
+                "metrics": [{
+                    "name": "requests",
+                    "query": format!("{METRIC}{{app=\"llm-proxy\"}}"),
+                    "targetPerReplica": "10"
+                }],
+                "history": {"lookback": "14d", "step": "1m"},
+                "forecast": {"model": "Auto", "horizon": "1h", "refreshInterval": "10m", "quantile": 0.9},
+                "scaleUp": {"leadTime": "5m"},
+                "scaleDown": {"stabilizationWindow": "15m", "maxPercentPerMinute": 10},
+                "fallback": "Reactive"
+            }
+        }),
+    );
+    let setup_time = t0.elapsed();
+
+    // --- the controller ---
+    let prom_url = prom.url();
+    let mut ctrl = Controller::start(
+        &[
+            "run",
+            "--prometheus-url",
+            &prom_url,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--sync-interval",
+            "5s",
+            "--log-format",
+            "plain",
+        ],
+        &[("KUBECONFIG", kube.kubeconfig_path())],
+    );
+
+    // 1. It scales up before the peak, from the forecast alone.
+    let until_peak = Duration::from_secs((peak - unix_now()).max(0) as u64);
+    let first_scale = wait_until(until_peak, Duration::from_millis(500), || {
+        ctrl.assert_running();
+        let r = replicas(&kube);
+        (r > 2).then_some(r)
+    });
+    let first_scale = first_scale.unwrap_or_else(|| {
+        panic!(
+            "the Deployment was not scaled above 2 replicas before the peak ({}s after the controller started); \
+             scaler: {}",
+            ctrl.started.elapsed().as_secs(),
+            scaler(&kube)
+        )
+    });
+    let time_to_scale = ctrl.started.elapsed();
+    let before_peak = peak - unix_now();
+    assert!(before_peak > 0, "scaled only after the peak");
+    eprintln!(
+        "[e2e] scaled 2 -> {first_scale} replicas {time_to_scale:.2?} after the controller started, {before_peak}s \
+         before the peak (setup incl. backfill {:.2?}, prometheus backfill {:.2?}, prometheus start {:.2?})",
+        setup_time, prom.backfill_time, prom.start_time
+    );
+
+    // 2. Its status says why: Ready, a forecast with the coming peak, desired replicas, observed generation.
+    let status_complete = |s: &Value| {
+        condition_is(s, "Ready", "True")
+            && condition_is(s, "ForecastAvailable", "True")
+            && s.pointer("/status/forecast/peak/at").is_some()
+            && s.pointer("/status/desiredReplicas").is_some()
+            && s.pointer("/status/observedGeneration").is_some()
+    };
+    let status = wait_until(Duration::from_secs(60), Duration::from_millis(500), || {
+        ctrl.assert_running();
+        Some(scaler(&kube)).filter(status_complete)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the scaler's status never became complete: {}",
+            scaler(&kube)
+        )
+    });
+    eprintln!("[e2e] status: {}", status["status"]);
+    let st = &status["status"];
+    assert_eq!(
+        st["observedGeneration"], status["metadata"]["generation"],
+        "observedGeneration"
+    );
+    let peak_forecast = &st["forecast"]["peak"];
+    let peak_value = number(&peak_forecast["value"]).expect("forecast.peak.value is a number");
+    let peak_replicas = peak_forecast["replicas"]
+        .as_i64()
+        .expect("forecast.peak.replicas is an integer");
+    let peak_at: jiff::Timestamp = peak_forecast["at"]
+        .as_str()
+        .expect("forecast.peak.at")
+        .parse()
+        .expect("RFC 3339");
+    let peak_offset = peak_at.as_second() - peak;
+    eprintln!(
+        "[e2e] forecast peak {peak_value} req/s -> {peak_replicas} replicas at {peak_at} ({peak_offset:+}s from the \
+         real peak)"
+    );
+    assert!(
+        peak_value > BASE + AMPLITUDE / 2.0,
+        "the forecast missed the peak: {peak_forecast}"
+    );
+    assert!(
+        peak_offset.abs() <= 10 * 60,
+        "the forecast peak is at the wrong time: {peak_forecast}"
+    );
+    assert!(
+        (peak_value / 10.0).ceil() as i64 <= peak_replicas,
+        "peak.replicas should cover peak.value at 10 per replica: {peak_forecast}"
+    );
+    assert!(
+        (3..=60).contains(&peak_replicas),
+        "peak.replicas out of range: {peak_forecast}"
+    );
+    let desired = st["desiredReplicas"].as_i64().expect("desiredReplicas");
+    assert!((3..=60).contains(&desired), "desiredReplicas: {desired}");
+    for (type_, _) in [("AbleToScale", ()), ("ScalingLimited", ())] {
+        let c =
+            find_condition(&status, type_).unwrap_or_else(|| panic!("no {type_} condition: {st}"));
+        assert!(
+            c["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{type_} has no reason: {c}"
+        );
+    }
+    for c in st["conditions"].as_array().expect("conditions") {
+        for field in ["type", "status", "reason", "lastTransitionTime"] {
+            assert!(c.get(field).is_some(), "condition without {field}: {c}");
+        }
+    }
+
+    // 3. Prometheus goes away: the scaler reports it and keeps its replicas.
+    let reached = replicas(&kube);
+    eprintln!("[e2e] replicas before Prometheus stops: {reached}");
+    assert!(reached > 2);
+    prom.stop();
+    let stopped = Instant::now();
+    let failed = wait_until(Duration::from_secs(90), Duration::from_millis(500), || {
+        ctrl.assert_running();
+        let s = scaler(&kube);
+        find_condition(&s, "ForecastAvailable")
+            .filter(|c| c["status"] == "False" && c["reason"] == "MetricsQueryFailed")
+            .cloned()
+    })
+    .unwrap_or_else(|| {
+        panic!("ForecastAvailable did not become False/MetricsQueryFailed within 90 s of Prometheus stopping: {}", {
+            scaler(&kube)["status"].clone()
+        })
+    });
+    eprintln!(
+        "[e2e] {:.2?} after Prometheus stopped: ForecastAvailable = {failed}",
+        stopped.elapsed()
+    );
+    assert!(
+        failed["message"]
+            .as_str()
+            .is_some_and(|m| !m.trim().is_empty()),
+        "MetricsQueryFailed needs a message: {failed}"
+    );
+    assert!(
+        replicas(&kube) >= reached,
+        "replicas dropped when the metrics went away"
+    );
+
+    let hold = Instant::now();
+    let dropped = wait_until(Duration::from_secs(20), Duration::from_millis(500), || {
+        ctrl.assert_running();
+        let r = replicas(&kube);
+        (r < reached).then_some(r)
+    });
+    assert!(
+        dropped.is_none(),
+        "replicas dropped from {reached} to {dropped:?} without metrics"
+    );
+    eprintln!(
+        "[e2e] replicas held at >= {reached} for {:.2?} without Prometheus; total {:.2?}",
+        hold.elapsed(),
+        t0.elapsed()
+    );
+}
