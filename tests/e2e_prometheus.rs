@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{
-    Controller, KubeEmulator, Prometheus, find_condition, openmetrics_gauge, unix_now, wait_until,
+    Controller, KubeEmulator, Prometheus, find_condition, openmetrics_gauge, report, unix_now,
+    wait_until,
 };
 
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
@@ -184,11 +185,11 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     let time_to_scale = ctrl.started.elapsed();
     let before_peak = peak - unix_now();
     assert!(before_peak > 0, "scaled only after the peak");
-    eprintln!(
+    report(&format!(
         "[e2e] scaled 2 -> {first_scale} replicas {time_to_scale:.2?} after the controller started, {before_peak}s \
          before the peak (setup incl. backfill {:.2?}, prometheus backfill {:.2?}, prometheus start {:.2?})",
         setup_time, prom.backfill_time, prom.start_time
-    );
+    ));
 
     // 2. Its status says why: Ready, a forecast with the coming peak, desired replicas, observed generation.
     let status_complete = |s: &Value| {
@@ -225,10 +226,10 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
         .parse()
         .expect("RFC 3339");
     let peak_offset = peak_at.as_second() - peak;
-    eprintln!(
+    report(&format!(
         "[e2e] forecast peak {peak_value} req/s -> {peak_replicas} replicas at {peak_at} ({peak_offset:+}s from the \
          real peak)"
-    );
+    ));
     assert!(
         peak_value > BASE + AMPLITUDE / 2.0,
         "the forecast missed the peak: {peak_forecast}"
@@ -247,7 +248,7 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     );
     let desired = st["desiredReplicas"].as_i64().expect("desiredReplicas");
     assert!((3..=60).contains(&desired), "desiredReplicas: {desired}");
-    for (type_, _) in [("AbleToScale", ()), ("ScalingLimited", ())] {
+    for type_ in ["AbleToScale", "ScalingLimited"] {
         let c =
             find_condition(&status, type_).unwrap_or_else(|| panic!("no {type_} condition: {st}"));
         assert!(
@@ -279,10 +280,10 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
             scaler(&kube)["status"].clone()
         })
     });
-    eprintln!(
-        "[e2e] {:.2?} after Prometheus stopped: ForecastAvailable = {failed}",
+    report(&format!(
+        "[e2e] ForecastAvailable=False/MetricsQueryFailed {:.2?} after Prometheus stopped: {failed}",
         stopped.elapsed()
-    );
+    ));
     assert!(
         failed["message"]
             .as_str()
@@ -304,9 +305,9 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
         dropped.is_none(),
         "replicas dropped from {reached} to {dropped:?} without metrics"
     );
-    eprintln!(
-        "[e2e] replicas held at >= {reached} for {:.2?} without Prometheus; total {:.2?}",
+    report(&format!(
+        "[e2e] replicas held at >= {reached} for {:.2?} without Prometheus; test total {:.2?}",
         hold.elapsed(),
         t0.elapsed()
-    );
+    ));
 }

@@ -82,6 +82,16 @@ pub fn require_tool(name: &str) -> PathBuf {
         })
 }
 
+/// Prints a measurement (with `--nocapture`) and appends it to `<target>/tmp/test-timings.log`, which
+/// `scripts/test.sh` prints after `cargo test`, so CI logs keep the figures.
+pub fn report(msg: &str) {
+    eprintln!("{msg}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-timings.log");
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{msg}");
+    }
+}
+
 /// The condition of `type_` in `obj.status.conditions`, if any.
 pub fn find_condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
     obj.pointer("/status/conditions")?
@@ -478,14 +488,14 @@ impl Prometheus {
             start_time: Duration::ZERO,
         };
         prom.spawn_and_wait_ready();
-        eprintln!(
+        report(&format!(
             "[harness] prometheus: backfilled {} samples ({} KiB, {blocks} blocks) in {:.2?}; ready in {:.2?} at {}",
             openmetrics.lines().filter(|l| !l.starts_with('#')).count(),
             openmetrics.len() / 1024,
             prom.backfill_time,
             prom.start_time,
             prom.url()
-        );
+        ));
         prom
     }
 

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Every check CI runs, in order: formatting, clippy (warnings are errors), the API emulator's smoke test, and all
+# cargo tests (unit, integration, the real-process e2e). Runs every step even after a failure, then exits non-zero
+# if any failed. Needs scripts/setup.sh first (Prometheus, promtool, .venv).
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+failed=()
+passed=()
+step() { # step NAME CMD...
+  local name="$1"; shift
+  echo
+  echo "==> $name: $*"
+  local t=$SECONDS
+  if "$@"; then
+    passed+=("$name"); echo "==> $name: ok ($((SECONDS - t))s)"
+  else
+    failed+=("$name"); echo "==> $name: FAILED ($((SECONDS - t))s)"
+  fi
+}
+
+TIMINGS="${CARGO_TARGET_DIR:-$ROOT/target}/tmp/test-timings.log"   # appended to by tests/support::report
+rm -f "$TIMINGS"
+
+step fmt cargo fmt --check
+step clippy cargo clippy --all-targets -- -D warnings
+step emulator-smoke bash tests/harness/emulator_smoke.sh
+step cargo-test cargo test --no-fail-fast
+
+if [[ -s "$TIMINGS" ]]; then
+  echo
+  echo "==> timings reported by the tests:"
+  cat "$TIMINGS"
+fi
+echo
+if [[ ${#failed[@]} -eq 0 ]]; then
+  echo "==> scripts/test.sh: all checks passed (${passed[*]})"
+else
+  echo "==> scripts/test.sh: FAILED: ${failed[*]} (passed: ${passed[*]:-none})"
+  exit 1
+fi
