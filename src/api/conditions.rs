@@ -1,0 +1,177 @@
+//! Condition types and reasons, and the pure merge that keeps `lastTransitionTime` stable.
+//!
+//! Types reuse the HPA's names where the meaning matches (`AbleToScale`, `ScalingLimited`).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Condition types.
+pub mod types {
+    /// Summary: the scaler is doing its job.
+    pub const READY: &str = "Ready";
+    /// A forecast could be made from the metrics.
+    pub const FORECAST_AVAILABLE: &str = "ForecastAvailable";
+    /// The target can be read and scaled.
+    pub const ABLE_TO_SCALE: &str = "AbleToScale";
+    /// The desired count was clamped or rate-limited.
+    pub const SCALING_LIMITED: &str = "ScalingLimited";
+    /// All types, in the order they are written.
+    pub const ALL: [&str; 4] = [READY, FORECAST_AVAILABLE, ABLE_TO_SCALE, SCALING_LIMITED];
+}
+
+/// Condition reasons (one CamelCase word naming the cause).
+pub mod reasons {
+    pub const INITIALIZING: &str = "Initializing";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const SCALER_ACTIVE: &str = "ScalerActive";
+    pub const FORECAST_SUCCEEDED: &str = "ForecastSucceeded";
+    pub const INSUFFICIENT_HISTORY: &str = "InsufficientHistory";
+    pub const METRICS_QUERY_FAILED: &str = "MetricsQueryFailed";
+    pub const EMPTY_QUERY_RESULT: &str = "EmptyQueryResult";
+    pub const MULTIPLE_SERIES: &str = "QueryReturnedManySeries";
+    pub const UNKNOWN_SOURCE: &str = "UnknownSource";
+    pub const MODEL_FIT_FAILED: &str = "ModelFitFailed";
+    pub const STALE_FORECAST: &str = "StaleForecast";
+    pub const READY_FOR_NEW_SCALE: &str = "ReadyForNewScale";
+    pub const SCALE_DOWN_STABILIZED: &str = "ScaleDownStabilized";
+    pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+    pub const FAILED_GET_SCALE: &str = "FailedGetScale";
+    pub const FAILED_UPDATE_SCALE: &str = "FailedUpdateScale";
+    pub const DRY_RUN: &str = "DryRun";
+    pub const DESIRED_WITHIN_RANGE: &str = "DesiredWithinRange";
+    pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
+    pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
+    pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
+    pub const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
+}
+
+/// The `status` of a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    True,
+    False,
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::True => "True",
+            Status::False => "False",
+            Status::Unknown => "Unknown",
+        }
+    }
+
+    pub fn from_bool(b: bool) -> Self {
+        if b { Status::True } else { Status::False }
+    }
+}
+
+/// A condition as the reconciler decides it, before times are attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cond {
+    pub type_: &'static str,
+    pub status: Status,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Cond {
+    pub fn new(
+        type_: &'static str,
+        status: Status,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Merges `new` into `existing`: `lastTransitionTime` moves only when the status flips, every
+/// condition gets `observedGeneration`, and the order of [`types::ALL`] is kept.
+pub fn merge(
+    existing: &[Condition],
+    new: &[Cond],
+    generation: Option<i64>,
+    now: Time,
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = Vec::with_capacity(types::ALL.len());
+    for c in new {
+        let previous = existing.iter().find(|e| e.type_ == c.type_);
+        let last_transition_time = match previous {
+            Some(p) if p.status == c.status.as_str() => p.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        out.push(Condition {
+            type_: c.type_.to_string(),
+            status: c.status.as_str().to_string(),
+            reason: c.reason.to_string(),
+            message: c.message.clone(),
+            last_transition_time,
+            observed_generation: generation,
+        });
+    }
+    // keep conditions of other types (written by someone else) untouched
+    for e in existing {
+        if !out.iter().any(|o| o.type_ == e.type_) {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn t(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_flip() {
+        let first = merge(
+            &[],
+            &[Cond::new(
+                types::READY,
+                Status::False,
+                reasons::INITIALIZING,
+                "starting",
+            )],
+            Some(1),
+            t(100),
+        );
+        assert_eq!(first[0].last_transition_time, t(100));
+        let same = merge(
+            &first,
+            &[Cond::new(
+                types::READY,
+                Status::False,
+                reasons::METRICS_QUERY_FAILED,
+                "down",
+            )],
+            Some(2),
+            t(200),
+        );
+        assert_eq!(same[0].last_transition_time, t(100), "status unchanged");
+        assert_eq!(same[0].reason, "MetricsQueryFailed");
+        assert_eq!(same[0].observed_generation, Some(2));
+        let flipped = merge(
+            &same,
+            &[Cond::new(
+                types::READY,
+                Status::True,
+                reasons::SCALER_ACTIVE,
+                "ok",
+            )],
+            Some(2),
+            t(300),
+        );
+        assert_eq!(flipped[0].last_transition_time, t(300));
+    }
+}

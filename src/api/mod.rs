@@ -1,0 +1,16 @@
+//! The user-facing API: the `PredictiveScaler` resource, its condition vocabulary, and the
+//! parsing of its strings (durations, quantities) into a validated [`ScalerConfig`].
+
+pub mod conditions;
+pub mod duration;
+pub mod quantity;
+pub mod v1alpha1;
+pub mod validate;
+
+pub use v1alpha1::*;
+pub use validate::{MetricConfig, ScalerConfig, validate};
+
+/// The API group of prescale's resources.
+pub const GROUP: &str = "prescale.dev";
+/// The field manager prescale writes with.
+pub const FIELD_MANAGER: &str = "prescale";

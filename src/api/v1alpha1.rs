@@ -1,0 +1,439 @@
+//! The `PredictiveScaler` custom resource, `prescale.dev/v1alpha1`.
+//!
+//! Types, defaults, schema and CEL rules only: every `///` here becomes `kubectl explain` text,
+//! so it is written for the person filling in the manifest. Reading the strings into numbers
+//! lives in [`crate::api::validate`].
+
+use k8s_openapi::apimachinery::pkg::{
+    api::resource::Quantity,
+    apis::meta::v1::{Condition, Time},
+};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Duration of a field in CEL: `14d` becomes `336h` because CEL's `duration()` reads Go
+/// durations only. `f` is a CEL expression of a string matching `DURATION_PATTERN`.
+macro_rules! cel_duration {
+    ($f:literal) => {
+        concat!(
+            "(",
+            $f,
+            ".endsWith('d') ? duration(string(int(",
+            $f,
+            ".replace('d', '')) * 24) + 'h') : duration(",
+            $f,
+            "))"
+        )
+    };
+}
+
+/// A PredictiveScaler forecasts the load of a workload from its Prometheus history and sets
+/// the workload's replicas through its `/scale` subresource ahead of the forecast peak.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "prescale.dev",
+    version = "v1alpha1",
+    kind = "PredictiveScaler",
+    plural = "predictivescalers",
+    shortname = "psc",
+    namespaced,
+    cel,
+    status = "PredictiveScalerStatus",
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.scaleTargetRef.name"}"#,
+    printcolumn = r#"{"name":"Min","type":"integer","jsonPath":".spec.minReplicas"}"#,
+    printcolumn = r#"{"name":"Max","type":"integer","jsonPath":".spec.maxReplicas"}"#,
+    printcolumn = r#"{"name":"Current","type":"integer","jsonPath":".status.currentReplicas"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("self.spec.minReplicas <= self.spec.maxReplicas")
+        .message("minReplicas must be less than or equal to maxReplicas")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new(concat!(
+        cel_duration!("self.spec.scaleUp.leadTime"), " < ", cel_duration!("self.spec.forecast.horizon")))
+        .message("scaleUp.leadTime must be shorter than forecast.horizon")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new(concat!(
+        cel_duration!("self.spec.history.step"), " < ", cel_duration!("self.spec.history.lookback")))
+        .message("history.step must be shorter than history.lookback")
+        .reason(Reason::FieldValueInvalid),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictiveScalerSpec {
+    /// The workload to scale: anything with a `/scale` subresource (Deployment, StatefulSet,
+    /// ...). Do not let an HPA scale the same workload.
+    pub scale_target_ref: ScaleTargetRef,
+
+    /// The fewest replicas prescale will set. Default 1.
+    #[serde(default = "default_min_replicas")]
+    #[x_kube(validation = Rule::new("self >= 0").message("minReplicas must be 0 or more"))]
+    pub min_replicas: i32,
+
+    /// The most replicas prescale will set.
+    #[x_kube(validation = Rule::new("self >= 1").message("maxReplicas must be 1 or more"))]
+    pub max_replicas: i32,
+
+    /// `Active` scales the target. `DryRun` forecasts and reports (status, events, metrics)
+    /// but never writes the target.
+    #[serde(default)]
+    pub mode: Mode,
+
+    /// The load signals to forecast, one or more. Desired replicas are the maximum over the
+    /// metrics.
+    #[x_kube(validation = Rule::new("size(self) >= 1").message("at least one metric is required"))]
+    #[x_kube(validation = Rule::new("self.all(m, self.exists_one(n, n.name == m.name))").message("metric names must be unique"))]
+    #[schemars(length(max = 8))]
+    pub metrics: Vec<MetricSpec>,
+
+    /// How much history to fit the forecast on, and at what resolution.
+    #[serde(default)]
+    pub history: HistorySpec,
+
+    /// How to forecast.
+    #[serde(default)]
+    pub forecast: ForecastSpec,
+
+    /// How to scale up.
+    #[serde(default)]
+    pub scale_up: ScaleUpSpec,
+
+    /// How to scale down.
+    #[serde(default)]
+    pub scale_down: ScaleDownSpec,
+
+    /// What to do when no forecast can be made (no data, a failed query, too little history):
+    /// `Reactive` sizes for the latest observed load like an HPA would; `Hold` keeps the
+    /// current replica count. Missing data is never read as zero load.
+    #[serde(default)]
+    pub fallback: Fallback,
+}
+
+/// Points at the workload to scale, like an HPA's `scaleTargetRef`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTargetRef {
+    /// API version of the target, e.g. `apps/v1`.
+    pub api_version: String,
+    /// Kind of the target, e.g. `Deployment`.
+    pub kind: String,
+    /// Name of the target, in the PredictiveScaler's namespace.
+    pub name: String,
+}
+
+/// Whether prescale writes the target.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Mode {
+    /// Scale the target.
+    #[default]
+    Active,
+    /// Forecast and report only; never write the target.
+    DryRun,
+}
+
+/// What to do when there is no forecast.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Fallback {
+    /// Size for the latest observed load, like a reactive autoscaler.
+    #[default]
+    Reactive,
+    /// Keep the current replica count.
+    Hold,
+}
+
+/// One load signal and what one replica should carry of it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSpec {
+    /// A short name for the metric, shown in status and events (e.g. `requests`, `tokens`).
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+
+    /// The name of a Prometheus source configured in the operator by the cluster admin.
+    /// Never a URL.
+    #[serde(default = "default_source")]
+    #[schemars(length(min = 1, max = 63))]
+    pub source: String,
+
+    /// A PromQL expression returning exactly one series: the load, e.g.
+    /// `sum(rate(proxy_requests_total{app="llm-proxy"}[2m]))`. Use `rate()` on counters
+    /// (it handles counter resets) and `sum()` to merge pods.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+
+    /// The amount of this metric one replica should carry (a quantity, like an HPA
+    /// `averageValue`): replicas = ceil(load / targetPerReplica).
+    #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).sign() > 0").message("targetPerReplica must be a positive quantity"))]
+    pub target_per_replica: Quantity,
+}
+
+/// History window used for fitting.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistorySpec {
+    /// How much history to fit on, e.g. `14d`. Two weeks lets prescale learn the weekly cycle.
+    #[serde(default = "default_lookback")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub lookback: String,
+
+    /// Resolution of the series, e.g. `1m`.
+    #[serde(default = "default_step")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub step: String,
+}
+
+impl Default for HistorySpec {
+    fn default() -> Self {
+        Self {
+            lookback: default_lookback(),
+            step: default_step(),
+        }
+    }
+}
+
+/// Which forecasting model to use.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ModelKind {
+    /// Let prescale choose per series.
+    #[default]
+    Auto,
+    /// MSTL decomposition (daily/weekly seasonality) with an AutoETS trend.
+    #[serde(rename = "MSTL")]
+    Mstl,
+    /// Exponential smoothing without seasonality.
+    #[serde(rename = "ETS")]
+    Ets,
+    /// The value one season ago.
+    SeasonalNaive,
+}
+
+/// Forecast settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastSpec {
+    /// `Auto`, `MSTL`, `ETS` or `SeasonalNaive`.
+    #[serde(default)]
+    pub model: ModelKind,
+
+    /// Seasonal periods such as `[1d, 7d]`. Empty: daily, and weekly too, whenever the history
+    /// holds two full cycles of them.
+    #[serde(default)]
+    #[schemars(
+        length(max = 4),
+        inner(
+            regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+            length(max = 32)
+        )
+    )]
+    pub seasonal_periods: Vec<String>,
+
+    /// How far ahead to forecast, e.g. `2h`. Must be longer than `scaleUp.leadTime`.
+    #[serde(default = "default_horizon")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub horizon: String,
+
+    /// How often to refit the model; evaluations in between reuse the fitted forecast.
+    #[serde(default = "default_refresh_interval")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub refresh_interval: String,
+
+    /// Size capacity for this upper quantile of the forecast, strictly between 0 and 1.
+    #[serde(default = "default_quantile")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self < 1.0").message("quantile must be between 0 and 1, exclusive"))]
+    pub quantile: f64,
+}
+
+impl Default for ForecastSpec {
+    fn default() -> Self {
+        Self {
+            model: ModelKind::Auto,
+            seasonal_periods: Vec::new(),
+            horizon: default_horizon(),
+            refresh_interval: default_refresh_interval(),
+            quantile: default_quantile(),
+        }
+    }
+}
+
+/// Scale-up behaviour.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleUpSpec {
+    /// How long a new replica takes to become useful (image pull, warm-up). Capacity for the
+    /// forecast is in place this long before it is needed.
+    #[serde(default = "default_lead_time")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub lead_time: String,
+
+    /// The most replicas added per minute; 0 means unlimited.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self >= 0").message("maxReplicasPerMinute must be 0 or more"))]
+    pub max_replicas_per_minute: i32,
+}
+
+impl Default for ScaleUpSpec {
+    fn default() -> Self {
+        Self {
+            lead_time: default_lead_time(),
+            max_replicas_per_minute: 0,
+        }
+    }
+}
+
+/// Scale-down behaviour.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleDownSpec {
+    /// Scale down only to the highest count wanted by any evaluation in this window.
+    #[serde(default = "default_stabilization_window")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub stabilization_window: String,
+
+    /// The largest share of the current replicas removed per minute, in percent; 0 means
+    /// unlimited.
+    #[serde(default = "default_max_percent_per_minute")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("maxPercentPerMinute must be between 0 and 100"))]
+    pub max_percent_per_minute: i32,
+}
+
+impl Default for ScaleDownSpec {
+    fn default() -> Self {
+        Self {
+            stabilization_window: default_stabilization_window(),
+            max_percent_per_minute: default_max_percent_per_minute(),
+        }
+    }
+}
+
+/// What prescale observed and decided.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictiveScalerStatus {
+    /// The `metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The target's replica count as last read from its `/scale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<i32>,
+
+    /// The replica count prescale wants now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+
+    /// When prescale last changed the target's replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<Time>,
+
+    /// The forecast behind the current decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastStatus>,
+
+    /// `Ready`, `ForecastAvailable`, `AbleToScale` and `ScalingLimited`.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A summary of the forecast in use.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastStatus {
+    /// The metric whose forecast drives the decision.
+    pub metric: String,
+    /// The model that produced it, e.g. `MSTL(1d,7d)+AutoETS`.
+    pub model: String,
+    /// When the model was fitted.
+    pub generated_at: Time,
+    /// The highest upper-quantile value in the forecast horizon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<ForecastPeak>,
+    /// Recent forecast error (mean absolute percentage error, as a fraction) measured against
+    /// what really came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtest_error: Option<String>,
+}
+
+/// The forecast peak.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastPeak {
+    /// When the peak is expected.
+    pub at: Time,
+    /// The upper-quantile load at the peak, in the metric's units.
+    pub value: String,
+    /// The replicas that load needs.
+    pub replicas: i32,
+}
+
+fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    serde_json::from_value(serde_json::json!({
+        "description": "`Ready`, `ForecastAvailable`, `AbleToScale` and `ScalingLimited`.",
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "properties": {
+                "lastTransitionTime": { "format": "date-time", "type": "string" },
+                "message": { "type": "string" },
+                "observedGeneration": { "type": "integer", "format": "int64" },
+                "reason": { "type": "string" },
+                "status": { "type": "string" },
+                "type": { "type": "string" }
+            },
+            "required": ["lastTransitionTime", "message", "reason", "status", "type"]
+        }
+    }))
+    .expect("static schema is valid")
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+fn default_source() -> String {
+    "default".into()
+}
+fn default_lookback() -> String {
+    "14d".into()
+}
+fn default_step() -> String {
+    "1m".into()
+}
+fn default_horizon() -> String {
+    "2h".into()
+}
+fn default_refresh_interval() -> String {
+    "10m".into()
+}
+fn default_quantile() -> f64 {
+    0.9
+}
+fn default_lead_time() -> String {
+    "5m".into()
+}
+fn default_stabilization_window() -> String {
+    "15m".into()
+}
+fn default_max_percent_per_minute() -> i32 {
+    10
+}

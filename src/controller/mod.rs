@@ -1,0 +1,155 @@
+//! The operator: a kube-runtime `Controller` over PredictiveScalers.
+//!
+//! [`Context`] carries what reconciles share (client, sources, event recorder, per-scaler
+//! memory); [`reconcile`] is in `reconcile.rs`, the pure status building in `status.rs`, the
+//! `/scale` IO in `target.rs`.
+
+pub mod reconcile;
+pub mod status;
+pub mod target;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Recorder, Reporter},
+        watcher,
+    },
+};
+use tracing::{info, warn};
+
+pub use reconcile::{ScalerState, reconcile};
+
+use crate::{Error, api::PredictiveScaler, sources::Sources};
+
+/// Settings of the controller process.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// How often each PredictiveScaler is evaluated.
+    pub sync_interval: Duration,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub sources: Sources,
+    pub recorder: Recorder,
+    pub config: ControllerConfig,
+    states: Mutex<HashMap<String, ScalerState>>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, sources: Sources, config: ControllerConfig) -> Self {
+        let reporter = Reporter {
+            controller: "prescale".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            sources,
+            config,
+            states: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Takes a scaler's memory out for a reconcile. The controller never runs two reconciles
+    /// of one object at once, so no lock is held across the awaits.
+    pub(crate) fn take_state(&self, key: &str) -> ScalerState {
+        self.states
+            .lock()
+            .expect("state lock")
+            .remove(key)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn put_state(&self, key: String, state: ScalerState) {
+        self.states.lock().expect("state lock").insert(key, state);
+    }
+
+    fn forget(&self, key: &str) {
+        self.states.lock().expect("state lock").remove(key);
+    }
+}
+
+fn object_key(ps: &PredictiveScaler) -> String {
+    format!("{}/{}", ps.namespace().unwrap_or_default(), ps.name_any())
+}
+
+fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = object_key(&ps);
+    let failures = {
+        let mut f = ctx.failures.lock().expect("failure lock");
+        let n = f.entry(key).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = reconcile::backoff(ctx.config.sync_interval, failures - 1);
+    warn!(namespace = ps.namespace().unwrap_or_default(), name = %ps.name_any(), reason = error.reason(), %error, retry_in_s = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(
+    client: Client,
+    sources: Sources,
+    config: ControllerConfig,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let scalers: Api<PredictiveScaler> = Api::all(client.clone());
+    if let Err(e) = scalers.list(&Default::default()).await {
+        anyhow::bail!(
+            "cannot list PredictiveScalers (is the CRD installed? kubectl apply -f crds/): {e}"
+        );
+    }
+    let ctx = Arc::new(Context::new(client, sources, config));
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    info!("controller started");
+    let ctx_for_loop = ctx.clone();
+    Controller::new(scalers, watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(
+            |ps, ctx: Arc<Context>| async move {
+                let key = object_key(&ps);
+                let result = reconcile(ps, ctx.clone()).await;
+                if result.is_ok() {
+                    ctx.failures.lock().expect("failure lock").remove(&key);
+                }
+                result
+            },
+            error_policy,
+            ctx,
+        )
+        .for_each(|res| {
+            let ctx = ctx_for_loop.clone();
+            async move {
+                match res {
+                    Ok(_) => {}
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        ctx.forget(&format!(
+                            "{}/{}",
+                            obj.namespace.unwrap_or_default(),
+                            obj.name
+                        ));
+                    }
+                    Err(e) => warn!(error = %e, "controller"),
+                }
+            }
+        })
+        .await;
+    info!("controller stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,491 @@
+//! One reconcile: read the target (IO), bring the history up to date (IO), fit or reuse the
+//! forecast (CPU, on a blocking thread), decide (pure), write the target and the status (IO).
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::Patch,
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+    },
+};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use super::{Context, status, target};
+use crate::{
+    Error, Result,
+    api::{
+        Mode, PredictiveScaler, ScalerConfig,
+        conditions::{Cond, Status, reasons, types},
+        validate,
+    },
+    planner::{
+        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Unavailable,
+        fit_forecast, series::Series,
+    },
+    sources::{HistoryCache, HistoryKey, SourceError},
+};
+
+/// What a PredictiveScaler's reconciles remember between runs (in memory only).
+#[derive(Debug, Default)]
+pub struct ScalerState {
+    pub history: HistoryCache,
+    pub fits: HashMap<String, Fit>,
+    pub planner: PlannerState,
+}
+
+/// A fitted forecast and what it was fitted for.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    pub key: FitKey,
+    pub fitted_at: i64,
+    pub result: std::result::Result<Arc<Forecast>, Unavailable>,
+}
+
+/// Everything a fit depends on; a change means a refit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitKey {
+    pub history: HistoryKey,
+    pub lookback: i64,
+    pub settings: ForecastSettings,
+}
+
+/// One metric after the IO stage.
+struct MetricOutcome {
+    name: String,
+    target_per_replica: f64,
+    observed: Option<f64>,
+    forecast: std::result::Result<Arc<Forecast>, Unavailable>,
+    fit: Option<(String, i64, Option<f64>)>,
+}
+
+#[instrument(skip_all, fields(namespace = ps.namespace().as_deref().unwrap_or(""), name = %ps.name_any()))]
+pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
+    let now = Timestamp::now();
+    let namespace = ps.namespace().ok_or(Error::NoNamespace)?;
+    let key = format!("{namespace}/{}", ps.name_any());
+    let mut state = ctx.take_state(&key);
+    let result = reconcile_inner(&ps, &ctx, &namespace, &mut state, now).await;
+    ctx.put_state(key, state);
+    result
+}
+
+async fn reconcile_inner(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    namespace: &str,
+    state: &mut ScalerState,
+    now: Timestamp,
+) -> Result<Action> {
+    let now_s = now.as_second();
+    let config = match validate(&ps.spec) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "invalid spec; the target is not written");
+            let report = status::Report {
+                current: ps
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.current_replicas)
+                    .map(|c| c.max(0) as u32),
+                desired: None,
+                scaled_at: None,
+                forecast: None,
+                conditions: status::invalid_spec(&e.0),
+            };
+            write_status(ps, ctx, namespace, &report, now).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    // the target
+    let target_ref = &ps.spec.scale_target_ref;
+    let target_desc = format!("{} {}/{}", target_ref.kind, namespace, target_ref.name);
+    let resource = match target::resolve(&ctx.client, target_ref).await {
+        Ok(r) => r,
+        Err(e) => {
+            let report = target_report(
+                ps,
+                reasons::FAILED_GET_SCALE,
+                format!(
+                    "cannot resolve kind {} {}: {e}",
+                    target_ref.api_version, target_ref.kind
+                ),
+            );
+            write_status(ps, ctx, namespace, &report, now).await?;
+            return Err(Error::ResolveTarget(e));
+        }
+    };
+    let api = target::api(&ctx.client, namespace, &resource);
+    let current = match target::get_replicas(&api, &target_ref.name).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            let report = target_report(
+                ps,
+                reasons::TARGET_NOT_FOUND,
+                format!("{target_desc} not found"),
+            );
+            write_status(ps, ctx, namespace, &report, now).await?;
+            return Ok(Action::requeue(ctx.config.sync_interval));
+        }
+        Err(e) => {
+            let report = target_report(
+                ps,
+                reasons::FAILED_GET_SCALE,
+                format!("reading the scale of {target_desc}: {e}"),
+            );
+            write_status(ps, ctx, namespace, &report, now).await?;
+            return Err(Error::GetScale(e));
+        }
+    };
+
+    // history and forecasts
+    let outcomes = evaluate_metrics(ctx, &config, state, now_s).await?;
+    let inputs: Vec<MetricInput<'_>> = outcomes
+        .iter()
+        .map(|o| MetricInput {
+            name: &o.name,
+            target_per_replica: o.target_per_replica,
+            observed: o.observed,
+            forecast: o
+                .forecast
+                .as_ref()
+                .map(|f| f.as_ref())
+                .map_err(Clone::clone),
+        })
+        .collect();
+    let policy = Policy::from_config(&config, ctx.config.sync_interval);
+    let decision = planner::plan(now_s, current, &policy, &inputs, &mut state.planner);
+
+    // the target write
+    let mut scaled_at = None;
+    let write = match config.mode {
+        Mode::DryRun => {
+            let previous = ps.status.as_ref().and_then(|s| s.desired_replicas);
+            if decision.desired != current && previous != Some(decision.desired as i32) {
+                publish(
+                    ctx,
+                    ps,
+                    EventType::Normal,
+                    "DryRunScale",
+                    format!(
+                        "DryRun: would scale {target_desc} from {current} to {}; {}",
+                        decision.desired,
+                        why(&decision)
+                    ),
+                )
+                .await;
+            }
+            status::Write::DryRun
+        }
+        Mode::Active if decision.desired == current => status::Write::Active(Ok(())),
+        Mode::Active => {
+            match target::set_replicas(&api, &target_ref.name, decision.desired).await {
+                Ok(()) => {
+                    let direction = if decision.desired > current {
+                        "ScaledUp"
+                    } else {
+                        "ScaledDown"
+                    };
+                    info!(
+                        current,
+                        desired = decision.desired,
+                        driving = decision.driving_metric.as_deref().unwrap_or("-"),
+                        "scaled target"
+                    );
+                    publish(
+                        ctx,
+                        ps,
+                        EventType::Normal,
+                        direction,
+                        format!(
+                            "scaled {target_desc} from {current} to {}; {}",
+                            decision.desired,
+                            why(&decision)
+                        ),
+                    )
+                    .await;
+                    scaled_at = Some(Time(now));
+                    status::Write::Active(Ok(()))
+                }
+                Err(e) => {
+                    warn!(error = %e, "scaling the target failed");
+                    let report = status::Report {
+                        current: Some(current),
+                        desired: Some(decision.desired),
+                        scaled_at: None,
+                        forecast: None,
+                        conditions: status::decided(
+                            &decision,
+                            current,
+                            &status::Write::Active(Err(format!(
+                                "updating the scale of {target_desc}: {e}"
+                            ))),
+                        ),
+                    };
+                    write_status(ps, ctx, namespace, &report, now).await?;
+                    return Err(Error::UpdateScale(e));
+                }
+            }
+        }
+    };
+    let fits: Vec<(String, String, i64, Option<f64>)> = outcomes
+        .iter()
+        .filter_map(|o| {
+            o.fit
+                .clone()
+                .map(|(model, at, err)| (o.name.clone(), model, at, err))
+        })
+        .collect();
+    let report = status::Report {
+        current: Some(if scaled_at.is_some() {
+            decision.desired
+        } else {
+            current
+        }),
+        desired: Some(decision.desired),
+        scaled_at,
+        forecast: status::forecast_status(&decision, &fits),
+        conditions: status::decided(&decision, current, &write),
+    };
+    warn_on_new_failure(ctx, ps, &report.conditions).await;
+    write_status(ps, ctx, namespace, &report, now).await?;
+    Ok(Action::requeue(ctx.config.sync_interval))
+}
+
+fn target_report(ps: &PredictiveScaler, reason: &'static str, message: String) -> status::Report {
+    status::Report {
+        current: None,
+        desired: ps
+            .status
+            .as_ref()
+            .and_then(|s| s.desired_replicas)
+            .map(|d| d.max(0) as u32),
+        scaled_at: None,
+        forecast: None,
+        conditions: status::target_problem(reason, &message),
+    }
+}
+
+/// A one-line reason for an event.
+fn why(d: &planner::Decision) -> String {
+    let Some(name) = &d.driving_metric else {
+        return "no metric data; holding".into();
+    };
+    let Some(m) = d.metrics.iter().find(|m| &m.name == name) else {
+        return String::new();
+    };
+    match (m.forecast_replicas, m.reactive_replicas, &m.peak) {
+        (Some(f), r, Some((at, value, replicas))) if f >= r.unwrap_or(0) => format!(
+            "metric {name}: forecast needs {f} replicas within the lead time (peak {} at {} needs {replicas})",
+            status::format_value(*value),
+            Timestamp::from_second(*at)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        ),
+        (_, Some(r), _) => format!("metric {name}: observed load needs {r} replicas"),
+        _ => format!("metric {name}: holding"),
+    }
+}
+
+async fn evaluate_metrics(
+    ctx: &Context,
+    config: &ScalerConfig,
+    state: &mut ScalerState,
+    now: i64,
+) -> Result<Vec<MetricOutcome>> {
+    let step = config.step.as_secs() as i64;
+    let lookback = config.lookback.as_secs() as i64;
+    let horizon_steps = (config.horizon.as_secs() as i64 / step).max(1) as usize;
+    let periods: Vec<i64> = config
+        .seasonal_periods
+        .iter()
+        .map(|p| p.as_secs() as i64)
+        .collect();
+    let keys: Vec<HistoryKey> = config
+        .metrics
+        .iter()
+        .map(|m| HistoryKey {
+            source: m.source.clone(),
+            query: m.query.clone(),
+            step,
+        })
+        .collect();
+    state.history.retain(&keys);
+    state
+        .fits
+        .retain(|name, _| config.metrics.iter().any(|m| &m.name == name));
+
+    let mut out = Vec::with_capacity(config.metrics.len());
+    for (m, key) in config.metrics.iter().zip(keys) {
+        let series: std::result::Result<Series, SourceError> = match ctx.sources.get(&m.source) {
+            Ok(source) => state
+                .history
+                .update(source.as_ref(), &key, lookback, now)
+                .await
+                .cloned(),
+            Err(e) => Err(e),
+        };
+        let series = match series {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(metric = %m.name, error = %e, "metric query failed");
+                out.push(MetricOutcome {
+                    name: m.name.clone(),
+                    target_per_replica: m.target_per_replica,
+                    observed: None,
+                    forecast: Err(Unavailable::new(e.reason(), e.to_string())),
+                    fit: None,
+                });
+                continue;
+            }
+        };
+        let observed = series
+            .last_finite()
+            .filter(|(t, _)| *t >= series.end() - 3 * step)
+            .map(|(_, v)| v);
+        let fit_key = FitKey {
+            history: key,
+            lookback,
+            settings: ForecastSettings::new(
+                config.model,
+                periods.clone(),
+                horizon_steps,
+                config.quantile,
+                step,
+            ),
+        };
+        let refresh = config.refresh_interval.as_secs() as i64;
+        let window_end = now + (config.lead_time + ctx.config.sync_interval).as_secs() as i64;
+        let reusable = state.fits.get(&m.name).filter(|f| {
+            f.key == fit_key
+                && now < f.fitted_at + refresh
+                && match &f.result {
+                    Ok(fc) => fc.end() > window_end,
+                    Err(u) => u.reason == reasons::MODEL_FIT_FAILED,
+                }
+        });
+        let fit = match reusable {
+            Some(f) => f.clone(),
+            None => {
+                let settings = fit_key.settings.clone();
+                let started = std::time::Instant::now();
+                let result = tokio::task::spawn_blocking(move || fit_forecast(&series, &settings))
+                    .await
+                    .map_err(|e| Error::ForecastTask(e.to_string()))?;
+                let elapsed = started.elapsed();
+                match &result {
+                    Ok(fc) => {
+                        info!(metric = %m.name, model = %fc.model, fit_ms = elapsed.as_millis() as u64, "fitted forecast")
+                    }
+                    Err(e) => warn!(metric = %m.name, error = %e, "no forecast"),
+                }
+                let fit = Fit {
+                    key: fit_key,
+                    fitted_at: now,
+                    result: result
+                        .map(Arc::new)
+                        .map_err(|e| Unavailable::from_forecast_error(&e)),
+                };
+                state.fits.insert(m.name.clone(), fit.clone());
+                fit
+            }
+        };
+        let fit_summary = fit
+            .result
+            .as_ref()
+            .ok()
+            .map(|fc| (fc.model.clone(), fit.fitted_at, fc.backtest_error));
+        out.push(MetricOutcome {
+            name: m.name.clone(),
+            target_per_replica: m.target_per_replica,
+            observed,
+            forecast: fit.result,
+            fit: fit_summary,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes the status when it differs from the stored one.
+async fn write_status(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    namespace: &str,
+    report: &status::Report,
+    now: Timestamp,
+) -> Result<()> {
+    let new = status::build(ps.status.as_ref(), ps.meta().generation, report, Time(now));
+    if ps.status.as_ref() == Some(&new) {
+        return Ok(());
+    }
+    let api: Api<PredictiveScaler> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({ "status": new });
+    api.patch_status(
+        &ps.name_any(),
+        &target::patch_params(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::PatchStatus)?;
+    Ok(())
+}
+
+/// A Warning event when a condition newly turns bad (not on every reconcile).
+async fn warn_on_new_failure(ctx: &Context, ps: &PredictiveScaler, conditions: &[Cond]) {
+    let previous = ps
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[]);
+    for c in conditions.iter().filter(|c| {
+        matches!(c.type_, types::FORECAST_AVAILABLE | types::ABLE_TO_SCALE)
+            && c.status == Status::False
+    }) {
+        let was = previous.iter().find(|p| p.type_ == c.type_);
+        if was.is_none_or(|p| p.reason != c.reason) {
+            publish(ctx, ps, EventType::Warning, c.reason, c.message.clone()).await;
+        }
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    ps: &PredictiveScaler,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, 1000)),
+        action: "Scale".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &ps.object_ref(&())).await {
+        warn!(error = %e, "publishing an event failed");
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// The requeue after an error: exponential from the sync interval, capped at 5 minutes.
+pub fn backoff(sync_interval: Duration, failures: u32) -> Duration {
+    let base = sync_interval.max(Duration::from_secs(1));
+    base.saturating_mul(1 << failures.min(6))
+        .min(Duration::from_secs(300))
+}

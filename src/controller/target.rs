@@ -1,0 +1,76 @@
+//! The scale target: read and write its `/scale` subresource. Nothing else about the target
+//! is ever written (no ownerReference, no annotations), so deleting a PredictiveScaler leaves
+//! the target as it is, like deleting an HPA.
+
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    core::GroupVersionKind,
+    discovery::pinned_kind,
+};
+use serde_json::json;
+
+use crate::api::{FIELD_MANAGER, ScaleTargetRef};
+
+/// The plural of well-known scalable kinds, so no discovery round trip is needed for them.
+fn known_plural(group: &str, kind: &str) -> Option<&'static str> {
+    match (group, kind) {
+        ("apps", "Deployment") => Some("deployments"),
+        ("apps", "StatefulSet") => Some("statefulsets"),
+        ("apps", "ReplicaSet") => Some("replicasets"),
+        ("", "ReplicationController") => Some("replicationcontrollers"),
+        _ => None,
+    }
+}
+
+/// Resolves a `scaleTargetRef` to an API resource (discovery only for unknown kinds).
+pub async fn resolve(client: &Client, target: &ScaleTargetRef) -> Result<ApiResource, kube::Error> {
+    let (group, version) = match target.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), target.api_version.clone()),
+    };
+    let gvk = GroupVersionKind::gvk(&group, &version, &target.kind);
+    match known_plural(&group, &target.kind) {
+        Some(plural) => Ok(ApiResource::from_gvk_with_plural(&gvk, plural)),
+        None => Ok(pinned_kind(client, &gvk).await?.0),
+    }
+}
+
+/// The API for a target's kind in `namespace`.
+pub fn api(client: &Client, namespace: &str, resource: &ApiResource) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, resource)
+}
+
+/// The target's replica count from `/scale`; `Ok(None)` when the target does not exist.
+pub async fn get_replicas(
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> Result<Option<u32>, kube::Error> {
+    match api.get_scale(name).await {
+        Ok(scale) => Ok(Some(
+            scale.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32,
+        )),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets the target's replicas with a merge patch on `/scale`.
+pub async fn set_replicas(
+    api: &Api<DynamicObject>,
+    name: &str,
+    replicas: u32,
+) -> Result<(), kube::Error> {
+    let patch = json!({ "spec": { "replicas": replicas } });
+    api.patch_scale(name, &patch_params(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Patch parameters carrying prescale's field manager.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,341 @@
+//! Reconcile tests with a mocked API server (tower-test): each asserts the exact requests a
+//! reconcile sends, in order, and their bodies.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use http::{Method, Request, Response};
+use kube::{Client, client::Body};
+use serde_json::{Value, json};
+
+use super::{Context, ControllerConfig, reconcile};
+use crate::{
+    api::PredictiveScaler,
+    sources::{MetricsSource, SourceError, Sources},
+};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// Serves a constant load for any range, or fails, and counts calls.
+struct FakeSource {
+    value: Option<f64>,
+    calls: Mutex<u32>,
+}
+
+impl MetricsSource for FakeSource {
+    fn range<'a>(
+        &'a self,
+        _q: &'a str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> BoxFuture<'a, Result<Vec<(i64, f64)>, SourceError>> {
+        *self.calls.lock().unwrap() += 1;
+        Box::pin(async move {
+            match self.value {
+                Some(v) => Ok((start..=end)
+                    .step_by(step as usize)
+                    .map(|t| (t, v))
+                    .collect()),
+                None => Err(SourceError::QueryFailed {
+                    source_name: "default".into(),
+                    message: "connection failed (is the source up?)".into(),
+                }),
+            }
+        })
+    }
+}
+
+fn scaler(mode: &str, min: i32, max: i32) -> PredictiveScaler {
+    serde_json::from_value(json!({
+        "apiVersion": "prescale.dev/v1alpha1",
+        "kind": "PredictiveScaler",
+        "metadata": {"name": "llm-proxy", "namespace": "default", "generation": 3, "uid": "u1", "resourceVersion": "7"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-proxy"},
+            "minReplicas": min,
+            "maxReplicas": max,
+            "mode": mode,
+            "metrics": [{"name": "requests", "query": "sum(rate(x[2m]))", "targetPerReplica": "10"}],
+            "history": {"lookback": "1d", "step": "5m"},
+        }
+    }))
+    .unwrap()
+}
+
+fn context(value: Option<f64>) -> (Arc<Context>, Handle, Arc<FakeSource>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let source = Arc::new(FakeSource {
+        value,
+        calls: Mutex::new(0),
+    });
+    let mut sources = Sources::default();
+    sources.insert("default", source.clone());
+    let ctx = Context::new(
+        client,
+        sources,
+        ControllerConfig {
+            sync_interval: Duration::from_secs(30),
+        },
+    );
+    (Arc::new(ctx), handle, source)
+}
+
+fn scale(replicas: i64) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": "llm-proxy", "namespace": "default"},
+        "spec": {"replicas": replicas}, "status": {"replicas": replicas}
+    })
+}
+
+async fn expect(handle: &mut Handle, method: Method, path: &str, reply: Value) -> Option<Value> {
+    expect_status(handle, method, path, 200, reply).await
+}
+
+async fn expect_status(
+    handle: &mut Handle,
+    method: Method,
+    path: &str,
+    code: u16,
+    reply: Value,
+) -> Option<Value> {
+    let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
+        .unwrap_or_else(|| panic!("no request; expected {method} {path}"));
+    if request.method() != method {
+        let uri = request.uri().clone();
+        let b = request.into_body().collect_bytes().await.unwrap();
+        panic!(
+            "expected {method} {path}, got {uri}: {}",
+            String::from_utf8_lossy(&b)
+        );
+    }
+    assert_eq!(request.uri().path(), path);
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(&bytes).unwrap())
+    };
+    send.send_response(
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+            .unwrap(),
+    );
+    body
+}
+
+const SCALE: &str = "/apis/apps/v1/namespaces/default/deployments/llm-proxy/scale";
+const STATUS: &str =
+    "/apis/prescale.dev/v1alpha1/namespaces/default/predictivescalers/llm-proxy/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+#[tokio::test]
+async fn scales_up_then_patches_status() {
+    let (ctx, mut handle, _) = context(Some(95.0));
+    let ps = Arc::new(scaler("Active", 2, 60));
+    let task = tokio::spawn(reconcile(ps.clone(), ctx));
+    expect(&mut handle, Method::GET, SCALE, scale(2)).await;
+    let patch = expect(&mut handle, Method::PATCH, SCALE, scale(10)).await;
+    assert_eq!(
+        patch,
+        Some(json!({"spec": {"replicas": 10}})),
+        "95/s at 10 per replica"
+    );
+    let event = expect(&mut handle, Method::POST, EVENTS, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(event["reason"], "ScaledUp");
+    assert_eq!(event["type"], "Normal");
+    assert!(
+        event["note"].as_str().unwrap().contains("from 2 to 10"),
+        "{event}"
+    );
+    let status = expect(&mut handle, Method::PATCH, STATUS, stored())
+        .await
+        .unwrap();
+    task.await.unwrap().unwrap();
+    let s = &status["status"];
+    assert_eq!(s["observedGeneration"], 3);
+    assert_eq!(s["currentReplicas"], 10);
+    assert_eq!(s["desiredReplicas"], 10);
+    assert!(s["lastScaleTime"].is_string());
+    assert_eq!(s["forecast"]["model"], "Constant");
+    assert_eq!(s["forecast"]["metric"], "requests");
+    assert_eq!(s["forecast"]["peak"]["replicas"], 10);
+    assert_eq!(s["forecast"]["peak"]["value"], "95");
+    for (type_, want, reason) in [
+        ("Ready", "True", "ScalerActive"),
+        ("ForecastAvailable", "True", "ForecastSucceeded"),
+        ("AbleToScale", "True", "ReadyForNewScale"),
+        ("ScalingLimited", "False", "DesiredWithinRange"),
+    ] {
+        let c = condition(&status, type_);
+        assert_eq!(
+            (c["status"].as_str().unwrap(), c["reason"].as_str().unwrap()),
+            (want, reason),
+            "{type_}"
+        );
+        assert_eq!(c["observedGeneration"], 3);
+        assert!(c["lastTransitionTime"].is_string() && c["message"].is_string());
+    }
+    assert_no_more_requests(&mut handle);
+}
+
+/// The object the mocked API server answers a status patch with.
+fn stored() -> Value {
+    serde_json::to_value(scaler("Active", 2, 60)).unwrap()
+}
+
+/// No request is waiting (the client may be gone: that is fine too).
+fn assert_no_more_requests(handle: &mut Handle) {
+    match futures::FutureExt::now_or_never(handle.next_request()) {
+        None | Some(None) => {}
+        Some(Some((request, _))) => {
+            panic!("unexpected request {} {}", request.method(), request.uri())
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_patch_when_nothing_changes() {
+    let (ctx, mut handle, _) = context(Some(95.0));
+    // first reconcile: the target already has 10; status is written once
+    let ps = scaler("Active", 2, 60);
+    let task = tokio::spawn(reconcile(Arc::new(ps.clone()), ctx.clone()));
+    expect(&mut handle, Method::GET, SCALE, scale(10)).await;
+    let written = expect(&mut handle, Method::PATCH, STATUS, stored())
+        .await
+        .unwrap();
+    task.await.unwrap().unwrap();
+    // second reconcile sees that status stored: no scale patch, no status patch
+    let mut stored = ps;
+    stored.status = Some(serde_json::from_value(written["status"].clone()).unwrap());
+    let task = tokio::spawn(reconcile(Arc::new(stored), ctx));
+    expect(&mut handle, Method::GET, SCALE, scale(10)).await;
+    task.await.unwrap().unwrap();
+    assert_no_more_requests(&mut handle);
+}
+
+#[tokio::test]
+async fn dry_run_never_writes_the_target() {
+    let (ctx, mut handle, _) = context(Some(300.0));
+    let ps = Arc::new(scaler("DryRun", 2, 60));
+    let task = tokio::spawn(reconcile(ps, ctx));
+    expect(&mut handle, Method::GET, SCALE, scale(2)).await;
+    let event = expect(&mut handle, Method::POST, EVENTS, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(event["reason"], "DryRunScale");
+    let status = expect(&mut handle, Method::PATCH, STATUS, stored())
+        .await
+        .unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(status["status"]["desiredReplicas"], 30);
+    assert_eq!(status["status"]["currentReplicas"], 2);
+    let able = condition(&status, "AbleToScale");
+    assert_eq!(
+        (able["status"].as_str(), able["reason"].as_str()),
+        (Some("True"), Some("DryRun"))
+    );
+    assert_no_more_requests(&mut handle);
+}
+
+#[tokio::test]
+async fn invalid_spec_reports_and_never_reads_or_writes_the_target() {
+    let (ctx, mut handle, source) = context(Some(95.0));
+    let mut ps = scaler("Active", 2, 60);
+    ps.spec.min_replicas = 70; // a spec stored before the CEL rule, or by a server without it
+    let task = tokio::spawn(reconcile(Arc::new(ps), ctx));
+    let status = expect(&mut handle, Method::PATCH, STATUS, stored())
+        .await
+        .unwrap();
+    let action = task.await.unwrap().unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("InvalidSpec"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("minReplicas (70) is greater than maxReplicas (60)")
+    );
+    assert_no_more_requests(&mut handle);
+    assert_eq!(
+        *source.calls.lock().unwrap(),
+        0,
+        "no metric queries for an invalid spec"
+    );
+}
+
+#[tokio::test]
+async fn missing_target_is_a_condition_not_a_write() {
+    let (ctx, mut handle, _) = context(Some(95.0));
+    let task = tokio::spawn(reconcile(Arc::new(scaler("Active", 2, 60)), ctx));
+    let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "deployments.apps \"llm-proxy\" not found"});
+    expect_status(&mut handle, Method::GET, SCALE, 404, not_found).await;
+    let status = expect(&mut handle, Method::PATCH, STATUS, stored())
+        .await
+        .unwrap();
+    task.await.unwrap().unwrap();
+    let able = condition(&status, "AbleToScale");
+    assert_eq!(
+        (able["status"].as_str(), able["reason"].as_str()),
+        (Some("False"), Some("TargetNotFound"))
+    );
+    assert_no_more_requests(&mut handle);
+}
+
+#[tokio::test]
+async fn failed_query_holds_and_says_why() {
+    let (ctx, mut handle, _) = context(None);
+    let task = tokio::spawn(reconcile(Arc::new(scaler("Active", 2, 60)), ctx));
+    expect(&mut handle, Method::GET, SCALE, scale(12)).await;
+    let event = expect(&mut handle, Method::POST, EVENTS, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("MetricsQueryFailed"))
+    );
+    let status = expect(&mut handle, Method::PATCH, STATUS, stored())
+        .await
+        .unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        status["status"]["desiredReplicas"], 12,
+        "held, not scaled to zero load"
+    );
+    let fa = condition(&status, "ForecastAvailable");
+    assert_eq!(
+        (fa["status"].as_str(), fa["reason"].as_str()),
+        (Some("False"), Some("MetricsQueryFailed"))
+    );
+    assert!(
+        fa["message"]
+            .as_str()
+            .unwrap()
+            .contains("holding 12 replicas"),
+        "{fa}"
+    );
+    assert_no_more_requests(&mut handle);
+}

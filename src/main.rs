@@ -1,0 +1,121 @@
+//! The `prescale` binary: `run` (the controller), `crd` (print the CRD).
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use kube::CustomResourceExt;
+use prescale::{
+    api::{PredictiveScaler, duration::parse_duration},
+    controller::{self, ControllerConfig},
+    sources::{Sources, prometheus::PrometheusSource},
+};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+#[derive(Parser)]
+#[command(
+    name = "prescale",
+    version,
+    about = "Scale AI/LLM API proxies before their traffic arrives"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller (kubeconfig or in-cluster config, as kubectl finds it).
+    Run(RunArgs),
+    /// Print the PredictiveScaler CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// URL of the Prometheus HTTP API that defines the source named `default`.
+    #[arg(long, env = "PRESCALE_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// Timeout of one Prometheus request.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+    prometheus_timeout: Duration,
+    /// How often each PredictiveScaler is evaluated.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+    sync_interval: Duration,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value = "plain")]
+    log_format: LogFormat,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Plain => registry.with(fmt::layer()).init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true))
+            .init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", serde_yaml::to_string(&PredictiveScaler::crd())?);
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    // kube and reqwest share one rustls provider (aws-lc-rs); install it before either runs
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let mut sources = Sources::default();
+    if let Some(url) = &args.prometheus_url {
+        let source = PrometheusSource::new("default", url, args.prometheus_timeout)
+            .context("configuring the default Prometheus source")?;
+        sources.insert("default", Arc::new(source));
+    } else {
+        tracing::warn!(
+            "no --prometheus-url: PredictiveScalers using the source \"default\" will report UnknownSource"
+        );
+    }
+
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding {}", args.http_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "http listening");
+    let http = tokio::spawn(prescale::http::serve(listener, ready.clone()));
+    let config = ControllerConfig {
+        sync_interval: args.sync_interval,
+    };
+    let result = controller::run(client, sources, config, ready).await;
+    http.abort();
+    result
+}

@@ -1,0 +1,561 @@
+//! Forecasting: a cleaned series in, a point forecast and an upper quantile band out.
+//!
+//! CPU only, no IO and no clock; the controller runs it on a blocking thread. augurs does the
+//! modelling (MSTL decomposition with an AutoETS trend, or plain AutoETS); everything augurs
+//! cannot take is guarded here first, because augurs answers bad input slowly rather than
+//! quickly: a single NaN costs ~25 s of CPU before it fails, a constant series ~27 s.
+
+use std::borrow::Cow;
+
+use augurs::{
+    ets::{AutoETS, trend::AutoETSTrendModel},
+    mstl::{FittedTrendModel, MSTLModel, TrendModel},
+    prelude::*,
+};
+
+use super::series::Series;
+use crate::api::ModelKind;
+
+const DAY: i64 = 86_400;
+const WEEK: i64 = 7 * DAY;
+/// The two-sided level asked of augurs; the band for any quantile is derived from it.
+const FIT_LEVEL: f64 = 0.8;
+
+/// What to forecast and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForecastSettings {
+    pub model: ModelKind,
+    /// Seasonal periods in seconds; empty means daily and weekly when the history allows.
+    pub periods: Vec<i64>,
+    /// Number of steps to forecast.
+    pub horizon: usize,
+    /// Upper quantile of the band, in (0, 1).
+    pub quantile: f64,
+    /// The trend model is fitted on at most this many of the latest steps (0 = all). The
+    /// seasonal decomposition always sees the whole history.
+    pub trend_window: usize,
+}
+
+impl ForecastSettings {
+    /// Settings for a series step, with the default trend window of one day.
+    pub fn new(
+        model: ModelKind,
+        periods: Vec<i64>,
+        horizon: usize,
+        quantile: f64,
+        step: i64,
+    ) -> Self {
+        Self {
+            model,
+            periods,
+            horizon,
+            quantile,
+            trend_window: (DAY / step.max(1)) as usize,
+        }
+    }
+}
+
+/// A forecast: `point[i]` and `upper[i]` are for unix second `start + i * step`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    pub start: i64,
+    pub step: i64,
+    pub point: Vec<f64>,
+    pub upper: Vec<f64>,
+    /// e.g. `MSTL(1d,7d)+AutoETS`.
+    pub model: String,
+    /// Recent forecast error (MAPE as a fraction), when measured.
+    pub backtest_error: Option<f64>,
+}
+
+impl Forecast {
+    /// Unix second just after the last forecast point.
+    pub fn end(&self) -> i64 {
+        self.start + self.point.len() as i64 * self.step
+    }
+
+    /// The highest upper value with its time, among points in `[from, to]`. `None` when the
+    /// forecast does not reach `to`: a forecast that ends early cannot vouch for the window.
+    pub fn max_upper_in(&self, from: i64, to: i64) -> Option<(i64, f64)> {
+        if to >= self.end() {
+            return None;
+        }
+        let mut best: Option<(i64, f64)> = None;
+        for (i, &u) in self.upper.iter().enumerate() {
+            let t = self.start + i as i64 * self.step;
+            // a point covers the step that ends at it; include the one straddling `from`
+            if t + self.step <= from || t > to {
+                continue;
+            }
+            if best.is_none_or(|(_, b)| u > b) {
+                best = Some((t, u));
+            }
+        }
+        best
+    }
+}
+
+/// Why no forecast could be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ForecastError {
+    #[error("the series has no samples")]
+    Empty,
+    #[error("{have} usable samples of history, {need} needed ({why})")]
+    InsufficientHistory {
+        have: usize,
+        need: usize,
+        why: String,
+    },
+    #[error("only {finite} of {len} samples have values; too many gaps to forecast")]
+    TooManyGaps { finite: usize, len: usize },
+    #[error("model fit failed: {0}")]
+    ModelFit(String),
+}
+
+/// Fits the configured model on `series` and forecasts `settings.horizon` steps after its
+/// last finite sample.
+pub fn fit_forecast(
+    series: &Series,
+    settings: &ForecastSettings,
+) -> Result<Forecast, ForecastError> {
+    let (y, first) = clean(series)?;
+    let step = series.step;
+    let start = series.time_of(first + y.len());
+    let horizon = settings.horizon.max(1);
+    let periods = choose_periods(&settings.periods, step, y.len());
+
+    let (min, max) = y
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if max - min <= 1e-9 * max.abs().max(1.0) {
+        // augurs takes ~27 s to fail on a constant series; its forecast is the constant
+        return Ok(Forecast {
+            start,
+            step,
+            point: vec![max; horizon],
+            upper: vec![max; horizon],
+            model: "Constant".into(),
+            backtest_error: None,
+        });
+    }
+
+    let model = match settings.model {
+        ModelKind::Auto | ModelKind::Mstl => {
+            if periods.is_empty() {
+                return Err(insufficient(y.len(), step, &settings.periods));
+            }
+            Model::Mstl(periods)
+        }
+        ModelKind::Ets => Model::Ets,
+        ModelKind::SeasonalNaive => match periods.last() {
+            Some(&p) => Model::SeasonalNaive(p),
+            None => return Err(insufficient(y.len(), step, &settings.periods)),
+        },
+    };
+    let (point, upper) = model.predict(&y, horizon, settings.quantile, settings.trend_window)?;
+    Ok(Forecast {
+        start,
+        step,
+        point,
+        upper,
+        model: model.name(step),
+        backtest_error: None,
+    })
+}
+
+fn insufficient(have: usize, step: i64, periods: &[i64]) -> ForecastError {
+    let shortest = periods.iter().copied().min().unwrap_or(DAY);
+    ForecastError::InsufficientHistory {
+        have,
+        need: (2 * shortest / step) as usize,
+        why: format!(
+            "seasonal models need two full cycles of {}",
+            crate::api::duration::format_duration(std::time::Duration::from_secs(shortest as u64))
+        ),
+    }
+}
+
+/// Seasonal periods in steps that the history can support: two full cycles of each. With no
+/// periods configured: a day, and a week too, when they are whole numbers of steps.
+pub fn choose_periods(configured: &[i64], step: i64, len: usize) -> Vec<usize> {
+    let candidates: Vec<i64> = if configured.is_empty() {
+        vec![DAY, WEEK]
+    } else {
+        configured.to_vec()
+    };
+    let mut out: Vec<usize> = candidates
+        .into_iter()
+        .filter(|&p| p % step == 0 && p / step >= 2)
+        .map(|p| (p / step) as usize)
+        .filter(|&p| len >= 2 * p)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Strips leading and trailing gaps, fills interior gaps linearly, clamps negatives to 0.
+/// Returns the cleaned values and the index in `series` of the first one.
+fn clean(series: &Series) -> Result<(Vec<f64>, usize), ForecastError> {
+    let v = &series.values;
+    let Some(first) = v.iter().position(|x| x.is_finite()) else {
+        return Err(ForecastError::Empty);
+    };
+    let last = v
+        .iter()
+        .rposition(|x| x.is_finite())
+        .expect("a finite value exists");
+    let raw = &v[first..=last];
+    let finite = raw.iter().filter(|x| x.is_finite()).count();
+    if finite * 2 < raw.len() {
+        return Err(ForecastError::TooManyGaps {
+            finite,
+            len: raw.len(),
+        });
+    }
+    let mut y = Vec::with_capacity(raw.len());
+    let mut prev = 0usize; // index of the last finite value
+    for (i, &x) in raw.iter().enumerate() {
+        if x.is_finite() {
+            if i > prev + 1 {
+                let (a, b) = (raw[prev], x);
+                for j in prev + 1..i {
+                    let f = (j - prev) as f64 / (i - prev) as f64;
+                    y.push(a + (b - a) * f);
+                }
+            }
+            y.push(x.max(0.0));
+            prev = i;
+        }
+    }
+    debug_assert_eq!(y.len(), raw.len());
+    Ok((y, first))
+}
+
+enum Model {
+    Mstl(Vec<usize>),
+    Ets,
+    SeasonalNaive(usize),
+}
+
+impl Model {
+    fn name(&self, step: i64) -> String {
+        let fmt = |p: usize| {
+            crate::api::duration::format_duration(std::time::Duration::from_secs(
+                p as u64 * step as u64,
+            ))
+        };
+        match self {
+            Model::Mstl(ps) => format!(
+                "MSTL({})+AutoETS",
+                ps.iter().map(|&p| fmt(p)).collect::<Vec<_>>().join(",")
+            ),
+            Model::Ets => "ETS".into(),
+            Model::SeasonalNaive(p) => format!("SeasonalNaive({})", fmt(*p)),
+        }
+    }
+
+    fn predict(
+        &self,
+        y: &[f64],
+        horizon: usize,
+        quantile: f64,
+        trend_window: usize,
+    ) -> Result<(Vec<f64>, Vec<f64>), ForecastError> {
+        let fit_err = |e: &dyn std::fmt::Display| ForecastError::ModelFit(e.to_string());
+        let trend = TailTrend::new(trend_window);
+        let fc = match self {
+            Model::Mstl(periods) => {
+                let fitted = MSTLModel::new(periods.clone(), trend)
+                    .fit(y)
+                    .map_err(|e| fit_err(&e))?;
+                fitted
+                    .predict(horizon, FIT_LEVEL)
+                    .map_err(|e| fit_err(&e))?
+            }
+            Model::Ets => {
+                if y.len() < 8 {
+                    return Err(ForecastError::InsufficientHistory {
+                        have: y.len(),
+                        need: 8,
+                        why: "ETS needs at least 8 samples".into(),
+                    });
+                }
+                let fitted = trend.fit(y).map_err(|e| fit_err(&e))?;
+                fitted
+                    .predict(horizon, Some(FIT_LEVEL))
+                    .map_err(|e| fit_err(&e))?
+            }
+            Model::SeasonalNaive(p) => return Ok(seasonal_naive(y, *p, horizon, quantile)),
+        };
+        let point: Vec<f64> = fc.point.iter().map(|p| p.max(0.0)).collect();
+        let upper = match &fc.intervals {
+            Some(iv) => band(&fc.point, &iv.upper, quantile),
+            None => point.clone(),
+        };
+        if point.iter().chain(&upper).any(|v| !v.is_finite()) {
+            return Err(ForecastError::ModelFit(
+                "the model produced non-finite values".into(),
+            ));
+        }
+        Ok((point, upper))
+    }
+}
+
+/// Rescales augurs' upper bound at [`FIT_LEVEL`] to the wanted one-sided quantile, assuming
+/// normal errors (which is what augurs' ETS intervals assume too). Clamped at 0.
+fn band(point: &[f64], upper_at_level: &[f64], quantile: f64) -> Vec<f64> {
+    let z_fit = normal_quantile(0.5 + FIT_LEVEL / 2.0);
+    let z = normal_quantile(quantile);
+    point
+        .iter()
+        .zip(upper_at_level)
+        .map(|(&p, &u)| {
+            let sigma = ((u - p) / z_fit).max(0.0);
+            (p + z * sigma).max(0.0)
+        })
+        .collect()
+}
+
+/// The value one period ago; the band is the empirical quantile of past seasonal errors.
+fn seasonal_naive(y: &[f64], period: usize, horizon: usize, quantile: f64) -> (Vec<f64>, Vec<f64>) {
+    let n = y.len();
+    let point: Vec<f64> = (0..horizon).map(|h| y[n - period + (h % period)]).collect();
+    let mut errors: Vec<f64> = (period..n).map(|i| y[i] - y[i - period]).collect();
+    let margin = if errors.is_empty() {
+        0.0
+    } else {
+        errors.sort_by(f64::total_cmp);
+        let idx = ((errors.len() - 1) as f64 * quantile).round() as usize;
+        errors[idx].max(0.0)
+    };
+    let upper = point.iter().map(|p| p + margin).collect();
+    (point, upper)
+}
+
+/// AutoETS on the tail of the deseasonalised series. MSTL hands the trend model the whole
+/// history, and AutoETS's model search costs time in proportion to its length (~0.5 s for
+/// 14 days at 1 minute), while a forecast hours ahead depends on the recent level and slope.
+#[derive(Debug)]
+struct TailTrend {
+    window: usize,
+    inner: AutoETSTrendModel,
+}
+
+impl TailTrend {
+    fn new(window: usize) -> Self {
+        Self {
+            window,
+            inner: AutoETS::non_seasonal().into_trend_model(),
+        }
+    }
+}
+
+impl TrendModel for TailTrend {
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Borrowed("AutoETS")
+    }
+
+    fn fit(
+        &self,
+        y: &[f64],
+    ) -> Result<
+        Box<dyn FittedTrendModel + Sync + Send>,
+        Box<dyn std::error::Error + Send + Sync + 'static>,
+    > {
+        let tail = if self.window > 0 && y.len() > self.window {
+            &y[y.len() - self.window..]
+        } else {
+            y
+        };
+        self.inner.fit(tail)
+    }
+}
+
+/// The standard normal quantile function (Acklam's rational approximation, |error| < 1.2e-9).
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.38357751867269e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daily(days: usize, step: i64) -> Series {
+        let n = days * (DAY / step) as usize;
+        let values = (0..n)
+            .map(|i| {
+                let t = i as f64 * step as f64;
+                100.0
+                    + 50.0 * (2.0 * std::f64::consts::PI * t / DAY as f64).sin()
+                    + ((i * 7919) % 13) as f64
+            })
+            .collect();
+        Series::new(0, step, values)
+    }
+
+    #[test]
+    fn normal_quantile_matches_tables() {
+        assert!((normal_quantile(0.5)).abs() < 1e-9);
+        assert!((normal_quantile(0.9) - 1.281_551_565_5).abs() < 1e-6);
+        assert!((normal_quantile(0.975) - 1.959_963_985).abs() < 1e-6);
+        assert!((normal_quantile(0.01) + 2.326_347_874).abs() < 1e-6);
+    }
+
+    #[test]
+    fn periods_need_two_cycles() {
+        assert_eq!(choose_periods(&[], 60, 2 * 1440 - 1), Vec::<usize>::new());
+        assert_eq!(choose_periods(&[], 60, 2 * 1440), vec![1440]);
+        assert_eq!(choose_periods(&[], 60, 14 * 1440), vec![1440, 10080]);
+        assert_eq!(choose_periods(&[], 300, 14 * 288), vec![288, 2016]);
+        assert_eq!(choose_periods(&[3600], 60, 200), vec![60]);
+    }
+
+    #[test]
+    fn mstl_forecast_follows_the_daily_cycle() {
+        let s = daily(3, 300);
+        let fc = fit_forecast(
+            &s,
+            &ForecastSettings::new(ModelKind::Mstl, vec![], 288, 0.9, 300),
+        )
+        .unwrap();
+        assert_eq!(fc.model, "MSTL(1d)+AutoETS");
+        assert_eq!(fc.start, s.end());
+        assert_eq!(fc.point.len(), 288);
+        // the sine peaks a quarter day into the cycle, at 150 + noise
+        let peak = fc.point[72];
+        assert!((130.0..175.0).contains(&peak), "peak {peak}");
+        let trough = fc.point[216];
+        assert!((30.0..75.0).contains(&trough), "trough {trough}");
+        assert!(fc.upper.iter().zip(&fc.point).all(|(u, p)| u >= p));
+    }
+
+    #[test]
+    fn gaps_are_interpolated_not_zero() {
+        let mut s = daily(3, 300);
+        for i in 100..110 {
+            s.values[i] = f64::NAN;
+        }
+        s.values.push(f64::NAN); // a missing last point must not cost 25 s
+        let fc = fit_forecast(
+            &s,
+            &ForecastSettings::new(ModelKind::Mstl, vec![], 12, 0.9, 300),
+        )
+        .unwrap();
+        assert_eq!(
+            fc.start,
+            s.end() - 300,
+            "forecast starts after the last finite sample"
+        );
+        assert!(fc.point.iter().all(|p| p.is_finite() && *p > 20.0));
+    }
+
+    #[test]
+    fn bad_series_give_errors_quickly() {
+        let settings = ForecastSettings::new(ModelKind::Auto, vec![], 12, 0.9, 60);
+        assert_eq!(
+            fit_forecast(&Series::empty(0, 60), &settings),
+            Err(ForecastError::Empty)
+        );
+        let all_nan = Series::new(0, 60, vec![f64::NAN; 5000]);
+        assert_eq!(fit_forecast(&all_nan, &settings), Err(ForecastError::Empty));
+        let short = Series::new(0, 60, vec![1.0, 2.0, 3.0]);
+        assert!(matches!(
+            fit_forecast(&short, &settings),
+            Err(ForecastError::InsufficientHistory { .. })
+        ));
+        let mut holey = Series::new(0, 60, vec![f64::NAN; 4000]);
+        holey.values[0] = 1.0;
+        holey.values[3999] = 1.0;
+        assert!(matches!(
+            fit_forecast(&holey, &settings),
+            Err(ForecastError::TooManyGaps { .. })
+        ));
+    }
+
+    #[test]
+    fn constant_and_zero_series_are_flat() {
+        let settings = ForecastSettings::new(ModelKind::Auto, vec![], 5, 0.9, 60);
+        let zeros = Series::new(0, 60, vec![0.0; 3000]);
+        let fc = fit_forecast(&zeros, &settings).unwrap();
+        assert_eq!(fc.model, "Constant");
+        assert_eq!(fc.upper, vec![0.0; 5]);
+    }
+
+    #[test]
+    fn seasonal_naive_repeats_last_cycle() {
+        let s = daily(2, 3600);
+        let fc = fit_forecast(
+            &s,
+            &ForecastSettings::new(ModelKind::SeasonalNaive, vec![], 24, 0.9, 3600),
+        )
+        .unwrap();
+        assert_eq!(fc.point, s.values[24..48].to_vec());
+        assert_eq!(fc.model, "SeasonalNaive(1d)");
+    }
+
+    #[test]
+    fn max_upper_in_needs_coverage() {
+        let fc = Forecast {
+            start: 600,
+            step: 60,
+            point: vec![1.0; 10],
+            upper: vec![1.0, 2.0, 9.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            model: "x".into(),
+            backtest_error: None,
+        };
+        assert_eq!(fc.max_upper_in(600, 700), Some((660, 2.0)));
+        assert_eq!(fc.max_upper_in(630, 720), Some((720, 9.0)));
+        assert_eq!(fc.max_upper_in(900, 1000), Some((900, 1.0)));
+        assert_eq!(
+            fc.max_upper_in(600, 1200),
+            None,
+            "window beyond the forecast"
+        );
+    }
+}

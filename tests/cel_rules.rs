@@ -1,0 +1,185 @@
+//! The CRD's CEL rules, evaluated locally with kube's `cel` feature (no API server runs here).
+//! Each rule is tried on a valid and an invalid spec, with every duration format the fields
+//! accept, because a rule that errors makes a real API server reject the object.
+
+use kube::{CustomResourceExt, core::cel::Validator};
+use prescale::api::PredictiveScaler;
+use serde_json::{Value, json};
+
+fn schema() -> Value {
+    let crd = serde_json::to_value(PredictiveScaler::crd()).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+fn manifest() -> Value {
+    json!({
+        "apiVersion": "prescale.dev/v1alpha1",
+        "kind": "PredictiveScaler",
+        "metadata": {"name": "llm-proxy", "namespace": "ai-gateway"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-proxy"},
+            "minReplicas": 2,
+            "maxReplicas": 60,
+            "mode": "Active",
+            "metrics": [{"name": "requests", "source": "default", "query": "sum(rate(x[2m]))", "targetPerReplica": "40"}],
+            "history": {"lookback": "14d", "step": "1m"},
+            "forecast": {"model": "Auto", "seasonalPeriods": [], "horizon": "2h", "refreshInterval": "10m", "quantile": 0.9},
+            "scaleUp": {"leadTime": "5m", "maxReplicasPerMinute": 0},
+            "scaleDown": {"stabilizationWindow": "15m", "maxPercentPerMinute": 10},
+            "fallback": "Reactive"
+        }
+    })
+}
+
+fn check(obj: &Value) -> Result<(), String> {
+    Validator::new()
+        .validate(&schema(), obj, None)
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn with(path: &[&str], value: Value) -> Value {
+    let mut m = manifest();
+    let mut cur = &mut m["spec"];
+    for p in &path[..path.len() - 1] {
+        cur = &mut cur[*p];
+    }
+    cur[path[path.len() - 1]] = value;
+    m
+}
+
+#[test]
+fn the_example_is_valid() {
+    check(&manifest()).unwrap();
+}
+
+#[test]
+fn typed_validate_cel_accepts_defaults() {
+    let ps: PredictiveScaler = serde_json::from_value(manifest()).unwrap();
+    ps.validate_cel().unwrap();
+}
+
+#[test]
+fn min_must_not_exceed_max() {
+    let err = check(&with(&["minReplicas"], json!(61))).unwrap_err();
+    assert!(
+        err.contains("minReplicas must be less than or equal to maxReplicas"),
+        "{err}"
+    );
+    check(&with(&["minReplicas"], json!(60))).unwrap();
+}
+
+#[test]
+fn min_must_not_be_negative() {
+    let err = check(&with(&["minReplicas"], json!(-1))).unwrap_err();
+    assert!(err.contains("minReplicas must be 0 or more"), "{err}");
+    check(&with(&["minReplicas"], json!(0))).unwrap();
+}
+
+#[test]
+fn quantile_is_strictly_between_0_and_1() {
+    for bad in [0.0, 1.0, 1.5, -0.1] {
+        let err = check(&with(&["forecast", "quantile"], json!(bad))).unwrap_err();
+        assert!(
+            err.contains("quantile must be between 0 and 1"),
+            "{bad}: {err}"
+        );
+    }
+    check(&with(&["forecast", "quantile"], json!(0.5))).unwrap();
+    check(&with(&["forecast", "quantile"], json!(0.99))).unwrap();
+}
+
+#[test]
+fn at_least_one_metric() {
+    let err = check(&with(&["metrics"], json!([]))).unwrap_err();
+    assert!(err.contains("at least one metric is required"), "{err}");
+}
+
+#[test]
+fn metric_names_are_unique() {
+    let m = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
+    let err = check(&with(&["metrics"], json!([m.clone(), m]))).unwrap_err();
+    assert!(err.contains("metric names must be unique"), "{err}");
+}
+
+#[test]
+fn target_per_replica_is_a_positive_quantity() {
+    for good in [json!("40"), json!(40), json!("1.5k"), json!("500m")] {
+        let mut m = manifest();
+        m["spec"]["metrics"][0]["targetPerReplica"] = good.clone();
+        check(&m).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    for bad in [json!("0"), json!("-3"), json!("abc")] {
+        let mut m = manifest();
+        m["spec"]["metrics"][0]["targetPerReplica"] = bad.clone();
+        let err = check(&m).unwrap_err();
+        assert!(
+            err.contains("targetPerReplica must be a positive quantity"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn lead_time_shorter_than_horizon_in_every_duration_format() {
+    // (leadTime, horizon, valid)
+    let cases = [
+        ("5m", "2h", true),
+        ("90s", "2m", true),
+        ("1h30m", "2h", true),
+        ("1.5h", "2h", true),
+        ("250ms", "1s", true),
+        ("5m", "1d", true),
+        ("1d", "2d", true),
+        ("23h", "1d", true),
+        ("2h", "2h", false),
+        ("3h", "2h", false),
+        ("1d", "2h", false),
+        ("25h", "1d", false),
+        ("2d", "1d", false),
+    ];
+    for (lead, horizon, valid) in cases {
+        let mut m = manifest();
+        m["spec"]["scaleUp"]["leadTime"] = json!(lead);
+        m["spec"]["forecast"]["horizon"] = json!(horizon);
+        let result = check(&m);
+        if valid {
+            result
+                .unwrap_or_else(|e| panic!("leadTime {lead} < horizon {horizon} should pass: {e}"));
+        } else {
+            let err =
+                result.expect_err(&format!("leadTime {lead} vs horizon {horizon} should fail"));
+            assert!(
+                err.contains("scaleUp.leadTime must be shorter than forecast.horizon"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn step_shorter_than_lookback() {
+    check(&with(&["history", "step"], json!("1d"))).unwrap();
+    let err = check(&with(&["history"], json!({"lookback": "1h", "step": "1h"}))).unwrap_err();
+    assert!(
+        err.contains("history.step must be shorter than history.lookback"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_durations_are_rejected_by_the_schema_pattern() {
+    let crd = serde_json::to_value(PredictiveScaler::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let pattern = spec["scaleUp"]["properties"]["leadTime"]["pattern"]
+        .as_str()
+        .unwrap();
+    assert_eq!(pattern, prescale::api::duration::DURATION_PATTERN);
+    let re = regex::Regex::new(pattern).unwrap();
+    for good in ["90s", "5m", "2h", "14d", "1h30m", "1.5h", "250ms"] {
+        assert!(re.is_match(good), "{good} should match {pattern}");
+        prescale::api::duration::parse_duration(good).unwrap();
+    }
+    for bad in ["", "5", "5 m", "-5m", "1d12h", "P1D", "5min"] {
+        assert!(!re.is_match(bad), "{bad:?} should not match {pattern}");
+    }
+}

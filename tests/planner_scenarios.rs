@@ -1,0 +1,337 @@
+//! Table-driven scenarios for the pure planner, on a fixed clock with hand-made forecasts.
+
+use std::time::Duration;
+
+use prescale::{
+    api::{Fallback, ModelKind, conditions::reasons},
+    planner::{
+        Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Series, Unavailable,
+        fit_forecast, plan,
+    },
+};
+
+const MIN: i64 = 60;
+const T0: i64 = 1_700_000_000 / 60 * 60;
+
+fn policy() -> Policy {
+    Policy {
+        min_replicas: 1,
+        max_replicas: 100,
+        lead_time: Duration::from_secs(5 * 60),
+        interval: Duration::from_secs(60),
+        max_replicas_per_minute: 0,
+        stabilization_window: Duration::from_secs(15 * 60),
+        max_percent_per_minute: 0,
+        fallback: Fallback::Reactive,
+    }
+}
+
+/// A forecast from `start` over `len` minutes with `upper(t)`.
+fn forecast(start: i64, len: usize, upper: impl Fn(i64) -> f64) -> Forecast {
+    let up: Vec<f64> = (0..len).map(|i| upper(start + i as i64 * MIN)).collect();
+    Forecast {
+        start,
+        step: MIN,
+        point: up.clone(),
+        upper: up,
+        model: "test".into(),
+        backtest_error: None,
+    }
+}
+
+fn metric<'a>(fc: &'a Forecast, observed: Option<f64>) -> MetricInput<'a> {
+    MetricInput {
+        name: "requests",
+        target_per_replica: 10.0,
+        observed,
+        forecast: Ok(fc),
+    }
+}
+
+#[test]
+fn the_rise_is_met_lead_time_before_the_forecast_peak() {
+    let peak = T0 + 60 * MIN;
+    // 100/s until the peak, 400/s for half an hour from it
+    let fc = forecast(T0, 180, |t| {
+        if (peak..peak + 30 * MIN).contains(&t) {
+            400.0
+        } else {
+            100.0
+        }
+    });
+    let p = policy();
+    let mut state = PlannerState::default();
+    let mut current = 10;
+    let mut first_high = None;
+    for now in (T0..peak + MIN).step_by(MIN as usize) {
+        let d = plan(now, current, &p, &[metric(&fc, Some(100.0))], &mut state);
+        if d.desired >= 40 && first_high.is_none() {
+            first_high = Some(now);
+        }
+        current = d.desired;
+    }
+    let first_high = first_high.expect("scaled up for the peak");
+    assert!(
+        first_high <= peak - p.lead_time.as_secs() as i64,
+        "scaled at {} s before the peak",
+        peak - first_high
+    );
+    // and not absurdly early: lead + one interval
+    assert_eq!(
+        first_high,
+        peak - (p.lead_time + p.interval).as_secs() as i64
+    );
+}
+
+#[test]
+fn scale_down_waits_for_the_stabilization_window() {
+    let drop = T0 + 30 * MIN;
+    let fc = forecast(T0, 180, |t| if t < drop { 400.0 } else { 100.0 });
+    let p = policy();
+    let mut state = PlannerState::default();
+    let mut current = 40;
+    let mut history = vec![];
+    for now in (T0..T0 + 90 * MIN).step_by(MIN as usize) {
+        let d = plan(now, current, &p, &[metric(&fc, Some(100.0))], &mut state);
+        history.push((now, d.desired, d.stabilized));
+        current = d.desired;
+    }
+    // capacity is needed until the drop: the last evaluation that sees 400 is one step before
+    let last_high_rec = drop - MIN;
+    for &(now, desired, stabilized) in &history {
+        if now <= last_high_rec + 15 * MIN - MIN {
+            assert_eq!(
+                desired,
+                40,
+                "at +{} min still inside the window",
+                (now - T0) / MIN
+            );
+            if now > last_high_rec {
+                assert!(
+                    stabilized,
+                    "held by stabilisation at +{} min",
+                    (now - T0) / MIN
+                );
+            }
+        }
+    }
+    let (after, desired, _) = history
+        .iter()
+        .find(|(_, d, _)| *d < 40)
+        .copied()
+        .expect("eventually scales down");
+    assert_eq!(
+        after,
+        last_high_rec + 15 * MIN,
+        "scale-down exactly when the window has passed"
+    );
+    assert_eq!(desired, 10);
+}
+
+#[test]
+fn the_reactive_floor_wins_over_a_low_forecast() {
+    let fc = forecast(T0, 120, |_| 100.0);
+    let d = plan(
+        T0,
+        10,
+        &policy(),
+        &[metric(&fc, Some(505.0))],
+        &mut PlannerState::default(),
+    );
+    assert_eq!(d.desired, 51);
+    assert_eq!(d.metrics[0].reactive_replicas, Some(51));
+    assert_eq!(d.metrics[0].forecast_replicas, Some(10));
+}
+
+#[test]
+fn clamps_to_min_and_max() {
+    // (forecast load, current, desired, limit reason)
+    let cases = [
+        (5.0, 3, 2, reasons::TOO_FEW_REPLICAS),
+        (5_000.0, 3, 20, reasons::TOO_MANY_REPLICAS),
+        (100.0, 3, 10, reasons::DESIRED_WITHIN_RANGE),
+    ];
+    for (load, current, want, reason) in cases {
+        let fc = forecast(T0, 120, |_| load);
+        let p = Policy {
+            min_replicas: 2,
+            max_replicas: 20,
+            stabilization_window: Duration::ZERO,
+            ..policy()
+        };
+        let d = plan(
+            T0,
+            current,
+            &p,
+            &[metric(&fc, None)],
+            &mut PlannerState::default(),
+        );
+        assert_eq!((d.desired, d.limit_reason), (want, reason), "load {load}");
+    }
+}
+
+#[test]
+fn scale_up_step_limit() {
+    let fc = forecast(T0, 120, |_| 400.0);
+    let p = Policy {
+        max_replicas_per_minute: 5,
+        ..policy()
+    };
+    let mut state = PlannerState::default();
+    let mut current = 10;
+    let mut seen = vec![];
+    for now in (T0..T0 + 8 * MIN).step_by(MIN as usize) {
+        let d = plan(now, current, &p, &[metric(&fc, None)], &mut state);
+        seen.push(d.desired);
+        if d.desired < 40 {
+            assert_eq!(d.limit_reason, reasons::SCALE_UP_LIMIT);
+        }
+        current = d.desired;
+    }
+    assert_eq!(seen, [15, 20, 25, 30, 35, 40, 40, 40]);
+    // two evaluations inside one minute share the budget
+    let mut state = PlannerState::default();
+    let a = plan(T0, 10, &p, &[metric(&fc, None)], &mut state);
+    let b = plan(T0 + 30, a.desired, &p, &[metric(&fc, None)], &mut state);
+    assert_eq!((a.desired, b.desired), (15, 15));
+}
+
+#[test]
+fn scale_down_percent_limit() {
+    let fc = forecast(T0, 120, |_| 100.0);
+    let p = Policy {
+        max_percent_per_minute: 10,
+        stabilization_window: Duration::ZERO,
+        ..policy()
+    };
+    let mut state = PlannerState::default();
+    let d = plan(T0, 40, &p, &[metric(&fc, None)], &mut state);
+    assert_eq!((d.desired, d.limit_reason), (36, reasons::SCALE_DOWN_LIMIT));
+    // small targets still scale down, one replica a minute
+    let d = plan(
+        T0,
+        3,
+        &p,
+        &[metric(&forecast(T0, 120, |_| 0.0), None)],
+        &mut PlannerState::default(),
+    );
+    assert_eq!(d.desired, 2);
+}
+
+#[test]
+fn no_data_holds_never_zero() {
+    // empty, all-NaN and too-short histories: no forecast
+    let settings = ForecastSettings::new(ModelKind::Auto, vec![], 120, 0.9, 60);
+    let histories = [
+        Series::empty(T0, 60),
+        Series::new(T0, 60, vec![f64::NAN; 3000]),
+        Series::new(T0, 60, vec![5.0, 6.0, 7.0, 8.0]),
+    ];
+    for (i, series) in histories.iter().enumerate() {
+        let err = fit_forecast(series, &settings).expect_err("no forecast");
+        let unavailable = Unavailable::from_forecast_error(&err);
+        for fallback in [Fallback::Reactive, Fallback::Hold] {
+            let p = Policy {
+                fallback,
+                ..policy()
+            };
+            let input = MetricInput {
+                name: "requests",
+                target_per_replica: 10.0,
+                observed: None,
+                forecast: Err(unavailable.clone()),
+            };
+            let mut state = PlannerState::default();
+            for minute in 0..30 {
+                let d = plan(
+                    T0 + minute * MIN,
+                    17,
+                    &p,
+                    std::slice::from_ref(&input),
+                    &mut state,
+                );
+                assert_eq!(
+                    d.desired, 17,
+                    "history {i}, {fallback:?}, +{minute} min: holds the current count"
+                );
+            }
+            let d = plan(T0, 17, &p, &[input], &mut PlannerState::default());
+            assert!(d.metrics[0].unavailable.is_some());
+        }
+    }
+    assert_eq!(
+        Unavailable::from_forecast_error(&fit_forecast(&histories[0], &settings).unwrap_err())
+            .reason,
+        reasons::EMPTY_QUERY_RESULT
+    );
+    assert_eq!(
+        Unavailable::from_forecast_error(&fit_forecast(&histories[2], &settings).unwrap_err())
+            .reason,
+        reasons::INSUFFICIENT_HISTORY
+    );
+}
+
+#[test]
+fn reactive_fallback_follows_the_observed_load_up() {
+    let input = MetricInput {
+        name: "requests",
+        target_per_replica: 10.0,
+        observed: Some(300.0),
+        forecast: Err(Unavailable::new(reasons::INSUFFICIENT_HISTORY, "short")),
+    };
+    let d = plan(
+        T0,
+        5,
+        &policy(),
+        std::slice::from_ref(&input),
+        &mut PlannerState::default(),
+    );
+    assert_eq!(d.desired, 30);
+    let hold = Policy {
+        fallback: Fallback::Hold,
+        ..policy()
+    };
+    let d = plan(T0, 50, &hold, &[input], &mut PlannerState::default());
+    assert_eq!(d.desired, 50, "Hold never lowers on a missing forecast");
+}
+
+#[test]
+fn a_stale_forecast_is_not_trusted() {
+    // the forecast ends before now + lead + interval
+    let fc = forecast(T0 - 120 * MIN, 122, |_| 1.0);
+    let d = plan(
+        T0,
+        12,
+        &policy(),
+        &[metric(&fc, None)],
+        &mut PlannerState::default(),
+    );
+    assert_eq!(d.desired, 12);
+    assert_eq!(
+        d.metrics[0].unavailable.as_ref().unwrap().reason,
+        reasons::STALE_FORECAST
+    );
+}
+
+#[test]
+fn the_max_over_metrics_drives() {
+    let low = forecast(T0, 120, |_| 100.0);
+    let high = forecast(T0, 120, |_| 900.0);
+    let metrics = [
+        MetricInput {
+            name: "requests",
+            target_per_replica: 10.0,
+            observed: None,
+            forecast: Ok(&low),
+        },
+        MetricInput {
+            name: "tokens",
+            target_per_replica: 30.0,
+            observed: None,
+            forecast: Ok(&high),
+        },
+    ];
+    let d = plan(T0, 5, &policy(), &metrics, &mut PlannerState::default());
+    assert_eq!(d.desired, 30);
+    assert_eq!(d.driving_metric.as_deref(), Some("tokens"));
+}
