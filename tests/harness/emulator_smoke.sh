@@ -44,6 +44,9 @@ req() { # req METHOD PATH [CONTENT-TYPE BODY] -> prints body, sets $CODE
 DEP=/apis/apps/v1/namespaces/default/deployments
 PSC=/apis/prescale.dev/v1alpha1/namespaces/default/predictivescalers
 
+req GET /api/v1/namespaces/default/pods
+check "undeclared resource -> 404" "{\"code\": $CODE}" "d['code'] == 404"
+
 req POST $DEP application/json '{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"llm-proxy","labels":{"app":"llm-proxy"}},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"llm-proxy"}},"template":{"metadata":{"labels":{"app":"llm-proxy"}},"spec":{"containers":[{"name":"proxy","image":"proxy:1"}]}}}}'
 check "create deployment" "$BODY" "d['metadata']['resourceVersion'] and d['metadata']['uid'] and d['metadata']['generation'] == 1 and d['metadata']['namespace'] == 'default' and d['status']['readyReplicas'] == 2"
 req POST $DEP application/json '{"metadata":{"name":"llm-proxy"},"spec":{"replicas":1}}'

@@ -186,10 +186,8 @@ class Emulator(kmock.KubernetesEmulator):
         return str(self.rv)
 
     def info(self, resource):
-        try:
-            return self.resources[resource]
-        except KeyError:
-            return None
+        # NB: kmock's `resources[key]` creates missing entries (defaultdict-like): test membership first.
+        return self.resources[resource] if resource in self.resources else None
 
     async def _handle(self, request):
         if request.resource is None or request.resource.plural is None:
