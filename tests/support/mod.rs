@@ -782,7 +782,7 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Spawns `prescale ARGS` with `RUST_LOG=info` (unless `envs` sets it) plus `envs`, e.g.
+    /// Spawns `prescale ARGS` with `RUST_LOG=info` and `NO_COLOR=1` (unless `envs` sets them) plus `envs`, e.g.
     /// `("KUBECONFIG", emulator.kubeconfig_path())`.
     pub fn start<K: AsRef<str>, V: AsRef<std::ffi::OsStr>>(
         args: &[&str],
@@ -791,7 +791,11 @@ impl Controller {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_prescale"));
         let dir = TestDir::new("controller");
         let log = dir.path().join("controller.log");
-        let mut all_envs = vec![("RUST_LOG".to_string(), "info".to_string())];
+        // NO_COLOR: tracing-subscriber writes ANSI colours even into a file otherwise.
+        let mut all_envs = vec![
+            ("RUST_LOG".to_string(), "info".to_string()),
+            ("NO_COLOR".to_string(), "1".to_string()),
+        ];
         for (k, v) in envs {
             all_envs.push((
                 k.as_ref().to_string(),
