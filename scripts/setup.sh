@@ -83,7 +83,7 @@ else
   fi
   if [[ ! -x "$VENV/bin/python" ]]; then
     say "venv: creating $VENV with $("$PYTHON" --version)"
-    "$PYTHON" -m venv "$VENV"
+    "$PYTHON" -m venv --clear "$VENV"
   else
     say "venv: $VENV exists but its packages differ from $REQS; installing"
   fi
