@@ -10,10 +10,12 @@
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod api;
+pub mod cli;
 pub mod controller;
 pub mod error;
 pub mod http;
 pub mod planner;
+pub mod sim;
 pub mod sources;
 
 pub use error::{Error, Result};

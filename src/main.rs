@@ -1,6 +1,7 @@
 //! The `prescale` binary: `run` (the controller), `crd` (print the CRD).
 
 use std::{
+    io::IsTerminal,
     net::SocketAddr,
     sync::{Arc, atomic::AtomicBool},
     time::Duration,
@@ -33,6 +34,9 @@ enum Command {
     Run(RunArgs),
     /// Print the PredictiveScaler CustomResourceDefinition as YAML.
     Crd,
+    /// Replay a recorded load trace through the forecaster and planner, against a reactive
+    /// baseline and an oracle. With no arguments: the bundled example trace.
+    Simulate(Box<prescale::cli::simulate::SimulateArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -68,22 +72,45 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Plain => registry.with(fmt::layer()).init(),
+        LogFormat::Plain => registry
+            .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true))
             .init(),
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // one line: the error and its causes
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Crd => {
             print!("{}", serde_yaml::to_string(&PredictiveScaler::crd())?);
             Ok(())
         }
         Command::Run(args) => run(args).await,
+        Command::Simulate(args) => prescale::cli::simulate::run(&args),
     }
 }
 

@@ -171,6 +171,7 @@ async fn reconcile_inner(
                     ctx,
                     ps,
                     EventType::Normal,
+                    "Scale",
                     "DryRunScale",
                     format!(
                         "DryRun: would scale {target_desc} from {current} to {}; {}",
@@ -201,6 +202,7 @@ async fn reconcile_inner(
                         ctx,
                         ps,
                         EventType::Normal,
+                        "Scale",
                         direction,
                         format!(
                             "scaled {target_desc} from {current} to {}; {}",
@@ -448,7 +450,20 @@ async fn warn_on_new_failure(ctx: &Context, ps: &PredictiveScaler, conditions: &
     }) {
         let was = previous.iter().find(|p| p.type_ == c.type_);
         if was.is_none_or(|p| p.reason != c.reason) {
-            publish(ctx, ps, EventType::Warning, c.reason, c.message.clone()).await;
+            let action = if c.type_ == types::FORECAST_AVAILABLE {
+                "Forecast"
+            } else {
+                "Scale"
+            };
+            publish(
+                ctx,
+                ps,
+                EventType::Warning,
+                action,
+                c.reason,
+                c.message.clone(),
+            )
+            .await;
         }
     }
 }
@@ -457,6 +472,7 @@ async fn publish(
     ctx: &Context,
     ps: &PredictiveScaler,
     type_: EventType,
+    action: &str,
     reason: &str,
     note: String,
 ) {
@@ -464,7 +480,7 @@ async fn publish(
         type_,
         reason: reason.to_string(),
         note: Some(truncate(note, 1000)),
-        action: "Scale".into(),
+        action: action.into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &ps.object_ref(&())).await {

@@ -83,8 +83,9 @@ impl Forecast {
         let mut best: Option<(i64, f64)> = None;
         for (i, &u) in self.upper.iter().enumerate() {
             let t = self.start + i as i64 * self.step;
-            // a point covers the step that ends at it; include the one straddling `from`
-            if t + self.step <= from || t > to {
+            // a point may stand for the step before it (Prometheus rates) or after it (traces):
+            // take every point whose step on either side overlaps the window
+            if t + self.step <= from || t - self.step >= to {
                 continue;
             }
             if best.is_none_or(|(_, b)| u > b) {
@@ -114,6 +115,15 @@ pub enum ForecastError {
 
 /// Fits the configured model on `series` and forecasts `settings.horizon` steps after its
 /// last finite sample.
+///
+/// Series finer than 5 minutes are fitted on 5-minute means (a day is then 288 points, which
+/// MSTL and AutoETS fit in milliseconds instead of half a second) and the forecast is brought
+/// back to the series' step by interpolation; the variation inside a 5-minute block is
+/// measured on the fine data and added to the band, so the upper quantile stays honest.
+///
+/// `Auto` chooses among MSTL+AutoETS, seasonal naive and ETS by a rolling backtest on the
+/// series' own recent past (two origins, an hour ahead each); every model reports its
+/// backtest error.
 pub fn fit_forecast(
     series: &Series,
     settings: &ForecastSettings,
@@ -122,7 +132,6 @@ pub fn fit_forecast(
     let step = series.step;
     let start = series.time_of(first + y.len());
     let horizon = settings.horizon.max(1);
-    let periods = choose_periods(&settings.periods, step, y.len());
 
     let (min, max) = y
         .iter()
@@ -137,31 +146,156 @@ pub fn fit_forecast(
             point: vec![max; horizon],
             upper: vec![max; horizon],
             model: "Constant".into(),
-            backtest_error: None,
+            backtest_error: Some(0.0),
         });
     }
 
-    let model = match settings.model {
-        ModelKind::Auto | ModelKind::Mstl => {
-            if periods.is_empty() {
-                return Err(insufficient(y.len(), step, &settings.periods));
+    let factor = coarsen_factor(step, &settings.periods);
+    let coarse_step = step * factor as i64;
+    let (yc, fine_sigma) = coarsen(&y, factor);
+    let periods = choose_periods(&settings.periods, coarse_step, yc.len());
+    let trend_window = (settings.trend_window / factor).max(1);
+    let candidates: Vec<Model> = match settings.model {
+        ModelKind::Auto => {
+            let mut c = Vec::new();
+            if !periods.is_empty() {
+                c.push(Model::Mstl(periods.clone()));
+                c.push(Model::SeasonalNaive(*periods.last().expect("non-empty")));
             }
-            Model::Mstl(periods)
+            c.push(Model::Ets);
+            c
         }
-        ModelKind::Ets => Model::Ets,
-        ModelKind::SeasonalNaive => match periods.last() {
-            Some(&p) => Model::SeasonalNaive(p),
-            None => return Err(insufficient(y.len(), step, &settings.periods)),
-        },
+        ModelKind::Mstl if periods.is_empty() => vec![],
+        ModelKind::Mstl => vec![Model::Mstl(periods.clone())],
+        ModelKind::SeasonalNaive => periods
+            .last()
+            .map(|&p| vec![Model::SeasonalNaive(p)])
+            .unwrap_or_default(),
+        ModelKind::Ets => vec![Model::Ets],
     };
-    let (point, upper) = model.predict(&y, horizon, settings.quantile, settings.trend_window)?;
+    if candidates.is_empty() {
+        return Err(insufficient(y.len(), step, &settings.periods));
+    }
+    let backtest_horizon = ((HOUR / coarse_step).max(1) as usize).min(horizon.div_ceil(factor));
+    let mut scored: Vec<(Model, Option<f64>)> = candidates
+        .into_iter()
+        .map(|m| {
+            let e = backtest(&m, &yc, backtest_horizon, trend_window);
+            (m, e)
+        })
+        .collect();
+    // the lowest backtest error wins; a model that could not be backtested only when none could
+    scored.sort_by(|a, b| match (a.1, b.1) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    let (model, backtest_error) = scored.swap_remove(0);
+
+    let coarse_horizon = horizon.div_ceil(factor) + 1;
+    let (pc, sc) = model.predict(&yc, coarse_horizon, trend_window)?;
+    let z = normal_quantile(settings.quantile);
+    let mut point = Vec::with_capacity(horizon);
+    let mut upper = Vec::with_capacity(horizon);
+    for j in 0..horizon {
+        // coarse block k holds fine steps [k*f, (k+1)*f); its mean sits at its centre
+        let pos = (j as f64 - (factor as f64 - 1.0) / 2.0) / factor as f64;
+        let (p, sig) = interpolate(&pc, &sc, pos);
+        let sigma = (sig * sig + fine_sigma * fine_sigma).sqrt();
+        point.push(p.max(0.0));
+        upper.push((p + z * sigma).max(0.0));
+    }
+    if point.iter().chain(&upper).any(|v| !v.is_finite()) {
+        return Err(ForecastError::ModelFit(
+            "the model produced non-finite values".into(),
+        ));
+    }
     Ok(Forecast {
         start,
         step,
         point,
         upper,
-        model: model.name(step),
-        backtest_error: None,
+        model: model.name(coarse_step),
+        backtest_error,
+    })
+}
+
+const HOUR: i64 = 3_600;
+/// Coarse series hold at most this many points a day.
+const POINTS_PER_DAY: i64 = 288;
+
+/// How many fine steps make one coarse step: 5 minutes' worth for fine series, when every
+/// configured period is a whole number of coarse steps.
+fn coarsen_factor(step: i64, periods: &[i64]) -> usize {
+    let per_day = DAY / step.max(1);
+    if per_day <= POINTS_PER_DAY {
+        return 1;
+    }
+    let f = (per_day / POINTS_PER_DAY).max(1);
+    let coarse = f * step;
+    if periods.iter().all(|p| p % coarse == 0) && DAY % coarse == 0 {
+        f as usize
+    } else {
+        1
+    }
+}
+
+/// Block means of `factor` values, blocks aligned to the end (a partial first block is
+/// dropped), and the standard deviation of values around their block mean over the last day.
+fn coarsen(y: &[f64], factor: usize) -> (Vec<f64>, f64) {
+    if factor <= 1 {
+        return (y.to_vec(), 0.0);
+    }
+    let skip = y.len() % factor;
+    let blocks: Vec<f64> = y[skip..]
+        .chunks_exact(factor)
+        .map(|c| c.iter().sum::<f64>() / factor as f64)
+        .collect();
+    let recent = (y.len() - skip).min(factor * (DAY as usize / 60).max(1));
+    let from = y.len() - recent;
+    let mut ss = 0.0;
+    for (i, v) in y[from..].iter().enumerate() {
+        let b = (from - skip + i) / factor;
+        ss += (v - blocks[b]).powi(2);
+    }
+    let sigma = if recent > 1 {
+        (ss / (recent - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    (blocks, sigma)
+}
+
+/// Linear interpolation of (point, sigma) at fractional index `pos` (extrapolated before 0).
+fn interpolate(p: &[f64], s: &[f64], pos: f64) -> (f64, f64) {
+    if p.len() == 1 {
+        return (p[0], s[0]);
+    }
+    let i = (pos.floor().max(0.0) as usize).min(p.len() - 2);
+    let f = pos - i as f64;
+    (
+        p[i] + (p[i + 1] - p[i]) * f,
+        (s[i] + (s[i + 1] - s[i]) * f).max(0.0),
+    )
+}
+
+/// Weighted absolute percentage error of `model` over the last `2 * h` points, forecasting
+/// `h` ahead from two origins; `None` when the model cannot be fitted there.
+fn backtest(model: &Model, y: &[f64], h: usize, trend_window: usize) -> Option<f64> {
+    let (mut abs_err, mut abs_val) = (0.0, 0.0);
+    for k in [2, 1] {
+        let origin = y.len().checked_sub(k * h)?;
+        let (p, _) = model.predict(&y[..origin], h, trend_window).ok()?;
+        for (i, &actual) in y[origin..origin + h].iter().enumerate() {
+            abs_err += (actual - p[i].max(0.0)).abs();
+            abs_val += actual.abs();
+        }
+    }
+    Some(if abs_val > 0.0 {
+        abs_err / abs_val
+    } else {
+        abs_err / (2 * h) as f64
     })
 }
 
@@ -220,7 +354,7 @@ fn clean(series: &Series) -> Result<(Vec<f64>, usize), ForecastError> {
     for (i, &x) in raw.iter().enumerate() {
         if x.is_finite() {
             if i > prev + 1 {
-                let (a, b) = (raw[prev], x);
+                let (a, b) = (raw[prev].max(0.0), x.max(0.0));
                 for j in prev + 1..i {
                     let f = (j - prev) as f64 / (i - prev) as f64;
                     y.push(a + (b - a) * f);
@@ -257,17 +391,24 @@ impl Model {
         }
     }
 
+    /// Point forecast and its standard deviation per step.
     fn predict(
         &self,
         y: &[f64],
         horizon: usize,
-        quantile: f64,
         trend_window: usize,
     ) -> Result<(Vec<f64>, Vec<f64>), ForecastError> {
         let fit_err = |e: &dyn std::fmt::Display| ForecastError::ModelFit(e.to_string());
         let trend = TailTrend::new(trend_window);
         let fc = match self {
             Model::Mstl(periods) => {
+                if periods.iter().any(|&p| y.len() < 2 * p) {
+                    return Err(ForecastError::InsufficientHistory {
+                        have: y.len(),
+                        need: 2 * periods.iter().max().copied().unwrap_or(0),
+                        why: "MSTL needs two full cycles of each period".into(),
+                    });
+                }
                 let fitted = MSTLModel::new(periods.clone(), trend)
                     .fit(y)
                     .map_err(|e| fit_err(&e))?;
@@ -288,51 +429,51 @@ impl Model {
                     .predict(horizon, Some(FIT_LEVEL))
                     .map_err(|e| fit_err(&e))?
             }
-            Model::SeasonalNaive(p) => return Ok(seasonal_naive(y, *p, horizon, quantile)),
+            Model::SeasonalNaive(p) => return seasonal_naive(y, *p, horizon),
         };
-        let point: Vec<f64> = fc.point.iter().map(|p| p.max(0.0)).collect();
-        let upper = match &fc.intervals {
-            Some(iv) => band(&fc.point, &iv.upper, quantile),
-            None => point.clone(),
+        let z_fit = normal_quantile(0.5 + FIT_LEVEL / 2.0);
+        let sigma = match &fc.intervals {
+            Some(iv) => fc
+                .point
+                .iter()
+                .zip(&iv.upper)
+                .map(|(p, u)| ((u - p) / z_fit).max(0.0))
+                .collect(),
+            None => vec![0.0; fc.point.len()],
         };
-        if point.iter().chain(&upper).any(|v| !v.is_finite()) {
+        if fc.point.iter().chain(&sigma).any(|v| !v.is_finite()) {
             return Err(ForecastError::ModelFit(
                 "the model produced non-finite values".into(),
             ));
         }
-        Ok((point, upper))
+        Ok((fc.point, sigma))
     }
 }
 
-/// Rescales augurs' upper bound at [`FIT_LEVEL`] to the wanted one-sided quantile, assuming
-/// normal errors (which is what augurs' ETS intervals assume too). Clamped at 0.
-fn band(point: &[f64], upper_at_level: &[f64], quantile: f64) -> Vec<f64> {
-    let z_fit = normal_quantile(0.5 + FIT_LEVEL / 2.0);
-    let z = normal_quantile(quantile);
-    point
-        .iter()
-        .zip(upper_at_level)
-        .map(|(&p, &u)| {
-            let sigma = ((u - p) / z_fit).max(0.0);
-            (p + z * sigma).max(0.0)
-        })
-        .collect()
-}
-
-/// The value one period ago; the band is the empirical quantile of past seasonal errors.
-fn seasonal_naive(y: &[f64], period: usize, horizon: usize, quantile: f64) -> (Vec<f64>, Vec<f64>) {
+/// The value one period ago; sigma is the spread of past seasonal differences (last 4 periods).
+fn seasonal_naive(
+    y: &[f64],
+    period: usize,
+    horizon: usize,
+) -> Result<(Vec<f64>, Vec<f64>), ForecastError> {
     let n = y.len();
+    if n < period {
+        return Err(ForecastError::InsufficientHistory {
+            have: n,
+            need: period,
+            why: "seasonal naive needs one full cycle".into(),
+        });
+    }
     let point: Vec<f64> = (0..horizon).map(|h| y[n - period + (h % period)]).collect();
-    let mut errors: Vec<f64> = (period..n).map(|i| y[i] - y[i - period]).collect();
-    let margin = if errors.is_empty() {
-        0.0
+    let from = n.saturating_sub(4 * period).max(period);
+    let diffs: Vec<f64> = (from..n).map(|i| y[i] - y[i - period]).collect();
+    let sigma = if diffs.len() > 1 {
+        let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (diffs.len() - 1) as f64).sqrt()
     } else {
-        errors.sort_by(f64::total_cmp);
-        let idx = ((errors.len() - 1) as f64 * quantile).round() as usize;
-        errors[idx].max(0.0)
+        0.0
     };
-    let upper = point.iter().map(|p| p + margin).collect();
-    (point, upper)
+    Ok((point, vec![sigma; horizon]))
 }
 
 /// AutoETS on the tail of the deseasonalised series. MSTL hands the trend model the whole
@@ -549,7 +690,12 @@ mod tests {
             model: "x".into(),
             backtest_error: None,
         };
-        assert_eq!(fc.max_upper_in(600, 700), Some((660, 2.0)));
+        assert_eq!(
+            fc.max_upper_in(600, 700),
+            Some((720, 9.0)),
+            "720 covers (660, 720]"
+        );
+        assert_eq!(fc.max_upper_in(600, 660), Some((660, 2.0)));
         assert_eq!(fc.max_upper_in(630, 720), Some((720, 9.0)));
         assert_eq!(fc.max_upper_in(900, 1000), Some((900, 1.0)));
         assert_eq!(

@@ -1,0 +1,310 @@
+//! `prescale simulate`: replay a recorded trace through the controller's own forecaster and
+//! planner, walking forward so the decision for row `t` sees only rows `0..t`, and score it
+//! against a reactive (HPA-like) baseline and a perfect-foresight oracle, as
+//! `shared/design/EVALUATION.md` defines them.
+//!
+//! CPU only, no IO: reading files and writing CSV and plots is the CLI's job.
+
+pub mod plot;
+pub mod synthetic;
+pub mod trace;
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    api::conditions::reasons,
+    planner::{
+        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Series, Unavailable,
+        fit_forecast,
+    },
+};
+
+/// Utilisation a reactive HPA is usually run at: capacity = targetPerReplica / 0.8.
+pub const UTILISATION: f64 = 0.8;
+
+/// How to run a simulation.
+#[derive(Debug, Clone)]
+pub struct SimSettings {
+    pub target_per_replica: f64,
+    /// Steps from asking for a replica to it serving.
+    pub startup_steps: usize,
+    /// Refit every this many steps.
+    pub refresh_steps: usize,
+    /// Leading rows left out of the score (they are still planned).
+    pub warmup_steps: usize,
+    /// Fits see at most this many of the latest rows (the spec's `history.lookback`).
+    pub lookback_steps: usize,
+    /// The scaler's policy; its `interval` is one step.
+    pub policy: Policy,
+    pub forecast: ForecastSettings,
+    /// Worker threads for model fits (fits only see the past, so they can run ahead).
+    pub threads: usize,
+}
+
+/// One row of the plan, for `--output`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRow {
+    pub timestamp: i64,
+    pub value: f64,
+    /// The forecast in use for this step (point and upper quantile), if any.
+    pub forecast: Option<f64>,
+    pub upper: Option<f64>,
+    pub desired: u32,
+    pub reactive: u32,
+    pub oracle: u32,
+    pub reason: String,
+}
+
+/// How a plan fared (over the scored rows).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Score {
+    pub violation_steps: usize,
+    /// Load not served, as a percentage of all load.
+    pub unserved_pct: f64,
+    /// Sum of desired replicas.
+    pub replica_steps: u64,
+}
+
+/// The outcome of [`simulate`].
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    pub rows: Vec<PlanRow>,
+    pub prescale: Score,
+    pub reactive: Score,
+    pub oracle: Score,
+    pub scored_rows: usize,
+    pub fits: usize,
+    /// Wall time of each fit.
+    pub fit_times: Vec<Duration>,
+    /// The models fitted, with how often each was chosen.
+    pub models: Vec<(String, usize)>,
+}
+
+/// Replays `series` walk-forward.
+pub fn simulate(series: &Series, s: &SimSettings) -> SimReport {
+    let n = series.len();
+    let fits = fit_all(series, s);
+    let fit_times: Vec<Duration> = fits.iter().map(|(_, _, d)| *d).collect();
+
+    let mut state = PlannerState::default();
+    let mut current = s.policy.min_replicas;
+    let mut rows = Vec::with_capacity(n);
+    let mut fit_idx: Option<usize> = None;
+    for t in 0..n {
+        while fits
+            .get(fit_idx.map_or(0, |i| i + 1))
+            .is_some_and(|(at, _, _)| *at <= t)
+        {
+            fit_idx = Some(fit_idx.map_or(0, |i| i + 1));
+        }
+        let now = series.time_of(t);
+        let forecast: Result<&Forecast, Unavailable> = match fit_idx {
+            Some(i) => fits[i].1.as_ref().map_err(Clone::clone),
+            None => Err(Unavailable::new(
+                reasons::INSUFFICIENT_HISTORY,
+                "no fit yet",
+            )),
+        };
+        let observed = t
+            .checked_sub(1)
+            .map(|i| series.values[i])
+            .filter(|v| v.is_finite());
+        let input = MetricInput {
+            name: "load",
+            target_per_replica: s.target_per_replica,
+            observed,
+            forecast: forecast.clone(),
+        };
+        let d = planner::plan(now, current, &s.policy, &[input], &mut state);
+        let (point, upper) = match forecast {
+            Ok(fc) if now >= fc.start && now < fc.end() => {
+                let i = ((now - fc.start) / fc.step) as usize;
+                (Some(fc.point[i]), Some(fc.upper[i]))
+            }
+            _ => (None, None),
+        };
+        rows.push(PlanRow {
+            timestamp: now,
+            value: series.values[t],
+            forecast: point,
+            upper,
+            desired: d.desired,
+            reactive: 0,
+            oracle: 0,
+            reason: reason(&d),
+        });
+        current = d.desired;
+    }
+
+    let loads = &series.values;
+    let reactive = reactive_plan(loads, s);
+    let oracle = oracle_plan(loads, s);
+    for (row, (r, o)) in rows.iter_mut().zip(reactive.iter().zip(&oracle)) {
+        row.reactive = *r;
+        row.oracle = *o;
+    }
+    let desired: Vec<u32> = rows.iter().map(|r| r.desired).collect();
+    let capacity = s.target_per_replica / UTILISATION;
+    let warm = s.warmup_steps.min(n);
+    let mut models: Vec<(String, usize)> = Vec::new();
+    for (_, fc, _) in &fits {
+        if let Ok(fc) = fc {
+            match models.iter_mut().find(|(m, _)| *m == fc.model) {
+                Some((_, c)) => *c += 1,
+                None => models.push((fc.model.clone(), 1)),
+            }
+        }
+    }
+    SimReport {
+        prescale: score(loads, &desired, capacity, s.startup_steps, warm),
+        reactive: score(loads, &reactive, capacity, s.startup_steps, warm),
+        oracle: score(loads, &oracle, capacity, s.startup_steps, warm),
+        scored_rows: n - warm,
+        fits: fits.len(),
+        fit_times,
+        models,
+        rows,
+    }
+}
+
+/// The reason a decision gives, in one word for the plan CSV.
+fn reason(d: &planner::Decision) -> String {
+    let m = &d.metrics[0];
+    if d.stabilized {
+        return "stabilized".into();
+    }
+    match d.limit_reason {
+        reasons::DESIRED_WITHIN_RANGE => {}
+        r => return r.to_string(),
+    }
+    match (m.forecast_replicas, m.reactive_replicas, &m.unavailable) {
+        (Some(f), r, _) if f >= r.unwrap_or(0) => "forecast".into(),
+        (Some(_), Some(_), _) => "reactive-floor".into(),
+        (None, _, Some(u)) => format!("fallback:{}", u.reason),
+        _ => "hold".into(),
+    }
+}
+
+/// A fit made at a row: the row, the forecast (or why there is none), and its wall time.
+type Fit = (usize, Result<Forecast, Unavailable>, Duration);
+
+/// Fits at every `refresh_steps`, in parallel: a fit at row `t` sees rows `0..t` only.
+fn fit_all(series: &Series, s: &SimSettings) -> Vec<Fit> {
+    let refresh = s.refresh_steps.max(1);
+    let at: Vec<usize> = (refresh..series.len()).step_by(refresh).collect();
+    let next = AtomicUsize::new(0);
+    let mut fits: Vec<Fit> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..s.threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some(&t) = at.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let from = t.saturating_sub(s.lookback_steps.max(1));
+                        let history = Series::new(
+                            series.time_of(from),
+                            series.step,
+                            series.values[from..t].to_vec(),
+                        );
+                        let began = Instant::now();
+                        let fc = fit_forecast(&history, &s.forecast)
+                            .map_err(|e| Unavailable::from_forecast_error(&e));
+                        done.push((t, fc, began.elapsed()));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("fit worker panicked"))
+            .collect()
+    });
+    fits.sort_by_key(|f| f.0);
+    fits
+}
+
+/// The reactive baseline of EVALUATION.md (HPA defaults): `want = ceil(load[t-1] / target)`,
+/// unchanged within a 10% tolerance, scale-down only to the highest want of the last 5 steps,
+/// no scale-up limit, clamped to [min, max]. A missing load holds.
+pub fn reactive_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
+    let (min, max) = (s.policy.min_replicas, s.policy.max_replicas);
+    let mut out = Vec::with_capacity(loads.len());
+    let mut current = min;
+    let mut wants: Vec<u32> = Vec::new();
+    for t in 0..loads.len() {
+        if t > 0 && loads[t - 1].is_finite() {
+            let load = loads[t - 1];
+            let mut want = (load / s.target_per_replica).ceil() as u32;
+            if current > 0 && (load / (current as f64 * s.target_per_replica) - 1.0).abs() <= 0.1 {
+                want = current;
+            }
+            wants.push(want);
+            let recent = &wants[wants.len().saturating_sub(5)..];
+            if want < current {
+                want = *recent.iter().max().expect("non-empty");
+            }
+            current = want.clamp(min, max);
+        }
+        out.push(current);
+    }
+    out
+}
+
+/// The oracle of EVALUATION.md: `need[t] = ceil(load[t] / capacity)`,
+/// `oracle[t] = max(need[t ..= t + startup])`.
+pub fn oracle_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
+    let capacity = s.target_per_replica / UTILISATION;
+    let need: Vec<u32> = loads
+        .iter()
+        .map(|&l| {
+            if l.is_finite() {
+                (l / capacity).ceil() as u32
+            } else {
+                0
+            }
+        })
+        .collect();
+    (0..need.len())
+        .map(|t| {
+            need[t..(t + s.startup_steps + 1).min(need.len())]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Scores a plan: `ready[t] = min(desired[t-startup ..= t])`, a violation when
+/// `load[t] > ready[t] * capacity`; rows before `warm` are not scored.
+pub fn score(loads: &[f64], desired: &[u32], capacity: f64, startup: usize, warm: usize) -> Score {
+    let mut sc = Score::default();
+    let (mut unserved, mut total) = (0.0, 0.0);
+    for t in warm..loads.len() {
+        let ready = desired[t.saturating_sub(startup)..=t]
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0);
+        sc.replica_steps += desired[t] as u64;
+        let load = loads[t];
+        if !load.is_finite() {
+            continue;
+        }
+        total += load;
+        let served = ready as f64 * capacity;
+        if load > served + 1e-9 {
+            sc.violation_steps += 1;
+            unserved += load - served;
+        }
+    }
+    sc.unserved_pct = if total > 0.0 {
+        100.0 * unserved / total
+    } else {
+        0.0
+    };
+    sc
+}

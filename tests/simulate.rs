@@ -1,0 +1,242 @@
+//! `prescale simulate`: walk-forward (no decision sees its own row or later), the CLI's
+//! outputs, and one-line errors on bad input.
+
+use std::{process::Command, time::Duration};
+
+use prescale::{
+    api::{Fallback, ModelKind},
+    planner::{ForecastSettings, Policy, Series},
+    sim::{SimSettings, simulate, synthetic::synthetic_trace},
+};
+
+fn settings(step: i64) -> SimSettings {
+    SimSettings {
+        target_per_replica: 40.0,
+        startup_steps: 1,
+        refresh_steps: 6,
+        warmup_steps: 0,
+        lookback_steps: (14 * 86_400 / step) as usize,
+        policy: Policy {
+            min_replicas: 1,
+            max_replicas: 500,
+            lead_time: Duration::from_secs(5 * 60),
+            interval: Duration::from_secs(step as u64),
+            max_replicas_per_minute: 0,
+            stabilization_window: Duration::from_secs(15 * 60),
+            max_percent_per_minute: 10,
+            fallback: Fallback::Reactive,
+        },
+        forecast: ForecastSettings::new(ModelKind::Auto, vec![], 24, 0.9, step),
+        threads: 2,
+    }
+}
+
+/// Three days at 5 minutes: enough for a daily model, quick to fit.
+fn trace() -> Series {
+    let fine = synthetic_trace(7, 3, 300);
+    assert_eq!(fine.step, 300);
+    fine
+}
+
+#[test]
+fn changing_rows_from_t_on_leaves_decisions_up_to_t_unchanged() {
+    let base = trace();
+    let s = settings(base.step);
+    let before = simulate(&base, &s);
+    for t in [5, 600, base.len() - 1] {
+        let mut changed = base.clone();
+        for (i, v) in changed.values.iter_mut().enumerate().skip(t) {
+            *v = if i % 7 == 0 {
+                f64::NAN
+            } else {
+                *v * 3.0 + 100.0
+            };
+        }
+        let after = simulate(&changed, &s);
+        let a: Vec<u32> = before.rows[..=t].iter().map(|r| r.desired).collect();
+        let b: Vec<u32> = after.rows[..=t].iter().map(|r| r.desired).collect();
+        assert_eq!(
+            a, b,
+            "desired_replicas[0..={t}] changed when rows >= {t} changed"
+        );
+        // and the change is visible later, so the test could fail
+        if t + 2 < base.len() {
+            assert_ne!(
+                before.rows[t + 2..]
+                    .iter()
+                    .map(|r| r.desired)
+                    .collect::<Vec<_>>(),
+                after.rows[t + 2..]
+                    .iter()
+                    .map(|r| r.desired)
+                    .collect::<Vec<_>>(),
+                "rows after {t} should react to the change"
+            );
+        }
+    }
+}
+
+#[test]
+fn scores_follow_the_evaluation_model() {
+    let base = trace();
+    let s = settings(base.step);
+    let r = simulate(&base, &s);
+    assert_eq!(r.rows.len(), base.len());
+    assert_eq!(r.oracle.violation_steps, 0, "the oracle never violates");
+    assert!(r.oracle.replica_steps <= r.reactive.replica_steps);
+    assert!(r.fits > 0 && r.fit_times.len() == r.fits);
+    // the plan follows the daily cycle: more replicas at the busiest hour than the quietest
+    let by_hour = |h: i64| {
+        r.rows
+            .iter()
+            .filter(|row| (row.timestamp / 3600) % 24 == h)
+            .map(|row| row.desired as f64)
+            .sum::<f64>()
+    };
+    let busiest = (0..24)
+        .max_by(|a, b| by_hour(*a).total_cmp(&by_hour(*b)))
+        .unwrap();
+    let quietest = (0..24)
+        .min_by(|a, b| by_hour(*a).total_cmp(&by_hour(*b)))
+        .unwrap();
+    assert!(by_hour(busiest) > 2.0 * by_hour(quietest));
+}
+
+fn prescale() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_prescale"))
+}
+
+#[test]
+fn cli_writes_plan_csv_and_plot() {
+    let dir = std::env::temp_dir().join(format!("prescale-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("trace.csv");
+    std::fs::write(
+        &input,
+        prescale::sim::synthetic::write_csv(&trace(), "requests"),
+    )
+    .unwrap();
+    let (csv, svg) = (dir.join("plan.csv"), dir.join("plan.svg"));
+    let out = prescale()
+        .args([
+            "simulate",
+            "--input",
+            input.to_str().unwrap(),
+            "--target-per-replica",
+            "40",
+            "--refresh",
+            "30m",
+        ])
+        .args([
+            "--output",
+            csv.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "violation steps",
+        "unserved %",
+        "replica-steps",
+        "prescale",
+        "reactive",
+        "oracle",
+        "prescale / reactive",
+    ] {
+        assert!(stdout.contains(want), "summary lacks {want:?}:\n{stdout}");
+    }
+    let plan = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = plan.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "timestamp,value,forecast,upper,desired_replicas,reactive_replicas,oracle_replicas,reason"
+        )
+    );
+    assert_eq!(lines.count(), trace().len(), "one row per input row");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cli_bad_input_is_one_line_and_nonzero() {
+    let dir = std::env::temp_dir().join(format!("prescale-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ok_rows = String::from("timestamp,requests\n");
+    for i in 0..20 {
+        ok_rows.push_str(&format!("{},{}\n", 60 * i, 10 + i));
+    }
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("missing", String::new(), "cannot read"),
+        ("empty.csv", String::new(), "empty"),
+        ("noheader.csv", "0,1\n60,2\n".into(), "timestamp column"),
+        (
+            "ts.csv",
+            ok_rows.replace("120,12", "soon,12"),
+            "unparsable timestamp",
+        ),
+        (
+            "steps.csv",
+            ok_rows.replace("120,12", "150,12"),
+            "equally spaced",
+        ),
+        (
+            "negative.csv",
+            ok_rows.replace("120,12", "120,-12"),
+            "negative",
+        ),
+        (
+            "short.csv",
+            "timestamp,requests\n0,1\n60,2\n".into(),
+            "at least 10",
+        ),
+    ];
+    for (name, content, want) in cases {
+        let path = dir.join(name);
+        if name != "missing" {
+            std::fs::write(&path, content).unwrap();
+        }
+        let out = prescale()
+            .args([
+                "simulate",
+                "--input",
+                path.to_str().unwrap(),
+                "--target-per-replica",
+                "5",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: should fail");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: an error exit, not a panic (101)"
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{name}: one line, got {stderr:?}"
+        );
+        assert!(stderr.contains(want), "{name}: {want:?} not in {stderr:?}");
+    }
+    let out = prescale()
+        .args([
+            "simulate",
+            "--input",
+            dir.join("steps.csv").to_str().unwrap(),
+            "--quantile",
+            "1.5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    std::fs::remove_dir_all(&dir).ok();
+}
