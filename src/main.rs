@@ -37,6 +37,8 @@ enum Command {
     /// Replay a recorded load trace through the forecaster and planner, against a reactive
     /// baseline and an oracle. With no arguments: the bundled example trace.
     Simulate(Box<prescale::cli::simulate::SimulateArgs>),
+    /// Time model fits and a 14-day simulation, and print peak memory.
+    Bench(prescale::cli::bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +113,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => run(args).await,
         Command::Simulate(args) => prescale::cli::simulate::run(&args),
+        Command::Bench(args) => {
+            print!("{}", prescale::cli::bench::run(&args)?);
+            Ok(())
+        }
     }
 }
 

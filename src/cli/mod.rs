@@ -1,3 +1,4 @@
-//! Subcommands that run without a cluster: `simulate` (and the shared settings plumbing).
+//! Subcommands that run without a cluster: `simulate` and `bench`.
 
+pub mod bench;
 pub mod simulate;

@@ -286,6 +286,25 @@ fn backtest(model: &Model, y: &[f64], h: usize, trend_window: usize) -> Option<f
     let (mut abs_err, mut abs_val) = (0.0, 0.0);
     for k in [2, 1] {
         let origin = y.len().checked_sub(k * h)?;
+        // a history of exactly two cycles of a period has too little left for the origins:
+        // backtest MSTL with the periods that fit there
+        let shorter;
+        let model = match model {
+            Model::Mstl(periods) => {
+                shorter = Model::Mstl(
+                    periods
+                        .iter()
+                        .copied()
+                        .filter(|&p| origin >= 2 * p)
+                        .collect(),
+                );
+                match &shorter {
+                    Model::Mstl(ps) if ps.is_empty() => return None,
+                    m => m,
+                }
+            }
+            m => m,
+        };
         let (p, _) = model.predict(&y[..origin], h, trend_window).ok()?;
         for (i, &actual) in y[origin..origin + h].iter().enumerate() {
             abs_err += (actual - p[i].max(0.0)).abs();

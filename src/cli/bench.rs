@@ -1,0 +1,167 @@
+//! `prescale bench`: prints the figures the speed goals are judged by: fit time per scaler
+//! (median, p95), the time of a 14-day simulation, and peak memory. Figures, not assertions.
+
+use std::{
+    fmt::Write as _,
+    time::{Duration, Instant},
+};
+
+use augurs::{ets::AutoETS, mstl::MSTLModel, prelude::*};
+
+use crate::{
+    api::ModelKind,
+    cli::simulate::{self, SimulateArgs},
+    planner::{ForecastSettings, Series, fit_forecast},
+    sim::synthetic::synthetic_trace,
+};
+
+/// Flags of `prescale bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// How many fits to time per model.
+    #[arg(long, default_value_t = 30)]
+    pub fits: usize,
+    /// Skip the 14-day simulation (the slow part).
+    #[arg(long)]
+    pub no_simulate: bool,
+    /// Also time augurs' stock MSTL+AutoETS on the full 1-minute series (~0.5 s a fit).
+    #[arg(long)]
+    pub baseline: bool,
+}
+
+fn stats(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    (at(0.5), at(0.95))
+}
+
+/// Peak resident memory of this process, from /proc (Linux), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Runs the benchmark and returns the table.
+pub fn run(args: &BenchArgs) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let series = synthetic_trace(42, 21, 60);
+    let day = 1440;
+    let n = args.fits.max(2);
+    let _ = writeln!(
+        out,
+        "prescale bench: 14 days of 1-minute history (20,160 points), {n} fits each, {} threads available",
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(1)
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "  {:<44} {:>12} {:>12}",
+        "fit (history -> forecast of 2h)", "median ms", "p95 ms"
+    );
+    let window = |k: usize| {
+        let end = 14 * day + k * 37;
+        Series::new(
+            series.time_of(end - 14 * day),
+            60,
+            series.values[end - 14 * day..end].to_vec(),
+        )
+    };
+    for (label, model) in [
+        (
+            "Auto (backtest MSTL / seasonal naive / ETS)",
+            ModelKind::Auto,
+        ),
+        ("MSTL(1d,7d)+AutoETS", ModelKind::Mstl),
+        ("SeasonalNaive", ModelKind::SeasonalNaive),
+        ("ETS", ModelKind::Ets),
+    ] {
+        let settings = ForecastSettings::new(model, vec![], 120, 0.9, 60);
+        let mut times = Vec::with_capacity(n);
+        for k in 0..n {
+            let s = window(k);
+            let began = Instant::now();
+            fit_forecast(&s, &settings).map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+            times.push(began.elapsed());
+        }
+        let (median, p95) = stats(times);
+        let _ = writeln!(out, "  {label:<44} {median:>12.1} {p95:>12.1}");
+    }
+    if args.baseline {
+        let mut times = Vec::new();
+        for k in 0..3 {
+            let s = window(k);
+            let began = Instant::now();
+            let model = MSTLModel::new(
+                vec![1440, 10080],
+                AutoETS::non_seasonal().into_trend_model(),
+            );
+            let fitted = model
+                .fit(&s.values)
+                .map_err(|e| anyhow::anyhow!("augurs: {e}"))?;
+            fitted
+                .predict(120, 0.8)
+                .map_err(|e| anyhow::anyhow!("augurs: {e}"))?;
+            times.push(began.elapsed());
+        }
+        let (median, p95) = stats(times);
+        let _ = writeln!(
+            out,
+            "  {:<44} {median:>12.1} {p95:>12.1}",
+            "augurs stock MSTL+AutoETS, full 1-min (3 fits)"
+        );
+    }
+    if !args.no_simulate {
+        let dir = std::env::temp_dir().join(format!("prescale-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("14d.csv");
+        let fourteen = Series::new(series.start, 60, series.values[..14 * day].to_vec());
+        std::fs::write(
+            &path,
+            crate::sim::synthetic::write_csv(&fourteen, "requests"),
+        )?;
+        let sim_args = SimulateArgs {
+            input: Some(path),
+            column: None,
+            target_per_replica: None,
+            spec: None,
+            lead_time: None,
+            startup: "5m".into(),
+            min_replicas: None,
+            max_replicas: None,
+            refresh: None,
+            quantile: None,
+            model: None,
+            seasonal_periods: None,
+            stabilization_window: None,
+            warmup: None,
+            output: None,
+            plot: None,
+            threads: None,
+        };
+        let r = simulate::resolve(&sim_args)?;
+        let began = Instant::now();
+        let report = crate::sim::simulate(&r.series, &r.settings);
+        let elapsed = began.elapsed();
+        std::fs::remove_dir_all(&dir).ok();
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  simulate 14 days at 1 minute, refresh 10m: {:.1} s ({} fits on {} threads)",
+            elapsed.as_secs_f64(),
+            report.fits,
+            r.settings.threads
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  peak memory (VmHWM): {}",
+        peak_rss_mib()
+            .map(|m| format!("{m:.1} MiB"))
+            .unwrap_or_else(|| "n/a".into())
+    );
+    Ok(out)
+}
