@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Every check CI runs, in order: formatting, clippy (warnings are errors), the API emulator's smoke test, and all
 # cargo tests (unit, integration, the real-process e2e). Runs every step even after a failure, then exits non-zero
-# if any failed. Needs scripts/setup.sh first (Prometheus, promtool, .venv).
+# if any failed. Runs scripts/setup.sh first (idempotent: installs Prometheus, promtool and .venv only if missing),
+# so this one command works on a fresh machine.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
+
+bash "$ROOT/scripts/setup.sh" || { echo "==> scripts/test.sh: FAILED: scripts/setup.sh"; exit 1; }
 
 failed=()
 passed=()
