@@ -71,10 +71,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<String> {
         )
     };
     for (label, model) in [
-        (
-            "Auto (backtest MSTL / seasonal naive / ETS)",
-            ModelKind::Auto,
-        ),
+        ("Auto (MSTL + its two-origin backtest)", ModelKind::Auto),
         ("MSTL(1d,7d)+AutoETS", ModelKind::Mstl),
         ("SeasonalNaive", ModelKind::SeasonalNaive),
         ("ETS", ModelKind::Ets),

@@ -121,9 +121,9 @@ pub enum ForecastError {
 /// back to the series' step by interpolation; the variation inside a 5-minute block is
 /// measured on the fine data and added to the band, so the upper quantile stays honest.
 ///
-/// `Auto` chooses among MSTL+AutoETS, seasonal naive and ETS by a rolling backtest on the
-/// series' own recent past (two origins, an hour ahead each); every model reports its
-/// backtest error.
+/// `Auto` is MSTL+AutoETS once the history holds two cycles of a seasonal period, ETS before
+/// that. Every model reports its backtest error: the weighted absolute percentage error of
+/// forecasts an hour ahead from two origins in the last two hours.
 pub fn fit_forecast(
     series: &Series,
     settings: &ForecastSettings,
@@ -156,15 +156,11 @@ pub fn fit_forecast(
     let periods = choose_periods(&settings.periods, coarse_step, yc.len());
     let trend_window = (settings.trend_window / factor).max(1);
     let candidates: Vec<Model> = match settings.model {
-        ModelKind::Auto => {
-            let mut c = Vec::new();
-            if !periods.is_empty() {
-                c.push(Model::Mstl(periods.clone()));
-                c.push(Model::SeasonalNaive(*periods.last().expect("non-empty")));
-            }
-            c.push(Model::Ets);
-            c
-        }
+        // Auto: MSTL once the history holds two cycles of a period, ETS before that. A
+        // backtest over the last hours alone would prefer a flat model whenever those hours
+        // were quiet, and then miss the daily peak that MSTL has learned.
+        ModelKind::Auto if periods.is_empty() => vec![Model::Ets],
+        ModelKind::Auto => vec![Model::Mstl(periods.clone())],
         ModelKind::Mstl if periods.is_empty() => vec![],
         ModelKind::Mstl => vec![Model::Mstl(periods.clone())],
         ModelKind::SeasonalNaive => periods
