@@ -66,7 +66,11 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
     if secs == 0 {
-        return format!("{}ms", d.as_millis());
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            format!("{}ms", d.as_millis())
+        };
     }
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
         if secs.is_multiple_of(size) {

@@ -87,6 +87,20 @@ pub struct Resolved {
 
 /// Reads the trace and resolves the settings.
 pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
+    // fail before a long simulation, not after it
+    if let Some(plot) = &args.plot {
+        let ext = plot
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if ext != "svg" && ext != "png" {
+            bail!(
+                "--plot {}: use a file name ending in .svg or .png",
+                plot.display()
+            );
+        }
+    }
     let (label, tr) = match &args.input {
         Some(path) => (
             path.display().to_string(),
@@ -309,8 +323,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             &format!("prescale simulate: {}", r.label),
             capacity,
             r.settings.startup_steps,
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
+        )?; // the plot error names the path already
         println!("plot written to {}", path.display());
     }
     Ok(())
