@@ -176,3 +176,70 @@ pub fn validate(spec: &PredictiveScalerSpec) -> Result<ScalerConfig, InvalidSpec
         fallback: spec.fallback,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> PredictiveScalerSpec {
+        serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "minReplicas": 2,
+            "maxReplicas": 60,
+            "metrics": [{"name": "requests", "query": "q", "targetPerReplica": "1.5k"}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_read_into_numbers() {
+        let c = validate(&spec()).unwrap();
+        assert_eq!(c.metrics[0].target_per_replica, 1500.0);
+        assert_eq!(c.metrics[0].source, "default");
+        assert_eq!(c.lookback, Duration::from_secs(14 * 86_400));
+        assert_eq!(c.step, Duration::from_secs(60));
+        assert_eq!(c.lead_time, Duration::from_secs(300));
+        assert_eq!((c.quantile, c.max_percent_per_minute), (0.9, 10));
+    }
+
+    #[test]
+    fn each_problem_has_a_message() {
+        let cases: Vec<(fn(&mut PredictiveScalerSpec), &str)> = vec![
+            (
+                |s| s.min_replicas = 61,
+                "minReplicas (61) is greater than maxReplicas (60)",
+            ),
+            (|s| s.min_replicas = -1, "minReplicas is -1"),
+            (|s| s.metrics.clear(), "at least one metric"),
+            (
+                |s| s.metrics[0].target_per_replica.0 = "0".into(),
+                "must be positive",
+            ),
+            (
+                |s| s.metrics[0].target_per_replica.0 = "lots".into(),
+                "invalid quantity",
+            ),
+            (|s| s.metrics[0].query = " ".into(), "query is empty"),
+            (
+                |s| s.history.step = "5x".into(),
+                "history.step: invalid duration",
+            ),
+            (
+                |s| s.scale_up.lead_time = "3h".into(),
+                "must be shorter than forecast.horizon",
+            ),
+            (|s| s.forecast.quantile = 1.0, "between 0 and 1"),
+            (
+                |s| s.forecast.seasonal_periods = vec!["90s".into()],
+                "whole number of steps",
+            ),
+            (|s| s.metrics.push(s.metrics[0].clone()), "used twice"),
+        ];
+        for (change, want) in cases {
+            let mut s = spec();
+            change(&mut s);
+            let err = validate(&s).unwrap_err().to_string();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+    }
+}
