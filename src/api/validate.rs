@@ -204,7 +204,8 @@ mod tests {
 
     #[test]
     fn each_problem_has_a_message() {
-        let cases: Vec<(fn(&mut PredictiveScalerSpec), &str)> = vec![
+        type Case = (fn(&mut PredictiveScalerSpec), &'static str);
+        let cases: Vec<Case> = vec![
             (
                 |s| s.min_replicas = 61,
                 "minReplicas (61) is greater than maxReplicas (60)",
