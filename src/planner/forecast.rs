@@ -155,39 +155,19 @@ pub fn fit_forecast(
     let (yc, fine_sigma) = coarsen(&y, factor);
     let periods = choose_periods(&settings.periods, coarse_step, yc.len());
     let trend_window = (settings.trend_window / factor).max(1);
-    let candidates: Vec<Model> = match settings.model {
+    let model = match (settings.model, periods.last()) {
         // Auto: MSTL once the history holds two cycles of a period, ETS before that. A
         // backtest over the last hours alone would prefer a flat model whenever those hours
         // were quiet, and then miss the daily peak that MSTL has learned.
-        ModelKind::Auto if periods.is_empty() => vec![Model::Ets],
-        ModelKind::Auto => vec![Model::Mstl(periods.clone())],
-        ModelKind::Mstl if periods.is_empty() => vec![],
-        ModelKind::Mstl => vec![Model::Mstl(periods.clone())],
-        ModelKind::SeasonalNaive => periods
-            .last()
-            .map(|&p| vec![Model::SeasonalNaive(p)])
-            .unwrap_or_default(),
-        ModelKind::Ets => vec![Model::Ets],
+        (ModelKind::Auto, None) | (ModelKind::Ets, _) => Model::Ets,
+        (ModelKind::Auto | ModelKind::Mstl, Some(_)) => Model::Mstl(periods.clone()),
+        (ModelKind::SeasonalNaive, Some(&longest)) => Model::SeasonalNaive(longest),
+        (ModelKind::Mstl | ModelKind::SeasonalNaive, None) => {
+            return Err(insufficient(y.len(), step, &settings.periods));
+        }
     };
-    if candidates.is_empty() {
-        return Err(insufficient(y.len(), step, &settings.periods));
-    }
     let backtest_horizon = ((HOUR / coarse_step).max(1) as usize).min(horizon.div_ceil(factor));
-    let mut scored: Vec<(Model, Option<f64>)> = candidates
-        .into_iter()
-        .map(|m| {
-            let e = backtest(&m, &yc, backtest_horizon, trend_window);
-            (m, e)
-        })
-        .collect();
-    // the lowest backtest error wins; a model that could not be backtested only when none could
-    scored.sort_by(|a, b| match (a.1, b.1) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
-    });
-    let (model, backtest_error) = scored.swap_remove(0);
+    let backtest_error = backtest(&model, &yc, backtest_horizon, trend_window);
 
     let coarse_horizon = horizon.div_ceil(factor) + 1;
     let (pc, sc) = model.predict(&yc, coarse_horizon, trend_window)?;
