@@ -82,7 +82,7 @@ impl Context {
     }
 }
 
-fn object_key(ps: &PredictiveScaler) -> String {
+pub(crate) fn object_key(ps: &PredictiveScaler) -> String {
     format!("{}/{}", ps.namespace().unwrap_or_default(), ps.name_any())
 }
 

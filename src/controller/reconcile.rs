@@ -67,7 +67,7 @@ struct MetricOutcome {
 pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
     let now = Timestamp::now();
     let namespace = ps.namespace().ok_or(Error::NoNamespace)?;
-    let key = format!("{namespace}/{}", ps.name_any());
+    let key = super::object_key(&ps);
     let mut state = ctx.take_state(&key);
     let result = reconcile_inner(&ps, &ctx, &namespace, &mut state, now).await;
     ctx.put_state(key, state);
@@ -324,12 +324,13 @@ async fn evaluate_metrics(
 
     let mut out = Vec::with_capacity(config.metrics.len());
     for (m, key) in config.metrics.iter().zip(keys) {
-        let series: std::result::Result<Series, SourceError> = match ctx.sources.get(&m.source) {
-            Ok(source) => state
-                .history
-                .update(source.as_ref(), &key, lookback, now)
-                .await
-                .cloned(),
+        let series: std::result::Result<&Series, SourceError> = match ctx.sources.get(&m.source) {
+            Ok(source) => {
+                state
+                    .history
+                    .update(source.as_ref(), &key, lookback, now)
+                    .await
+            }
             Err(e) => Err(e),
         };
         let series = match series {
@@ -375,6 +376,8 @@ async fn evaluate_metrics(
             Some(f) => f.clone(),
             None => {
                 let settings = fit_key.settings.clone();
+                // the fit owns its copy of the history; reused fits need none
+                let series = series.clone();
                 let started = std::time::Instant::now();
                 let result = tokio::task::spawn_blocking(move || fit_forecast(&series, &settings))
                     .await

@@ -218,7 +218,8 @@ fn coarsen_factor(step: i64, periods: &[i64]) -> usize {
 }
 
 /// Block means of `factor` values, blocks aligned to the end (a partial first block is
-/// dropped), and the standard deviation of values around their block mean over the last day.
+/// dropped), and the standard deviation of values around their block mean over the last
+/// 1,440 blocks (5 days at 1 minute).
 fn coarsen(y: &[f64], factor: usize) -> (Vec<f64>, f64) {
     if factor <= 1 {
         return (y.to_vec(), 0.0);

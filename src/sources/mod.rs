@@ -101,13 +101,13 @@ impl HistoryCache {
         if !have_cache {
             *entry = Series::empty(start, step);
         }
+        // values that are not finite (NaN, stale markers, +Inf) are gaps, not load; cached
+        // values were cleaned when they arrived
+        let samples: Vec<(i64, f64)> = samples
+            .into_iter()
+            .map(|(t, v)| (t, if v.is_finite() { v } else { f64::NAN }))
+            .collect();
         entry.upsert(&samples);
-        // values that are not finite (NaN, stale markers, +Inf) are gaps, not load
-        for v in entry.values.iter_mut() {
-            if !v.is_finite() {
-                *v = f64::NAN;
-            }
-        }
         entry.extend_to(end + step);
         entry.trim_before(start);
         Ok(entry)
