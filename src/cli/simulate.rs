@@ -463,5 +463,15 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
         },
         elapsed.as_secs_f64()
     );
+    if !report.selection_times.is_empty() {
+        let mut sel = report.selection_times.clone();
+        sel.sort();
+        let _ = writeln!(
+            out,
+            "  Auto model selections: {} (one per 6 h, median {:.0} ms)",
+            sel.len(),
+            sel[sel.len() / 2].as_secs_f64() * 1e3
+        );
+    }
     out
 }

@@ -34,6 +34,9 @@ pub struct ForecastSettings {
     /// The trend model is fitted on at most this many of the latest steps (0 = all). The
     /// seasonal decomposition always sees the whole history.
     pub trend_window: usize,
+    /// The model [`select_model`] chose for `Auto`; `None` fits Auto's default (MSTL once the
+    /// history holds two cycles of a period, ETS before).
+    pub auto_choice: Option<ModelKind>,
 }
 
 impl ForecastSettings {
@@ -51,6 +54,7 @@ impl ForecastSettings {
             horizon,
             quantile,
             trend_window: (DAY / step.max(1)) as usize,
+            auto_choice: None,
         }
     }
 }
@@ -155,7 +159,11 @@ pub fn fit_forecast(
     let (yc, fine_sigma) = coarsen(&y, factor);
     let periods = choose_periods(&settings.periods, coarse_step, yc.len());
     let trend_window = (settings.trend_window / factor).max(1);
-    let model = match (settings.model, periods.last()) {
+    let kind = match (settings.model, settings.auto_choice) {
+        (ModelKind::Auto, Some(chosen)) => chosen,
+        (kind, _) => kind,
+    };
+    let model = match (kind, periods.last()) {
         // Auto: MSTL once the history holds two cycles of a period, ETS before that. A
         // backtest over the last hours alone would prefer a flat model whenever those hours
         // were quiet, and then miss the daily peak that MSTL has learned.
@@ -167,7 +175,11 @@ pub fn fit_forecast(
         }
     };
     let backtest_horizon = ((HOUR / coarse_step).max(1) as usize).min(horizon.div_ceil(factor));
-    let backtest_error = backtest(&model, &yc, backtest_horizon, trend_window);
+    let origins: Vec<usize> = [2, 1]
+        .iter()
+        .filter_map(|k| yc.len().checked_sub(k * backtest_horizon))
+        .collect();
+    let backtest_error = backtest(&model, &yc, &origins, backtest_horizon, trend_window);
 
     let coarse_horizon = horizon.div_ceil(factor) + 1;
     let (pc, sc) = model.predict(&yc, coarse_horizon, trend_window)?;
@@ -257,12 +269,24 @@ fn interpolate(p: &[f64], s: &[f64], pos: f64) -> (f64, f64) {
     )
 }
 
-/// Weighted absolute percentage error of `model` over the last `2 * h` points, forecasting
-/// `h` ahead from two origins; `None` when the model cannot be fitted there.
-fn backtest(model: &Model, y: &[f64], h: usize, trend_window: usize) -> Option<f64> {
+/// Weighted absolute percentage error of `model` forecasting `h` ahead from each of
+/// `origins` (indices into `y`, each with `h` actual points after it); `None` when the model
+/// cannot be fitted at some origin.
+fn backtest(
+    model: &Model,
+    y: &[f64],
+    origins: &[usize],
+    h: usize,
+    trend_window: usize,
+) -> Option<f64> {
+    if origins.is_empty() {
+        return None;
+    }
     let (mut abs_err, mut abs_val) = (0.0, 0.0);
-    for k in [2, 1] {
-        let origin = y.len().checked_sub(k * h)?;
+    for &origin in origins {
+        if origin + h > y.len() {
+            return None;
+        }
         // a history of exactly two cycles of a period has too little left for the origins:
         // backtest MSTL with the periods that fit there
         let shorter;
@@ -291,8 +315,111 @@ fn backtest(model: &Model, y: &[f64], h: usize, trend_window: usize) -> Option<f
     Some(if abs_val > 0.0 {
         abs_err / abs_val
     } else {
-        abs_err / (2 * h) as f64
+        abs_err / (origins.len() * h) as f64
     })
+}
+
+/// How often `Auto` runs its model selection again: selections are made for six-hour epochs
+/// (`align_down(now, SELECTION_INTERVAL)`), and fits within an epoch reuse the choice.
+pub const SELECTION_INTERVAL: i64 = 6 * HOUR;
+/// Origins of the selection backtest: every four hours over the last day, so the daily peak
+/// and the night are both judged, not just the latest quiet (or busy) hours.
+const SELECTION_ORIGINS: usize = 6;
+const SELECTION_SPACING: i64 = 4 * HOUR;
+
+/// The outcome of [`select_model`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// The model chosen (never `Auto`).
+    pub model: ModelKind,
+    /// Rolling-backtest error (WAPE, a fraction) of each candidate; `None`: it could not be
+    /// fitted at every origin.
+    pub scores: Vec<(ModelKind, Option<f64>)>,
+    /// The selection epoch it was made for.
+    pub epoch: i64,
+}
+
+impl Selection {
+    /// e.g. `MSTL 0.12, ETS 0.31, SeasonalNaive 0.18`.
+    pub fn describe(&self) -> String {
+        self.scores
+            .iter()
+            .map(|(k, e)| match e {
+                Some(e) => format!("{} {e:.3}", kind_name(*k)),
+                None => format!("{} n/a", kind_name(*k)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The spec's spelling of a model kind.
+pub fn kind_name(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Auto => "Auto",
+        ModelKind::Mstl => "MSTL",
+        ModelKind::Ets => "ETS",
+        ModelKind::SeasonalNaive => "SeasonalNaive",
+    }
+}
+
+/// `Auto`'s model choice: MSTL+AutoETS, ETS and seasonal naive (over the longest period) are
+/// each backtested over the forecast horizon (one to six hours) from six origins spread over
+/// the series' last day, and the
+/// one with the lowest weighted absolute percentage error wins (MSTL on ties). Before the
+/// history holds two cycles of a period only ETS can be fitted, and it is chosen without a
+/// backtest. Costs about six fits of each model; made once per [`SELECTION_INTERVAL`].
+pub fn select_model(series: &Series, settings: &ForecastSettings, epoch: i64) -> Selection {
+    let only_ets = || Selection {
+        model: ModelKind::Ets,
+        scores: vec![],
+        epoch,
+    };
+    let Ok((y, _)) = clean(series) else {
+        return only_ets();
+    };
+    let step = series.step;
+    let factor = coarsen_factor(step, &settings.periods);
+    let coarse_step = step * factor as i64;
+    let (yc, _) = coarsen(&y, factor);
+    let periods = choose_periods(&settings.periods, coarse_step, yc.len());
+    let Some(&longest) = periods.last() else {
+        return only_ets();
+    };
+    let trend_window = (settings.trend_window / factor).max(1);
+    // judged over the horizon the scaler asks for (its status reports the peak over it), at
+    // least an hour and at most six
+    let h = settings.horizon.div_ceil(factor).clamp(
+        (HOUR / coarse_step).max(1) as usize,
+        (6 * HOUR / coarse_step).max(1) as usize,
+    );
+    let spacing = (SELECTION_SPACING / coarse_step).max(1) as usize;
+    let origins: Vec<usize> = (1..=SELECTION_ORIGINS)
+        .filter_map(|k| yc.len().checked_sub(h + (k - 1) * spacing))
+        .filter(|&o| o > 0)
+        .collect();
+    let candidates = [
+        (ModelKind::Mstl, Model::Mstl(periods.clone())),
+        (ModelKind::Ets, Model::Ets),
+        (ModelKind::SeasonalNaive, Model::SeasonalNaive(longest)),
+    ];
+    let scores: Vec<(ModelKind, Option<f64>)> = candidates
+        .iter()
+        .map(|(kind, model)| (*kind, backtest(model, &yc, &origins, h, trend_window)))
+        .collect();
+    let model = scores
+        .iter()
+        .filter_map(|(k, e)| e.filter(|e| e.is_finite()).map(|e| (*k, e)))
+        .fold(None, |best: Option<(ModelKind, f64)>, (k, e)| match best {
+            Some((_, b)) if b <= e => best,
+            _ => Some((k, e)),
+        })
+        .map_or(ModelKind::Mstl, |(k, _)| k);
+    Selection {
+        model,
+        scores,
+        epoch,
+    }
 }
 
 fn insufficient(have: usize, step: i64, periods: &[i64]) -> ForecastError {

@@ -10,7 +10,10 @@ pub mod series;
 use std::time::Duration;
 
 use crate::api::{Fallback, conditions::reasons};
-pub use forecast::{Forecast, ForecastError, ForecastSettings, fit_forecast};
+pub use forecast::{
+    Forecast, ForecastError, ForecastSettings, SELECTION_INTERVAL, Selection, fit_forecast,
+    select_model,
+};
 pub use series::Series;
 
 /// Scaling rules from the spec, in numbers.

@@ -15,10 +15,10 @@ use std::{
 };
 
 use crate::{
-    api::conditions::reasons,
+    api::{ModelKind, conditions::reasons},
     planner::{
-        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Series, Unavailable,
-        fit_forecast,
+        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
+        Selection, Series, Unavailable, fit_forecast, select_model, series::align_down,
     },
 };
 
@@ -81,12 +81,14 @@ pub struct SimReport {
     pub fit_times: Vec<Duration>,
     /// The models fitted, with how often each was chosen.
     pub models: Vec<(String, usize)>,
+    /// Wall time of each `Auto` model selection.
+    pub selection_times: Vec<Duration>,
 }
 
 /// Replays `series` walk-forward.
 pub fn simulate(series: &Series, s: &SimSettings) -> SimReport {
     let n = series.len();
-    let fits = fit_all(series, s);
+    let (fits, selection_times) = fit_all(series, s);
     let fit_times: Vec<Duration> = fits.iter().map(|(_, _, d)| *d).collect();
 
     let mut state = PlannerState::default();
@@ -166,6 +168,7 @@ pub fn simulate(series: &Series, s: &SimSettings) -> SimReport {
         fits: fits.len(),
         fit_times,
         models,
+        selection_times,
         rows,
     }
 }
@@ -191,27 +194,60 @@ fn reason(d: &planner::Decision) -> String {
 /// A fit made at a row: the row, the forecast (or why there is none), and its wall time.
 type Fit = (usize, Result<Forecast, Unavailable>, Duration);
 
-/// Fits at every `refresh_steps`, in parallel: a fit at row `t` sees rows `0..t` only.
-fn fit_all(series: &Series, s: &SimSettings) -> Vec<Fit> {
+/// Fits at every `refresh_steps`, in parallel: a fit at row `t` sees rows `0..t` only. With
+/// `Auto`, the model is chosen once per selection epoch, as the controller does, on the
+/// history of the epoch's first fit.
+fn fit_all(series: &Series, s: &SimSettings) -> (Vec<Fit>, Vec<Duration>) {
     let refresh = s.refresh_steps.max(1);
     let at: Vec<usize> = (refresh..series.len()).step_by(refresh).collect();
+    let history = |t: usize| {
+        let from = t.saturating_sub(s.lookback_steps.max(1));
+        Series::new(
+            series.time_of(from),
+            series.step,
+            series.values[from..t].to_vec(),
+        )
+    };
+    let epoch_of = |t: usize| align_down(series.time_of(t), SELECTION_INTERVAL);
+    let mut firsts: Vec<usize> = Vec::new();
+    if s.forecast.model == ModelKind::Auto {
+        for &t in &at {
+            if firsts.last().is_none_or(|&f| epoch_of(f) != epoch_of(t)) {
+                firsts.push(t);
+            }
+        }
+    }
+    let selections: Vec<(Selection, Duration)> = par_map(&firsts, s.threads, |&t| {
+        let began = Instant::now();
+        let sel = select_model(&history(t), &s.forecast, epoch_of(t));
+        (sel, began.elapsed())
+    });
+    let fits = par_map(&at, s.threads, |&t| {
+        let mut settings = s.forecast.clone();
+        settings.auto_choice = selections
+            .iter()
+            .find(|(sel, _)| sel.epoch == epoch_of(t))
+            .map(|(sel, _)| sel.model);
+        let began = Instant::now();
+        let fc =
+            fit_forecast(&history(t), &settings).map_err(|e| Unavailable::from_forecast_error(&e));
+        (t, fc, began.elapsed())
+    });
+    (fits, selections.into_iter().map(|(_, d)| d).collect())
+}
+
+/// `f` over `items` on `threads` workers, results in the order of `items`.
+fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = AtomicUsize::new(0);
-    let mut fits: Vec<Fit> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..s.threads.max(1))
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
-                    while let Some(&t) = at.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let from = t.saturating_sub(s.lookback_steps.max(1));
-                        let history = Series::new(
-                            series.time_of(from),
-                            series.step,
-                            series.values[from..t].to_vec(),
-                        );
-                        let began = Instant::now();
-                        let fc = fit_forecast(&history, &s.forecast)
-                            .map_err(|e| Unavailable::from_forecast_error(&e));
-                        done.push((t, fc, began.elapsed()));
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, f(item)));
                     }
                     done
                 })
@@ -219,11 +255,11 @@ fn fit_all(series: &Series, s: &SimSettings) -> Vec<Fit> {
             .collect();
         workers
             .into_iter()
-            .flat_map(|w| w.join().expect("fit worker panicked"))
+            .flat_map(|w| w.join().expect("simulate worker panicked"))
             .collect()
     });
-    fits.sort_by_key(|f| f.0);
-    fits
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The reactive baseline of EVALUATION.md (HPA defaults): `want = ceil(load[t-1] / target)`,
