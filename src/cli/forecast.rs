@@ -503,7 +503,15 @@ fn draw<DB: DrawingBackend>(
     let mut panels = root.split_evenly((done.len() + 1, 1));
     let replicas_panel = panels.pop().expect("one more than metrics");
     let font = |size: f64| (family, size).into_font();
+    let title = TextStyle::from((family, 15.0).into_font()).color(&BLACK);
     for (d, area) in done.iter().zip(&panels) {
+        // text is placed, never measured: SVG output needs no font
+        let (head, area) = area.split_vertically(24);
+        head.draw_text(
+            &format!("{} ({}): {}", d.job.name, d.forecast.model, d.job.query),
+            &title,
+            (60, 4),
+        )?;
         let hist: Vec<(f64, f64)> = (0..d.history.len())
             .map(|i| (d.history.time_of(i) as f64, d.history.values[i]))
             .filter(|(t, v)| *t >= from && v.is_finite())
@@ -524,11 +532,7 @@ fn draw<DB: DrawingBackend>(
             .fold(0.0_f64, f64::max)
             .max(1e-9)
             * 1.08;
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!("{} ({}): {}", d.job.name, d.forecast.model, d.job.query),
-                font(15.0),
-            )
+        let mut chart = ChartBuilder::on(&area)
             .x_label_area_size(24)
             .y_label_area_size(60)
             .build_cartesian_2d(from..to, 0.0..ymax)?;
@@ -558,8 +562,9 @@ fn draw<DB: DrawingBackend>(
         })
         .collect();
     let rmax = reps.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64 * 1.1;
+    let (head, replicas_panel) = replicas_panel.split_vertically(24);
+    head.draw_text("replicas the forecast implies", &title, (60, 4))?;
     let mut chart = ChartBuilder::on(&replicas_panel)
-        .caption("replicas the forecast implies", font(15.0))
         .x_label_area_size(24)
         .y_label_area_size(60)
         .build_cartesian_2d(from..to, 0.0..rmax)?;

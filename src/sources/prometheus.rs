@@ -672,7 +672,7 @@ fn root_cause(e: &(dyn StdError + 'static)) -> String {
 }
 
 /// The TLS error somewhere in `e`'s causes, if any. `io::Error` hides its payload from
-/// `source()`, so it is unwrapped by hand.
+/// `source()` (and hyper nests one in another), so payloads are searched too.
 fn tls_cause(e: &(dyn StdError + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -681,9 +681,9 @@ fn tls_cause(e: &(dyn StdError + 'static)) -> Option<String> {
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
-            && let Some(t) = inner.downcast_ref::<rustls::Error>()
+            && let Some(found) = tls_cause(inner)
         {
-            return Some(t.to_string());
+            return Some(found);
         }
         cur = err.source();
     }
