@@ -109,35 +109,59 @@ pub struct SourceFlags {
     #[arg(long, visible_alias = "source-url", env = "PRESCALE_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
     /// Timeout of one request (the default of every source that sets none).
-    #[arg(long, visible_alias = "timeout", default_value = "30s", value_parser = parse_duration_arg)]
+    #[arg(
+        long,
+        visible_alias = "timeout",
+        env = "PRESCALE_PROMETHEUS_TIMEOUT",
+        default_value = "30s",
+        value_parser = parse_duration_arg
+    )]
     pub prometheus_timeout: Duration,
     /// `default` source: a file holding a bearer token (re-read every minute).
-    #[arg(long, visible_alias = "bearer-token-file")]
+    #[arg(
+        long,
+        visible_alias = "bearer-token-file",
+        env = "PRESCALE_PROMETHEUS_BEARER_TOKEN_FILE"
+    )]
     pub prometheus_bearer_token_file: Option<PathBuf>,
     /// `default` source: basic-auth user name (with --prometheus-password-file).
-    #[arg(long, visible_alias = "username")]
+    #[arg(long, visible_alias = "username", env = "PRESCALE_PROMETHEUS_USERNAME")]
     pub prometheus_username: Option<String>,
-    /// `default` source: a file holding the basic-auth password.
-    #[arg(long, visible_alias = "password-file")]
+    /// `default` source: a file holding the basic-auth password (re-read every minute).
+    #[arg(
+        long,
+        visible_alias = "password-file",
+        env = "PRESCALE_PROMETHEUS_PASSWORD_FILE"
+    )]
     pub prometheus_password_file: Option<PathBuf>,
-    /// `default` source: PEM CA certificate(s) to trust.
-    #[arg(long, visible_alias = "ca-file")]
+    /// `default` source: PEM CA certificate(s) to trust instead of the system's.
+    #[arg(long, visible_alias = "ca-file", env = "PRESCALE_PROMETHEUS_CA_FILE")]
     pub prometheus_ca_file: Option<PathBuf>,
     /// `default` source: PEM client certificate for mutual TLS.
-    #[arg(long, visible_alias = "cert-file")]
+    #[arg(
+        long,
+        visible_alias = "cert-file",
+        env = "PRESCALE_PROMETHEUS_CERT_FILE"
+    )]
     pub prometheus_cert_file: Option<PathBuf>,
     /// `default` source: PEM private key of the client certificate.
-    #[arg(long, visible_alias = "key-file")]
+    #[arg(long, visible_alias = "key-file", env = "PRESCALE_PROMETHEUS_KEY_FILE")]
     pub prometheus_key_file: Option<PathBuf>,
-    /// `default` source: accept any server certificate (insecure).
-    #[arg(long, visible_alias = "insecure-skip-verify")]
+    /// `default` source: accept any server certificate (insecure; logged as a warning).
+    #[arg(
+        long,
+        visible_alias = "insecure-skip-verify",
+        env = "PRESCALE_PROMETHEUS_INSECURE_SKIP_VERIFY"
+    )]
     pub prometheus_insecure_skip_verify: bool,
-    /// `default` source: an extra request header NAME=VALUE (repeatable), e.g.
-    /// X-Scope-OrgID=team-a.
+    /// `default` source: an extra request header NAME=VALUE (repeatable; comma-separated in
+    /// the environment), e.g. X-Scope-OrgID=team-a.
     #[arg(
         long = "prometheus-header",
         visible_alias = "header",
-        value_name = "NAME=VALUE"
+        value_name = "NAME=VALUE",
+        env = "PRESCALE_PROMETHEUS_HEADERS",
+        value_delimiter = ','
     )]
     pub prometheus_headers: Vec<String>,
 }
@@ -344,6 +368,16 @@ sources:
             f.sources[2].basic_auth.as_ref().unwrap().username,
             "u".to_string()
         );
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let f = parse_sources(include_str!("../../examples/sources.yaml")).unwrap();
+        let names: Vec<&str> = f.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["default", "mimir-team-a", "thanos", "victoria"]);
+        for s in &f.sources {
+            crate::sources::prometheus::parse_url(&s.url).unwrap();
+        }
     }
 
     #[test]
