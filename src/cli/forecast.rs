@@ -572,6 +572,7 @@ fn draw<DB: DrawingBackend>(
         .configure_mesh()
         .x_labels(8)
         .x_label_formatter(&fmt_x)
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .label_style(font(12.0))
         .light_line_style(TRANSPARENT)
         .draw()?;

@@ -261,8 +261,12 @@ impl SourceFlags {
 /// Reads and parses a sources file (unknown keys are errors).
 pub fn read_sources_file(path: &Path) -> Result<SourcesFile, ConfigError> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("reading the sources file {shown}: {}", e.kind())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "reading the sources file {shown}: {}",
+            super::secret::io_reason(&e)
+        ))
+    })?;
     parse_sources(&text).map_err(|e| ConfigError(format!("sources file {shown}: {}", e.0)))
 }
 

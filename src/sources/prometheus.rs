@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use super::{
     MetricsSource, SourceError,
     config::{ConfigError, SourceConfig, TlsConfig},
-    secret::{SECRET_REFRESH, SecretFile},
+    secret::{SECRET_REFRESH, SecretFile, io_reason},
 };
 use crate::api::duration::{format_duration, parse_duration};
 
@@ -610,7 +610,8 @@ fn tls_stamps(tls: &TlsConfig) -> Vec<Option<SystemTime>> {
 }
 
 fn read_file(what: &str, path: &PathBuf) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{what}: cannot read {}: {}", path.display(), e.kind()))
+    std::fs::read(path)
+        .map_err(|e| format!("{what}: cannot read {}: {}", path.display(), io_reason(&e)))
 }
 
 /// The HTTP client of a source: timeouts, TLS roots and identity, extra headers, no redirects.
@@ -729,6 +730,59 @@ mod tests {
             parse_value("garbage").is_nan(),
             "unreadable is a gap, not 0"
         );
+    }
+
+    #[test]
+    fn changed_tls_files_rebuild_the_client_and_bad_ones_keep_the_old() {
+        let dir = std::env::temp_dir().join(format!("prescale-tlsre-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let pem = |cn: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            rcgen::CertificateParams::new(vec![cn.to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap()
+                .pem()
+        };
+        std::fs::write(&ca, pem("a")).unwrap();
+        let s = PrometheusSource::from_config(
+            &SourceConfig {
+                name: "t".into(),
+                url: "https://127.0.0.1:1".into(),
+                tls: Some(TlsConfig {
+                    ca_file: Some(ca.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let first = s.built.lock().unwrap().stamps.clone();
+        let age = |s: &PrometheusSource| {
+            let mut b = s.built.lock().unwrap();
+            b.checked = Instant::now()
+                .checked_sub(TLS_RELOAD_CHECK)
+                .unwrap_or(b.checked);
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&ca, "not a certificate").unwrap();
+        age(&s);
+        let _ = s.client();
+        assert_eq!(
+            s.built.lock().unwrap().stamps,
+            first,
+            "a bad file keeps the old client"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&ca, pem("b")).unwrap();
+        age(&s);
+        let _ = s.client();
+        let now = s.built.lock().unwrap().stamps.clone();
+        assert_ne!(now, first, "a good new file is used");
+        assert_eq!(now, tls_stamps(s.tls.as_ref().unwrap()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -47,13 +47,23 @@ pub enum SecretFileError {
     NotText { path: String },
 }
 
+/// Why a file cannot be read, in a few words (no path, no content).
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::IsADirectory => "is a directory".into(),
+        kind => kind.to_string(),
+    }
+}
+
 /// Reads a secret file: the content without the trailing newline (as Kubernetes secrets and
 /// `echo` write them). An empty file is an error.
 pub fn read_secret_file(path: &Path) -> Result<Secret, SecretFileError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| SecretFileError::Read {
         path: shown.clone(),
-        message: e.kind().to_string(),
+        message: io_reason(&e),
     })?;
     let text = String::from_utf8(bytes).map_err(|_| SecretFileError::NotText {
         path: shown.clone(),
@@ -155,7 +165,7 @@ mod tests {
         assert!(e.to_string().ends_with("empty is empty"), "{e}");
         let e = SecretFile::open(dir.join("nope"), SECRET_REFRESH).unwrap_err();
         assert!(
-            e.to_string().contains("nope") && e.to_string().contains("not found"),
+            e.to_string().contains("nope") && e.to_string().contains("no such file"),
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
