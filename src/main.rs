@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller (kubeconfig or in-cluster config, as kubectl finds it).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Forecast one query (or a PredictiveScaler's metrics) now and print the forecast and the
     /// replicas it implies.
     Forecast(Box<prescale::cli::forecast::ForecastArgs>),
@@ -115,7 +115,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print!("{}", serde_yaml::to_string(&PredictiveScaler::crd())?);
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Forecast(args) => {
             // kube and reqwest share one rustls provider (aws-lc-rs)
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

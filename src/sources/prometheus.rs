@@ -195,8 +195,7 @@ impl PrometheusSource {
             headers.insert(name, value);
         }
         let tls = c.tls.clone();
-        let (client, stamps) =
-            build_client(&url, timeout, tls.as_ref(), &headers).map_err(|e| bad(e))?;
+        let (client, stamps) = build_client(&url, timeout, tls.as_ref(), &headers).map_err(bad)?;
         let source = Self {
             name: c.name.clone(),
             url,
