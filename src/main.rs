@@ -1,4 +1,5 @@
-//! The `prescale` binary: `run` (the controller), `crd` (print the CRD).
+//! The `prescale` binary: `run` (the controller), `forecast` (one forecast, printed), `crd`
+//! (print the CRD), `simulate` and `bench`.
 
 use std::{
     io::IsTerminal,
@@ -13,7 +14,7 @@ use kube::CustomResourceExt;
 use prescale::{
     api::{PredictiveScaler, duration::parse_duration},
     controller::{self, ControllerConfig},
-    sources::{Sources, prometheus::PrometheusSource},
+    sources::config::{DEFAULT_SOURCE, SourceFlags},
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -31,7 +32,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller (kubeconfig or in-cluster config, as kubectl finds it).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Forecast one query (or a PredictiveScaler's metrics) now and print the forecast and the
+    /// replicas it implies.
+    Forecast(Box<prescale::cli::forecast::ForecastArgs>),
     /// Print the PredictiveScaler CustomResourceDefinition as YAML.
     Crd,
     /// Replay a recorded load trace through the forecaster and planner, against a reactive
@@ -49,12 +53,12 @@ enum LogFormat {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// URL of the Prometheus HTTP API that defines the source named `default`.
-    #[arg(long, env = "PRESCALE_PROMETHEUS_URL")]
-    prometheus_url: Option<String>,
-    /// Timeout of one Prometheus request.
-    #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
-    prometheus_timeout: Duration,
+    #[command(flatten)]
+    sources: SourceFlags,
+    /// The most history points kept in memory, all series together (8 bytes each); past it
+    /// the least recently used series are dropped and fetched again when needed.
+    #[arg(long, default_value_t = prescale::sources::DEFAULT_MAX_POINTS)]
+    history_cache_points: usize,
     /// How often each PredictiveScaler is evaluated.
     #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
     sync_interval: Duration,
@@ -111,7 +115,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print!("{}", serde_yaml::to_string(&PredictiveScaler::crd())?);
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
+        Command::Forecast(args) => {
+            // kube and reqwest share one rustls provider (aws-lc-rs)
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            prescale::cli::forecast::run(&args).await
+        }
         Command::Simulate(args) => prescale::cli::simulate::run(&args),
         Command::Bench(args) => {
             print!("{}", prescale::cli::bench::run(&args)?);
@@ -125,16 +134,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // kube and reqwest share one rustls provider (aws-lc-rs); install it before either runs
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
-    let mut sources = Sources::default();
-    if let Some(url) = &args.prometheus_url {
-        let source = PrometheusSource::new("default", url, args.prometheus_timeout)
-            .context("configuring the default Prometheus source")?;
-        sources.insert("default", Arc::new(source));
-    } else {
+    let sources = args
+        .sources
+        .build()
+        .context("configuring the metric sources")?;
+    if sources.get(DEFAULT_SOURCE).is_err() {
         tracing::warn!(
-            "no --prometheus-url: PredictiveScalers using the source \"default\" will report UnknownSource"
+            "no source named \"default\" (--prometheus-url or the sources file): PredictiveScalers that name no \
+             source will report UnknownSource"
         );
     }
+    tracing::info!(sources = ?sources.names(), "metric sources configured");
 
     let client = kube::Client::try_default()
         .await
@@ -147,6 +157,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let http = tokio::spawn(prescale::http::serve(listener, ready.clone()));
     let config = ControllerConfig {
         sync_interval: args.sync_interval,
+        history_max_points: args.history_cache_points,
     };
     let result = controller::run(client, sources, config, ready).await;
     http.abort();

@@ -291,23 +291,23 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
         ctrl.assert_running();
         let s = scaler(&kube);
         find_condition(&s, "ForecastAvailable")
-            .filter(|c| c["status"] == "False" && c["reason"] == "MetricsQueryFailed")
+            .filter(|c| c["status"] == "False" && c["reason"] == "MetricsSourceUnavailable")
             .cloned()
     })
     .unwrap_or_else(|| {
-        panic!("ForecastAvailable did not become False/MetricsQueryFailed within 90 s of Prometheus stopping: {}", {
+        panic!("ForecastAvailable did not become False/MetricsSourceUnavailable within 90 s of Prometheus stopping: {}", {
             scaler(&kube)["status"].clone()
         })
     });
     report(&format!(
-        "[e2e] ForecastAvailable=False/MetricsQueryFailed {:.2?} after Prometheus stopped: {failed}",
+        "[e2e] ForecastAvailable=False/MetricsSourceUnavailable {:.2?} after Prometheus stopped: {failed}",
         stopped.elapsed()
     ));
     assert!(
         failed["message"]
             .as_str()
             .is_some_and(|m| !m.trim().is_empty()),
-        "MetricsQueryFailed needs a message: {failed}"
+        "MetricsSourceUnavailable needs a message: {failed}"
     );
     assert!(
         replicas(&kube) >= reached,

@@ -25,7 +25,16 @@ pub mod reasons {
     pub const SCALER_ACTIVE: &str = "ScalerActive";
     pub const FORECAST_SUCCEEDED: &str = "ForecastSucceeded";
     pub const INSUFFICIENT_HISTORY: &str = "InsufficientHistory";
+    /// The source answered with an error not covered below (e.g. `execution`, HTTP 500).
     pub const METRICS_QUERY_FAILED: &str = "MetricsQueryFailed";
+    /// HTTP 401/403, or a TLS handshake failure (untrusted server, missing client cert).
+    pub const METRICS_AUTH_FAILED: &str = "MetricsAuthFailed";
+    /// Connection refused, DNS, HTTP 502/503/429: the source is down or unreachable.
+    pub const METRICS_SOURCE_UNAVAILABLE: &str = "MetricsSourceUnavailable";
+    /// No answer within the source's timeout (or the server gave up evaluating).
+    pub const METRICS_QUERY_TIMEOUT: &str = "MetricsQueryTimeout";
+    /// The source rejected the PromQL (`bad_data`: syntax error, wrong types).
+    pub const INVALID_QUERY: &str = "InvalidQuery";
     pub const EMPTY_QUERY_RESULT: &str = "EmptyQueryResult";
     pub const MULTIPLE_SERIES: &str = "QueryReturnedManySeries";
     pub const UNKNOWN_SOURCE: &str = "UnknownSource";

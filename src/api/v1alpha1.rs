@@ -150,10 +150,14 @@ pub struct MetricSpec {
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
 
-    /// The name of a Prometheus source configured in the operator by the cluster admin.
-    /// Never a URL.
+    /// The name of a Prometheus source configured in the operator by the cluster admin
+    /// (`--sources-file`, or `--prometheus-url` for `default`). Never a URL: PredictiveScalers
+    /// cannot aim the operator at an address of their own.
     #[serde(default = "default_source")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub source: String,
 
     /// A PromQL expression returning exactly one series: the load, e.g.

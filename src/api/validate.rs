@@ -83,6 +83,13 @@ pub fn validate(spec: &PredictiveScalerSpec) -> Result<ScalerConfig, InvalidSpec
         if spec.metrics[..i].iter().any(|o| o.name == m.name) {
             return bad(format!("metric name {:?} is used twice", m.name));
         }
+        if !crate::sources::config::is_valid_source_name(&m.source) {
+            return bad(format!(
+                "metrics[{i}] ({}).source {:?} is not a source name (lower case letters, digits, '-'); \
+                 sources are configured in the operator, never given as a URL",
+                m.name, m.source
+            ));
+        }
         if m.query.trim().is_empty() {
             return bad(format!("metrics[{i}] ({}): query is empty", m.name));
         }
@@ -235,6 +242,10 @@ mod tests {
                 "whole number of steps",
             ),
             (|s| s.metrics.push(s.metrics[0].clone()), "used twice"),
+            (
+                |s| s.metrics[0].source = "http://evil.example:9090".into(),
+                "is not a source name",
+            ),
         ];
         for (change, want) in cases {
             let mut s = spec();

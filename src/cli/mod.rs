@@ -1,4 +1,5 @@
-//! Subcommands that run without a cluster: `simulate` and `bench`.
+//! Subcommands besides `run`: `simulate` and `bench` (no cluster), `forecast`.
 
 pub mod bench;
+pub mod forecast;
 pub mod simulate;

@@ -28,19 +28,36 @@ use tracing::{info, warn};
 
 pub use reconcile::{ScalerState, reconcile};
 
-use crate::{Error, api::PredictiveScaler, sources::Sources};
+use crate::{
+    Error,
+    api::PredictiveScaler,
+    sources::{HistoryStore, Sources},
+};
 
 /// Settings of the controller process.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
     /// How often each PredictiveScaler is evaluated.
     pub sync_interval: Duration,
+    /// The bound of the history cache, in points (all series together).
+    pub history_max_points: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            sync_interval: Duration::from_secs(30),
+            history_max_points: crate::sources::DEFAULT_MAX_POINTS,
+        }
+    }
 }
 
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
     pub sources: Sources,
+    /// Metric history shared by all scalers, fetched incrementally.
+    pub history: HistoryStore,
     pub recorder: Recorder,
     pub config: ControllerConfig,
     states: Mutex<HashMap<String, ScalerState>>,
@@ -57,6 +74,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             sources,
+            history: HistoryStore::new(config.history_max_points),
             config,
             states: Mutex::default(),
             failures: Mutex::default(),
@@ -79,6 +97,7 @@ impl Context {
 
     fn forget(&self, key: &str) {
         self.states.lock().expect("state lock").remove(key);
+        self.history.release(key);
     }
 }
 

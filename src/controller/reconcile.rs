@@ -27,13 +27,12 @@ use crate::{
         self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Unavailable,
         fit_forecast, series::Series,
     },
-    sources::{HistoryCache, HistoryKey, SourceError},
+    sources::{HistoryKey, SourceError},
 };
 
 /// What a PredictiveScaler's reconciles remember between runs (in memory only).
 #[derive(Debug, Default)]
 pub struct ScalerState {
-    pub history: HistoryCache,
     pub fits: HashMap<String, Fit>,
     pub planner: PlannerState,
 }
@@ -69,7 +68,7 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
     let namespace = ps.namespace().ok_or(Error::NoNamespace)?;
     let key = super::object_key(&ps);
     let mut state = ctx.take_state(&key);
-    let result = reconcile_inner(&ps, &ctx, &namespace, &mut state, now).await;
+    let result = reconcile_inner(&ps, &ctx, &key, &namespace, &mut state, now).await;
     ctx.put_state(key, state);
     result
 }
@@ -77,6 +76,7 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
 async fn reconcile_inner(
     ps: &PredictiveScaler,
     ctx: &Context,
+    key: &str,
     namespace: &str,
     state: &mut ScalerState,
     now: Timestamp,
@@ -144,7 +144,7 @@ async fn reconcile_inner(
     };
 
     // history and forecasts
-    let outcomes = evaluate_metrics(ctx, &config, state, now_s).await?;
+    let outcomes = evaluate_metrics(ctx, key, &config, state, now_s).await?;
     let inputs: Vec<MetricInput<'_>> = outcomes
         .iter()
         .map(|o| MetricInput {
@@ -283,19 +283,20 @@ fn why(d: &planner::Decision) -> String {
     };
     match (m.forecast_replicas, m.reactive_replicas, &m.peak) {
         (Some(f), r, Some((at, value, replicas))) if f >= r.unwrap_or(0) => format!(
-            "metric {name}: forecast needs {f} replicas within the lead time (peak {} at {} needs {replicas})",
+            "driven by metric {name}: its forecast needs {f} replicas within the lead time (peak {} at {} needs {replicas})",
             status::format_value(*value),
             Timestamp::from_second(*at)
                 .map(|t| t.to_string())
                 .unwrap_or_default()
         ),
-        (_, Some(r), _) => format!("metric {name}: observed load needs {r} replicas"),
-        _ => format!("metric {name}: holding"),
+        (_, Some(r), _) => format!("driven by metric {name}: its observed load needs {r} replicas"),
+        _ => format!("driven by metric {name}: holding"),
     }
 }
 
 async fn evaluate_metrics(
     ctx: &Context,
+    user: &str,
     config: &ScalerConfig,
     state: &mut ScalerState,
     now: i64,
@@ -317,31 +318,45 @@ async fn evaluate_metrics(
             step,
         })
         .collect();
-    state.history.retain(&keys);
+    // a query or step that changed (or a metric that went) releases its cached history
+    ctx.history.use_only(user, &keys);
     state
         .fits
         .retain(|name, _| config.metrics.iter().any(|m| &m.name == name));
 
     let mut out = Vec::with_capacity(config.metrics.len());
     for (m, key) in config.metrics.iter().zip(keys) {
-        let series: std::result::Result<&Series, SourceError> = match ctx.sources.get(&m.source) {
+        let series: std::result::Result<Arc<Series>, SourceError> = match ctx.sources.get(&m.source)
+        {
             Ok(source) => {
-                state
-                    .history
-                    .update(source.as_ref(), &key, lookback, now)
+                ctx.history
+                    .update(user, source.as_ref(), &key, lookback, now)
                     .await
             }
             Err(e) => Err(e),
         };
-        let series = match series {
-            Ok(s) => s,
+        let unavailable = match &series {
             Err(e) => {
-                warn!(metric = %m.name, error = %e, "metric query failed");
+                warn!(metric = %m.name, source = %m.source, reason = e.reason(), error = %e, "metric query failed");
+                Some(Unavailable::new(e.reason(), e.to_string()))
+            }
+            Ok(s) if s.finite_count() == 0 => Some(Unavailable::new(
+                reasons::EMPTY_QUERY_RESULT,
+                format!(
+                    "the query returned no data in the last {}; check the metric name and labels",
+                    crate::api::duration::format_duration(config.lookback)
+                ),
+            )),
+            Ok(_) => None,
+        };
+        let series = match (series, unavailable) {
+            (Ok(s), None) => s,
+            (_, u) => {
                 out.push(MetricOutcome {
                     name: m.name.clone(),
                     target_per_replica: m.target_per_replica,
                     observed: None,
-                    forecast: Err(Unavailable::new(e.reason(), e.to_string())),
+                    forecast: Err(u.expect("set when there is no series")),
                     fit: None,
                 });
                 continue;
@@ -376,7 +391,8 @@ async fn evaluate_metrics(
             Some(f) => f.clone(),
             None => {
                 let settings = fit_key.settings.clone();
-                // the fit owns its copy of the history; reused fits need none
+                // the fit shares the cached history; the next update copies it only if the
+                // fit still holds it
                 let series = series.clone();
                 let started = std::time::Instant::now();
                 let result = tokio::task::spawn_blocking(move || fit_forecast(&series, &settings))

@@ -80,6 +80,7 @@ fn context(value: Option<f64>) -> (Arc<Context>, Handle, Arc<FakeSource>) {
         sources,
         ControllerConfig {
             sync_interval: Duration::from_secs(30),
+            ..Default::default()
         },
     );
     (Arc::new(ctx), handle, source)

@@ -56,8 +56,8 @@ const FONT_PATHS: &[&str] = &[
 ];
 /// The family name the PNG font is registered under. SVG text uses `sans-serif` instead,
 /// which is never registered, so the SVG path provably never needs a font.
-const BITMAP_FAMILY: &str = "prescale-plot-sans";
-const SVG_FAMILY: &str = "sans-serif";
+pub(crate) const BITMAP_FAMILY: &str = "prescale-plot-sans";
+pub(crate) const SVG_FAMILY: &str = "sans-serif";
 
 /// Why a plot could not be written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -131,7 +131,7 @@ pub fn write_plot(
 }
 
 /// Finds and registers the PNG font, once per process.
-fn bitmap_font() -> Result<(), PlotError> {
+pub(crate) fn bitmap_font() -> Result<(), PlotError> {
     static FONT: OnceLock<Result<(), PlotError>> = OnceLock::new();
     FONT.get_or_init(|| {
         let named = std::env::var_os(FONT_ENV).filter(|p| !p.is_empty());
@@ -666,7 +666,7 @@ fn steps(buckets: &[Bucket], value: impl Fn(&Bucket) -> f64) -> Vec<(f64, f64)> 
 }
 
 /// A compact number for axis labels: `850`, `1.2k`, `12k`, `0.25`.
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     let a = v.abs();
     if a >= 10_000.0 {
         format!("{:.0}k", v / 1_000.0)

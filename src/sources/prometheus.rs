@@ -1,49 +1,294 @@
-//! A [`MetricsSource`] over the Prometheus HTTP API (Prometheus, Thanos, Mimir,
+//! A [`MetricsSource`] over the Prometheus HTTP API (Prometheus, Thanos, Mimir, Cortex,
 //! VictoriaMetrics...), with `query_range` split into chunks under Prometheus's limit of
-//! 11,000 points per series.
+//! 11,000 points per series, and the credentials and TLS settings of a configured source.
+//!
+//! Every failure is classified, so the condition says what to fix: credentials
+//! ([`SourceError::AuthFailed`], also for TLS handshake failures), the network or the server
+//! ([`SourceError::Unavailable`], [`SourceError::Timeout`]), or the PromQL
+//! ([`SourceError::InvalidQuery`]). Messages never carry credentials, and URLs only without
+//! their query string.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    error::Error as StdError,
+    fmt,
+    path::PathBuf,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
 
+use base64::Engine as _;
 use futures::future::BoxFuture;
-use prometheus_http_query::{Client, response::Data};
-use tracing::debug;
+use prometheus_http_query::Client;
+use reqwest::{
+    StatusCode, Url,
+    header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
+};
+use serde::Deserialize;
+use tracing::{debug, info, warn};
 
-use super::{MetricsSource, SourceError};
+use super::{
+    MetricsSource, SourceError,
+    config::{ConfigError, SourceConfig, TlsConfig},
+    secret::{SECRET_REFRESH, SecretFile, io_reason},
+};
+use crate::api::duration::{format_duration, parse_duration};
 
 /// Prometheus refuses more than 11,000 points per series in one range query.
 pub const MAX_POINTS_PER_QUERY: i64 = 10_000;
 
+/// How often the TLS files are checked for changes (a changed file rebuilds the client, so new
+/// connections use the rotated certificate).
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(60);
+
+/// Headers a source may not set through `headers`.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "content-type",
+    "connection",
+    "transfer-encoding",
+];
+
+/// How a source authenticates.
+enum Auth {
+    Bearer(SecretFile),
+    Basic {
+        username: String,
+        password: SecretFile,
+    },
+}
+
+impl Auth {
+    /// The `Authorization` header, marked sensitive (hidden from `Debug` output by `http`).
+    fn header(&self) -> Option<HeaderValue> {
+        let text = match self {
+            Auth::Bearer(token) => format!("Bearer {}", token.get().expose()),
+            Auth::Basic { username, password } => {
+                let raw = format!("{username}:{}", password.get().expose());
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                )
+            }
+        };
+        let mut value = HeaderValue::from_str(&text).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Auth::Bearer(_) => "bearer token",
+            Auth::Basic { .. } => "basic auth",
+        }
+    }
+}
+
+/// The HTTP client and the TLS file times it was built from.
+struct Built {
+    client: Client,
+    stamps: Vec<Option<SystemTime>>,
+    checked: Instant,
+}
+
 /// One configured Prometheus endpoint.
 pub struct PrometheusSource {
     name: String,
-    client: Client,
-    requests: std::sync::atomic::AtomicU64,
+    url: Url,
+    timeout: Duration,
+    auth: Option<Auth>,
+    tls: Option<TlsConfig>,
+    headers: HeaderMap,
+    built: Mutex<Built>,
+    requests: AtomicU64,
+    points: AtomicU64,
+}
+
+impl fmt::Debug for PrometheusSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrometheusSource")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("timeout", &self.timeout)
+            .field("auth", &self.auth.as_ref().map(Auth::kind))
+            .field("tls", &self.tls)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl PrometheusSource {
-    /// A source named `name` at `url`, with a per-request `timeout`.
-    pub fn new(name: impl Into<String>, url: &str, timeout: Duration) -> Result<Self, SourceError> {
-        let name = name.into();
-        let bad = |message: String| SourceError::QueryFailed {
-            source_name: name.clone(),
-            message,
+    /// A source named `name` at `url` without credentials, with a per-request `timeout`.
+    pub fn new(name: impl Into<String>, url: &str, timeout: Duration) -> Result<Self, ConfigError> {
+        Self::from_config(
+            &SourceConfig {
+                name: name.into(),
+                url: url.to_string(),
+                ..Default::default()
+            },
+            timeout,
+        )
+    }
+
+    /// Checks a configured source and builds its client: reads the secret files, the CA and
+    /// the client certificate now, so a mistake stops the start-up with one clear line.
+    pub fn from_config(c: &SourceConfig, default_timeout: Duration) -> Result<Self, ConfigError> {
+        let bad = |what: String| ConfigError(format!("source {:?}: {what}", c.name));
+        let url = parse_url(&c.url).map_err(|e| bad(format!("url: {e}")))?;
+        let timeout = match &c.timeout {
+            Some(t) => parse_duration(t).map_err(|e| bad(format!("timeout: {e}")))?,
+            None => default_timeout,
         };
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| bad(format!("building HTTP client: {e}")))?;
-        let client = Client::from(http, url).map_err(|e| bad(format!("invalid URL: {e}")))?;
-        Ok(Self {
-            name,
-            client,
-            requests: Default::default(),
-        })
+        if timeout.is_zero() {
+            return Err(bad("timeout must be more than 0".into()));
+        }
+        let auth = match (&c.bearer_token_file, &c.basic_auth) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "use either bearerTokenFile or basicAuth, not both".into()
+                ));
+            }
+            (Some(path), None) => Some(Auth::Bearer(
+                SecretFile::open(path, SECRET_REFRESH)
+                    .map_err(|e| bad(format!("bearerTokenFile: {e}")))?,
+            )),
+            (None, Some(b)) => {
+                if b.username.is_empty() || b.username.contains(':') {
+                    return Err(bad(
+                        "basicAuth.username must be non-empty and without ':'".into()
+                    ));
+                }
+                Some(Auth::Basic {
+                    username: b.username.clone(),
+                    password: SecretFile::open(&b.password_file, SECRET_REFRESH)
+                        .map_err(|e| bad(format!("basicAuth.passwordFile: {e}")))?,
+                })
+            }
+            (None, None) => None,
+        };
+        if let Some(tls) = &c.tls {
+            if url.scheme() != "https" {
+                return Err(bad("tls is set but the URL is http://; use https://".into()));
+            }
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Err(bad("tls.certFile and keyFile go together".into()));
+            }
+        }
+        let mut headers = HeaderMap::new();
+        for (k, v) in &c.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| bad(format!("headers.{k}: not a valid header name")))?;
+            if RESERVED_HEADERS.contains(&name.as_str()) {
+                return Err(bad(format!(
+                    "headers.{k}: not allowed here; credentials go in bearerTokenFile or basicAuth"
+                )));
+            }
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| bad(format!("headers.{k}: not a valid header value")))?;
+            headers.insert(name, value);
+        }
+        let tls = c.tls.clone();
+        let (client, stamps) = build_client(&url, timeout, tls.as_ref(), &headers).map_err(bad)?;
+        let source = Self {
+            name: c.name.clone(),
+            url,
+            timeout,
+            auth,
+            tls,
+            headers,
+            built: Mutex::new(Built {
+                client,
+                stamps,
+                checked: Instant::now(),
+            }),
+            requests: AtomicU64::new(0),
+            points: AtomicU64::new(0),
+        };
+        if source.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+            warn!(
+                source = %source.name,
+                "TLS certificate verification is OFF for this source (tls.insecureSkipVerify): anyone on the \
+                 network path can read its credentials and forge its metrics; use tls.caFile instead"
+            );
+        }
+        info!(source = %source.name, "{}", source.describe());
+        Ok(source)
+    }
+
+    /// One line for the start-up log: URL, timeout, auth kind, TLS files, header names (never
+    /// values or secrets).
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "source {:?}: {} (timeout {}",
+            self.name,
+            self.url,
+            format_duration(self.timeout)
+        );
+        if let Some(a) = &self.auth {
+            s.push_str(", ");
+            s.push_str(a.kind());
+        }
+        if let Some(t) = &self.tls {
+            if t.ca_file.is_some() {
+                s.push_str(", custom CA");
+            }
+            if t.cert_file.is_some() {
+                s.push_str(", client certificate");
+            }
+            if t.insecure_skip_verify {
+                s.push_str(", INSECURE: no certificate verification");
+            }
+        }
+        if !self.headers.is_empty() {
+            let names: Vec<&str> = self.headers.keys().map(|k| k.as_str()).collect();
+            s.push_str(&format!(", headers {}", names.join(",")));
+        }
+        s.push(')');
+        s
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// HTTP requests sent so far.
     pub fn requests(&self) -> u64 {
-        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Samples received so far.
+    pub fn points(&self) -> u64 {
+        self.points.load(Ordering::Relaxed)
+    }
+
+    /// The client; rebuilt when the TLS files changed (checked at most once a minute).
+    fn client(&self) -> Client {
+        let mut built = self.built.lock().expect("client lock");
+        if let Some(tls) = &self.tls
+            && built.checked.elapsed() >= TLS_RELOAD_CHECK
+        {
+            built.checked = Instant::now();
+            if tls_stamps(tls) != built.stamps {
+                match build_client(&self.url, self.timeout, Some(tls), &self.headers) {
+                    Ok((client, stamps)) => {
+                        info!(source = %self.name, "TLS files changed; new connections use them");
+                        built.client = client;
+                        built.stamps = stamps;
+                    }
+                    Err(e) => {
+                        warn!(source = %self.name, error = %e, "TLS files changed but cannot be used; keeping the old ones")
+                    }
+                }
+            }
+        }
+        built.client.clone()
     }
 
     async fn range_chunked(
@@ -58,71 +303,210 @@ impl PrometheusSource {
         while chunk_start <= end {
             let chunk_end = (chunk_start + (MAX_POINTS_PER_QUERY - 1) * step).min(end);
             let began = Instant::now();
-            self.requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let result = self
-                .client
-                .query_range(query, chunk_start, chunk_end, step as f64)
-                .get()
-                .await
-                .map_err(|e| self.query_error(e))?;
-            debug!(source = %self.name, chunk_start, chunk_end, elapsed_ms = began.elapsed().as_millis() as u64, "query_range");
-            match result.data() {
-                Data::Matrix(series) => match series.len() {
-                    0 => {}
-                    1 => out.extend(
-                        series[0]
-                            .samples()
-                            .iter()
-                            .map(|s| (s.timestamp().round() as i64, s.value())),
-                    ),
-                    count => return Err(SourceError::MultipleSeries { count }),
-                },
-                Data::Vector(v) if v.is_empty() => {}
-                other => {
-                    return Err(SourceError::QueryFailed {
-                        source_name: self.name.clone(),
-                        message: format!("expected a range vector, got {}", data_kind(other)),
-                    });
-                }
-            }
+            let samples = self.range_once(query, chunk_start, chunk_end, step).await?;
+            debug!(
+                source = %self.name,
+                chunk_start,
+                chunk_end,
+                points = samples.len(),
+                elapsed_ms = began.elapsed().as_millis() as u64,
+                "query_range"
+            );
+            out.extend(samples);
             chunk_start = chunk_end + step;
         }
         Ok(out)
     }
 
-    fn query_error(&self, e: prometheus_http_query::Error) -> SourceError {
-        use prometheus_http_query::Error;
-        let message = match &e {
-            Error::Prometheus(p) => {
-                format!("Prometheus answered {:?}: {}", p.error_type(), p.message())
-            }
-            Error::Client(c) => match c.inner() {
-                Some(r) if r.is_timeout() => "timed out".to_string(),
-                Some(r) if r.is_connect() => "connection failed (is the source up?)".to_string(),
-                Some(r) if r.status().is_some() => format!("HTTP {}", r.status().expect("checked")),
-                Some(r) if r.is_decode() => "the answer was not valid Prometheus JSON".to_string(),
-                // reqwest's text names the URL, which may carry credentials: replace it
-                Some(r) => match r.url() {
-                    Some(u) => r.to_string().replace(u.as_str(), "<source URL>"),
-                    None => r.to_string(),
-                },
-                None => "request failed".to_string(),
+    /// One `query_range` request.
+    async fn range_once(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Vec<(i64, f64)>, SourceError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self
+            .client()
+            .query_range(query, start, end, step as f64)
+            // the server stops evaluating when the client stops waiting
+            .timeout(self.timeout.as_millis() as i64);
+        if let Some(value) = self.auth.as_ref().and_then(Auth::header) {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let response = request.get_raw().await.map_err(|e| match e {
+            prometheus_http_query::Error::Client(c) => match c.inner() {
+                Some(r) => self.transport_error(r),
+                None => self.failed(c.to_string()),
             },
-            other => other.to_string(),
+            other => self.failed(other.to_string()),
+        })?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let answer = content_type
+            .starts_with("application/json")
+            .then(|| serde_json::from_slice::<Answer>(&body).ok())
+            .flatten();
+        let data = match answer {
+            Some(Answer {
+                status: s,
+                data: Some(data),
+                ..
+            }) if s == "success" => data,
+            Some(Answer {
+                error_type: Some(kind),
+                error,
+                ..
+            }) => return Err(self.api_error(status, &kind, error.as_deref().unwrap_or(""))),
+            _ => return Err(self.http_error(status, &content_type)),
         };
+        let samples = match data.result_type.as_str() {
+            "matrix" => {
+                let series: Vec<MatrixSeries> = serde_json::from_value(data.result)
+                    .map_err(|_| self.failed("the answer was not valid Prometheus JSON".into()))?;
+                match series.len() {
+                    0 => Vec::new(),
+                    1 => series
+                        .into_iter()
+                        .next()
+                        .expect("one")
+                        .values
+                        .into_iter()
+                        .map(|(t, v)| (t.round() as i64, parse_value(&v)))
+                        .collect(),
+                    count => {
+                        return Err(SourceError::MultipleSeries {
+                            count,
+                            examples: series.iter().take(3).map(|s| labels(&s.metric)).collect(),
+                        });
+                    }
+                }
+            }
+            "vector" if data.result.as_array().is_some_and(|a| a.is_empty()) => Vec::new(),
+            other => {
+                return Err(SourceError::InvalidQuery {
+                    source_name: self.name.clone(),
+                    message: format!("expected a range vector, got a {other}"),
+                });
+            }
+        };
+        self.points
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        Ok(samples)
+    }
+
+    fn failed(&self, message: String) -> SourceError {
         SourceError::QueryFailed {
             source_name: self.name.clone(),
             message,
         }
     }
-}
 
-fn data_kind(d: &Data) -> &'static str {
-    match d {
-        Data::Vector(_) => "an instant vector",
-        Data::Matrix(_) => "a range vector",
-        Data::Scalar(_) => "a scalar",
+    /// A Prometheus API error (`{"status":"error","errorType":...}`).
+    fn api_error(&self, status: StatusCode, kind: &str, message: &str) -> SourceError {
+        let source_name = self.name.clone();
+        let message = format!("{kind}: {}", self.redact(message));
+        match kind {
+            "bad_data" => SourceError::InvalidQuery {
+                source_name,
+                message,
+            },
+            "timeout" | "canceled" => SourceError::Timeout {
+                source_name,
+                message: format!("the source gave up evaluating the query ({message})"),
+            },
+            "unavailable" => SourceError::Unavailable {
+                source_name,
+                message,
+            },
+            _ if matches!(status.as_u16(), 401 | 403) => SourceError::AuthFailed {
+                source_name,
+                message: format!("HTTP {status} ({message})"),
+            },
+            _ => SourceError::QueryFailed {
+                source_name,
+                message,
+            },
+        }
+    }
+
+    /// A non-API answer (a proxy's or the web server's own page).
+    fn http_error(&self, status: StatusCode, content_type: &str) -> SourceError {
+        let source_name = self.name.clone();
+        match status.as_u16() {
+            401 | 403 => SourceError::AuthFailed {
+                source_name,
+                message: format!("HTTP {status}: the source refused the credentials configured for it"),
+            },
+            408 | 504 => SourceError::Timeout {
+                source_name,
+                message: format!("HTTP {status}"),
+            },
+            429 | 502 | 503 => SourceError::Unavailable {
+                source_name,
+                message: format!("HTTP {status}"),
+            },
+            300..=399 => self.failed(format!(
+                "HTTP {status}: redirects are not followed; configure the final URL"
+            )),
+            200..=299 => self.failed(format!(
+                "the answer is not Prometheus API JSON (content type {content_type:?}); is the URL the root of \
+                 a Prometheus HTTP API?"
+            )),
+            404 => self.failed(format!(
+                "HTTP {status}: is the URL the root of a Prometheus HTTP API?"
+            )),
+            _ => self.failed(format!("HTTP {status}")),
+        }
+    }
+
+    /// A failure below HTTP: connect, TLS, timeout, a broken connection.
+    fn transport_error(&self, e: &reqwest::Error) -> SourceError {
+        let source_name = self.name.clone();
+        if e.is_timeout() {
+            return SourceError::Timeout {
+                source_name,
+                message: format!("no answer within {}", format_duration(self.timeout)),
+            };
+        }
+        if let Some(tls) = tls_cause(e) {
+            return SourceError::AuthFailed {
+                source_name,
+                message: format!(
+                    "TLS handshake failed: {tls} (check tls.caFile and tls.certFile/keyFile)"
+                ),
+            };
+        }
+        let cause = self.redact(&root_cause(e));
+        if e.is_connect() {
+            SourceError::Unavailable {
+                source_name,
+                message: format!("cannot connect: {cause}"),
+            }
+        } else if e.is_decode() {
+            self.failed("the answer was not valid Prometheus JSON".into())
+        } else {
+            SourceError::Unavailable {
+                source_name,
+                message: format!("the request failed: {cause}"),
+            }
+        }
+    }
+
+    /// Removes this source's URL from a text (it may name internal hosts; a query string
+    /// could carry tokens).
+    fn redact(&self, text: &str) -> String {
+        text.replace(self.url.as_str(), "<source URL>")
     }
 }
 
@@ -135,5 +519,297 @@ impl MetricsSource for PrometheusSource {
         step: i64,
     ) -> BoxFuture<'a, Result<Vec<(i64, f64)>, SourceError>> {
         Box::pin(self.range_chunked(query, start, end, step))
+    }
+
+    fn requests(&self) -> Option<u64> {
+        Some(PrometheusSource::requests(self))
+    }
+}
+
+/// The JSON envelope of the Prometheus HTTP API.
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<AnswerData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AnswerData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct MatrixSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// A sample value as Prometheus writes it: a decimal, `NaN`, `+Inf` or `-Inf`. Anything
+/// unreadable is a gap (NaN), never zero.
+fn parse_value(s: &str) -> f64 {
+    match s {
+        "NaN" => f64::NAN,
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ => s.parse().unwrap_or(f64::NAN),
+    }
+}
+
+/// `{a="x", b="y"}` (the metric name, if any, first).
+fn labels(metric: &BTreeMap<String, String>) -> String {
+    let name = metric.get("__name__").cloned().unwrap_or_default();
+    let rest: Vec<String> = metric
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__name__")
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    format!("{name}{{{}}}", rest.join(", "))
+}
+
+/// Checks a source URL: http(s), a host, no credentials, no query string or fragment. The
+/// path is kept (e.g. `/prometheus` for Mimir), without a trailing `/`.
+pub fn parse_url(raw: &str) -> Result<Url, String> {
+    let mut url = Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{raw:?} must start with http:// or https://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "credentials in the URL are not allowed; use basicAuth or bearerTokenFile".into(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the URL must not have a query string or fragment".into());
+    }
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(if path.is_empty() { "/" } else { &path });
+    Ok(url)
+}
+
+fn tls_stamps(tls: &TlsConfig) -> Vec<Option<SystemTime>> {
+    [&tls.ca_file, &tls.cert_file, &tls.key_file]
+        .into_iter()
+        .map(|p| {
+            p.as_ref()
+                .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        })
+        .collect()
+}
+
+fn read_file(what: &str, path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path)
+        .map_err(|e| format!("{what}: cannot read {}: {}", path.display(), io_reason(&e)))
+}
+
+/// The HTTP client of a source: timeouts, TLS roots and identity, extra headers, no redirects.
+fn build_client(
+    url: &Url,
+    timeout: Duration,
+    tls: Option<&TlsConfig>,
+    headers: &HeaderMap,
+) -> Result<(Client, Vec<Option<SystemTime>>), String> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("prescale/", env!("CARGO_PKG_VERSION")))
+        .default_headers(headers.clone());
+    let mut stamps = Vec::new();
+    if let Some(tls) = tls {
+        stamps = tls_stamps(tls);
+        if let Some(ca) = &tls.ca_file {
+            let pem = read_file("tls.caFile", ca)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| format!("tls.caFile: {} holds no PEM certificate", ca.display()))?;
+            // like Prometheus's own ca_file: these roots only, not the system's
+            builder = builder.tls_certs_only(certs);
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            let mut pem = read_file("tls.certFile", cert)?;
+            pem.push(b'\n');
+            pem.extend(read_file("tls.keyFile", key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+                format!(
+                    "tls.certFile/keyFile: {} and {} are not a PEM certificate and its private key",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        if tls.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+    }
+    let http = builder
+        .build()
+        .map_err(|e| format!("building the HTTP client: {}", root_cause(&e)))?;
+    let client = Client::from(http, url.as_str()).map_err(|e| format!("url: {e}"))?;
+    Ok((client, stamps))
+}
+
+/// The innermost error's text.
+fn root_cause(e: &(dyn StdError + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// The TLS error somewhere in `e`'s causes, if any. `io::Error` hides its payload from
+/// `source()` (and hyper nests one in another), so payloads are searched too.
+fn tls_cause(e: &(dyn StdError + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(found) = tls_cause(inner)
+        {
+            return Some(found);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_normalised() {
+        assert_eq!(
+            parse_url("https://mimir.example.com/prometheus/")
+                .unwrap()
+                .as_str(),
+            "https://mimir.example.com/prometheus"
+        );
+        assert_eq!(
+            parse_url("http://p:9090").unwrap().as_str(),
+            "http://p:9090/"
+        );
+        assert!(
+            parse_url("http://u:p@h")
+                .unwrap_err()
+                .contains("credentials")
+        );
+        assert!(
+            parse_url("file:///etc/passwd")
+                .unwrap_err()
+                .contains("http://")
+        );
+        assert!(parse_url("http://h/?x=1").unwrap_err().contains("query"));
+    }
+
+    #[test]
+    fn values_as_prometheus_writes_them() {
+        assert!(parse_value("NaN").is_nan());
+        assert_eq!(parse_value("+Inf"), f64::INFINITY);
+        assert_eq!(parse_value("-Inf"), f64::NEG_INFINITY);
+        assert_eq!(parse_value("1.5e3"), 1500.0);
+        assert!(
+            parse_value("garbage").is_nan(),
+            "unreadable is a gap, not 0"
+        );
+    }
+
+    #[test]
+    fn changed_tls_files_rebuild_the_client_and_bad_ones_keep_the_old() {
+        let dir = std::env::temp_dir().join(format!("prescale-tlsre-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let pem = |cn: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            rcgen::CertificateParams::new(vec![cn.to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap()
+                .pem()
+        };
+        std::fs::write(&ca, pem("a")).unwrap();
+        let s = PrometheusSource::from_config(
+            &SourceConfig {
+                name: "t".into(),
+                url: "https://127.0.0.1:1".into(),
+                tls: Some(TlsConfig {
+                    ca_file: Some(ca.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let first = s.built.lock().unwrap().stamps.clone();
+        let age = |s: &PrometheusSource| {
+            let mut b = s.built.lock().unwrap();
+            b.checked = Instant::now()
+                .checked_sub(TLS_RELOAD_CHECK)
+                .unwrap_or(b.checked);
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&ca, "not a certificate").unwrap();
+        age(&s);
+        let _ = s.client();
+        assert_eq!(
+            s.built.lock().unwrap().stamps,
+            first,
+            "a bad file keeps the old client"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&ca, pem("b")).unwrap();
+        age(&s);
+        let _ = s.client();
+        let now = s.built.lock().unwrap().stamps.clone();
+        assert_ne!(now, first, "a good new file is used");
+        assert_eq!(now, tls_stamps(s.tls.as_ref().unwrap()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let dir = std::env::temp_dir().join(format!("prescale-psrc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "tok-very-secret").unwrap();
+        let s = PrometheusSource::from_config(
+            &SourceConfig {
+                name: "a".into(),
+                url: "http://127.0.0.1:1".into(),
+                bearer_token_file: Some(token),
+                headers: [("X-Scope-OrgID".to_string(), "t".to_string())].into(),
+                ..Default::default()
+            },
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let shown = format!("{s:?} {}", s.describe());
+        assert!(!shown.contains("tok-very-secret"), "{shown}");
+        assert!(
+            shown.contains("bearer token") && shown.contains("x-scope-orgid"),
+            "{shown}"
+        );
+        let header = s.auth.as_ref().unwrap().header().unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(format!("{header:?}"), "Sensitive");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

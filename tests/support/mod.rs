@@ -6,6 +6,8 @@
 //!   pointing at it and small JSON helpers over HTTP.
 //! - [`Controller`]: the `prescale` binary under test, its output in a log file that is printed when a test fails.
 //! - [`wait_until`]: polling with a deadline, instead of sleeps.
+//! - [`TestPki`], [`bcrypt_hash`]: certificates and password hashes for Prometheus's `--web.config.file`;
+//!   [`AuthProxy`] (a bearer-token gate in front of Prometheus) and [`BlackHole`] (a listener that never answers).
 //!
 //! Only std + the package's own dependencies: HTTP is a minimal HTTP/1.1 client over `TcpStream`. Missing tools
 //! are a panic that says to run `scripts/setup.sh`: these tests are mandatory, never skipped.
@@ -421,12 +423,27 @@ pub fn openmetrics_gauge(
 
 // === Prometheus ===
 
+/// How to start a [`Prometheus`] beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct PrometheusOptions {
+    /// The content of a `--web.config.file` (`tls_server_config`, `basic_auth_users`). Relative file names in it
+    /// are resolved next to it: write them with `files`.
+    pub web_config: Option<String>,
+    /// Files written into the Prometheus directory before it starts (name, content), e.g. certificates.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Log every query to a file ([`Prometheus::query_log`]).
+    pub query_log: bool,
+    /// More command-line arguments.
+    pub extra_args: Vec<String>,
+}
+
 /// A real Prometheus on 127.0.0.1 with a private, backfilled TSDB. Killed on drop.
 pub struct Prometheus {
     dir: TestDir,
     port: u16,
     child: Option<Child>,
     log: PathBuf,
+    options: PrometheusOptions,
     /// How long `promtool` took to write the TSDB blocks.
     pub backfill_time: Duration,
     /// How long the last (re)start took until `/-/ready` answered 200.
@@ -438,17 +455,39 @@ impl Prometheus {
     /// Prometheus on a free port with 400d retention (retention counts from the newest block) and waits for ready.
     /// End the history a little before "now".
     pub fn start_with_history(openmetrics: &str) -> Prometheus {
+        Self::start_with(openmetrics, PrometheusOptions::default())
+    }
+
+    /// [`Prometheus::start_with_history`] with a web config (TLS, basic auth), a query log or more arguments.
+    pub fn start_with(openmetrics: &str, options: PrometheusOptions) -> Prometheus {
         require_tool("prometheus");
         let promtool = require_tool("promtool");
         let dir = TestDir::new("prometheus");
         let history = dir.path().join("history.om");
         let data = dir.path().join("data");
         fs::write(&history, openmetrics).expect("write history.om");
+        let query_log = if options.query_log {
+            format!(
+                "  query_log_file: {}\n",
+                dir.path().join("query.log").display()
+            )
+        } else {
+            String::new()
+        };
         fs::write(
             dir.path().join("prometheus.yml"),
-            "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nscrape_configs: []\n",
+            format!(
+                "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n{query_log}scrape_configs: []\n"
+            ),
         )
         .expect("write prometheus.yml");
+        for (name, content) in &options.files {
+            fs::write(dir.path().join(name), content)
+                .unwrap_or_else(|e| panic!("write {name}: {e}"));
+        }
+        if let Some(web) = &options.web_config {
+            fs::write(dir.path().join("web.yml"), web).expect("write web.yml");
+        }
 
         let t = Instant::now();
         let out = Command::new(promtool)
@@ -484,6 +523,7 @@ impl Prometheus {
             dir,
             port: free_port(),
             child: None,
+            options,
             backfill_time,
             start_time: Duration::ZERO,
         };
@@ -499,9 +539,38 @@ impl Prometheus {
         prom
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` when the web config has TLS)
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let tls = self
+            .options
+            .web_config
+            .as_deref()
+            .is_some_and(|w| w.contains("tls_server_config"));
+        format!(
+            "{}://127.0.0.1:{}",
+            if tls { "https" } else { "http" },
+            self.port
+        )
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The directory of its config, data and `files`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The query log (with `PrometheusOptions::query_log`): one JSON object per query Prometheus ran, with
+    /// `params.query`, `params.start`, `params.end` (RFC 3339) and `params.step` (seconds).
+    pub fn query_log(&self) -> Vec<Value> {
+        fs::read_to_string(self.dir.path().join("query.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Kills Prometheus (SIGKILL: no clean shutdown, like a crash or a network cut).
@@ -544,12 +613,19 @@ impl Prometheus {
 
     fn spawn_and_wait_ready(&mut self) {
         let d = self.dir.path();
-        let args = vec![
+        let mut args = vec![
             format!("--config.file={}", d.join("prometheus.yml").display()),
             format!("--storage.tsdb.path={}", d.join("data").display()),
             "--storage.tsdb.retention.time=400d".to_string(),
             format!("--web.listen-address=127.0.0.1:{}", self.port),
         ];
+        if self.options.web_config.is_some() {
+            args.push(format!("--web.config.file={}", d.join("web.yml").display()));
+        }
+        args.extend(self.options.extra_args.iter().cloned());
+        let log_lines_before = fs::read_to_string(&self.log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
         let t = Instant::now();
         self.child = Some(spawn_with_output(
             &require_tool("prometheus"),
@@ -558,6 +634,7 @@ impl Prometheus {
             Output::File(self.log.clone()),
         ));
         let ready = format!("{}/-/ready", self.url());
+        let web_config = self.options.web_config.is_some();
         let ok = wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
             if !self.is_running() {
                 panic!(
@@ -565,9 +642,19 @@ impl Prometheus {
                     self.log_tail(LOG_TAIL_LINES)
                 );
             }
+            if web_config {
+                // TLS and basic auth keep the plain client of this harness out: wait for the log line instead
+                let text = fs::read_to_string(&self.log).unwrap_or_default();
+                return text
+                    .lines()
+                    .skip(log_lines_before)
+                    .any(|l| l.contains("Server is ready to receive web requests"))
+                    .then_some(());
+            }
             http_request("GET", &ready, None, None)
                 .ok()
                 .filter(|r| r.status == 200)
+                .map(|_| ())
         });
         assert!(
             ok.is_some(),
@@ -855,6 +942,219 @@ impl Drop for Controller {
     fn drop(&mut self) {
         kill(&mut self.child);
         print_tail_if_panicking("controller", &self.log);
+    }
+}
+
+/// Joins OpenMetrics texts (each ending with `# EOF`, as [`openmetrics_gauge`] writes them) into one backfill input.
+/// Each part must be a different metric family.
+pub fn join_openmetrics(parts: &[String]) -> String {
+    let mut out = String::new();
+    for p in parts {
+        out.push_str(p.trim_end().strip_suffix("# EOF").unwrap_or(p).trim_end());
+        out.push('\n');
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+// === TLS and basic auth material ===
+
+/// A test PKI made with rcgen: a CA, a server certificate for 127.0.0.1/localhost and a client certificate signed by
+/// it, and a second, unrelated CA. All PEM.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+    pub other_ca_pem: String,
+}
+
+impl TestPki {
+    pub fn generate() -> TestPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+            IsCa, KeyPair, KeyUsagePurpose, SanType,
+        };
+        let ca = |cn: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
+        };
+        let ca_issuer = ca("prescale test CA");
+        let other = ca("some other CA");
+        let leaf = |cn: &str, server: bool| {
+            let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+            params.extended_key_usages = vec![if server {
+                ExtendedKeyUsagePurpose::ServerAuth
+            } else {
+                ExtendedKeyUsagePurpose::ClientAuth
+            }];
+            let key = KeyPair::generate().expect("key");
+            let cert = params.signed_by(&key, &ca_issuer).expect("sign");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert_pem, server_key_pem) = leaf("prometheus", true);
+        let (client_cert_pem, client_key_pem) = leaf("prescale", false);
+        TestPki {
+            ca_pem: ca_issuer.pem(),
+            server_cert_pem,
+            server_key_pem,
+            client_cert_pem,
+            client_key_pem,
+            other_ca_pem: other.pem(),
+        }
+    }
+}
+
+/// A bcrypt hash of `password` for Prometheus's `basic_auth_users` (cost 4: fast, it is a test).
+pub fn bcrypt_hash(password: &str) -> String {
+    bcrypt::hash(password, 4).expect("bcrypt")
+}
+
+// === misbehaving endpoints ===
+
+/// A TCP listener that accepts connections and never answers: a source slower than any timeout.
+pub struct BlackHole {
+    port: u16,
+}
+
+impl BlackHole {
+    pub fn start() -> BlackHole {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream); // kept open, never read or written
+            }
+        });
+        BlackHole { port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// One request the [`AuthProxy`] saw.
+#[derive(Debug, Clone)]
+pub struct ProxiedRequest {
+    pub path: String,
+    /// Whether `Authorization: Bearer <token>` matched.
+    pub authorized: bool,
+    /// The request headers, lower-case names, with `authorization` left out.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A bearer-token gate in front of a real Prometheus, like kube-rbac-proxy or an OAuth proxy: it answers 401
+/// unless `Authorization: Bearer <token>` matches, and forwards the request otherwise (one request per connection,
+/// so every request is checked).
+pub struct AuthProxy {
+    port: u16,
+    token: std::sync::Arc<Mutex<String>>,
+    seen: std::sync::Arc<Mutex<Vec<ProxiedRequest>>>,
+}
+
+impl AuthProxy {
+    pub fn start(upstream: &str, token: &str) -> AuthProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let token = std::sync::Arc::new(Mutex::new(token.to_string()));
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let (t, s, up) = (token.clone(), seen.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (t, s, up) = (t.clone(), s.clone(), up.clone());
+                std::thread::spawn(move || {
+                    let _ = Self::serve(stream, &up, &t, &s);
+                });
+            }
+        });
+        AuthProxy { port, token, seen }
+    }
+
+    fn serve(
+        mut client: TcpStream,
+        upstream: &str,
+        token: &Mutex<String>,
+        seen: &Mutex<Vec<ProxiedRequest>>,
+    ) -> std::io::Result<()> {
+        client.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if client.read(&mut byte)? == 0 {
+                return Ok(());
+            }
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let mut lines = text.split("\r\n");
+        let request_line = lines.next().unwrap_or_default().to_string();
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        let want = format!("Bearer {}", token.lock().unwrap());
+        let mut authorized = false;
+        let mut headers = Vec::new();
+        let mut forward = format!("{request_line}\r\n");
+        for l in lines.filter(|l| !l.is_empty()) {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+            if k == "authorization" {
+                authorized = v == want;
+                continue;
+            }
+            if k == "connection" {
+                continue;
+            }
+            forward.push_str(&format!("{k}: {v}\r\n"));
+            headers.push((k, v));
+        }
+        forward.push_str("connection: close\r\n\r\n");
+        seen.lock().unwrap().push(ProxiedRequest {
+            path,
+            authorized,
+            headers,
+        });
+        if !authorized {
+            client.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nUnauthorized\n",
+            )?;
+            return Ok(());
+        }
+        let mut up = TcpStream::connect(upstream)?;
+        up.write_all(forward.as_bytes())?;
+        std::io::copy(&mut up, &mut client)?;
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Accept only this token from now on (a rotation).
+    pub fn set_token(&self, token: &str) {
+        *self.token.lock().unwrap() = token.to_string();
+    }
+
+    pub fn seen(&self) -> Vec<ProxiedRequest> {
+        self.seen.lock().unwrap().clone()
     }
 }
 

@@ -1,0 +1,526 @@
+//! The metric sources a cluster admin configures: a YAML file (`--sources-file`) and/or flags
+//! for a single source named `default`. A PredictiveScaler only names a source; it can never
+//! give a URL or credentials.
+//!
+//! ```yaml
+//! sources:
+//!   - name: default
+//!     url: https://prometheus.monitoring.svc:9090
+//!     timeout: 30s
+//!     bearerTokenFile: /var/run/secrets/prometheus/token
+//!     tls:
+//!       caFile: /etc/prescale/ca.crt
+//!   - name: mimir-team-a
+//!     url: https://mimir.example.com/prometheus
+//!     basicAuth: {username: prescale, passwordFile: /etc/prescale/mimir-password}
+//!     headers: {X-Scope-OrgID: team-a}
+//! ```
+//!
+//! Everything is checked at start-up, with one line naming the source and the key at fault.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use super::{Sources, prometheus::PrometheusSource};
+use crate::api::duration::parse_duration;
+
+/// The name a PredictiveScaler's metric uses when it names no source.
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// A configuration problem, as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The sources file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesFile {
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One source: a Prometheus HTTP API (Prometheus, Thanos, Mimir, Cortex, VictoriaMetrics).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SourceConfig {
+    /// What PredictiveScalers call it (`metrics[].source`): lower case letters, digits and
+    /// `-`, at most 63 characters.
+    pub name: String,
+    /// The API root, e.g. `http://prometheus.monitoring:9090` or
+    /// `https://mimir.example.com/prometheus`. No credentials, no query string.
+    pub url: String,
+    /// Per request, e.g. `30s` (default: `--prometheus-timeout`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// A file holding a bearer token, re-read every minute.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuthConfig>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Extra request headers, e.g. `X-Scope-OrgID: team-a` for Mimir/Cortex tenants. Not for
+    /// credentials: `Authorization` is refused here.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// HTTP basic authentication; the password comes from a file, re-read every minute.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicAuthConfig {
+    pub username: String,
+    pub password_file: PathBuf,
+}
+
+/// TLS settings for an `https://` source.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// PEM CA certificate(s) to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `keyFile`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `certFile` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate. Off by default; logged as a warning at start-up.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Flags (and environment variables) for the source named `default`, and the sources file.
+/// Shared by `prescale run` and `prescale forecast`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SourceFlags {
+    /// A YAML file of named sources (`sources: [{name, url, timeout, bearerTokenFile,
+    /// basicAuth, tls, headers}]`), e.g. mounted from a ConfigMap.
+    #[arg(long, env = "PRESCALE_SOURCES_FILE")]
+    pub sources_file: Option<PathBuf>,
+    /// URL of the Prometheus HTTP API that defines the source named `default`.
+    #[arg(long, visible_alias = "source-url", env = "PRESCALE_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// Timeout of one request (the default of every source that sets none).
+    #[arg(
+        long,
+        visible_alias = "timeout",
+        env = "PRESCALE_PROMETHEUS_TIMEOUT",
+        default_value = "30s",
+        value_parser = parse_duration_arg
+    )]
+    pub prometheus_timeout: Duration,
+    /// `default` source: a file holding a bearer token (re-read every minute).
+    #[arg(
+        long,
+        visible_alias = "bearer-token-file",
+        env = "PRESCALE_PROMETHEUS_BEARER_TOKEN_FILE"
+    )]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// `default` source: basic-auth user name (with --prometheus-password-file).
+    #[arg(long, visible_alias = "username", env = "PRESCALE_PROMETHEUS_USERNAME")]
+    pub prometheus_username: Option<String>,
+    /// `default` source: a file holding the basic-auth password (re-read every minute).
+    #[arg(
+        long,
+        visible_alias = "password-file",
+        env = "PRESCALE_PROMETHEUS_PASSWORD_FILE"
+    )]
+    pub prometheus_password_file: Option<PathBuf>,
+    /// `default` source: PEM CA certificate(s) to trust instead of the system's.
+    #[arg(long, visible_alias = "ca-file", env = "PRESCALE_PROMETHEUS_CA_FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// `default` source: PEM client certificate for mutual TLS.
+    #[arg(
+        long,
+        visible_alias = "cert-file",
+        env = "PRESCALE_PROMETHEUS_CERT_FILE"
+    )]
+    pub prometheus_cert_file: Option<PathBuf>,
+    /// `default` source: PEM private key of the client certificate.
+    #[arg(long, visible_alias = "key-file", env = "PRESCALE_PROMETHEUS_KEY_FILE")]
+    pub prometheus_key_file: Option<PathBuf>,
+    /// `default` source: accept any server certificate (insecure; logged as a warning).
+    #[arg(
+        long,
+        visible_alias = "insecure-skip-verify",
+        env = "PRESCALE_PROMETHEUS_INSECURE_SKIP_VERIFY"
+    )]
+    pub prometheus_insecure_skip_verify: bool,
+    /// `default` source: an extra request header NAME=VALUE (repeatable; comma-separated in
+    /// the environment), e.g. X-Scope-OrgID=team-a.
+    #[arg(
+        long = "prometheus-header",
+        visible_alias = "header",
+        value_name = "NAME=VALUE",
+        env = "PRESCALE_PROMETHEUS_HEADERS",
+        value_delimiter = ','
+    )]
+    pub prometheus_headers: Vec<String>,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+impl SourceFlags {
+    /// The `default` source the flags describe, if a URL is given. Auth/TLS flags without a
+    /// URL are an error.
+    pub fn default_source(&self) -> Result<Option<SourceConfig>, ConfigError> {
+        let Some(url) = &self.prometheus_url else {
+            let any = self.prometheus_bearer_token_file.is_some()
+                || self.prometheus_username.is_some()
+                || self.prometheus_password_file.is_some()
+                || self.prometheus_ca_file.is_some()
+                || self.prometheus_cert_file.is_some()
+                || self.prometheus_key_file.is_some()
+                || self.prometheus_insecure_skip_verify
+                || !self.prometheus_headers.is_empty();
+            if any {
+                return Err(ConfigError(
+                    "authentication, TLS and header flags apply to --prometheus-url, which is not set"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let basic_auth = match (&self.prometheus_username, &self.prometheus_password_file) {
+            (Some(u), Some(p)) => Some(BasicAuthConfig {
+                username: u.clone(),
+                password_file: p.clone(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "--prometheus-username and --prometheus-password-file go together".into(),
+                ));
+            }
+        };
+        let tls = TlsConfig {
+            ca_file: self.prometheus_ca_file.clone(),
+            cert_file: self.prometheus_cert_file.clone(),
+            key_file: self.prometheus_key_file.clone(),
+            insecure_skip_verify: self.prometheus_insecure_skip_verify,
+        };
+        let mut headers = BTreeMap::new();
+        for h in &self.prometheus_headers {
+            let Some((k, v)) = h.split_once('=') else {
+                return Err(ConfigError(format!(
+                    "--prometheus-header {h:?}: expected NAME=VALUE"
+                )));
+            };
+            headers.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Ok(Some(SourceConfig {
+            name: DEFAULT_SOURCE.into(),
+            url: url.clone(),
+            timeout: None,
+            bearer_token_file: self.prometheus_bearer_token_file.clone(),
+            basic_auth,
+            tls: (tls != TlsConfig::default()).then_some(tls),
+            headers,
+        }))
+    }
+
+    /// Every configured source: the file's and the flags' `default`, checked.
+    pub fn configs(&self) -> Result<Vec<SourceConfig>, ConfigError> {
+        let mut all = match &self.sources_file {
+            Some(path) => read_sources_file(path)?.sources,
+            None => Vec::new(),
+        };
+        if let Some(d) = self.default_source()? {
+            if all.iter().any(|s| s.name == DEFAULT_SOURCE) {
+                return Err(ConfigError(format!(
+                    "the source \"default\" is defined twice: by --prometheus-url (or \
+                     PRESCALE_PROMETHEUS_URL) and in {}; keep one",
+                    self.sources_file
+                        .as_deref()
+                        .unwrap_or(Path::new("the sources file"))
+                        .display()
+                )));
+            }
+            all.insert(0, d);
+        }
+        check_names(&all)?;
+        Ok(all)
+    }
+
+    /// Builds every configured source (reading certificates and secret files now).
+    pub fn build(&self) -> Result<Sources, ConfigError> {
+        build_sources(&self.configs()?, self.prometheus_timeout)
+    }
+}
+
+/// Reads and parses a sources file (unknown keys are errors).
+pub fn read_sources_file(path: &Path) -> Result<SourcesFile, ConfigError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "reading the sources file {shown}: {}",
+            super::secret::io_reason(&e)
+        ))
+    })?;
+    parse_sources(&text).map_err(|e| ConfigError(format!("sources file {shown}: {}", e.0)))
+}
+
+/// Parses the YAML of a sources file.
+pub fn parse_sources(yaml: &str) -> Result<SourcesFile, ConfigError> {
+    let file: SourcesFile =
+        serde_yaml::from_str(yaml).map_err(|e| ConfigError(one_line(&e.to_string())))?;
+    check_names(&file.sources)?;
+    Ok(file)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether `name` is a valid source name: a DNS label (lower case letters, digits, `-`, at
+/// most 63 characters, starting and ending with a letter or digit). The CRD puts the same
+/// pattern on `metrics[].source`, so a URL can never be one.
+pub fn is_valid_source_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn check_names(sources: &[SourceConfig]) -> Result<(), ConfigError> {
+    for (i, s) in sources.iter().enumerate() {
+        if !is_valid_source_name(&s.name) {
+            return Err(ConfigError(format!(
+                "sources[{i}].name {:?}: use lower case letters, digits and '-' (at most 63), as \
+                 PredictiveScalers name it in metrics[].source",
+                s.name
+            )));
+        }
+        if sources[..i].iter().any(|o| o.name == s.name) {
+            return Err(ConfigError(format!(
+                "the source {:?} is defined twice",
+                s.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Builds a [`Sources`] registry; fails on the first bad source.
+pub fn build_sources(
+    configs: &[SourceConfig],
+    default_timeout: Duration,
+) -> Result<Sources, ConfigError> {
+    let mut sources = Sources::default();
+    for c in configs {
+        let source = PrometheusSource::from_config(c, default_timeout)?;
+        sources.insert(c.name.clone(), Arc::new(source));
+    }
+    Ok(sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> String {
+        match parse_sources(yaml) {
+            Ok(f) => match build_sources(&f.sources, Duration::from_secs(5)) {
+                Ok(_) => panic!("accepted: {yaml}"),
+                Err(e) => e.0,
+            },
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let f = parse_sources(
+            r#"
+sources:
+  - name: default
+    url: http://prometheus:9090
+  - name: mimir-a
+    url: https://mimir.example.com/prometheus
+    timeout: 10s
+    bearerTokenFile: /t
+    tls: {caFile: /ca, certFile: /c, keyFile: /k, insecureSkipVerify: false}
+    headers: {X-Scope-OrgID: team-a}
+  - name: thanos
+    url: https://thanos:10902
+    basicAuth: {username: u, passwordFile: /p}
+"#,
+        )
+        .unwrap();
+        assert_eq!(f.sources.len(), 3);
+        let m = &f.sources[1];
+        assert_eq!(m.timeout.as_deref(), Some("10s"));
+        assert_eq!(
+            m.tls.as_ref().unwrap().ca_file.as_deref(),
+            Some(Path::new("/ca"))
+        );
+        assert_eq!(m.headers["X-Scope-OrgID"], "team-a");
+        assert_eq!(
+            f.sources[2].basic_auth.as_ref().unwrap().username,
+            "u".to_string()
+        );
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let f = parse_sources(include_str!("../../examples/sources.yaml")).unwrap();
+        let names: Vec<&str> = f.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["default", "mimir-team-a", "thanos", "victoria"]);
+        for s in &f.sources {
+            crate::sources::prometheus::parse_url(&s.url).unwrap();
+        }
+    }
+
+    #[test]
+    fn each_mistake_is_one_clear_line() {
+        let dir = std::env::temp_dir().join(format!("prescale-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pw = dir.join("pw");
+        std::fs::write(&pw, "s3cret-password\n").unwrap();
+        let pw = pw.display();
+        let cases = [
+            (
+                "sources:\n- name: a\n  url: http://x\n  tokenFile: /t\n",
+                "unknown field `tokenFile`",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  tls: {caFile: /c, verify: no}\n",
+                "unknown field `verify`",
+            ),
+            (
+                "sources:\n- name: A_b\n  url: http://x\n",
+                "sources[0].name \"A_b\"",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n- name: a\n  url: http://y\n",
+                "defined twice",
+            ),
+            (
+                "sources:\n- name: a\n  url: not a url\n",
+                "source \"a\": url",
+            ),
+            (
+                "sources:\n- name: a\n  url: ftp://x\n",
+                "http:// or https://",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://u:p@x\n",
+                "credentials in the URL",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x?token=1\n",
+                "query string",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  timeout: 5 minutes\n",
+                "source \"a\": timeout",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  bearerTokenFile: /nonexistent/token\n",
+                "/nonexistent/token",
+            ),
+            (
+                &format!(
+                    "sources:\n- name: a\n  url: http://x\n  bearerTokenFile: {pw}\n  basicAuth: {{username: u, passwordFile: {pw}}}\n"
+                ),
+                "either bearerTokenFile or basicAuth",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  tls: {caFile: /nonexistent/ca}\n",
+                "tls is set but the URL is http://",
+            ),
+            (
+                "sources:\n- name: a\n  url: https://x\n  tls: {caFile: /nonexistent/ca}\n",
+                "tls.caFile: cannot read /nonexistent/ca",
+            ),
+            (
+                "sources:\n- name: a\n  url: https://x\n  tls: {certFile: /c}\n",
+                "certFile and keyFile go together",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  headers: {Authorization: Bearer x}\n",
+                "headers.Authorization",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  headers: {\"bad header\": x}\n",
+                "headers.bad header",
+            ),
+            ("sources: []\nextra: 1\n", "unknown field `extra`"),
+        ];
+        for (yaml, want) in cases {
+            let e = err(yaml);
+            assert!(e.contains(want), "{want:?} not in {e:?} for\n{yaml}");
+            assert!(!e.contains('\n'), "one line: {e:?}");
+            assert!(!e.contains("s3cret"), "no secret in {e:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn flags_define_default_and_clash_with_the_file() {
+        let flags = SourceFlags {
+            prometheus_url: Some("http://p:9090".into()),
+            prometheus_headers: vec!["X-Scope-OrgID=t1".into()],
+            ..Default::default()
+        };
+        let d = flags.default_source().unwrap().unwrap();
+        assert_eq!(
+            (d.name.as_str(), d.url.as_str()),
+            ("default", "http://p:9090")
+        );
+        assert_eq!(d.headers["X-Scope-OrgID"], "t1");
+        assert!(d.tls.is_none());
+
+        let dir = std::env::temp_dir().join(format!("prescale-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sources.yaml");
+        std::fs::write(&file, "sources:\n- name: default\n  url: http://q\n").unwrap();
+        let both = SourceFlags {
+            sources_file: Some(file.clone()),
+            ..flags.clone()
+        };
+        let e = both.configs().unwrap_err().0;
+        assert!(e.contains("\"default\" is defined twice"), "{e}");
+        let file_only = SourceFlags {
+            sources_file: Some(file),
+            ..Default::default()
+        };
+        assert_eq!(file_only.configs().unwrap()[0].url, "http://q");
+
+        let orphan = SourceFlags {
+            prometheus_ca_file: Some("/ca".into()),
+            ..Default::default()
+        };
+        assert!(orphan.default_source().unwrap_err().0.contains("not set"));
+        let half = SourceFlags {
+            prometheus_url: Some("http://p".into()),
+            prometheus_username: Some("u".into()),
+            ..Default::default()
+        };
+        assert!(half.default_source().unwrap_err().0.contains("go together"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn source_names_are_dns_labels() {
+        for ok in ["default", "a", "mimir-team-a", "p1"] {
+            assert!(is_valid_source_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "http://x", "a.b", &"a".repeat(64)] {
+            assert!(!is_valid_source_name(bad), "{bad}");
+        }
+    }
+}
