@@ -19,13 +19,14 @@ use super::{Context, status, target};
 use crate::{
     Error, Result,
     api::{
-        Mode, PredictiveScaler, ScalerConfig,
+        Mode, ModelKind, PredictiveScaler, ScalerConfig,
         conditions::{Cond, Status, reasons, types},
         validate,
     },
     planner::{
-        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Unavailable,
-        fit_forecast, series::Series,
+        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
+        Selection, Unavailable, fit_forecast, select_model,
+        series::{Series, align_down},
     },
     sources::{HistoryKey, SourceError},
 };
@@ -43,6 +44,8 @@ pub struct Fit {
     pub key: FitKey,
     pub fitted_at: i64,
     pub result: std::result::Result<Arc<Forecast>, Unavailable>,
+    /// `Auto`'s model choice for the epoch the fit was made in.
+    pub selection: Option<Selection>,
 }
 
 /// Everything a fit depends on; a change means a refit.
@@ -390,18 +393,38 @@ async fn evaluate_metrics(
         let fit = match reusable {
             Some(f) => f.clone(),
             None => {
-                let settings = fit_key.settings.clone();
+                let mut settings = fit_key.settings.clone();
+                let epoch = align_down(now, SELECTION_INTERVAL);
+                let previous = state
+                    .fits
+                    .get(&m.name)
+                    .filter(|f| f.key == fit_key)
+                    .and_then(|f| f.selection.clone())
+                    .filter(|s| s.epoch == epoch);
                 // the fit shares the cached history; the next update copies it only if the
                 // fit still holds it
                 let series = series.clone();
                 let started = std::time::Instant::now();
-                let result = tokio::task::spawn_blocking(move || fit_forecast(&series, &settings))
-                    .await
-                    .map_err(|e| Error::ForecastTask(e.to_string()))?;
+                let (result, selection) = tokio::task::spawn_blocking(move || {
+                    // Auto chooses its model once per selection epoch
+                    let selection = match (settings.model, previous) {
+                        (ModelKind::Auto, Some(s)) => Some(s),
+                        (ModelKind::Auto, None) => Some(select_model(&series, &settings, epoch)),
+                        _ => None,
+                    };
+                    settings.auto_choice = selection.as_ref().map(|s| s.model);
+                    (fit_forecast(&series, &settings), selection)
+                })
+                .await
+                .map_err(|e| Error::ForecastTask(e.to_string()))?;
                 let elapsed = started.elapsed();
                 match &result {
                     Ok(fc) => {
-                        info!(metric = %m.name, model = %fc.model, fit_ms = elapsed.as_millis() as u64, "fitted forecast")
+                        let backtests = selection
+                            .as_ref()
+                            .map(Selection::describe)
+                            .unwrap_or_default();
+                        info!(metric = %m.name, model = %fc.model, fit_ms = elapsed.as_millis() as u64, backtests, "fitted forecast")
                     }
                     Err(e) => warn!(metric = %m.name, error = %e, "no forecast"),
                 }
@@ -411,6 +434,7 @@ async fn evaluate_metrics(
                     result: result
                         .map(Arc::new)
                         .map_err(|e| Unavailable::from_forecast_error(&e)),
+                    selection,
                 };
                 state.fits.insert(m.name.clone(), fit.clone());
                 fit

@@ -279,10 +279,25 @@ fn backtest(
     h: usize,
     trend_window: usize,
 ) -> Option<f64> {
+    backtest_losses(model, y, origins, h, trend_window, None).map(|(wape, _)| wape)
+}
+
+/// [`backtest`]'s error, and with `quantile` also the pinball (quantile) loss of the upper
+/// band `point + z * sigma` (`fine_sigma` added in quadrature), relative to the actual load:
+/// it charges a band that is too low by `q` per unit missed and one that is too high by
+/// `1 - q` per unit of idle capacity, the trade a scaler sizing for that quantile makes.
+fn backtest_losses(
+    model: &Model,
+    y: &[f64],
+    origins: &[usize],
+    h: usize,
+    trend_window: usize,
+    quantile: Option<(f64, f64)>,
+) -> Option<(f64, f64)> {
     if origins.is_empty() {
         return None;
     }
-    let (mut abs_err, mut abs_val) = (0.0, 0.0);
+    let (mut abs_err, mut abs_val, mut pinball) = (0.0, 0.0, 0.0);
     for &origin in origins {
         if origin + h > y.len() {
             return None;
@@ -306,17 +321,27 @@ fn backtest(
             }
             m => m,
         };
-        let (p, _) = model.predict(&y[..origin], h, trend_window).ok()?;
+        let (p, sigma) = model.predict(&y[..origin], h, trend_window).ok()?;
         for (i, &actual) in y[origin..origin + h].iter().enumerate() {
             abs_err += (actual - p[i].max(0.0)).abs();
             abs_val += actual.abs();
+            if let Some((q, fine_sigma)) = quantile {
+                let sd = (sigma[i] * sigma[i] + fine_sigma * fine_sigma).sqrt();
+                let upper = (p[i] + normal_quantile(q) * sd).max(0.0);
+                pinball += if actual > upper {
+                    q * (actual - upper)
+                } else {
+                    (1.0 - q) * (upper - actual)
+                };
+            }
         }
     }
-    Some(if abs_val > 0.0 {
-        abs_err / abs_val
+    let scale = if abs_val > 0.0 {
+        abs_val
     } else {
-        abs_err / (origins.len() * h) as f64
-    })
+        (origins.len() * h) as f64
+    };
+    Some((abs_err / scale, pinball / scale))
 }
 
 /// How often `Auto` runs its model selection again: selections are made for six-hour epochs
@@ -332,8 +357,8 @@ const SELECTION_SPACING: i64 = 4 * HOUR;
 pub struct Selection {
     /// The model chosen (never `Auto`).
     pub model: ModelKind,
-    /// Rolling-backtest error (WAPE, a fraction) of each candidate; `None`: it could not be
-    /// fitted at every origin.
+    /// Rolling-backtest loss of each candidate: the pinball loss of its upper quantile band,
+    /// relative to the load; `None`: it could not be fitted at every origin.
     pub scores: Vec<(ModelKind, Option<f64>)>,
     /// The selection epoch it was made for.
     pub epoch: i64,
@@ -365,8 +390,9 @@ pub fn kind_name(kind: ModelKind) -> &'static str {
 
 /// `Auto`'s model choice: MSTL+AutoETS, ETS and seasonal naive (over the longest period) are
 /// each backtested over the forecast horizon (one to six hours) from six origins spread over
-/// the series' last day, and the
-/// one with the lowest weighted absolute percentage error wins (MSTL on ties). Before the
+/// the series' last day, and the one whose upper quantile band has the lowest pinball loss
+/// wins (MSTL on ties): the band is what replicas are sized for, so a model with a good point
+/// forecast but a needlessly wide band loses to a slightly worse but sharper one. Before the
 /// history holds two cycles of a period only ETS can be fitted, and it is chosen without a
 /// backtest. Costs about six fits of each model; made once per [`SELECTION_INTERVAL`].
 pub fn select_model(series: &Series, settings: &ForecastSettings, epoch: i64) -> Selection {
@@ -381,7 +407,7 @@ pub fn select_model(series: &Series, settings: &ForecastSettings, epoch: i64) ->
     let step = series.step;
     let factor = coarsen_factor(step, &settings.periods);
     let coarse_step = step * factor as i64;
-    let (yc, _) = coarsen(&y, factor);
+    let (yc, fine_sigma) = coarsen(&y, factor);
     let periods = choose_periods(&settings.periods, coarse_step, yc.len());
     let Some(&longest) = periods.last() else {
         return only_ets();
@@ -405,7 +431,17 @@ pub fn select_model(series: &Series, settings: &ForecastSettings, epoch: i64) ->
     ];
     let scores: Vec<(ModelKind, Option<f64>)> = candidates
         .iter()
-        .map(|(kind, model)| (*kind, backtest(model, &yc, &origins, h, trend_window)))
+        .map(|(kind, model)| {
+            let loss = backtest_losses(
+                model,
+                &yc,
+                &origins,
+                h,
+                trend_window,
+                Some((settings.quantile, fine_sigma)),
+            );
+            (*kind, loss.map(|(_, pinball)| pinball))
+        })
         .collect();
     let model = scores
         .iter()
@@ -826,5 +862,68 @@ mod tests {
             None,
             "window beyond the forecast"
         );
+    }
+
+    #[test]
+    fn auto_selection_prefers_a_seasonal_model_on_a_daily_cycle() {
+        // a strong daily cycle: a flat ETS forecast misses the swing over a 2-hour horizon
+        let s = daily(4, 300);
+        let settings = ForecastSettings::new(ModelKind::Auto, vec![], 24, 0.9, 300);
+        let sel = select_model(&s, &settings, 42);
+        assert_eq!(sel.epoch, 42);
+        assert_eq!(sel.scores.len(), 3, "{sel:?}");
+        assert!(sel.scores.iter().all(|(_, e)| e.is_some()), "{sel:?}");
+        assert_ne!(sel.model, ModelKind::Ets, "{}", sel.describe());
+        let ets = sel.scores[1].1.unwrap();
+        let best = sel
+            .scores
+            .iter()
+            .filter_map(|(_, e)| *e)
+            .fold(f64::MAX, f64::min);
+        assert!(best < ets, "{}", sel.describe());
+        // the fit honours the choice
+        let mut chosen = settings.clone();
+        chosen.auto_choice = Some(sel.model);
+        let fc = fit_forecast(&s, &chosen).unwrap();
+        let expect = if sel.model == ModelKind::Mstl {
+            "MSTL"
+        } else {
+            "SeasonalNaive"
+        };
+        assert!(
+            fc.model.starts_with(expect),
+            "{} for {:?}",
+            fc.model,
+            sel.model
+        );
+    }
+
+    #[test]
+    fn auto_selection_prefers_ets_when_the_level_drifts_without_a_cycle() {
+        // a random walk: yesterday's shape says nothing, the latest level says most
+        let mut x: f64 = 1000.0;
+        let mut seed: u64 = 7;
+        let values = (0..4 * 288)
+            .map(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                x = (x + ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 40.0).max(10.0);
+                x
+            })
+            .collect();
+        let s = Series::new(0, 300, values);
+        let settings = ForecastSettings::new(ModelKind::Auto, vec![], 24, 0.9, 300);
+        let sel = select_model(&s, &settings, 0);
+        assert_ne!(sel.model, ModelKind::SeasonalNaive, "{}", sel.describe());
+    }
+
+    #[test]
+    fn auto_selection_without_two_cycles_is_ets_without_a_backtest() {
+        let s = daily(1, 300);
+        let settings = ForecastSettings::new(ModelKind::Auto, vec![], 24, 0.9, 300);
+        let sel = select_model(&s, &settings, 0);
+        assert_eq!(sel.model, ModelKind::Ets);
+        assert!(sel.scores.is_empty());
+        let empty = Series::new(0, 300, vec![f64::NAN; 10]);
+        assert_eq!(select_model(&empty, &settings, 0).model, ModelKind::Ets);
     }
 }

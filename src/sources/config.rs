@@ -103,7 +103,7 @@ pub struct TlsConfig {
 pub struct SourceFlags {
     /// A YAML file of named sources (`sources: [{name, url, timeout, bearerTokenFile,
     /// basicAuth, tls, headers}]`), e.g. mounted from a ConfigMap.
-    #[arg(long, env = "PRESCALE_SOURCES_FILE")]
+    #[arg(long, visible_alias = "sources", env = "PRESCALE_SOURCES_FILE")]
     pub sources_file: Option<PathBuf>,
     /// URL of the Prometheus HTTP API that defines the source named `default`.
     #[arg(long, visible_alias = "source-url", env = "PRESCALE_PROMETHEUS_URL")]
