@@ -258,7 +258,11 @@ fn reactive_at_prescale_cost_spends_the_same_budget() {
     let budget = baseline.replica_steps * 13 / 10;
     let (factor, sc) = reactive_at_cost(&base.values, &s, budget, 0).expect("costs more");
     assert!(factor < 1.0 && factor > 0.5, "factor {factor}");
-    assert!(sc.replica_steps >= budget, "{} < {budget}", sc.replica_steps);
+    assert!(
+        sc.replica_steps >= budget,
+        "{} < {budget}",
+        sc.replica_steps
+    );
     assert!(
         sc.replica_steps <= budget + budget / 20,
         "the budget is met closely: {} vs {budget}",

@@ -434,7 +434,10 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
             "  reactive with prescale's replica budget (target x{factor:.2}): {} violation steps, {:.3}% unserved; prescale {}",
             sc.violation_steps,
             sc.unserved_pct,
-            ratio(report.prescale.violation_steps as f64, sc.violation_steps as f64)
+            ratio(
+                report.prescale.violation_steps as f64,
+                sc.violation_steps as f64
+            )
         );
     }
     let _ = writeln!(
