@@ -68,6 +68,19 @@ struct RunArgs {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value = "plain")]
     log_format: LogFormat,
+    /// Run several replicas: only the holder of a Lease reconciles and writes; the others
+    /// wait and take over within the lease duration when it stops renewing.
+    #[arg(long, env = "PRESCALE_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = "prescale-leader")]
+    leader_elect_lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_elect_namespace: Option<String>,
+    /// How long the Lease is valid without renewal: the longest failover.
+    #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
+    leader_elect_lease_duration: Duration,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -164,7 +177,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         sync_interval: args.sync_interval,
         history_max_points: args.history_cache_points,
     };
-    let result = controller::run(client, sources, config, ready, metrics).await;
+    let leader = args.leader_elect.then(|| controller::LeaderConfig {
+        lease_name: args.leader_elect_lease_name.clone(),
+        namespace: args
+            .leader_elect_namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        identity: std::env::var("POD_NAME").unwrap_or_else(|_| {
+            format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "prescale".into()),
+                std::process::id()
+            )
+        }),
+        lease_duration: args.leader_elect_lease_duration,
+    });
+    let result = controller::run(client, sources, config, ready, metrics, leader).await;
     http.abort();
     result
 }

@@ -4,13 +4,17 @@
 //! memory); [`reconcile`] is in `reconcile.rs`, the pure status building in `status.rs`, the
 //! `/scale` IO in `target.rs`.
 
+pub mod leader;
 pub mod reconcile;
 pub mod status;
 pub mod target;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -26,6 +30,8 @@ use kube::{
 };
 use tracing::{info, warn};
 
+use leader::Election;
+pub use leader::LeaderConfig;
 pub use reconcile::{ScalerState, reconcile};
 
 use crate::{
@@ -63,6 +69,8 @@ pub struct Context {
     pub config: ControllerConfig,
     /// The operator's own metrics (served on `/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Closed when this replica may not write (it lost the leader lease).
+    writes: Arc<AtomicBool>,
     states: Mutex<HashMap<String, ScalerState>>,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -80,6 +88,7 @@ impl Context {
             history: HistoryStore::new(config.history_max_points),
             config,
             metrics: Arc::default(),
+            writes: Arc::new(AtomicBool::new(true)),
             states: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -103,6 +112,17 @@ impl Context {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Writes (scale, status, events) happen only while `gate` is open.
+    pub fn with_write_gate(mut self, gate: Arc<AtomicBool>) -> Self {
+        self.writes = gate;
+        self
+    }
+
+    /// May this replica write to the API server now?
+    pub fn may_write(&self) -> bool {
+        self.writes.load(Ordering::SeqCst)
     }
 
     /// Forgets a deleted scaler: its memory, cached history and metric series.
@@ -140,8 +160,9 @@ pub async fn run(
     client: Client,
     sources: Sources,
     config: ControllerConfig,
-    ready: Arc<std::sync::atomic::AtomicBool>,
+    ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    leader: Option<LeaderConfig>,
 ) -> anyhow::Result<()> {
     let scalers: Api<PredictiveScaler> = Api::all(client.clone());
     if let Err(e) = scalers.list(&Default::default()).await {
@@ -149,11 +170,33 @@ pub async fn run(
             "cannot list PredictiveScalers (is the CRD installed? kubectl apply -f crds/): {e}"
         );
     }
-    let ctx = Arc::new(Context::new(client, sources, config).with_metrics(metrics));
-    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    let gate = Arc::new(AtomicBool::new(leader.is_none()));
+    let election = match &leader {
+        None => None,
+        Some(cfg) => {
+            let mut election = Election::start(client.clone(), cfg).await?;
+            // a standby knows its role: it is ready (to take over)
+            ready.store(true, Ordering::SeqCst);
+            tokio::select! {
+                r = election.acquired() => r?,
+                _ = shutdown_signal() => {
+                    info!("shutting down as a standby");
+                    return Ok(());
+                }
+            }
+            gate.store(true, Ordering::SeqCst);
+            Some(election)
+        }
+    };
+    let ctx = Arc::new(
+        Context::new(client, sources, config)
+            .with_metrics(metrics)
+            .with_write_gate(gate.clone()),
+    );
+    ready.store(true, Ordering::SeqCst);
     info!("controller started");
     let ctx_for_loop = ctx.clone();
-    Controller::new(scalers, watcher::Config::default().any_semantic())
+    let controller = Controller::new(scalers, watcher::Config::default().any_semantic())
         .shutdown_on_signal()
         .run(
             |ps, ctx: Arc<Context>| async move {
@@ -182,10 +225,38 @@ pub async fn run(
                     Err(e) => warn!(error = %e, "controller"),
                 }
             }
-        })
-        .await;
+        });
+    match election {
+        None => controller.await,
+        Some(election) => {
+            tokio::select! {
+                _ = controller => {}
+                e = election.lost(gate) => return Err(e),
+            }
+        }
+    }
     info!("controller stopped");
     Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use kube::{
     },
 };
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use super::{Context, status, target};
 use crate::{
@@ -245,6 +245,8 @@ async fn reconcile_inner(
             status::Write::DryRun
         }
         Mode::Active if decision.desired == current => status::Write::Active(Ok(())),
+        // the leader lease was lost during this reconcile: write nothing
+        Mode::Active if !ctx.may_write() => return Ok(Action::await_change()),
         Mode::Active => {
             match target::set_replicas(&api, &target_ref.name, decision.desired).await {
                 Ok(()) => {
@@ -547,9 +549,10 @@ async fn write_status(
     now: Timestamp,
 ) -> Result<()> {
     let new = status::build(ps.status.as_ref(), ps.meta().generation, report, Time(now));
-    if ps.status.as_ref() == Some(&new) {
+    if ps.status.as_ref() == Some(&new) || !ctx.may_write() {
         return Ok(());
     }
+    debug!("patching status");
     let api: Api<PredictiveScaler> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = json!({ "status": new });
     api.patch_status(
@@ -601,6 +604,9 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
+    if !ctx.may_write() {
+        return;
+    }
     let event = Event {
         type_,
         reason: reason.to_string(),
