@@ -40,6 +40,7 @@ import asyncio
 import copy
 import datetime
 import json
+import os
 import random
 import re
 import signal
@@ -75,6 +76,32 @@ def log(msg: str) -> None:
 
 
 QUIET = False
+FAULTS_FILE = None
+_faults = {'mtime': None, 'rules': []}
+
+
+def take_fault(method: str, path: str):
+    """The first rule of the faults file (re-read when it changes) that matches this request and
+    has uses left: {"method": "PATCH", "path_contains": "/scale", "status": 409, "reason":
+    "Conflict", "count": 2, "delay_s": 0}. A rule with a delay and no status only slows the
+    request down; count -1 never runs out."""
+    if not FAULTS_FILE or not os.path.exists(FAULTS_FILE):
+        return None
+    mtime = os.path.getmtime(FAULTS_FILE)
+    if mtime != _faults['mtime']:
+        with open(FAULTS_FILE) as f:
+            _faults['rules'] = json.load(f)
+        _faults['mtime'] = mtime
+    for rule in _faults['rules']:
+        if rule.get('count', 1) == 0:
+            continue
+        if rule.get('method', method) != method or rule.get('path_contains', '') not in path:
+            continue
+        if rule.get('count', 1) > 0:
+            rule['count'] = rule.get('count', 1) - 1
+        rule['hits'] = rule.get('hits', 0) + 1
+        return rule
+    return None
 
 
 def now_rfc3339() -> str:
@@ -196,6 +223,13 @@ class Emulator(kmock.KubernetesEmulator):
         if request.method in ('POST', 'PATCH', 'PUT'):
             body = ' ' + (request.text[:400] + ('…' if len(request.text) > 400 else ''))
         log(f'{request.method.value} {request.url.path_qs}{body}')
+        fault = take_fault(request.method.value, request.url.path)
+        if fault is not None:
+            if fault.get('delay_s'):
+                await asyncio.sleep(fault['delay_s'])
+            if fault.get('status'):
+                raise api_error(fault['status'], fault.get('reason', 'InternalError'),
+                                fault.get('message', 'injected fault'))
         if self.info(request.resource) is None and request.action is not None:
             raise api_error(404, 'NotFound', f'the server could not find the requested resource {request.resource}')
         if request.action == kmock.action.CREATE:
@@ -394,6 +428,8 @@ if __name__ == '__main__':
     ap.add_argument('port', nargs='?', type=int, default=0)
     ap.add_argument('--no-deployment-sync', action='store_true')
     ap.add_argument('--quiet', action='store_true', help='no per-request log on stderr')
+    ap.add_argument('--faults', help='a JSON file of injected faults, re-read when it changes (see take_fault)')
     args = ap.parse_args()
     QUIET = args.quiet
+    FAULTS_FILE = args.faults
     asyncio.run(main(args.port, not args.no_deployment_sync))

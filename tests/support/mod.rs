@@ -703,6 +703,8 @@ impl KubeEmulator {
             "-u".to_string(),
             script.display().to_string(),
             "0".to_string(),
+            "--faults".to_string(),
+            dir.path().join("faults.json").display().to_string(),
         ];
         let mut child = spawn_with_output(&python, &args, &[], Output::PipedStdout(log.clone()));
 
@@ -836,6 +838,24 @@ users:
 
     pub fn log_tail(&self, n: usize) -> String {
         file_tail(&self.log, n)
+    }
+
+    /// Injects faults: a JSON list of rules `{"method", "path_contains", "status", "reason",
+    /// "count", "delay_s"}` (see `take_fault` in the emulator); `json!([])` clears them.
+    pub fn set_faults(&self, rules: Value) {
+        let path = self.dir.path().join("faults.json");
+        let tmp = self.dir.path().join("faults.json.tmp");
+        fs::write(&tmp, serde_json::to_vec(&rules).expect("faults")).expect("write faults");
+        fs::rename(&tmp, &path).expect("install faults");
+    }
+
+    /// Requests logged so far whose line starts with `method` and contains `path_part`.
+    pub fn count_requests(&self, method: &str, path_part: &str) -> usize {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(method) && l.contains(path_part))
+            .count()
     }
 
     fn expect_ok(&self, method: &str, path: &str, resp: HttpResponse) -> Value {
@@ -1155,6 +1175,107 @@ impl AuthProxy {
 
     pub fn seen(&self) -> Vec<ProxiedRequest> {
         self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A proxy in front of a real Prometheus that can be told to misbehave: `forward` (pass
+/// through), `500` (HTTP 500), `garbage` (200 with a body that is not JSON), `slow` (answer
+/// nothing for 60 s). One request per connection.
+pub struct FaultProxy {
+    port: u16,
+    mode: std::sync::Arc<Mutex<String>>,
+    requests: std::sync::Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mode = std::sync::Arc::new(Mutex::new("forward".to_string()));
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let (m, r, up) = (mode.clone(), requests.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (m, up) = (m.lock().unwrap().clone(), up.clone());
+                r.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let _ = Self::serve(stream, &up, &m);
+                });
+            }
+        });
+        FaultProxy {
+            port,
+            mode,
+            requests,
+        }
+    }
+
+    fn serve(mut client: TcpStream, upstream: &str, mode: &str) -> std::io::Result<()> {
+        client.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if client.read(&mut byte)? == 0 {
+                return Ok(());
+            }
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let mut lines = text.split("\r\n");
+        let mut forward = format!("{}\r\n", lines.next().unwrap_or_default());
+        let mut length = 0usize;
+        for l in lines.filter(|l| !l.is_empty()) {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            let k = k.trim().to_ascii_lowercase();
+            if k == "connection" {
+                continue;
+            }
+            if k == "content-length" {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            forward.push_str(&format!("{k}: {}\r\n", v.trim()));
+        }
+        forward.push_str("connection: close\r\n\r\n");
+        let mut body = vec![0u8; length];
+        client.read_exact(&mut body)?;
+        let reply = |client: &mut TcpStream, status: &str, body: &str| {
+            client.write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+        };
+        match mode {
+            "500" => reply(&mut client, "500 Internal Server Error", "internal error\n"),
+            "garbage" => reply(&mut client, "200 OK", "<html>this is not JSON{{"),
+            "slow" => {
+                std::thread::sleep(Duration::from_secs(60));
+                Ok(())
+            }
+            _ => {
+                let mut up = TcpStream::connect(upstream)?;
+                up.write_all(forward.as_bytes())?;
+                up.write_all(&body)?;
+                std::io::copy(&mut up, &mut client)?;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set_mode(&self, mode: &str) {
+        *self.mode.lock().unwrap() = mode.to_string();
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 }
 
