@@ -71,7 +71,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<String> {
         )
     };
     for (label, model) in [
-        ("Auto (default MSTL + its two-origin backtest)", ModelKind::Auto),
+        (
+            "Auto (default MSTL + its two-origin backtest)",
+            ModelKind::Auto,
+        ),
         ("MSTL(1d,7d)+AutoETS", ModelKind::Mstl),
         ("SeasonalNaive", ModelKind::SeasonalNaive),
         ("ETS", ModelKind::Ets),
