@@ -12,12 +12,19 @@ use tokio::{
 };
 use tracing::{debug, info};
 
+use crate::metrics::Metrics;
+
 /// Serves the probe endpoints on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
     info!(addr = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
     loop {
         let (mut stream, _) = listener.accept().await?;
         let ready = ready.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let n = match tokio::time::timeout(
@@ -35,13 +42,7 @@ pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>) -> std::io::Re
                 "/healthz" => (200, "ok\n".to_string()),
                 "/readyz" if ready.load(Ordering::SeqCst) => (200, "ok\n".to_string()),
                 "/readyz" => (503, "not ready\n".to_string()),
-                "/metrics" => (
-                    200,
-                    format!(
-                        "# TYPE prescale_build_info gauge\nprescale_build_info{{version=\"{}\"}} 1\n",
-                        env!("CARGO_PKG_VERSION")
-                    ),
-                ),
+                "/metrics" => (200, metrics.encode()),
                 _ => (404, "not found\n".to_string()),
             };
             let status = match code {

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod controller;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod planner;
 pub mod sim;
 pub mod sources;

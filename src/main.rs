@@ -183,13 +183,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.http_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "http listening");
-    let http = tokio::spawn(prescale::http::serve(listener, ready.clone()));
+    let metrics = Arc::new(prescale::metrics::Metrics::new());
+    let http = tokio::spawn(prescale::http::serve(
+        listener,
+        ready.clone(),
+        metrics.clone(),
+    ));
     let config = ControllerConfig {
         sync_interval: args.sync_interval,
         history_max_points: args.history_cache_points,
         namespaces: dedup(args.namespaces),
     };
-    let result = controller::run(client, sources, config, ready).await;
+    let result = controller::run(client, sources, config, ready, metrics).await;
     http.abort();
     result
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{
-    Controller, KubeEmulator, Prometheus, find_condition, openmetrics_gauge, report, unix_now,
-    wait_until,
+    Controller, KubeEmulator, Prometheus, find_condition, free_port, http_request,
+    openmetrics_gauge, report, unix_now, wait_until,
 };
 
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
@@ -156,13 +156,14 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     // --- the controller ---
     let prom_url = prom.url();
     let controller_start = unix_now();
+    let http_addr = format!("127.0.0.1:{}", free_port());
     let mut ctrl = Controller::start(
         &[
             "run",
             "--prometheus-url",
             &prom_url,
             "--http-addr",
-            "127.0.0.1:0",
+            &http_addr,
             "--sync-interval",
             "5s",
             "--log-format",
@@ -194,6 +195,37 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
          before the peak (setup incl. backfill {:.2?}, prometheus backfill {:.2?}, prometheus start {:.2?})",
         setup_time, prom.backfill_time, prom.start_time
     ));
+
+    // 1b. The operator's own metrics show the scale-up and the scaler's numbers.
+    let metrics_url = format!("http://{http_addr}/metrics");
+    let scraped = wait_until(Duration::from_secs(30), Duration::from_millis(300), || {
+        let text = http_request("GET", &metrics_url, None, None).ok()?.body;
+        let scaled = text.contains(
+            "prescale_scale_operations_total{namespace=\"default\",name=\"llm-proxy\",direction=\"up\"} ",
+        );
+        let desired = text
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "prescale_scaler_desired_replicas{namespace=\"default\",name=\"llm-proxy\"} ",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok());
+        (scaled && desired.is_some_and(|d| d > 2)).then_some(text)
+    })
+    .unwrap_or_else(|| panic!("/metrics never showed the scale-up; log:\n{}", ctrl.log_tail(40)));
+    for name in [
+        "prescale_reconcile_duration_seconds_bucket",
+        "prescale_prometheus_query_duration_seconds_count{source=\"default\"}",
+        "prescale_forecast_fit_duration_seconds_count{model=",
+        "prescale_scaler_forecast_peak{namespace=\"default\",name=\"llm-proxy\",metric=",
+        "prescale_build_info{version=",
+    ] {
+        assert!(
+            scraped.contains(name),
+            "{name} missing from /metrics:\n{scraped}"
+        );
+    }
 
     // 2. Its status says why: Ready, a forecast with the coming peak, desired replicas, observed generation.
     let status_complete = |s: &Value| {

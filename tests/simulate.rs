@@ -240,3 +240,38 @@ fn cli_bad_input_is_one_line_and_nonzero() {
     assert_eq!(out.status.code(), Some(1));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn reactive_at_prescale_cost_spends_the_same_budget() {
+    use prescale::sim::{UTILISATION, reactive_at_cost, reactive_plan, score};
+    let base = trace();
+    let s = settings(base.step);
+    let capacity = s.target_per_replica / UTILISATION;
+    let baseline = score(
+        &base.values,
+        &reactive_plan(&base.values, &s),
+        capacity,
+        s.startup_steps,
+        0,
+    );
+    // a budget 30% above the baseline's buys a lower target, more replicas, fewer violations
+    let budget = baseline.replica_steps * 13 / 10;
+    let (factor, sc) = reactive_at_cost(&base.values, &s, budget, 0).expect("costs more");
+    assert!(factor < 1.0 && factor > 0.5, "factor {factor}");
+    assert!(
+        sc.replica_steps >= budget,
+        "{} < {budget}",
+        sc.replica_steps
+    );
+    assert!(
+        sc.replica_steps <= budget + budget / 20,
+        "the budget is met closely: {} vs {budget}",
+        sc.replica_steps
+    );
+    assert!(sc.violation_steps <= baseline.violation_steps);
+    // a plan cheaper than the baseline gets no comparison
+    assert_eq!(
+        reactive_at_cost(&base.values, &s, baseline.replica_steps, 0),
+        None
+    );
+}

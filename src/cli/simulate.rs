@@ -428,6 +428,18 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
             report.reactive.replica_steps as f64
         )
     );
+    if let Some((factor, sc)) = &report.reactive_at_cost {
+        let _ = writeln!(
+            out,
+            "  reactive with prescale's replica budget (target x{factor:.2}): {} violation steps, {:.3}% unserved; prescale {}",
+            sc.violation_steps,
+            sc.unserved_pct,
+            ratio(
+                report.prescale.violation_steps as f64,
+                sc.violation_steps as f64
+            )
+        );
+    }
     let _ = writeln!(
         out,
         "  prescale / oracle:   cost {}",

@@ -31,6 +31,7 @@ pub use reconcile::{ScalerState, reconcile};
 use crate::{
     Error,
     api::PredictiveScaler,
+    metrics::Metrics,
     sources::{HistoryStore, Sources},
 };
 
@@ -64,6 +65,8 @@ pub struct Context {
     pub history: HistoryStore,
     pub recorder: Recorder,
     pub config: ControllerConfig,
+    /// The operator's own metrics (served on `/metrics`).
+    pub metrics: Arc<Metrics>,
     states: Mutex<HashMap<String, ScalerState>>,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -80,6 +83,7 @@ impl Context {
             sources,
             history: HistoryStore::new(config.history_max_points),
             config,
+            metrics: Arc::default(),
             states: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -99,9 +103,22 @@ impl Context {
         self.states.lock().expect("state lock").insert(key, state);
     }
 
+    /// Uses `metrics` (shared with the HTTP endpoint) instead of a private registry.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Forgets a deleted scaler: its memory, cached history and metric series.
     fn forget(&self, key: &str) {
-        self.states.lock().expect("state lock").remove(key);
+        let state = self.states.lock().expect("state lock").remove(key);
         self.history.release(key);
+        if let Some((namespace, name)) = key.split_once('/') {
+            let metrics: Vec<String> = state
+                .map(|s| s.fits.keys().cloned().collect())
+                .unwrap_or_default();
+            self.metrics.remove_scaler(namespace, name, &metrics);
+        }
     }
 }
 
@@ -144,6 +161,7 @@ pub async fn run(
     sources: Sources,
     config: ControllerConfig,
     ready: Arc<std::sync::atomic::AtomicBool>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
     let apis = scaler_apis(&client, &config.namespaces);
     for (api, ns) in apis.iter().zip(scope_names(&config.namespaces)) {
@@ -154,7 +172,7 @@ pub async fn run(
             );
         }
     }
-    let ctx = Arc::new(Context::new(client, sources, config));
+    let ctx = Arc::new(Context::new(client, sources, config).with_metrics(metrics));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     info!(namespaces = ?ctx.config.namespaces, "controller started");
     futures::future::join_all(apis.into_iter().map(|api| watch(api, ctx.clone()))).await;

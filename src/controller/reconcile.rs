@@ -23,6 +23,9 @@ use crate::{
         conditions::{Cond, Status, reasons, types},
         validate,
     },
+    metrics::{
+        ModelLabels, ReasonLabels, ScaleLabels, ScalerLabels, ScalerMetricLabels, SourceLabels,
+    },
     planner::{
         self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
         Selection, Unavailable, fit_forecast, select_model,
@@ -67,13 +70,33 @@ struct MetricOutcome {
 
 #[instrument(skip_all, fields(namespace = ps.namespace().as_deref().unwrap_or(""), name = %ps.name_any()))]
 pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
     let now = Timestamp::now();
     let namespace = ps.namespace().ok_or(Error::NoNamespace)?;
     let key = super::object_key(&ps);
     let mut state = ctx.take_state(&key);
     let result = reconcile_inner(&ps, &ctx, &key, &namespace, &mut state, now).await;
     ctx.put_state(key, state);
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        ctx.metrics
+            .reconcile_errors
+            .get_or_create(&ReasonLabels {
+                reason: e.reason().to_string(),
+            })
+            .inc();
+    }
     result
+}
+
+/// The model kind of a model name (`MSTL(1d,7d)+AutoETS` -> `MSTL`), a bounded label.
+fn model_kind(name: &str) -> &'static str {
+    ["MSTL", "SeasonalNaive", "ETS", "Constant"]
+        .into_iter()
+        .find(|k| name.starts_with(k))
+        .unwrap_or("other")
 }
 
 async fn reconcile_inner(
@@ -163,6 +186,41 @@ async fn reconcile_inner(
         .collect();
     let policy = Policy::from_config(&config, ctx.config.sync_interval);
     let decision = planner::plan(now_s, current, &policy, &inputs, &mut state.planner);
+    let scaler = ScalerLabels {
+        namespace: namespace.to_string(),
+        name: ps.name_any(),
+    };
+    ctx.metrics
+        .current_replicas
+        .get_or_create(&scaler)
+        .set(current as i64);
+    ctx.metrics
+        .desired_replicas
+        .get_or_create(&scaler)
+        .set(decision.desired as i64);
+    for (m, o) in decision.metrics.iter().zip(&outcomes) {
+        let labels = ScalerMetricLabels {
+            namespace: namespace.to_string(),
+            name: ps.name_any(),
+            metric: m.name.clone(),
+        };
+        match m.peak {
+            Some((_, value, _)) => {
+                ctx.metrics.forecast_peak.get_or_create(&labels).set(value);
+            }
+            None => {
+                ctx.metrics.forecast_peak.remove(&labels);
+            }
+        }
+        match o.fit.as_ref().and_then(|(_, _, err)| *err) {
+            Some(err) => {
+                ctx.metrics.backtest_error.get_or_create(&labels).set(err);
+            }
+            None => {
+                ctx.metrics.backtest_error.remove(&labels);
+            }
+        }
+    }
 
     // the target write
     let mut scaled_at = None;
@@ -190,11 +248,16 @@ async fn reconcile_inner(
         Mode::Active => {
             match target::set_replicas(&api, &target_ref.name, decision.desired).await {
                 Ok(()) => {
-                    let direction = if decision.desired > current {
-                        "ScaledUp"
-                    } else {
-                        "ScaledDown"
-                    };
+                    let up = decision.desired > current;
+                    let direction = if up { "ScaledUp" } else { "ScaledDown" };
+                    ctx.metrics
+                        .scale_operations
+                        .get_or_create(&ScaleLabels {
+                            namespace: namespace.to_string(),
+                            name: ps.name_any(),
+                            direction: if up { "up" } else { "down" }.into(),
+                        })
+                        .inc();
                     info!(
                         current,
                         desired = decision.desired,
@@ -332,9 +395,18 @@ async fn evaluate_metrics(
         let series: std::result::Result<Arc<Series>, SourceError> = match ctx.sources.get(&m.source)
         {
             Ok(source) => {
-                ctx.history
+                let started = std::time::Instant::now();
+                let r = ctx
+                    .history
                     .update(user, source.as_ref(), &key, lookback, now)
-                    .await
+                    .await;
+                ctx.metrics
+                    .query_duration
+                    .get_or_create(&SourceLabels {
+                        source: m.source.clone(),
+                    })
+                    .observe(started.elapsed().as_secs_f64());
+                r
             }
             Err(e) => Err(e),
         };
@@ -418,6 +490,16 @@ async fn evaluate_metrics(
                 .await
                 .map_err(|e| Error::ForecastTask(e.to_string()))?;
                 let elapsed = started.elapsed();
+                let model = match &result {
+                    Ok(fc) => model_kind(&fc.model),
+                    Err(_) => "failed",
+                };
+                ctx.metrics
+                    .fit_duration
+                    .get_or_create(&ModelLabels {
+                        model: model.into(),
+                    })
+                    .observe(elapsed.as_secs_f64());
                 match &result {
                     Ok(fc) => {
                         let backtests = selection

@@ -352,7 +352,13 @@ async fn requests_of_a_controller_start(namespaces: &[&str]) -> Vec<String> {
         ..Default::default()
     };
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let controller = tokio::spawn(super::run(client, Sources::default(), config, ready));
+    let controller = tokio::spawn(super::run(
+        client,
+        Sources::default(),
+        config,
+        ready,
+        Default::default(),
+    ));
     let scopes = namespaces.len().max(1);
     let mut seen = Vec::new();
     let mut watched = std::collections::HashSet::new();

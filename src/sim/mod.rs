@@ -83,6 +83,9 @@ pub struct SimReport {
     pub models: Vec<(String, usize)>,
     /// Wall time of each `Auto` model selection.
     pub selection_times: Vec<Duration>,
+    /// The reactive baseline with its target lowered to spend prescale's replica-steps: the
+    /// factor and its score (see [`reactive_at_cost`]).
+    pub reactive_at_cost: Option<(f64, Score)>,
 }
 
 /// Replays `series` walk-forward.
@@ -160,8 +163,10 @@ pub fn simulate(series: &Series, s: &SimSettings) -> SimReport {
             }
         }
     }
+    let prescale = score(loads, &desired, capacity, s.startup_steps, warm);
     SimReport {
-        prescale: score(loads, &desired, capacity, s.startup_steps, warm),
+        reactive_at_cost: reactive_at_cost(loads, s, prescale.replica_steps, warm),
+        prescale,
         reactive: score(loads, &reactive, capacity, s.startup_steps, warm),
         oracle: score(loads, &oracle, capacity, s.startup_steps, warm),
         scored_rows: n - warm,
@@ -266,6 +271,11 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
 /// unchanged within a 10% tolerance, scale-down only to the highest want of the last 5 steps,
 /// no scale-up limit, clamped to [min, max]. A missing load holds.
 pub fn reactive_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
+    reactive_plan_for(loads, s, s.target_per_replica)
+}
+
+/// [`reactive_plan`] with another target per replica.
+fn reactive_plan_for(loads: &[f64], s: &SimSettings, target_per_replica: f64) -> Vec<u32> {
     let (min, max) = (s.policy.min_replicas, s.policy.max_replicas);
     let mut out = Vec::with_capacity(loads.len());
     let mut current = min;
@@ -273,8 +283,8 @@ pub fn reactive_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
     for t in 0..loads.len() {
         if t > 0 && loads[t - 1].is_finite() {
             let load = loads[t - 1];
-            let mut want = (load / s.target_per_replica).ceil() as u32;
-            if current > 0 && (load / (current as f64 * s.target_per_replica) - 1.0).abs() <= 0.1 {
+            let mut want = (load / target_per_replica).ceil() as u32;
+            if current > 0 && (load / (current as f64 * target_per_replica) - 1.0).abs() <= 0.1 {
                 want = current;
             }
             wants.push(want);
@@ -287,6 +297,40 @@ pub fn reactive_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
         out.push(current);
     }
     out
+}
+
+/// The reactive baseline given the same replica budget as a plan: the HPA with its target
+/// lowered (scaled by a factor in (0, 1]) until its replica-steps reach `budget`. It answers
+/// "would a reactive autoscaler with more headroom have done as well for the same money?".
+/// `None` when the plan costs no more than the baseline itself. Returns the factor and score.
+pub fn reactive_at_cost(
+    loads: &[f64],
+    s: &SimSettings,
+    budget: u64,
+    warm: usize,
+) -> Option<(f64, Score)> {
+    let capacity = s.target_per_replica / UTILISATION;
+    let run = |f: f64| {
+        let plan = reactive_plan_for(loads, s, s.target_per_replica * f);
+        score(loads, &plan, capacity, s.startup_steps, warm)
+    };
+    if run(1.0).replica_steps >= budget {
+        return None;
+    }
+    // cost falls as the factor rises; find the largest factor whose cost reaches the budget
+    let (mut lo, mut hi) = (0.05, 1.0);
+    if run(lo).replica_steps < budget {
+        return Some((lo, run(lo)));
+    }
+    for _ in 0..40 {
+        let mid = (lo + hi) / 2.0;
+        if run(mid).replica_steps >= budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some((lo, run(lo)))
 }
 
 /// The oracle of EVALUATION.md: `need[t] = ceil(load[t] / capacity)`,

@@ -1,0 +1,296 @@
+//! The operator's own metrics, served on `/metrics` in the Prometheus text format.
+//!
+//! Names are prefixed `prescale_`, in base units (seconds), counters end in `_total`. Labels
+//! are bounded: a reason is one of the condition reasons, a source one of the configured
+//! sources, a model one of the model kinds; per-scaler series are removed when the scaler is.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScalerLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScalerMetricLabels {
+    pub namespace: String,
+    pub name: String,
+    pub metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScaleLabels {
+    pub namespace: String,
+    pub name: String,
+    pub direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms .. ~33 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    registry: Registry,
+    pub reconcile_duration: Histogram,
+    pub reconcile_errors: Family<ReasonLabels, Counter>,
+    pub query_duration: Family<SourceLabels, Histogram>,
+    pub fit_duration: Family<ModelLabels, Histogram>,
+    pub current_replicas: Family<ScalerLabels, Gauge>,
+    pub desired_replicas: Family<ScalerLabels, Gauge>,
+    pub forecast_peak: Family<ScalerMetricLabels, FloatGauge>,
+    pub backtest_error: Family<ScalerMetricLabels, FloatGauge>,
+    pub scale_operations: Family<ScaleLabels, Counter>,
+}
+
+/// The metric names as exposed (with `_total` on counters), for documentation and tests.
+pub const NAMES: &[&str] = &[
+    "prescale_build_info",
+    "prescale_reconcile_duration_seconds",
+    "prescale_reconcile_errors_total",
+    "prescale_prometheus_query_duration_seconds",
+    "prescale_forecast_fit_duration_seconds",
+    "prescale_scaler_current_replicas",
+    "prescale_scaler_desired_replicas",
+    "prescale_scaler_forecast_peak",
+    "prescale_scaler_forecast_backtest_error",
+    "prescale_scale_operations_total",
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        registry.register(
+            "prescale_build_info",
+            "The running prescale version (always 1)",
+            build_info,
+        );
+        let m = Self {
+            reconcile_duration: seconds_histogram(),
+            reconcile_errors: Family::default(),
+            query_duration: Family::new_with_constructor(seconds_histogram),
+            fit_duration: Family::new_with_constructor(seconds_histogram),
+            current_replicas: Family::default(),
+            desired_replicas: Family::default(),
+            forecast_peak: Family::default(),
+            backtest_error: Family::default(),
+            scale_operations: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "prescale_reconcile_duration_seconds",
+            "Time of one reconcile, including metric queries and model fits",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "prescale_reconcile_errors",
+            "Reconciles that ended in an error or a failing condition, by reason",
+            m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "prescale_prometheus_query_duration_seconds",
+            "Time of one query_range request to a metrics source",
+            m.query_duration.clone(),
+        );
+        registry.register(
+            "prescale_forecast_fit_duration_seconds",
+            "Time of one model fit (and Auto's model selection when it runs), by model",
+            m.fit_duration.clone(),
+        );
+        registry.register(
+            "prescale_scaler_current_replicas",
+            "Replicas of the scale target, as last read",
+            m.current_replicas.clone(),
+        );
+        registry.register(
+            "prescale_scaler_desired_replicas",
+            "Replicas the scaler wants now",
+            m.desired_replicas.clone(),
+        );
+        registry.register(
+            "prescale_scaler_forecast_peak",
+            "Highest upper-quantile value of the metric's forecast over its horizon",
+            m.forecast_peak.clone(),
+        );
+        registry.register(
+            "prescale_scaler_forecast_backtest_error",
+            "Recent forecast error of the metric's model (weighted absolute percentage error, a fraction)",
+            m.backtest_error.clone(),
+        );
+        registry.register(
+            "prescale_scale_operations",
+            "Writes of the target's replica count, by direction (up, down)",
+            m.scale_operations.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Forgets a scaler's series (it was deleted).
+    pub fn remove_scaler(&self, namespace: &str, name: &str, metrics: &[String]) {
+        let s = ScalerLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        self.current_replicas.remove(&s);
+        self.desired_replicas.remove(&s);
+        for direction in ["up", "down"] {
+            self.scale_operations.remove(&ScaleLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                direction: direction.into(),
+            });
+        }
+        for metric in metrics {
+            let l = ScalerMetricLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                metric: metric.clone(),
+            };
+            self.forecast_peak.remove(&l);
+            self.backtest_error.remove(&l);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_exposed_once_with_help_and_type() {
+        let m = Metrics::new();
+        // give every family one series so that it shows samples
+        m.reconcile_duration.observe(0.01);
+        m.reconcile_errors
+            .get_or_create(&ReasonLabels {
+                reason: "MetricsQueryFailed".into(),
+            })
+            .inc();
+        m.query_duration
+            .get_or_create(&SourceLabels {
+                source: "default".into(),
+            })
+            .observe(0.02);
+        m.fit_duration
+            .get_or_create(&ModelLabels {
+                model: "MSTL".into(),
+            })
+            .observe(0.03);
+        let s = ScalerLabels {
+            namespace: "ns".into(),
+            name: "a".into(),
+        };
+        m.current_replicas.get_or_create(&s).set(3);
+        m.desired_replicas.get_or_create(&s).set(5);
+        let sm = ScalerMetricLabels {
+            namespace: "ns".into(),
+            name: "a".into(),
+            metric: "requests".into(),
+        };
+        m.forecast_peak.get_or_create(&sm).set(123.5);
+        m.backtest_error.get_or_create(&sm).set(0.07);
+        m.scale_operations
+            .get_or_create(&ScaleLabels {
+                namespace: "ns".into(),
+                name: "a".into(),
+                direction: "up".into(),
+            })
+            .inc();
+        let text = m.encode();
+        for name in NAMES {
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name} in:\n{text}"
+            );
+        }
+        let types = text.matches("# TYPE ").count();
+        assert_eq!(types, NAMES.len(), "no undocumented metric:\n{text}");
+        assert!(text.contains("prescale_scaler_desired_replicas{namespace=\"ns\",name=\"a\"} 5"));
+        assert!(text.contains(
+            "prescale_scaler_forecast_peak{namespace=\"ns\",name=\"a\",metric=\"requests\"} 123.5"
+        ));
+        assert!(text.contains(&format!(
+            "prescale_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+
+        m.remove_scaler("ns", "a", &["requests".into()]);
+        let text = m.encode();
+        assert!(!text.contains("name=\"a\""), "{text}");
+    }
+
+    #[test]
+    fn readme_documents_exactly_these_metrics() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("## The operator's own metrics")
+            .expect("README has the metrics section");
+        let section = &readme[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        assert_eq!(
+            documented, NAMES,
+            "README's metrics table vs the registered metrics"
+        );
+    }
+}
