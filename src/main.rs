@@ -81,6 +81,35 @@ struct RunArgs {
     /// How long the Lease is valid without renewal: the longest failover.
     #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
     leader_elect_lease_duration: Duration,
+    /// Watch PredictiveScalers only in these namespaces (comma-separated). Default: all
+    /// namespaces. With a list the operator needs only namespaced Roles.
+    #[arg(
+        long,
+        env = "PRESCALE_NAMESPACES",
+        value_delimiter = ',',
+        value_parser = parse_namespace
+    )]
+    namespaces: Vec<String>,
+}
+
+fn parse_namespace(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    // a namespace name is a DNS label, as a source name is; an empty entry (say
+    // PRESCALE_NAMESPACES="") adds nothing
+    if s.is_empty() || prescale::sources::config::is_valid_source_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a namespace name (lower case letters, digits and '-', at most 63)"
+        ))
+    }
+}
+
+/// The list without empty entries and repeats, in its order.
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|s| !s.is_empty() && seen.insert(s.clone()));
+    v
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -176,6 +205,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = ControllerConfig {
         sync_interval: args.sync_interval,
         history_max_points: args.history_cache_points,
+        namespaces: dedup(args.namespaces),
     };
     let leader = args.leader_elect.then(|| controller::LeaderConfig {
         lease_name: args.leader_elect_lease_name.clone(),

@@ -48,6 +48,9 @@ pub struct ControllerConfig {
     pub sync_interval: Duration,
     /// The bound of the history cache, in points (all series together).
     pub history_max_points: usize,
+    /// The namespaces whose PredictiveScalers are watched; empty: all namespaces. With a list
+    /// the operator never reads anything cluster-wide, so namespaced Roles are enough.
+    pub namespaces: Vec<String>,
 }
 
 impl Default for ControllerConfig {
@@ -55,6 +58,7 @@ impl Default for ControllerConfig {
         Self {
             sync_interval: Duration::from_secs(30),
             history_max_points: crate::sources::DEFAULT_MAX_POINTS,
+            namespaces: Vec::new(),
         }
     }
 }
@@ -155,7 +159,23 @@ fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(delay)
 }
 
+/// The PredictiveScaler APIs to watch: one cluster-wide, or one per watched namespace.
+pub fn scaler_apis(client: &Client, namespaces: &[String]) -> Vec<Api<PredictiveScaler>> {
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
 /// Runs the controller until a shutdown signal.
+///
+/// With `config.namespaces` set, one kube-runtime `Controller` runs per namespace (a
+/// `Controller` watches through one `Api`), all sharing one [`Context`]: the history cache,
+/// the per-scaler memory and the event recorder. Keys are `namespace/name`, so they never mix.
 pub async fn run(
     client: Client,
     sources: Sources,
@@ -164,11 +184,14 @@ pub async fn run(
     metrics: Arc<Metrics>,
     leader: Option<LeaderConfig>,
 ) -> anyhow::Result<()> {
-    let scalers: Api<PredictiveScaler> = Api::all(client.clone());
-    if let Err(e) = scalers.list(&Default::default()).await {
-        anyhow::bail!(
-            "cannot list PredictiveScalers (is the CRD installed? kubectl apply -f crds/): {e}"
-        );
+    let apis = scaler_apis(&client, &config.namespaces);
+    for (api, ns) in apis.iter().zip(scope_names(&config.namespaces)) {
+        if let Err(e) = api.list(&Default::default()).await {
+            anyhow::bail!(
+                "cannot list PredictiveScalers in {ns} (is the CRD installed? kubectl apply -f crds/; \
+                 does the operator's RBAC cover it?): {e}"
+            );
+        }
     }
     let gate = Arc::new(AtomicBool::new(leader.is_none()));
     let election = match &leader {
@@ -194,9 +217,40 @@ pub async fn run(
             .with_write_gate(gate.clone()),
     );
     ready.store(true, Ordering::SeqCst);
-    info!("controller started");
+    info!(namespaces = ?ctx.config.namespaces, "controller started");
+    let controllers =
+        futures::future::join_all(apis.into_iter().map(|api| watch(api, ctx.clone())));
+    match election {
+        None => {
+            controllers.await;
+        }
+        Some(election) => {
+            tokio::select! {
+                _ = controllers => {}
+                e = election.lost(gate) => return Err(e),
+            }
+        }
+    }
+    info!("controller stopped");
+    Ok(())
+}
+
+/// How a watched scope is named in messages.
+fn scope_names(namespaces: &[String]) -> Vec<String> {
+    if namespaces.is_empty() {
+        vec!["all namespaces".into()]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| format!("namespace {ns:?}"))
+            .collect()
+    }
+}
+
+/// One `Controller` over `scalers`, until a shutdown signal.
+async fn watch(scalers: Api<PredictiveScaler>, ctx: Arc<Context>) {
     let ctx_for_loop = ctx.clone();
-    let controller = Controller::new(scalers, watcher::Config::default().any_semantic())
+    Controller::new(scalers, watcher::Config::default().any_semantic())
         .shutdown_on_signal()
         .run(
             |ps, ctx: Arc<Context>| async move {
@@ -225,18 +279,8 @@ pub async fn run(
                     Err(e) => warn!(error = %e, "controller"),
                 }
             }
-        });
-    match election {
-        None => controller.await,
-        Some(election) => {
-            tokio::select! {
-                _ = controller => {}
-                e = election.lost(gate) => return Err(e),
-            }
-        }
-    }
-    info!("controller stopped");
-    Ok(())
+        })
+        .await;
 }
 
 /// SIGTERM or Ctrl-C.

@@ -340,3 +340,85 @@ async fn failed_query_holds_and_says_why() {
     );
     assert_no_more_requests(&mut handle);
 }
+
+/// Serves the controller's start-up: empty lists, and watches that end at once. Records every
+/// request as `METHOD path?query` until each of `namespaces` (or the cluster scope) has been
+/// watched, then returns them.
+async fn requests_of_a_controller_start(namespaces: &[&str]) -> Vec<String> {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let config = ControllerConfig {
+        namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let controller = tokio::spawn(super::run(
+        client,
+        Sources::default(),
+        config,
+        ready,
+        Default::default(),
+        None,
+    ));
+    let scopes = namespaces.len().max(1);
+    let mut seen = Vec::new();
+    let mut watched = std::collections::HashSet::new();
+    while watched.len() < scopes {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("timed out; requests so far: {seen:#?}"))
+            .expect("the controller stopped");
+        let uri = request.uri().clone();
+        let query = uri.query().unwrap_or("");
+        seen.push(format!("{} {}?{query}", request.method(), uri.path()));
+        let body = if query.contains("watch=true") {
+            watched.insert(uri.path().to_string());
+            Vec::new() // the watch ends at once; the watcher simply watches again
+        } else {
+            serde_json::to_vec(&json!({
+                "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScalerList",
+                "metadata": {"resourceVersion": "1"}, "items": []
+            }))
+            .unwrap()
+        };
+        send.send_response(Response::builder().body(Body::from(body)).unwrap());
+    }
+    controller.abort();
+    seen
+}
+
+#[tokio::test]
+async fn a_namespaced_operator_never_reads_cluster_wide() {
+    let seen = requests_of_a_controller_start(&["team-a", "team-b"]).await;
+    for r in &seen {
+        assert!(
+            r.starts_with("GET /apis/prescale.dev/v1alpha1/namespaces/team-a/predictivescalers?")
+                || r.starts_with(
+                    "GET /apis/prescale.dev/v1alpha1/namespaces/team-b/predictivescalers?"
+                ),
+            "a request outside the watched namespaces: {r}\nall: {seen:#?}"
+        );
+    }
+    for ns in ["team-a", "team-b"] {
+        let path = format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers?");
+        let of_ns: Vec<&String> = seen.iter().filter(|r| r.contains(&path)).collect();
+        assert!(
+            of_ns.iter().any(|r| !r.contains("watch=true")),
+            "no list in {ns}: {seen:#?}"
+        );
+        assert!(
+            of_ns.iter().any(|r| r.contains("watch=true")),
+            "no watch in {ns}: {seen:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn by_default_the_operator_watches_all_namespaces() {
+    let seen = requests_of_a_controller_start(&[]).await;
+    assert!(
+        seen.iter()
+            .all(|r| r.starts_with("GET /apis/prescale.dev/v1alpha1/predictivescalers?")),
+        "{seen:#?}"
+    );
+}

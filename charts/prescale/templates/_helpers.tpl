@@ -1,0 +1,181 @@
+{{/* Names and labels. */}}
+{{- define "prescale.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "prescale.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "prescale.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "prescale.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "prescale.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "prescale.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "prescale.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "prescale.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "prescale.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks what the schema cannot say. Included by the Deployment, so every render runs it.
+*/}}
+{{- define "prescale.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail (printf "replicaCount is %d, but more than one replica needs leaderElection.enabled=true (only the leader may scale); use replicaCount: 1" (int .Values.replicaCount)) }}
+{{- end }}
+{{- $names := list }}
+{{- range (include "prescale.sourceList" . | fromYamlArray) }}
+{{- if has .name $names }}
+{{- fail (printf "the source %q is defined twice (prometheus.url defines \"default\"; sources[].name must be unique)" .name) }}
+{{- end }}
+{{- $names = append $names .name }}
+{{- if and .bearerTokenSecret .bearerTokenFile }}
+{{- fail (printf "source %q: bearerTokenSecret and bearerTokenFile: give one" .name) }}
+{{- end }}
+{{- if and (or .bearerTokenSecret .bearerTokenFile) .basicAuth }}
+{{- fail (printf "source %q: a bearer token and basicAuth: give one" .name) }}
+{{- end }}
+{{- if and .tls .tls.caSecret .tls.caConfigMap }}
+{{- fail (printf "source %q: tls.caSecret and tls.caConfigMap: give one" .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Every source as a YAML list: `prometheus` as the source named "default" (when its url is set),
+then `sources`. Consumers read it back with fromYamlArray.
+*/}}
+{{- define "prescale.sourceList" -}}
+{{- $all := list }}
+{{- if .Values.prometheus.url }}
+{{- $all = append $all (merge (dict "name" "default") (deepCopy .Values.prometheus)) }}
+{{- end }}
+{{- range .Values.sources }}
+{{- $all = append $all . }}
+{{- end }}
+{{- toYaml $all }}
+{{- end }}
+
+{{/* Where a Secret's key is mounted, and a ConfigMap's. */}}
+{{- define "prescale.secretPath" -}}
+{{- printf "/etc/prescale/secrets/%s/%s" .name .key }}
+{{- end }}
+{{- define "prescale.configMapPath" -}}
+{{- printf "/etc/prescale/configmaps/%s/%s" .name .key }}
+{{- end }}
+
+{{/*
+The sources file prescale reads (--sources-file): URLs, names and file paths only. Secret
+values are never in it; they are files in read-only Secret volumes.
+*/}}
+{{- define "prescale.sourcesFile" -}}
+{{- $out := list }}
+{{- range (include "prescale.sourceList" . | fromYamlArray) }}
+{{- $s := dict "name" .name "url" .url }}
+{{- if .timeout }}{{ $_ := set $s "timeout" .timeout }}{{ end }}
+{{- if .bearerTokenSecret }}
+{{- $_ := set $s "bearerTokenFile" (include "prescale.secretPath" .bearerTokenSecret) }}
+{{- else if .bearerTokenFile }}
+{{- $_ := set $s "bearerTokenFile" .bearerTokenFile }}
+{{- end }}
+{{- if .basicAuth }}
+{{- $_ := set $s "basicAuth" (dict "username" .basicAuth.username "passwordFile" (include "prescale.secretPath" .basicAuth.passwordSecret)) }}
+{{- end }}
+{{- if .tls }}
+{{- $tls := dict }}
+{{- if .tls.caSecret }}{{ $_ := set $tls "caFile" (include "prescale.secretPath" .tls.caSecret) }}{{ end }}
+{{- if .tls.caConfigMap }}{{ $_ := set $tls "caFile" (include "prescale.configMapPath" .tls.caConfigMap) }}{{ end }}
+{{- with .tls.clientCertSecret }}
+{{- $_ := set $tls "certFile" (include "prescale.secretPath" (dict "name" .name "key" (default "tls.crt" .certKey))) }}
+{{- $_ := set $tls "keyFile" (include "prescale.secretPath" (dict "name" .name "key" (default "tls.key" .keyKey))) }}
+{{- end }}
+{{- if .tls.insecureSkipVerify }}{{ $_ := set $tls "insecureSkipVerify" true }}{{ end }}
+{{- if $tls }}{{ $_ := set $s "tls" $tls }}{{ end }}
+{{- end }}
+{{- if .headers }}{{ $_ := set $s "headers" .headers }}{{ end }}
+{{- $out = append $out $s }}
+{{- end }}
+{{- toYaml (dict "sources" $out) }}
+{{- end }}
+
+{{/*
+The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]}, "configMaps":
+{name: [keys]}} in YAML: each is mounted once, with only the keys referenced.
+*/}}
+{{- define "prescale.sourceMounts" -}}
+{{- $secrets := dict }}
+{{- $configMaps := dict }}
+{{- range (include "prescale.sourceList" . | fromYamlArray) }}
+{{- $refs := list }}
+{{- with .bearerTokenSecret }}{{ $refs = append $refs . }}{{ end }}
+{{- if .basicAuth }}{{ $refs = append $refs .basicAuth.passwordSecret }}{{ end }}
+{{- if .tls }}
+{{- with .tls.caSecret }}{{ $refs = append $refs . }}{{ end }}
+{{- with .tls.clientCertSecret }}
+{{- $refs = append $refs (dict "name" .name "key" (default "tls.crt" .certKey)) }}
+{{- $refs = append $refs (dict "name" .name "key" (default "tls.key" .keyKey)) }}
+{{- end }}
+{{- with .tls.caConfigMap }}
+{{- $_ := set $configMaps .name (append (get $configMaps .name | default list) .key | uniq) }}
+{{- end }}
+{{- end }}
+{{- range $refs }}
+{{- $_ := set $secrets .name (append (get $secrets .name | default list) .key | uniq) }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "secrets" $secrets "configMaps" $configMaps) }}
+{{- end }}
+
+{{/* The rules the operator needs, for a ClusterRole or for each namespace's Role. */}}
+{{- define "prescale.rules" -}}
+# read the PredictiveScalers; the controller lists and watches them
+- apiGroups: [prescale.dev]
+  resources: [predictivescalers]
+  verbs: [get, list, watch]
+# write their status (a merge patch of the status subresource)
+- apiGroups: [prescale.dev]
+  resources: [predictivescalers/status]
+  verbs: [patch]
+# the targets' /scale subresource only: prescale never reads or writes a target itself
+{{- range .Values.rbac.scaleTargets }}
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources:
+  {{- range .resources }}
+    - {{ printf "%s/scale" . }}
+  {{- end }}
+  verbs: [get, patch]
+{{- end }}
+# events (events.k8s.io/v1, as kube-runtime's Recorder writes them; patch for repeated events)
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}

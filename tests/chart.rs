@@ -1,0 +1,428 @@
+//! The Helm chart (`charts/prescale`), rendered by a real `helm template` and read back: RBAC is
+//! exactly what the operator's API calls need, the pod is hardened, the Deployment's arguments
+//! are ones the `prescale` binary accepts (its own argument parser checks them), the sources file
+//! parses with the operator's own parser and every secret file it names is in a mounted,
+//! read-only volume, and the metrics Service, ServiceMonitor and NetworkPolicy fit together.
+//!
+//! helm comes from `HELM`, `.tools/bin/helm` (scripts/setup.sh installs it) or `PATH`. Without
+//! one the tests say SKIPPED, except in CI (`CI` set), where that is a failure.
+//! `scripts/check_chart.sh` adds `helm lint`, `kubernetes-validate --strict` and the refusals.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use prescale::sources::config::parse_sources;
+use serde_json::{Value, json};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn helm() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("HELM") {
+        return Some(h.into());
+    }
+    let local = root().join(".tools/bin/helm");
+    if local.exists() {
+        return Some(local);
+    }
+    Command::new("helm")
+        .arg("version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "helm".into())
+}
+
+/// `helm template` with `args`, as JSON documents; `None` (after saying why) without helm.
+fn render(args: &[&str]) -> Option<Vec<Value>> {
+    let Some(helm) = helm() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "helm not found in CI: scripts/setup.sh installs it into .tools/bin"
+        );
+        println!("SKIPPED: no helm (set HELM, or run scripts/setup.sh to get .tools/bin/helm)");
+        return None;
+    };
+    let out = Command::new(helm)
+        .args([
+            "template",
+            "prescale",
+            "charts/prescale",
+            "-n",
+            "prescale-system",
+        ])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("running helm");
+    assert!(
+        out.status.success(),
+        "helm template {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .filter(|v: &Value| !v.is_null())
+            .collect(),
+    )
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let all = of_kind(docs, kind);
+    assert_eq!(all.len(), 1, "expected one {kind}, found {}", all.len());
+    all[0]
+}
+
+/// The rules as (apiGroups, resources, verbs) strings, for exact comparison.
+fn rules(role: &Value) -> Vec<String> {
+    role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {} {}", r["apiGroups"], r["resources"], r["verbs"]))
+        .collect()
+}
+
+fn operator_rules(scale: &[(&str, &[&str])]) -> Vec<String> {
+    let mut want = vec![
+        json!([
+            ["prescale.dev"],
+            ["predictivescalers"],
+            ["get", "list", "watch"]
+        ]),
+        json!([["prescale.dev"], ["predictivescalers/status"], ["patch"]]),
+    ];
+    for (group, resources) in scale {
+        let r: Vec<String> = resources.iter().map(|r| format!("{r}/scale")).collect();
+        want.push(json!([[group], r, ["get", "patch"]]));
+    }
+    want.push(json!([["events.k8s.io"], ["events"], ["create", "patch"]]));
+    want.iter()
+        .map(|w| format!("{} {} {}", w[0], w[1], w[2]))
+        .collect()
+}
+
+#[test]
+fn default_rbac_is_a_cluster_role_with_exactly_what_the_operator_calls() {
+    let Some(docs) = render(&[]) else { return };
+    let role = one(&docs, "ClusterRole");
+    assert_eq!(
+        rules(role),
+        operator_rules(&[("apps", &["deployments", "statefulsets", "replicasets"])])
+    );
+    let binding = one(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], "prescale");
+    assert_eq!(binding["subjects"][0]["namespace"], "prescale-system");
+    assert!(of_kind(&docs, "Role").is_empty());
+    let all = serde_json::to_string(&docs).unwrap();
+    assert!(!all.contains("secrets\""), "no RBAC on secrets");
+    assert!(
+        !all.contains("leases"),
+        "no lease RBAC without leader election"
+    );
+}
+
+#[test]
+fn watched_namespaces_get_roles_and_nothing_cluster_wide() {
+    let Some(docs) = render(&["-f", "charts/prescale/ci/full-values.yaml"]) else {
+        return;
+    };
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
+    assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    let roles = of_kind(&docs, "Role");
+    let namespaces: Vec<&str> = roles
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, ["ai-gateway", "team-b"]);
+    for role in &roles {
+        assert_eq!(
+            rules(role),
+            operator_rules(&[
+                ("apps", &["deployments", "statefulsets"]),
+                ("argoproj.io", &["rollouts"])
+            ])
+        );
+    }
+    let bindings = of_kind(&docs, "RoleBinding");
+    assert_eq!(bindings.len(), 2);
+    for b in bindings {
+        assert_eq!(b["roleRef"]["kind"], "Role");
+        assert_eq!(b["subjects"][0]["name"], "prescale-operator");
+        assert_eq!(b["subjects"][0]["namespace"], "prescale-system");
+    }
+    let args = container(&docs)["args"].clone();
+    assert!(
+        args.as_array()
+            .unwrap()
+            .contains(&json!("--namespaces=ai-gateway,team-b")),
+        "{args}"
+    );
+}
+
+fn container(docs: &[Value]) -> &Value {
+    &one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+#[test]
+fn the_pod_is_hardened_and_probed_on_the_health_endpoints() {
+    let Some(docs) = render(&[]) else { return };
+    let deploy = one(&docs, "Deployment");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(deploy["spec"]["replicas"], 1);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = container(&docs);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(c["resources"]["requests"]["cpu"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
+    assert_eq!(c["ports"][0]["name"], "http");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["image"], "ghcr.io/prescale-dev/prescale:0.1.0");
+    // the Service for /metrics
+    let svc = one(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["name"], "metrics");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(
+        svc["spec"]["selector"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    assert!(of_kind(&docs, "ServiceMonitor").is_empty());
+    assert!(of_kind(&docs, "NetworkPolicy").is_empty());
+}
+
+#[test]
+fn the_binary_accepts_the_arguments_the_chart_renders() {
+    for values in [
+        &[][..],
+        &["-f", "charts/prescale/ci/full-values.yaml"],
+        &[
+            "--set",
+            "leaderElection.enabled=true",
+            "--set",
+            "replicaCount=2",
+        ],
+    ] {
+        let Some(docs) = render(values) else { return };
+        let c = container(&docs);
+        let args: Vec<String> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(args[0], "run");
+        // clap checks every argument (names and values) before it gets to --help
+        let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "prescale refuses the chart's arguments {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = c["ports"][0]["containerPort"].as_u64().unwrap();
+        assert!(args.contains(&format!("--http-addr=0.0.0.0:{port}")));
+    }
+}
+
+#[test]
+fn leader_election_gets_a_lease_role_and_the_pod_its_namespace() {
+    let Some(docs) = render(&[
+        "--set",
+        "leaderElection.enabled=true",
+        "--set",
+        "replicaCount=2",
+    ]) else {
+        return;
+    };
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let c = container(&docs);
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--leader-elect"))
+    );
+    let env = serde_json::to_string(&c["env"]).unwrap();
+    assert!(
+        env.contains("POD_NAMESPACE") && env.contains("metadata.namespace"),
+        "{env}"
+    );
+    let roles = of_kind(&docs, "Role");
+    let lease_role = roles
+        .iter()
+        .find(|r| serde_json::to_string(r).unwrap().contains("leases"))
+        .expect("a Role on leases");
+    assert_eq!(lease_role["metadata"]["namespace"], "prescale-system");
+    let rule = &lease_role["rules"][0];
+    assert_eq!(rule["apiGroups"], json!(["coordination.k8s.io"]));
+    assert_eq!(rule["resources"], json!(["leases"]));
+    for verb in ["get", "create", "patch"] {
+        assert!(
+            rule["verbs"].as_array().unwrap().contains(&json!(verb)),
+            "{rule}"
+        );
+    }
+}
+
+#[test]
+fn sources_parse_and_every_secret_file_is_a_mounted_key() {
+    let Some(docs) = render(&["-f", "charts/prescale/ci/full-values.yaml"]) else {
+        return;
+    };
+    let cm = one(&docs, "ConfigMap");
+    let text = cm["data"]["sources.yaml"].as_str().unwrap();
+    let file = parse_sources(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let names: Vec<&str> = file.sources.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["default", "mimir-team-a", "thanos", "openshift", "victoria"]
+    );
+    let c = container(&docs);
+    let args = c["args"].to_string();
+    assert!(args.contains("--sources-file=/etc/prescale/config/sources.yaml"));
+    let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let volumes = pod["volumes"].as_array().unwrap();
+    // (path, the volume's source) for every file the sources name
+    let mut files: Vec<String> = Vec::new();
+    for s in &file.sources {
+        files.extend(s.bearer_token_file.iter().map(|p| p.display().to_string()));
+        files.extend(
+            s.basic_auth
+                .iter()
+                .map(|b| b.password_file.display().to_string()),
+        );
+        if let Some(tls) = &s.tls {
+            for f in [&tls.ca_file, &tls.cert_file, &tls.key_file]
+                .into_iter()
+                .flatten()
+            {
+                files.push(f.display().to_string());
+            }
+        }
+    }
+    assert_eq!(files.len(), 7, "{files:?}");
+    for f in files {
+        if f.starts_with("/var/run/secrets/kubernetes.io/serviceaccount/") {
+            continue; // the pod's own token, mounted by Kubernetes
+        }
+        let mount = mounts
+            .iter()
+            .find(|m| f.starts_with(&format!("{}/", m["mountPath"].as_str().unwrap())))
+            .unwrap_or_else(|| panic!("{f} is in no volume mount: {mounts:?}"));
+        assert_eq!(mount["readOnly"], true, "{mount}");
+        let key = &f[mount["mountPath"].as_str().unwrap().len() + 1..];
+        let volume = volumes.iter().find(|v| v["name"] == mount["name"]).unwrap();
+        let source = if volume["secret"].is_object() {
+            &volume["secret"]
+        } else {
+            &volume["configMap"]
+        };
+        let name = source["secretName"]
+            .as_str()
+            .or(source["name"].as_str())
+            .unwrap();
+        assert!(
+            f.contains(&format!("/{name}/")),
+            "{f} is mounted from {name}"
+        );
+        assert!(
+            source["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["key"] == key && i["path"] == key),
+            "{f}: key {key} not projected by {volume}"
+        );
+    }
+    // secrets reach the pod only as files
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["valueFrom"]["secretKeyRef"].is_null())
+    );
+}
+
+#[test]
+fn service_monitor_and_network_policy_fit_the_service() {
+    let Some(docs) = render(&["-f", "charts/prescale/ci/full-values.yaml"]) else {
+        return;
+    };
+    let svc = one(&docs, "Service");
+    let sm = one(&docs, "ServiceMonitor");
+    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&svc["metadata"]["labels"][k], v, "label {k}");
+    }
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(sm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+    let np = one(&docs, "NetworkPolicy");
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    let ingress = np["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(
+        ingress[0]["ports"],
+        json!([{"port": "http", "protocol": "TCP"}])
+    );
+    assert!(ingress[0]["from"][0]["namespaceSelector"].is_object());
+    let egress_ports: Vec<Vec<u64>> = np["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["port"].as_u64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        egress_ports,
+        [
+            vec![53, 53],
+            vec![443, 6443],
+            vec![9091, 10902, 8428],
+            vec![443]
+        ]
+    );
+    assert_eq!(
+        np["spec"]["egress"][1]["to"],
+        json!([{"ipBlock": {"cidr": "172.18.0.2/32"}}])
+    );
+}
+
+#[test]
+fn the_chart_matches_the_crate() {
+    let chart = std::fs::read_to_string(root().join("charts/prescale/Chart.yaml")).unwrap();
+    let chart: Value = serde_yaml::from_str(&chart).unwrap();
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+}
