@@ -165,7 +165,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => prescale::cli::simulate::run(&args),
         Command::Bench(args) => {
-            print!("{}", prescale::cli::bench::run(&args)?);
+            let table = match args.scalers {
+                Some(n) => prescale::cli::fleet::run(n.max(1), args.rounds.max(1)).await?,
+                None => prescale::cli::bench::run(&args)?,
+            };
+            print!("{table}");
             Ok(())
         }
     }

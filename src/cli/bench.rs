@@ -27,6 +27,13 @@ pub struct BenchArgs {
     /// Also time augurs' stock MSTL+AutoETS on the full 1-minute series (~0.5 s a fit).
     #[arg(long)]
     pub baseline: bool,
+    /// Instead: the operator's work for this many PredictiveScalers (history, fits, steady
+    /// reconciles, memory), e.g. 1000.
+    #[arg(long)]
+    pub scalers: Option<usize>,
+    /// Steady reconcile rounds over the fleet, with --scalers.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
 }
 
 fn stats(mut v: Vec<Duration>) -> (f64, f64) {

@@ -19,7 +19,7 @@ use super::{Context, status, target};
 use crate::{
     Error, Result,
     api::{
-        Mode, ModelKind, PredictiveScaler, ScalerConfig,
+        ForecastStatus, Mode, ModelKind, PredictiveScaler, ScalerConfig,
         conditions::{Cond, Status, reasons, types},
         validate,
     },
@@ -89,6 +89,42 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
             .inc();
     }
     result
+}
+
+/// The start of `user`'s current model-selection epoch. Epochs are
+/// [`SELECTION_INTERVAL`] long and offset per scaler (by a stable hash of its key), so that a
+/// fleet's model choices spread over the interval instead of all falling at one instant.
+fn selection_epoch(user: &str, now: i64) -> i64 {
+    // FNV-1a: stable across processes and releases
+    let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    let offset = (hash % SELECTION_INTERVAL as u64) as i64;
+    align_down(now - offset, SELECTION_INTERVAL) + offset
+}
+
+/// The model chosen in this epoch before a restart, as the status remembers it: a new leader
+/// (or a restarted operator) reuses it instead of running every scaler's model choice at once.
+fn remembered_choice(
+    remembered: Option<&ForecastStatus>,
+    metric: &str,
+    epoch: i64,
+) -> Option<Selection> {
+    let f = remembered.filter(|f| f.metric == metric)?;
+    if f.generated_at.0.as_second() < epoch {
+        return None;
+    }
+    let model = match model_kind(&f.model) {
+        "MSTL" => ModelKind::Mstl,
+        "ETS" => ModelKind::Ets,
+        "SeasonalNaive" => ModelKind::SeasonalNaive,
+        _ => return None,
+    };
+    Some(Selection {
+        model,
+        scores: vec![],
+        epoch,
+    })
 }
 
 /// The model kind of a model name (`MSTL(1d,7d)+AutoETS` -> `MSTL`), a bounded label.
@@ -170,7 +206,8 @@ async fn reconcile_inner(
     };
 
     // history and forecasts
-    let outcomes = evaluate_metrics(ctx, key, &config, state, now_s).await?;
+    let remembered = ps.status.as_ref().and_then(|s| s.forecast.as_ref());
+    let outcomes = evaluate_metrics(ctx, key, &config, state, now_s, remembered).await?;
     let inputs: Vec<MetricInput<'_>> = outcomes
         .iter()
         .map(|o| MetricInput {
@@ -368,6 +405,7 @@ async fn evaluate_metrics(
     config: &ScalerConfig,
     state: &mut ScalerState,
     now: i64,
+    remembered: Option<&ForecastStatus>,
 ) -> Result<Vec<MetricOutcome>> {
     let step = config.step.as_secs() as i64;
     let lookback = config.lookback.as_secs() as i64;
@@ -468,13 +506,14 @@ async fn evaluate_metrics(
             Some(f) => f.clone(),
             None => {
                 let mut settings = fit_key.settings.clone();
-                let epoch = align_down(now, SELECTION_INTERVAL);
+                let epoch = selection_epoch(user, now);
                 let previous = state
                     .fits
                     .get(&m.name)
                     .filter(|f| f.key == fit_key)
                     .and_then(|f| f.selection.clone())
-                    .filter(|s| s.epoch == epoch);
+                    .filter(|s| s.epoch == epoch)
+                    .or_else(|| remembered_choice(remembered, &m.name, epoch));
                 // the fit shares the cached history; the next update copies it only if the
                 // fit still holds it
                 let series = series.clone();
@@ -635,4 +674,56 @@ pub fn backoff(sync_interval: Duration, failures: u32) -> Duration {
     let base = sync_interval.max(Duration::from_secs(1));
     base.saturating_mul(1 << failures.min(6))
         .min(Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    use super::*;
+
+    #[test]
+    fn selection_epochs_are_stable_per_scaler_and_spread_over_the_interval() {
+        let now = 1_767_225_600 + 12_345;
+        let a = selection_epoch("ns/a", now);
+        assert_eq!(a, selection_epoch("ns/a", now), "stable");
+        assert!(a <= now && now < a + SELECTION_INTERVAL);
+        // the same epoch until its end, then the next one
+        assert_eq!(selection_epoch("ns/a", a + SELECTION_INTERVAL - 1), a);
+        assert_eq!(
+            selection_epoch("ns/a", a + SELECTION_INTERVAL),
+            a + SELECTION_INTERVAL
+        );
+        // a fleet's epochs start at many different times
+        let starts: std::collections::HashSet<i64> = (0..100)
+            .map(|i| selection_epoch(&format!("ns/s{i}"), now) % SELECTION_INTERVAL)
+            .collect();
+        assert!(starts.len() > 90, "{} distinct offsets", starts.len());
+    }
+
+    #[test]
+    fn a_restart_reuses_the_choice_the_status_remembers_for_this_epoch() {
+        let epoch = 1_767_225_600;
+        let status = |metric: &str, model: &str, at: i64| ForecastStatus {
+            metric: metric.into(),
+            model: model.into(),
+            generated_at: Time(Timestamp::from_second(at).unwrap()),
+            peak: None,
+            backtest_error: None,
+        };
+        let s = status("requests", "SeasonalNaive(7d)", epoch + 60);
+        let got = remembered_choice(Some(&s), "requests", epoch).expect("remembered");
+        assert_eq!((got.model, got.epoch), (ModelKind::SeasonalNaive, epoch));
+        let s = status("requests", "MSTL(1d,7d)+AutoETS", epoch + 60);
+        assert_eq!(
+            remembered_choice(Some(&s), "requests", epoch).map(|s| s.model),
+            Some(ModelKind::Mstl)
+        );
+        // made in an earlier epoch, for another metric, or not a model that was chosen
+        let s = status("requests", "ETS", epoch - 1);
+        assert_eq!(remembered_choice(Some(&s), "requests", epoch), None);
+        let s = status("tokens", "ETS", epoch + 1);
+        assert_eq!(remembered_choice(Some(&s), "requests", epoch), None);
+        let s = status("requests", "Constant", epoch + 1);
+        assert_eq!(remembered_choice(Some(&s), "requests", epoch), None);
+        assert_eq!(remembered_choice(None, "requests", epoch), None);
+    }
 }
