@@ -74,6 +74,8 @@ pub struct Metrics {
     pub current_replicas: Family<ScalerLabels, Gauge>,
     pub desired_replicas: Family<ScalerLabels, Gauge>,
     pub forecast_peak: Family<ScalerMetricLabels, FloatGauge>,
+    pub forecast_now: Family<ScalerMetricLabels, FloatGauge>,
+    pub observed_load: Family<ScalerMetricLabels, FloatGauge>,
     pub backtest_error: Family<ScalerMetricLabels, FloatGauge>,
     pub scale_operations: Family<ScaleLabels, Counter>,
 }
@@ -88,6 +90,8 @@ pub const NAMES: &[&str] = &[
     "prescale_scaler_current_replicas",
     "prescale_scaler_desired_replicas",
     "prescale_scaler_forecast_peak",
+    "prescale_scaler_forecast_load",
+    "prescale_scaler_observed_load",
     "prescale_scaler_forecast_backtest_error",
     "prescale_scale_operations_total",
 ];
@@ -120,6 +124,8 @@ impl Metrics {
             current_replicas: Family::default(),
             desired_replicas: Family::default(),
             forecast_peak: Family::default(),
+            forecast_now: Family::default(),
+            observed_load: Family::default(),
             backtest_error: Family::default(),
             scale_operations: Family::default(),
             registry: Registry::default(),
@@ -158,6 +164,16 @@ impl Metrics {
             "prescale_scaler_forecast_peak",
             "Highest upper-quantile value of the metric's forecast over its horizon",
             m.forecast_peak.clone(),
+        );
+        registry.register(
+            "prescale_scaler_forecast_load",
+            "The metric's point forecast for now (compare with prescale_scaler_observed_load)",
+            m.forecast_now.clone(),
+        );
+        registry.register(
+            "prescale_scaler_observed_load",
+            "The metric's latest observed value",
+            m.observed_load.clone(),
         );
         registry.register(
             "prescale_scaler_forecast_backtest_error",
@@ -202,6 +218,8 @@ impl Metrics {
                 metric: metric.clone(),
             };
             self.forecast_peak.remove(&l);
+            self.forecast_now.remove(&l);
+            self.observed_load.remove(&l);
             self.backtest_error.remove(&l);
         }
     }
@@ -243,6 +261,8 @@ mod tests {
             metric: "requests".into(),
         };
         m.forecast_peak.get_or_create(&sm).set(123.5);
+        m.forecast_now.get_or_create(&sm).set(100.0);
+        m.observed_load.get_or_create(&sm).set(98.0);
         m.backtest_error.get_or_create(&sm).set(0.07);
         m.scale_operations
             .get_or_create(&ScaleLabels {

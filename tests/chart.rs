@@ -295,7 +295,10 @@ fn sources_parse_and_every_secret_file_is_a_mounted_key() {
     let Some(docs) = render(&["-f", "charts/prescale/ci/full-values.yaml"]) else {
         return;
     };
-    let cm = one(&docs, "ConfigMap");
+    let cm = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["data"].get("sources.yaml").is_some())
+        .expect("the sources ConfigMap");
     let text = cm["data"]["sources.yaml"].as_str().unwrap();
     let file = parse_sources(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let names: Vec<&str> = file.sources.iter().map(|s| s.name.as_str()).collect();
@@ -425,4 +428,61 @@ fn the_chart_matches_the_crate() {
     let chart = std::fs::read_to_string(root().join("charts/prescale/Chart.yaml")).unwrap();
     let chart: Value = serde_yaml::from_str(&chart).unwrap();
     assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn the_dashboard_is_valid_json_over_the_operators_own_metrics() {
+    let Some(docs) = render(&["-f", "charts/prescale/ci/full-values.yaml"]) else {
+        return;
+    };
+    let cm = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with("-dashboard")
+        })
+        .expect("the dashboard ConfigMap");
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dash: Value = serde_json::from_str(cm["data"]["prescale.json"].as_str().unwrap())
+        .expect("the dashboard is JSON");
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    let re = regex::Regex::new(r"prescale_[a-z_]+").unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            for m in re.find_iter(t["expr"].as_str().unwrap()) {
+                let name = m
+                    .as_str()
+                    .trim_end_matches("_bucket")
+                    .trim_end_matches("_count")
+                    .trim_end_matches("_sum");
+                assert!(
+                    prescale::metrics::NAMES.contains(&name),
+                    "the dashboard uses {name}, which the operator does not export"
+                );
+                used.insert(name.to_string());
+            }
+        }
+    }
+    for must in [
+        "prescale_scaler_observed_load",
+        "prescale_scaler_forecast_load",
+        "prescale_scaler_desired_replicas",
+        "prescale_scaler_current_replicas",
+        "prescale_reconcile_errors_total",
+    ] {
+        assert!(used.contains(must), "the dashboard shows {must}");
+    }
+    // off by default
+    let Some(default) = render(&[]) else { return };
+    assert!(!of_kind(&default, "ConfigMap").iter().any(|c| {
+        c["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("-dashboard")
+    }));
 }

@@ -249,6 +249,26 @@ async fn reconcile_inner(
                 ctx.metrics.forecast_peak.remove(&labels);
             }
         }
+        match &o.forecast {
+            Ok(fc) if now_s >= fc.start && now_s < fc.end() => {
+                let i = ((now_s - fc.start) / fc.step) as usize;
+                ctx.metrics
+                    .forecast_now
+                    .get_or_create(&labels)
+                    .set(fc.point[i]);
+            }
+            _ => {
+                ctx.metrics.forecast_now.remove(&labels);
+            }
+        }
+        match o.observed {
+            Some(v) => {
+                ctx.metrics.observed_load.get_or_create(&labels).set(v);
+            }
+            None => {
+                ctx.metrics.observed_load.remove(&labels);
+            }
+        }
         match o.fit.as_ref().and_then(|(_, _, err)| *err) {
             Some(err) => {
                 ctx.metrics.backtest_error.get_or_create(&labels).set(err);
