@@ -226,3 +226,107 @@ fn a_failing_prometheus_never_lowers_replicas_and_the_scaler_recovers_by_itself(
         proxy.requests()
     ));
 }
+
+fn generation_observed(kube: &KubeEmulator, name: &str) -> bool {
+    let s = scaler(kube, name);
+    s["metadata"]["generation"].is_number()
+        && s.pointer("/status/observedGeneration") == Some(&s["metadata"]["generation"])
+}
+
+#[test]
+fn a_recreated_target_and_an_edited_scaler_are_honoured_at_once() {
+    let prom = flat_history();
+    let kube = KubeEmulator::start();
+    setup(&kube, "edits", 3);
+    let mut ctrl = start(&prom.url(), &kube, "5s");
+    let wait = |what: &str, ctrl: &mut Controller, f: &mut dyn FnMut() -> bool| -> Duration {
+        let t = Instant::now();
+        wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            ctrl.assert_running();
+            f().then(|| t.elapsed())
+        })
+        .unwrap_or_else(|| panic!("{what}: {}\n{}", scaler(&kube, "edits"), ctrl.log_tail(30)))
+    };
+    wait("scaled to 10", &mut ctrl, &mut || {
+        replicas(&kube, "edits") == WANT
+    });
+
+    // the target deleted: a condition, no crash; re-created: scaled again
+    kube.delete(&format!("{DEPLOYMENTS}/edits"));
+    let gone = wait("TargetNotFound", &mut ctrl, &mut || {
+        condition(&kube, "edits", "AbleToScale") == Some(("False".into(), "TargetNotFound".into()))
+    });
+    setup_deployment(&kube, "edits", 3);
+    let back = wait("re-created target scaled", &mut ctrl, &mut || {
+        kube.try_get(&format!("{DEPLOYMENTS}/edits")).is_some() && replicas(&kube, "edits") == WANT
+    });
+
+    // maxReplicas lowered: honoured at once, and the status says which generation it saw
+    kube.patch_merge(
+        &format!("{SCALERS}/edits"),
+        json!({"spec": {"maxReplicas": 6}}),
+    );
+    let max = wait("maxReplicas 6", &mut ctrl, &mut || {
+        replicas(&kube, "edits") == 6 && generation_observed(&kube, "edits")
+    });
+    assert_eq!(
+        condition(&kube, "edits", "ScalingLimited"),
+        Some(("True".into(), "TooManyReplicas".into()))
+    );
+
+    // DryRun: reported, never written
+    kube.patch_merge(
+        &format!("{SCALERS}/edits"),
+        json!({"spec": {"mode": "DryRun"}}),
+    );
+    wait("DryRun observed", &mut ctrl, &mut || {
+        generation_observed(&kube, "edits")
+            && condition(&kube, "edits", "AbleToScale").is_some_and(|(_, r)| r == "DryRun")
+    });
+    kube.patch_merge(
+        &format!("{DEPLOYMENTS}/edits"),
+        json!({"spec": {"replicas": 2}}),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(replicas(&kube, "edits"), 2, "DryRun wrote the target");
+    assert_eq!(
+        scaler(&kube, "edits").pointer("/status/desiredReplicas"),
+        Some(&json!(6))
+    );
+
+    // Active again with a query that has no data: the old history is not reused
+    kube.patch_merge(
+        &format!("{SCALERS}/edits"),
+        json!({"spec": {"mode": "Active", "metrics": [
+            {"name": "requests", "query": "proxy_rps_renamed", "targetPerReplica": "10"}]}}),
+    );
+    let query = wait("EmptyQueryResult for the new query", &mut ctrl, &mut || {
+        generation_observed(&kube, "edits")
+            && condition(&kube, "edits", "ForecastAvailable")
+                == Some(("False".into(), "EmptyQueryResult".into()))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        replicas(&kube, "edits"),
+        2,
+        "no data is not zero load: held"
+    );
+    report(&format!(
+        "[faults] edits: target deleted -> TargetNotFound in {gone:.2?}, re-created and scaled in {back:.2?}; \
+         maxReplicas 6 honoured in {max:.2?}; DryRun never wrote; a new query without data -> \
+         EmptyQueryResult in {query:.2?}, replicas held"
+    ));
+}
+
+fn setup_deployment(kube: &KubeEmulator, name: &str, replicas: i64) {
+    kube.create(
+        DEPLOYMENTS,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "p", "image": "example/proxy:1"}]}}}
+        }),
+    );
+}

@@ -335,3 +335,47 @@ fn the_max_over_metrics_drives() {
     assert_eq!(d.desired, 30);
     assert_eq!(d.driving_metric.as_deref(), Some("tokens"));
 }
+
+#[test]
+fn bounds_edited_below_the_current_count_apply_at_once() {
+    // current 10, maxReplicas lowered to 6: straight to 6, not 10% a minute nor after the
+    // stabilization window (as the HPA does); raised minReplicas likewise
+    let fc = forecast(T0, 120, |_| 100.0); // wants 10
+    let p = Policy {
+        max_replicas: 6,
+        max_percent_per_minute: 10,
+        ..policy()
+    };
+    let mut state = PlannerState::default();
+    let d = plan(T0, 10, &p, &[metric(&fc, Some(100.0))], &mut state);
+    assert_eq!((d.desired, d.limit_reason), (6, reasons::TOO_MANY_REPLICAS));
+    assert!(!d.stabilized);
+    let p = Policy {
+        min_replicas: 12,
+        max_replicas_per_minute: 1,
+        ..policy()
+    };
+    let d = plan(
+        T0,
+        10,
+        &p,
+        &[metric(&fc, Some(100.0))],
+        &mut PlannerState::default(),
+    );
+    assert_eq!((d.desired, d.limit_reason), (12, reasons::TOO_FEW_REPLICAS));
+    // within the bounds the limits still apply
+    let p = Policy {
+        max_percent_per_minute: 10,
+        stabilization_window: Duration::ZERO,
+        ..policy()
+    };
+    let low = forecast(T0, 120, |_| 10.0);
+    let d = plan(
+        T0,
+        10,
+        &p,
+        &[metric(&low, Some(10.0))],
+        &mut PlannerState::default(),
+    );
+    assert_eq!((d.desired, d.limit_reason), (9, reasons::SCALE_DOWN_LIMIT));
+}

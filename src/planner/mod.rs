@@ -327,6 +327,25 @@ pub fn plan(
             );
         }
     }
+    // a count outside [minReplicas, maxReplicas] (the bounds were just edited, or someone
+    // scaled by hand) is brought inside at once, as the HPA does: the bounds are hard limits,
+    // not subject to the stabilization window or the rate limits
+    if current > policy.max_replicas {
+        desired = policy.max_replicas;
+        stabilized = false;
+        limit_reason = reasons::TOO_MANY_REPLICAS;
+        limit_message = format!(
+            "the current count {current} is above maxReplicas {}",
+            policy.max_replicas
+        );
+    } else if current < policy.min_replicas && desired < policy.min_replicas {
+        desired = policy.min_replicas;
+        limit_reason = reasons::TOO_FEW_REPLICAS;
+        limit_message = format!(
+            "the current count {current} is below minReplicas {}",
+            policy.min_replicas
+        );
+    }
     if desired != current {
         state.events.push(ScaleEvent {
             at: now,
