@@ -98,8 +98,10 @@ fn start(prom_url: &str, kube: &KubeEmulator, timeout: &str) -> Controller {
 fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
     let prom = flat_history();
     let kube = KubeEmulator::start();
-    // the scale write: two conflicts, then two server errors; the status write: three errors
+    // the scale write: no answer within the operator's 10 s request timeout, two conflicts,
+    // then two server errors; the status write: three errors
     kube.set_faults(json!([
+        {"method": "PATCH", "path_contains": "/deployments/api-faults/scale", "delay_s": 12, "status": 504, "reason": "Timeout", "count": 1},
         {"method": "PATCH", "path_contains": "/deployments/api-faults/scale", "status": 409, "reason": "Conflict", "count": 2},
         {"method": "PATCH", "path_contains": "/deployments/api-faults/scale", "status": 500, "reason": "InternalError", "count": 2},
         {"method": "PATCH", "path_contains": "/predictivescalers/api-faults/status", "status": 500, "reason": "InternalError", "count": 3},
@@ -108,7 +110,7 @@ fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
     let started = Instant::now();
     let mut ctrl = start(&prom.url(), &kube, "5s");
     let mut seen = Vec::new();
-    let landed = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+    let landed = wait_until(Duration::from_secs(90), Duration::from_millis(100), || {
         ctrl.assert_running();
         let r = replicas(&kube, "api-faults");
         if seen.last() != Some(&r) {
@@ -132,7 +134,10 @@ fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
     std::thread::sleep(Duration::from_secs(2));
     let scale_patches = kube.count_requests("PATCH", "/deployments/api-faults/scale");
     let status_patches = kube.count_requests("PATCH", "/predictivescalers/api-faults/status");
-    assert_eq!(scale_patches, 5, "2 conflicts + 2 errors + 1 write");
+    assert_eq!(
+        scale_patches, 6,
+        "1 timed out + 2 conflicts + 2 errors + 1 write"
+    );
     assert!(
         status_patches >= 4,
         "3 failed + at least the one that landed: {status_patches}"
@@ -148,7 +153,7 @@ fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
     );
     assert_eq!(replicas(&kube, "api-faults"), WANT);
     report(&format!(
-        "[faults] /scale: 409 x2 then 500 x2, landed {landed:.2?} after start in {scale_patches} PATCHes; \
+        "[faults] /scale: a 12 s hang (10 s timeout), 409 x2, 500 x2, landed {landed:.2?} after start in {scale_patches} PATCHes; \
          status: 500 x3, landed in {status_patches} PATCHes; replicas went {seen:?}"
     ));
 }

@@ -614,11 +614,11 @@ async fn write_status(
     debug!("patching status");
     let api: Api<PredictiveScaler> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = json!({ "status": new });
-    api.patch_status(
+    target::bounded(api.patch_status(
         &ps.name_any(),
         &target::patch_params(),
         &Patch::Merge(&patch),
-    )
+    ))
     .await
     .map_err(Error::PatchStatus)?;
     Ok(())

@@ -46,7 +46,7 @@ pub async fn get_replicas(
     api: &Api<DynamicObject>,
     name: &str,
 ) -> Result<Option<u32>, kube::Error> {
-    match api.get_scale(name).await {
+    match bounded(api.get_scale(name)).await {
         Ok(scale) => Ok(Some(
             scale.spec.and_then(|s| s.replicas).unwrap_or(0).max(0) as u32,
         )),
@@ -62,9 +62,28 @@ pub async fn set_replicas(
     replicas: u32,
 ) -> Result<(), kube::Error> {
     let patch = json!({ "spec": { "replicas": replicas } });
-    api.patch_scale(name, &patch_params(), &Patch::Merge(&patch))
-        .await?;
+    bounded(api.patch_scale(name, &patch_params(), &Patch::Merge(&patch))).await?;
     Ok(())
+}
+
+/// How long one request to the API server may take before the reconcile gives up on it (and
+/// retries with backoff). The client's own read timeout is ~5 minutes, for watches.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `request`, or a timeout error after [`REQUEST_TIMEOUT`].
+pub async fn bounded<T>(
+    request: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        Ok(r) => r,
+        Err(_) => Err(kube::Error::Service(Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the API server did not answer within {}s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )))),
+    }
 }
 
 /// Patch parameters carrying prescale's field manager.
