@@ -196,6 +196,23 @@ impl Metrics {
         out
     }
 
+    /// Sets `family`'s series for `labels` to `value`, or removes it when there is none, so a
+    /// gauge never shows a stale value.
+    pub fn set_or_remove(
+        family: &Family<ScalerMetricLabels, FloatGauge>,
+        labels: &ScalerMetricLabels,
+        value: Option<f64>,
+    ) {
+        match value {
+            Some(v) => {
+                family.get_or_create(labels).set(v);
+            }
+            None => {
+                family.remove(labels);
+            }
+        }
+    }
+
     /// Forgets a scaler's series (it was deleted).
     pub fn remove_scaler(&self, namespace: &str, name: &str, metrics: &[String]) {
         let s = ScalerLabels {

@@ -37,16 +37,7 @@ fn condition(kube: &KubeEmulator, name: &str, type_: &str) -> Option<(String, St
 }
 
 fn setup(kube: &KubeEmulator, name: &str, replicas: i64) {
-    kube.create(
-        DEPLOYMENTS,
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "p", "image": "example/proxy:1"}]}}}
-        }),
-    );
+    setup_deployment(kube, name, replicas);
     kube.create(
         SCALERS,
         json!({

@@ -44,8 +44,13 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
 
 /// Peak resident memory of this process, from /proc (Linux), in MiB.
 pub fn peak_rss_mib() -> Option<f64> {
+    proc_status_mib("VmHWM:")
+}
+
+/// A memory field of /proc/self/status (e.g. `VmRSS:`, `VmHWM:`), in MiB (Linux only).
+pub fn proc_status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }

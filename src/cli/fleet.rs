@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 
 use crate::{
     api::{Fallback, ModelKind},
+    cli::bench::{peak_rss_mib, proc_status_mib},
     planner::{
         self, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
         fit_forecast, select_model, series::align_down,
@@ -62,13 +63,6 @@ impl MetricsSource for Synthetic {
 fn percentile(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
     v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
-}
-
-fn rss_mib(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// `f(0..n)` on `threads` blocking workers, results in index order.
@@ -134,7 +128,7 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
     }
     let fetch_all = began.elapsed();
     let (_, points) = store.usage();
-    let after_fetch = rss_mib("VmRSS:");
+    let after_fetch = proc_status_mib("VmRSS:");
 
     // 2. Auto's model choice for every scaler. The operator spreads these over each scaler's
     //    6-hour selection epoch, and after a restart reuses the choice its status remembers;
@@ -284,7 +278,7 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
     row(
         &mut out,
         "peak RSS (VmHWM)",
-        rss_mib("VmHWM:").map_or("n/a".into(), |m| format!("{m:.1} MiB")),
+        peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.1} MiB")),
     );
     Ok(out)
 }

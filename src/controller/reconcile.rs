@@ -24,11 +24,14 @@ use crate::{
         validate,
     },
     metrics::{
-        ModelLabels, ReasonLabels, ScaleLabels, ScalerLabels, ScalerMetricLabels, SourceLabels,
+        Metrics, ModelLabels, ReasonLabels, ScaleLabels, ScalerLabels, ScalerMetricLabels,
+        SourceLabels,
     },
     planner::{
         self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
-        Selection, Unavailable, fit_forecast, select_model,
+        Selection, Unavailable, fit_forecast,
+        forecast::kind_name,
+        select_model,
         series::{Series, align_down},
     },
     sources::{HistoryKey, SourceError},
@@ -114,12 +117,9 @@ fn remembered_choice(
     if f.generated_at.0.as_second() < epoch {
         return None;
     }
-    let model = match model_kind(&f.model) {
-        "MSTL" => ModelKind::Mstl,
-        "ETS" => ModelKind::Ets,
-        "SeasonalNaive" => ModelKind::SeasonalNaive,
-        _ => return None,
-    };
+    let model = [ModelKind::Mstl, ModelKind::Ets, ModelKind::SeasonalNaive]
+        .into_iter()
+        .find(|k| kind_name(*k) == model_kind(&f.model))?;
     Some(Selection {
         model,
         scores: vec![],
@@ -241,42 +241,16 @@ async fn reconcile_inner(
             name: ps.name_any(),
             metric: m.name.clone(),
         };
-        match m.peak {
-            Some((_, value, _)) => {
-                ctx.metrics.forecast_peak.get_or_create(&labels).set(value);
-            }
-            None => {
-                ctx.metrics.forecast_peak.remove(&labels);
-            }
-        }
-        match &o.forecast {
-            Ok(fc) if now_s >= fc.start && now_s < fc.end() => {
-                let i = ((now_s - fc.start) / fc.step) as usize;
-                ctx.metrics
-                    .forecast_now
-                    .get_or_create(&labels)
-                    .set(fc.point[i]);
-            }
-            _ => {
-                ctx.metrics.forecast_now.remove(&labels);
-            }
-        }
-        match o.observed {
-            Some(v) => {
-                ctx.metrics.observed_load.get_or_create(&labels).set(v);
-            }
-            None => {
-                ctx.metrics.observed_load.remove(&labels);
-            }
-        }
-        match o.fit.as_ref().and_then(|(_, _, err)| *err) {
-            Some(err) => {
-                ctx.metrics.backtest_error.get_or_create(&labels).set(err);
-            }
-            None => {
-                ctx.metrics.backtest_error.remove(&labels);
-            }
-        }
+        let forecast_now = o.forecast.as_ref().ok().and_then(|fc| {
+            (now_s >= fc.start && now_s < fc.end())
+                .then(|| fc.point[((now_s - fc.start) / fc.step) as usize])
+        });
+        let mx = &ctx.metrics;
+        Metrics::set_or_remove(&mx.forecast_peak, &labels, m.peak.map(|(_, v, _)| v));
+        Metrics::set_or_remove(&mx.forecast_now, &labels, forecast_now);
+        Metrics::set_or_remove(&mx.observed_load, &labels, o.observed);
+        let backtest = o.fit.as_ref().and_then(|(_, _, err)| *err);
+        Metrics::set_or_remove(&mx.backtest_error, &labels, backtest);
     }
 
     // the target write

@@ -1067,6 +1067,21 @@ impl BlackHole {
     }
 }
 
+/// Reads an HTTP request's head (up to the blank line) from `client`, with a 30 s read
+/// timeout; `None` when the client closed first.
+fn read_request_head(client: &mut TcpStream) -> std::io::Result<Option<String>> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(None);
+        }
+        head.push(byte[0]);
+    }
+    Ok(Some(String::from_utf8_lossy(&head).into_owned()))
+}
+
 /// One request the [`AuthProxy`] saw.
 #[derive(Debug, Clone)]
 pub struct ProxiedRequest {
@@ -1110,16 +1125,9 @@ impl AuthProxy {
         token: &Mutex<String>,
         seen: &Mutex<Vec<ProxiedRequest>>,
     ) -> std::io::Result<()> {
-        client.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if client.read(&mut byte)? == 0 {
-                return Ok(());
-            }
-            head.push(byte[0]);
-        }
-        let text = String::from_utf8_lossy(&head).into_owned();
+        let Some(text) = read_request_head(&mut client)? else {
+            return Ok(());
+        };
         let mut lines = text.split("\r\n");
         let request_line = lines.next().unwrap_or_default().to_string();
         let path = request_line
@@ -1211,16 +1219,9 @@ impl FaultProxy {
     }
 
     fn serve(mut client: TcpStream, upstream: &str, mode: &str) -> std::io::Result<()> {
-        client.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if client.read(&mut byte)? == 0 {
-                return Ok(());
-            }
-            head.push(byte[0]);
-        }
-        let text = String::from_utf8_lossy(&head).into_owned();
+        let Some(text) = read_request_head(&mut client)? else {
+            return Ok(());
+        };
         let mut lines = text.split("\r\n");
         let mut forward = format!("{}\r\n", lines.next().unwrap_or_default());
         let mut length = 0usize;
