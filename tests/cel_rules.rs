@@ -1,6 +1,9 @@
-//! The CRD's CEL rules, evaluated locally with kube's `cel` feature (no API server runs here).
+//! The CRD's CEL rules, evaluated locally with kube's `cel` feature, and on a real kube-apiserver.
 //! Each rule is tried on a valid and an invalid spec, with every duration format the fields
-//! accept, because a rule that errors makes a real API server reject the object.
+//! accept, because a rule that errors makes a real API server reject the object. The last test
+//! sends every refusal to the API server (`dryRun=All`) and checks the server's own message.
+
+mod support;
 
 use kube::{CustomResourceExt, core::cel::Validator};
 use prescale::api::PredictiveScaler;
@@ -182,4 +185,133 @@ fn malformed_durations_are_rejected_by_the_schema_pattern() {
     for bad in ["", "5", "5 m", "-5m", "1d12h", "P1D", "5min"] {
         assert!(!re.is_match(bad), "{bad:?} should not match {pattern}");
     }
+}
+
+/// One invalid spec per rule of the CRD (CEL and schema), with the words the refusal must carry.
+fn refusals() -> Vec<(&'static str, Value, &'static str)> {
+    let metric = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
+    let mut tpr = manifest();
+    tpr["spec"]["metrics"][0]["targetPerReplica"] = json!("0");
+    let mut source = manifest();
+    source["spec"]["metrics"][0]["source"] = json!("http://prometheus:9090");
+    let mut unknown = manifest();
+    unknown["spec"]["maxReplica"] = json!(3);
+    vec![
+        (
+            "minReplicas > maxReplicas",
+            with(&["minReplicas"], json!(61)),
+            "spec.minReplicas: Invalid value: minReplicas must be less than or equal to maxReplicas",
+        ),
+        (
+            "minReplicas < 0",
+            with(&["minReplicas"], json!(-1)),
+            "minReplicas must be 0 or more",
+        ),
+        (
+            "maxReplicas 0",
+            with(&["maxReplicas"], json!(0)),
+            "maxReplicas must be 1 or more",
+        ),
+        (
+            "quantile 1",
+            with(&["forecast", "quantile"], json!(1.0)),
+            "quantile must be between 0 and 1",
+        ),
+        (
+            "no metric",
+            with(&["metrics"], json!([])),
+            "at least one metric is required",
+        ),
+        (
+            "two metrics with one name",
+            with(&["metrics"], json!([metric.clone(), metric])),
+            "metric names must be unique",
+        ),
+        (
+            "targetPerReplica 0",
+            tpr,
+            "targetPerReplica must be a positive quantity",
+        ),
+        (
+            "leadTime = horizon, in days",
+            with(&["scaleUp", "leadTime"], json!("1d")),
+            "spec.scaleUp.leadTime: Invalid value: scaleUp.leadTime must be shorter than forecast.horizon",
+        ),
+        (
+            "step = lookback",
+            with(&["history"], json!({"lookback": "1h", "step": "1h"})),
+            "spec.history.step: Invalid value: history.step must be shorter than history.lookback",
+        ),
+        (
+            "maxPercentPerMinute 101",
+            with(&["scaleDown", "maxPercentPerMinute"], json!(101)),
+            "maxPercentPerMinute must be between 0 and 100",
+        ),
+        (
+            "a malformed duration",
+            with(&["scaleUp", "leadTime"], json!("5min")),
+            "spec.scaleUp.leadTime",
+        ),
+        ("a URL as source", source, "spec.metrics[0].source"),
+        (
+            "an unknown field",
+            unknown,
+            "unknown field \"spec.maxReplica\"",
+        ),
+    ]
+}
+
+#[test]
+fn the_api_server_refuses_each_invalid_spec_with_the_rules_message() {
+    let cluster = support::cluster::KubeCluster::shared();
+    let ns = "cel-rules";
+    cluster.create_namespace(ns);
+    let path = format!(
+        "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers?dryRun=All&fieldValidation=Strict"
+    );
+    let with_ns = |mut m: Value| {
+        m["metadata"]["namespace"] = json!(ns);
+        m
+    };
+    let accepted = cluster.request(
+        "POST",
+        &path,
+        Some("application/json"),
+        Some(&with_ns(manifest())),
+    );
+    assert_eq!(
+        accepted.status, 201,
+        "the valid manifest: {}",
+        accepted.body
+    );
+    let mut seen = Vec::new();
+    for (what, manifest, words) in refusals() {
+        let resp = cluster.request(
+            "POST",
+            &path,
+            Some("application/json"),
+            Some(&with_ns(manifest)),
+        );
+        let message = resp.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // an unknown field fails decoding (400 BadRequest), every rule validation (422 Invalid)
+        let code = if what == "an unknown field" { 400 } else { 422 };
+        assert_eq!(
+            resp.status, code,
+            "{what}: the server should refuse it with {code}: {}",
+            resp.body
+        );
+        assert!(
+            message.contains(words),
+            "{what}: the server's message should contain {words:?}: {message}"
+        );
+        seen.push(format!("{what}: {message}"));
+    }
+    support::report(&format!(
+        "[cel] the API server refused {} invalid specs, each with its rule's message:\n  {}",
+        seen.len(),
+        seen.join("\n  ")
+    ));
 }

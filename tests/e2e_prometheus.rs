@@ -1,11 +1,15 @@
-//! End to end, with real processes: a real Prometheus backfilled with 15 days of a daily traffic peak, the
-//! Kubernetes API emulator (tests/harness/kube_emulator.py), and the `prescale run` binary.
+//! End to end, with real processes: a real Prometheus backfilled with 15 days of a daily traffic peak, a real
+//! control plane (etcd, kube-apiserver, kube-controller-manager: tests/support/cluster.rs) with the CRD and
+//! the RBAC installed by `helm install` of the chart, and the `prescale run` binary running as the chart's
+//! ServiceAccount (a TokenRequest token), so a verb the chart forgot is a `forbidden` here.
 //!
 //! The scenario: the daily peak comes back in 8 minutes and the latest observed load is at its base, so a scale-up
-//! before the peak can only come from the forecast (the reactive floor is minReplicas). Then Prometheus dies: the
-//! scaler must say so in its ForecastAvailable condition and must not scale down on missing data.
+//! before the peak can only come from the forecast (the reactive floor is minReplicas). What a user sees is
+//! checked the way a user sees it: `kubectl get psc`, `kubectl wait --for=condition=Ready`, events.k8s.io Events.
+//! Then Prometheus dies: the scaler must say so in its ForecastAvailable condition and must not scale down on
+//! missing data.
 //!
-//! Needs `scripts/setup.sh` (Prometheus + promtool, `.venv` with kmock). Run with
+//! Needs `scripts/setup.sh` (Prometheus + promtool, helm + kubectl, the control plane). Run with
 //! `cargo test --test e2e_prometheus -- --nocapture` to see the timings.
 
 mod support;
@@ -13,13 +17,20 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::cluster::KubeCluster;
 use support::{
-    Controller, KubeEmulator, Prometheus, find_condition, free_port, http_request,
-    openmetrics_gauge, report, unix_now, wait_until,
+    Controller, Prometheus, find_condition, free_port, http_request, openmetrics_gauge, report,
+    unix_now, wait_until,
 };
 
-const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
-const SCALERS: &str = "/apis/prescale.dev/v1alpha1/namespaces/default/predictivescalers";
+/// Where the proxy and its scaler live.
+const NS: &str = "ai-gateway";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/ai-gateway/deployments";
+const SCALERS: &str = "/apis/prescale.dev/v1alpha1/namespaces/ai-gateway/predictivescalers";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ai-gateway/events";
+/// The chart's release (and so its ServiceAccount) and namespace.
+const RELEASE: &str = "prescale";
+const RELEASE_NS: &str = "prescale";
 const METRIC: &str = "llm_proxy_requests_per_second";
 
 /// Load between peaks (req/s); with targetPerReplica 10 it needs exactly minReplicas = 2.
@@ -52,13 +63,13 @@ fn load(t: i64, peak: i64) -> f64 {
     }
 }
 
-fn replicas(kube: &KubeEmulator) -> i64 {
+fn replicas(kube: &KubeCluster) -> i64 {
     kube.get(&format!("{DEPLOYMENTS}/llm-proxy"))["spec"]["replicas"]
         .as_i64()
         .expect("spec.replicas")
 }
 
-fn scaler(kube: &KubeEmulator) -> Value {
+fn scaler(kube: &KubeCluster) -> Value {
     kube.get(&format!("{SCALERS}/llm-proxy"))
 }
 
@@ -111,13 +122,15 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
         "yesterday's peak should be in the TSDB: {yesterday}"
     );
 
-    // --- the API emulator with the target and the scaler ---
-    let kube = KubeEmulator::start();
+    // --- a control plane with the chart installed: the CRD, the RBAC, the ServiceAccount ---
+    let kube = KubeCluster::start_without_crd();
+    let installed = install_chart(&kube, &prom.url());
+    kube.create_namespace(NS);
     kube.create(
         DEPLOYMENTS,
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "llm-proxy", "namespace": "default", "labels": {"app": "llm-proxy"}},
+            "metadata": {"name": "llm-proxy", "namespace": NS, "labels": {"app": "llm-proxy"}},
             "spec": {
                 "replicas": 2,
                 "selector": {"matchLabels": {"app": "llm-proxy"}},
@@ -132,7 +145,7 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
         SCALERS,
         json!({
             "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-            "metadata": {"name": "llm-proxy", "namespace": "default"},
+            "metadata": {"name": "llm-proxy", "namespace": NS},
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-proxy"},
                 "minReplicas": 2,
@@ -153,7 +166,8 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     );
     let setup_time = t0.elapsed();
 
-    // --- the controller ---
+    // --- the controller, as the chart's ServiceAccount ---
+    let operator_kubeconfig = kube.service_account_kubeconfig(RELEASE_NS, RELEASE);
     let prom_url = prom.url();
     let controller_start = unix_now();
     let http_addr = format!("127.0.0.1:{}", free_port());
@@ -169,7 +183,7 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
             "--log-format",
             "plain",
         ],
-        &[("KUBECONFIG", kube.kubeconfig_path())],
+        &[("KUBECONFIG", operator_kubeconfig.as_path())],
     );
 
     // 1. It scales up before the peak, from the forecast alone.
@@ -201,13 +215,13 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     let scraped = wait_until(Duration::from_secs(30), Duration::from_millis(300), || {
         let text = http_request("GET", &metrics_url, None, None).ok()?.body;
         let scaled = text.contains(
-            "prescale_scale_operations_total{namespace=\"default\",name=\"llm-proxy\",direction=\"up\"} ",
+            "prescale_scale_operations_total{namespace=\"ai-gateway\",name=\"llm-proxy\",direction=\"up\"} ",
         );
         let desired = text
             .lines()
             .find(|l| {
                 l.starts_with(
-                    "prescale_scaler_desired_replicas{namespace=\"default\",name=\"llm-proxy\"} ",
+                    "prescale_scaler_desired_replicas{namespace=\"ai-gateway\",name=\"llm-proxy\"} ",
                 )
             })
             .and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok());
@@ -218,7 +232,7 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
         "prescale_reconcile_duration_seconds_bucket",
         "prescale_prometheus_query_duration_seconds_count{source=\"default\"}",
         "prescale_forecast_fit_duration_seconds_count{model=",
-        "prescale_scaler_forecast_peak{namespace=\"default\",name=\"llm-proxy\",metric=",
+        "prescale_scaler_forecast_peak{namespace=\"ai-gateway\",name=\"llm-proxy\",metric=",
         "prescale_build_info{version=",
     ] {
         assert!(
@@ -298,6 +312,84 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
         }
     }
 
+    // 2b. What a user sees: `kubectl get psc` with the DESIRED column, `kubectl wait`, a ScaledUp event.
+    let table = kube.kubectl_ok(&["get", "psc", "-n", NS]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "TARGET", "MIN", "MAX", "CURRENT", "DESIRED", "MODE", "READY", "AGE"
+        ],
+        "{table}"
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..3], ["llm-proxy", "llm-proxy", "2"], "{table}");
+    let shown_desired: i64 = row[5]
+        .parse()
+        .unwrap_or_else(|_| panic!("DESIRED: {table}"));
+    assert!(
+        (3..=60).contains(&shown_desired),
+        "DESIRED {shown_desired}: {table}"
+    );
+    assert_eq!((row[6], row[7]), ("Active", "True"), "{table}");
+    let waited = Instant::now();
+    kube.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=60s",
+        "-n",
+        NS,
+        "psc/llm-proxy",
+    ]);
+    let events = kube.get(EVENTS)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let scaled_up = events
+        .iter()
+        .find(|e| e["reason"] == "ScaledUp" && e["regarding"]["name"] == "llm-proxy")
+        .unwrap_or_else(|| panic!("no ScaledUp event in events.k8s.io/v1: {events:?}"));
+    assert_eq!(scaled_up["type"], "Normal", "{scaled_up}");
+    assert_eq!(
+        scaled_up["regarding"]["kind"], "PredictiveScaler",
+        "{scaled_up}"
+    );
+    assert!(
+        scaled_up["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("from 2 to")),
+        "{scaled_up}"
+    );
+    report(&format!(
+        "[e2e] kubectl get psc: {}; kubectl wait Ready returned in {:.2?}; ScaledUp event: {}",
+        table
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+        waited.elapsed(),
+        scaled_up["note"]
+    ));
+
+    // 2c. The chart's ServiceAccount can do what the operator does and nothing more.
+    assert_least_privilege(&kube, &operator_kubeconfig);
+    assert!(
+        !ctrl.log().to_lowercase().contains("forbidden"),
+        "the operator was refused something the chart should grant:\n{}",
+        ctrl.log_tail(40)
+    );
+
     // 3. Prometheus goes away: the scaler reports it and keeps its replicas.
     // How much: by the end of the first lead window (now + leadTime 5m, + the 5 s interval) the real load is far
     // above the base, so a forecast that saw the peak asks for most of it. The bound is taken one forecast step
@@ -356,9 +448,118 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
         dropped.is_none(),
         "replicas dropped from {reached} to {dropped:?} without metrics"
     );
+    assert!(
+        !ctrl.log().to_lowercase().contains("forbidden"),
+        "forbidden in the operator's log:\n{}",
+        ctrl.log_tail(40)
+    );
     report(&format!(
-        "[e2e] replicas held at >= {reached} for {:.2?} without Prometheus; test total {:.2?}",
+        "[e2e] replicas held at >= {reached} for {:.2?} without Prometheus; control plane up in {:.2?}, helm \
+         install {installed:.2?}; test total {:.2?}",
         hold.elapsed(),
+        kube.start_time,
         t0.elapsed()
     ));
+}
+
+/// `helm install` of the chart (CRD, RBAC, ServiceAccount, the operator's Deployment, whose pod stays
+/// Pending: there is no scheduler) and the CRD Established; how long it took.
+fn install_chart(kube: &KubeCluster, prometheus_url: &str) -> Duration {
+    let t = Instant::now();
+    let chart = support::repo_root().join("charts/prescale");
+    let out = kube.helm(&[
+        "install",
+        RELEASE,
+        &chart.display().to_string(),
+        "--namespace",
+        RELEASE_NS,
+        "--create-namespace",
+        "--set",
+        &format!("prometheus.url={prometheus_url}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "helm install: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kube.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        &format!("crd/{}", support::cluster::CRD),
+    ]);
+    t.elapsed()
+}
+
+/// What the chart's ServiceAccount may do, asked of the API server with its own token: the `/scale`
+/// subresource and the scalers, never Secrets, never the Deployments themselves.
+fn assert_least_privilege(kube: &KubeCluster, sa_kubeconfig: &std::path::Path) {
+    let sa = sa_kubeconfig.display().to_string();
+    let can = |args: &[&str]| -> bool {
+        let mut all = vec!["--kubeconfig", sa.as_str(), "auth", "can-i"];
+        all.extend_from_slice(args);
+        let out = kube.kubectl(&all);
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            answer == "yes" || answer == "no",
+            "kubectl auth can-i {args:?}: {answer} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answer == "yes"
+    };
+    for allowed in [
+        &["patch", "deployments", "--subresource=scale", "-n", NS][..],
+        &["get", "deployments", "--subresource=scale", "-n", NS],
+        &["list", "predictivescalers.prescale.dev", "--all-namespaces"],
+        &[
+            "patch",
+            "predictivescalers.prescale.dev",
+            "--subresource=status",
+            "-n",
+            NS,
+        ],
+        &["create", "events.events.k8s.io", "-n", NS],
+    ] {
+        assert!(
+            can(allowed),
+            "the chart's ServiceAccount should be allowed: {allowed:?}"
+        );
+    }
+    for refused in [
+        &["get", "secrets", "-n", NS][..],
+        &["list", "secrets", "--all-namespaces"],
+        &["get", "deployments", "-n", NS],
+        &["patch", "deployments", "-n", NS],
+        &["delete", "deployments", "-n", NS],
+        &["update", "predictivescalers.prescale.dev", "-n", NS],
+        &["create", "customresourcedefinitions.apiextensions.k8s.io"],
+    ] {
+        assert!(
+            !can(refused),
+            "the chart's ServiceAccount must not be allowed: {refused:?}"
+        );
+    }
+    // and the real request, not only the review
+    let out = kube.kubectl(&["--kubeconfig", &sa, "get", "secrets", "-n", NS]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("forbidden"),
+        "reading Secrets should be forbidden: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kube.kubectl(&[
+        "--kubeconfig",
+        &sa,
+        "delete",
+        "deployment",
+        "llm-proxy",
+        "-n",
+        NS,
+        "--dry-run=server",
+    ]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("forbidden"),
+        "deleting the Deployment should be forbidden: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,35 +1,111 @@
-//! Two operator processes with `--leader-elect` against one API server: exactly one writes,
-//! and when it dies the other takes over within the lease duration.
+//! Two and three operator processes with `--leader-elect` against a real API server and a real
+//! `coordination.k8s.io/v1` Lease (optimistic concurrency on its resourceVersion): exactly one writes;
+//! when it is SIGKILLed another takes over within the lease duration; a leader whose Lease is taken
+//! stops writing and exits.
 //!
-//! Real processes: the `prescale` binary twice, a real Prometheus, the kmock API emulator over
-//! HTTP (with a `coordination.k8s.io/v1` Lease).
+//! Real processes: the `prescale` binary (as the chart's ServiceAccount, with its leader-election Role),
+//! a real Prometheus, a real control plane (tests/support/cluster.rs).
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{
-    Controller, KubeEmulator, Prometheus, openmetrics_gauge, report, unix_now, wait_until,
-};
+use support::cluster::KubeCluster;
+use support::{Controller, Prometheus, openmetrics_gauge, report, unix_now, wait_until};
 
-const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
-const SCALERS: &str = "/apis/prescale.dev/v1alpha1/namespaces/default/predictivescalers";
-const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases/prescale-leader";
 /// Flat load 100 with targetPerReplica 10: the scaler wants exactly 10 replicas.
 const WANT: i64 = 10;
+/// --leader-elect-lease-duration of every process here.
+const LEASE_S: u64 = 4;
 
-fn replicas(kube: &KubeEmulator) -> i64 {
-    kube.get(&format!("{DEPLOYMENTS}/proxy"))["spec"]["replicas"]
-        .as_i64()
-        .expect("spec.replicas")
+struct Env {
+    ns: &'static str,
+    kube: &'static KubeCluster,
+    kubeconfig: std::path::PathBuf,
+    prom: Prometheus,
 }
 
-fn set_replicas(kube: &KubeEmulator, n: i64) {
-    kube.patch_merge(
-        &format!("{DEPLOYMENTS}/proxy"),
-        json!({"spec": {"replicas": n}}),
-    );
+impl Env {
+    fn new(ns: &'static str) -> Env {
+        let now = unix_now();
+        let om = openmetrics_gauge(
+            "proxy_rps",
+            &[("app", "proxy")],
+            now - 86_400,
+            now - 60,
+            60,
+            |_| 100.0,
+        );
+        let prom = Prometheus::start_with_history(&om);
+        let kube = KubeCluster::shared();
+        let kubeconfig = kube.operator_kubeconfig(ns, None);
+        kube.create(
+            &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "proxy", "namespace": ns},
+                "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "proxy"}},
+                         "template": {"metadata": {"labels": {"app": "proxy"}},
+                                      "spec": {"containers": [{"name": "p", "image": "example/proxy:1"}]}}}
+            }),
+        );
+        kube.create(
+            &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+            json!({
+                "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
+                "metadata": {"name": "proxy", "namespace": ns},
+                "spec": {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "proxy"},
+                    "minReplicas": 1, "maxReplicas": 50,
+                    "metrics": [{"name": "requests", "query": "proxy_rps{app=\"proxy\"}", "targetPerReplica": "10"}],
+                    "history": {"lookback": "1d", "step": "1m"},
+                    "forecast": {"horizon": "1h", "refreshInterval": "10m"},
+                    "scaleDown": {"stabilizationWindow": "0s"}
+                }
+            }),
+        );
+        Env {
+            ns,
+            kube,
+            kubeconfig,
+            prom,
+        }
+    }
+
+    fn deployment(&self) -> String {
+        format!("/apis/apps/v1/namespaces/{}/deployments/proxy", self.ns)
+    }
+
+    fn lease(&self) -> String {
+        format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/prescale-leader",
+            self.ns
+        )
+    }
+
+    fn replicas(&self) -> i64 {
+        self.kube.get(&self.deployment())["spec"]["replicas"]
+            .as_i64()
+            .expect("spec.replicas")
+    }
+
+    fn set_replicas(&self, n: i64) {
+        self.kube
+            .patch_merge(&self.deployment(), json!({"spec": {"replicas": n}}));
+    }
+
+    fn holder(&self) -> String {
+        self.kube.get(&self.lease())["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn start(&self, name: &str) -> Controller {
+        start(name, &self.prom.url(), &self.kubeconfig, self.ns)
+    }
 }
 
 fn scaled(c: &Controller) -> usize {
@@ -40,7 +116,7 @@ fn leading(c: &Controller) -> bool {
     c.log().contains("leader election: leading")
 }
 
-fn start(name: &str, prom: &str, kube: &KubeEmulator) -> Controller {
+fn start(name: &str, prom: &str, kubeconfig: &Path, ns: &str) -> Controller {
     Controller::start(
         &[
             "run",
@@ -50,161 +126,147 @@ fn start(name: &str, prom: &str, kube: &KubeEmulator) -> Controller {
             "127.0.0.1:0",
             "--sync-interval",
             "1s",
+            "--namespaces",
+            ns,
             "--leader-elect",
             "--leader-elect-lease-duration",
-            "4s",
+            &format!("{LEASE_S}s"),
         ],
         &[
-            ("KUBECONFIG", kube.kubeconfig_path().as_os_str()),
+            ("KUBECONFIG", kubeconfig.as_os_str()),
             ("POD_NAME", std::ffi::OsStr::new(name)),
-            ("POD_NAMESPACE", std::ffi::OsStr::new("default")),
+            ("POD_NAMESPACE", std::ffi::OsStr::new(ns)),
         ],
     )
 }
 
-#[test]
-fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
-    let now = unix_now();
-    let om = openmetrics_gauge(
-        "proxy_rps",
-        &[("app", "proxy")],
-        now - 86_400,
-        now - 60,
-        60,
-        |_| 100.0,
-    );
-    let prom = Prometheus::start_with_history(&om);
-    let kube = KubeEmulator::start();
-    kube.create(
-        DEPLOYMENTS,
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "proxy", "namespace": "default"},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "proxy"}},
-                     "template": {"metadata": {"labels": {"app": "proxy"}},
-                                  "spec": {"containers": [{"name": "p", "image": "example/proxy:1"}]}}}
-        }),
-    );
-    kube.create(
-        SCALERS,
-        json!({
-            "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-            "metadata": {"name": "proxy", "namespace": "default"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "proxy"},
-                "minReplicas": 1, "maxReplicas": 50,
-                "metrics": [{"name": "requests", "query": "proxy_rps{app=\"proxy\"}", "targetPerReplica": "10"}],
-                "history": {"lookback": "1d", "step": "1m"},
-                "forecast": {"horizon": "1h", "refreshInterval": "10m"},
-                "scaleDown": {"stabilizationWindow": "0s"}
-            }
-        }),
-    );
-
-    let mut a = start("prescale-a", &prom.url(), &kube);
-    let mut b = start("prescale-b", &prom.url(), &kube);
-
-    // one of them leads and scales 3 -> 10
-    let first = wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
-        a.assert_running();
-        b.assert_running();
-        (replicas(&kube) == WANT).then_some(())
-    });
-    assert!(
-        first.is_some(),
-        "nobody scaled to {WANT}\nA:\n{}\nB:\n{}",
-        a.log_tail(30),
-        b.log_tail(30)
-    );
-    // give a second leader every chance to appear: several lease renewals
-    std::thread::sleep(Duration::from_secs(5));
-    let (a_leads, b_leads) = (leading(&a), leading(&b));
-    assert!(
-        a_leads ^ b_leads,
-        "exactly one leader: A {a_leads}, B {b_leads}"
-    );
-    let (mut leader, mut standby, leader_name) = if a_leads {
-        (a, b, "prescale-a")
-    } else {
-        (b, a, "prescale-b")
-    };
-    let lease = kube.get(LEASE);
-    assert_eq!(lease["spec"]["holderIdentity"], leader_name, "{lease}");
-
-    // someone scales the target down by hand: only the leader writes it back
-    for _ in 0..2 {
-        set_replicas(&kube, 3);
-        let back = wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
-            (replicas(&kube) == WANT).then_some(())
-        });
-        assert!(
-            back.is_some(),
-            "the leader did not restore {WANT} replicas\n{}",
-            leader.log_tail(30)
-        );
-    }
-    let leader_writes = scaled(&leader);
-    assert!(leader_writes >= 3, "leader wrote {leader_writes} times");
-    assert_eq!(
-        scaled(&standby),
-        0,
-        "the standby wrote:\n{}",
-        standby.log_tail(30)
-    );
-    assert!(
-        !standby.log().contains("fitted forecast"),
-        "the standby reconciled"
-    );
-
-    // the leader dies (SIGKILL: no lease release); the standby must take over
-    leader.stop();
-    let killed = Instant::now();
-    set_replicas(&kube, 3);
-    let took_over = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        standby.assert_running();
-        leading(&standby).then(|| killed.elapsed())
+/// Waits until exactly one of `procs` leads and has scaled to WANT; its index.
+fn one_leader(env: &Env, procs: &mut [(String, Controller)]) -> usize {
+    wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        for (_, p) in procs.iter_mut() {
+            p.assert_running();
+        }
+        (env.replicas() == WANT).then_some(())
     })
-    .unwrap_or_else(|| panic!("the standby never took over:\n{}", standby.log_tail(30)));
+    .unwrap_or_else(|| {
+        let logs: Vec<String> = procs
+            .iter()
+            .map(|(n, p)| format!("{n}:\n{}", p.log_tail(20)))
+            .collect();
+        panic!("nobody scaled to {WANT}\n{}", logs.join("\n"))
+    });
+    // give a second leader every chance to appear: several lease renewals
+    std::thread::sleep(Duration::from_secs(LEASE_S + 1));
+    let leaders: Vec<usize> = (0..procs.len()).filter(|i| leading(&procs[*i].1)).collect();
+    assert_eq!(
+        leaders.len(),
+        1,
+        "exactly one leader of {}: {:?}",
+        procs.len(),
+        leaders
+    );
+    let i = leaders[0];
+    assert_eq!(env.holder(), procs[i].0, "the Lease names the leader");
+    for (j, (name, p)) in procs.iter().enumerate() {
+        if j != i {
+            assert_eq!(scaled(p), 0, "standby {name} wrote:\n{}", p.log_tail(20));
+            assert!(
+                !p.log().contains("fitted forecast"),
+                "standby {name} reconciled"
+            );
+        }
+    }
+    i
+}
+
+/// SIGKILLs the leader (no lease release) and waits for another to lead and restore the replicas;
+/// (seconds to lead, seconds to restore, the new leader's index).
+fn kill_leader(
+    env: &Env,
+    procs: &mut Vec<(String, Controller)>,
+    leader: usize,
+) -> (Duration, Duration, usize) {
+    let (dead, mut old) = procs.remove(leader);
+    old.stop();
+    let killed = Instant::now();
+    env.set_replicas(3);
+    let new = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        for (_, p) in procs.iter_mut() {
+            p.assert_running();
+        }
+        procs.iter().position(|(_, p)| leading(p))
+    })
+    .unwrap_or_else(|| panic!("nobody took over from {dead}"));
+    let took_over = killed.elapsed();
     let restored = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        (replicas(&kube) == WANT).then(|| killed.elapsed())
+        (env.replicas() == WANT).then(|| killed.elapsed())
     })
     .unwrap_or_else(|| {
         panic!(
             "the new leader did not restore replicas:\n{}",
-            standby.log_tail(30)
+            procs[new].1.log_tail(30)
         )
     });
     assert!(
-        took_over <= Duration::from_secs(4 + 4),
-        "failover took {took_over:?}, lease duration 4s"
+        took_over <= Duration::from_secs(2 * LEASE_S),
+        "failover took {took_over:?}, lease duration {LEASE_S}s"
     );
-    let lease = kube.get(LEASE);
-    assert_ne!(lease["spec"]["holderIdentity"], leader_name, "{lease}");
-    assert!(scaled(&standby) >= 1);
+    assert_ne!(env.holder(), dead, "the Lease still names the dead leader");
+    for (j, (name, p)) in procs.iter().enumerate() {
+        if j != new {
+            assert_eq!(scaled(p), 0, "standby {name} wrote");
+        }
+    }
+    (took_over, restored, new)
+}
+
+#[test]
+fn one_leader_of_two_writes_and_a_standby_takes_over_when_it_dies() {
+    let env = Env::new("leader-two");
+    let mut procs: Vec<(String, Controller)> = ["prescale-a", "prescale-b"]
+        .iter()
+        .map(|n| (n.to_string(), env.start(n)))
+        .collect();
+    let leader = one_leader(&env, &mut procs);
+    let leader_name = procs[leader].0.clone();
+
+    // someone scales the target down by hand: only the leader writes it back
+    for _ in 0..2 {
+        env.set_replicas(3);
+        let back = wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            (env.replicas() == WANT).then_some(())
+        });
+        assert!(
+            back.is_some(),
+            "the leader did not restore {WANT} replicas\n{}",
+            procs[leader].1.log_tail(30)
+        );
+    }
+    let leader_writes = scaled(&procs[leader].1);
+    assert!(leader_writes >= 3, "leader wrote {leader_writes} times");
+    assert_eq!(scaled(&procs[1 - leader].1), 0, "the standby wrote");
+
+    let (took_over, restored, new) = kill_leader(&env, &mut procs, leader);
+    assert!(scaled(&procs[new].1) >= 1);
     report(&format!(
-        "[leader] one leader of two ({leader_name}), {leader_writes} scale writes by it and 0 by the standby; \
-         after SIGKILL of the leader the standby led after {took_over:.2?} and restored the target after \
-         {restored:.2?} (lease duration 4s)"
+        "[leader] one leader of two ({leader_name}) on a real Lease, {leader_writes} scale writes by it and 0 by \
+         the standby; after SIGKILL of the leader the standby led after {took_over:.2?} and restored the target \
+         after {restored:.2?} (lease duration {LEASE_S}s)"
     ));
 
-    // the new leader loses its lease (another holder renews it): it stops writing at once and
+    // the new leader loses its lease (another holder takes it): it stops writing at once and
     // exits to restart as a standby
-    let new_leader = standby;
+    let (_, mut new_leader) = procs.remove(new);
     let writes_before = scaled(&new_leader);
-    let now_rfc3339 = {
-        let out = std::process::Command::new("date")
-            .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
-            .output()
-            .expect("date");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    kube.patch_merge(
-        LEASE,
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string();
+    env.kube.patch_merge(
+        &env.lease(),
         json!({"spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 600,
-                        "renewTime": now_rfc3339, "acquireTime": now_rfc3339}}),
+                        "renewTime": now, "acquireTime": now}}),
     );
     let lost_at = Instant::now();
-    let mut new_leader = new_leader;
     let exited = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
         (!new_leader.is_running()).then(|| lost_at.elapsed())
     })
@@ -219,11 +281,45 @@ fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
         "{}",
         new_leader.log_tail(20)
     );
-    set_replicas(&kube, 3);
+    env.set_replicas(3);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(replicas(&kube), 3, "someone wrote without the lease");
+    assert_eq!(env.replicas(), 3, "someone wrote without the lease");
     assert_eq!(scaled(&new_leader), writes_before);
+    assert_eq!(env.holder(), "someone-else");
     report(&format!(
         "[leader] a leader whose lease was taken stopped and exited {exited:.2?} later; no write after"
+    ));
+}
+
+#[test]
+fn one_leader_of_three_and_two_failovers_in_a_row() {
+    let env = Env::new("leader-three");
+    let mut procs: Vec<(String, Controller)> = ["prescale-x", "prescale-y", "prescale-z"]
+        .iter()
+        .map(|n| (n.to_string(), env.start(n)))
+        .collect();
+    let leader = one_leader(&env, &mut procs);
+    let first = procs[leader].0.clone();
+    let (t1, r1, second) = kill_leader(&env, &mut procs, leader);
+    let second_name = procs[second].0.clone();
+    // wait several renewals: the survivor that does not lead stays a standby
+    std::thread::sleep(Duration::from_secs(LEASE_S + 1));
+    let leading_now: Vec<&String> = procs
+        .iter()
+        .filter(|(_, p)| leading(p))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        leading_now,
+        vec![&second_name],
+        "one leader of the two left"
+    );
+    let (t2, r2, third) = kill_leader(&env, &mut procs, second);
+    let third_name = procs[third].0.clone();
+    assert_eq!(env.holder(), third_name);
+    report(&format!(
+        "[leader] three processes: {first} led; after its SIGKILL {second_name} led in {t1:.2?} (replicas restored \
+         {r1:.2?}); after that one's SIGKILL {third_name} led in {t2:.2?} (restored {r2:.2?}); never two \
+         writers (lease duration {LEASE_S}s)"
     ));
 }

@@ -30,10 +30,11 @@ use prescale::{
     },
 };
 use serde_json::{Value, json};
+use support::cluster::KubeCluster;
 use support::{
-    AuthProxy, BlackHole, Controller, KubeEmulator, Prometheus, PrometheusOptions, TestDir,
-    TestPki, bcrypt_hash, find_condition, free_port, http_request, join_openmetrics,
-    openmetrics_gauge, report, unix_now, url_encode, wait_until,
+    AuthProxy, BlackHole, Controller, Prometheus, PrometheusOptions, TestDir, TestPki, bcrypt_hash,
+    find_condition, free_port, http_request, join_openmetrics, openmetrics_gauge, report, unix_now,
+    url_encode, wait_until,
 };
 
 const DAY: i64 = 86_400;
@@ -46,9 +47,13 @@ const WRONG_TOKEN: &str = "tok-Wrong-Secret-42b6";
 const SECRETS: [&str; 4] = [PASSWORD, WRONG_PASSWORD, TOKEN, WRONG_TOKEN];
 
 const LOAD: &str = r#"prescale_test_load{app="llm"}"#;
-const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
-const SCALERS: &str = "/apis/prescale.dev/v1alpha1/namespaces/default/predictivescalers";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+/// The namespace of the controller test's scalers (on the test binary's shared control plane).
+const NS: &str = "sources-e2e";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/sources-e2e/deployments";
+const SCALERS: &str = "/apis/prescale.dev/v1alpha1/namespaces/sources-e2e/predictivescalers";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/sources-e2e/events";
+/// The namespace of the scaler `prescale forecast --scaler` reads.
+const FORECAST_NS: &str = "sources-forecast";
 
 /// The daily load of `prescale_test_load`: 100 +- 50 with a little deterministic noise.
 fn load(t: i64) -> f64 {
@@ -587,7 +592,7 @@ fn basic_auth_tls_and_bearer_tokens() {
 fn deployment(name: &str, replicas: i64) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
@@ -602,7 +607,7 @@ fn deployment(name: &str, replicas: i64) -> Value {
 fn scaler(name: &str, lookback: &str, metrics: Value) -> Value {
     json!({
         "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": NS},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": 1,
@@ -621,7 +626,7 @@ fn one_metric(source: &str, query: &str) -> Value {
     json!([{"name": "requests", "source": source, "query": query, "targetPerReplica": "10"}])
 }
 
-fn replicas_of(kube: &KubeEmulator, name: &str) -> i64 {
+fn replicas_of(kube: &KubeCluster, name: &str) -> i64 {
     kube.get(&format!("{DEPLOYMENTS}/{name}"))["spec"]["replicas"]
         .as_i64()
         .expect("spec.replicas")
@@ -631,7 +636,8 @@ fn replicas_of(kube: &KubeEmulator, name: &str) -> i64 {
 fn controller_reports_each_source_failure_never_scales_down_and_names_the_driving_metric() {
     let env = env();
     let t0 = Instant::now();
-    let kube = KubeEmulator::start();
+    let kube = KubeCluster::shared();
+    let kubeconfig = kube.operator_kubeconfig(NS, None);
     let cache_query = r#"prescale_test_load{app="llm", app!="e2e-cache"}"#;
     // (scaler, source, query, expected ForecastAvailable reason)
     let failures = [
@@ -705,9 +711,11 @@ fn controller_reports_each_source_failure_never_scales_down_and_names_the_drivin
             "127.0.0.1:0",
             "--sync-interval",
             "2s",
+            "--namespaces",
+            NS,
         ],
         &[
-            ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+            ("KUBECONFIG", kubeconfig.display().to_string()),
             (
                 "RUST_LOG",
                 "info,prescale=debug,reqwest=debug,hyper_util=debug".to_string(),
@@ -776,7 +784,7 @@ fn controller_reports_each_source_failure_never_scales_down_and_names_the_drivin
     // 2. two metrics: the second drives the decision
     let scaled = wait_until(Duration::from_secs(60), Duration::from_millis(250), || {
         ctrl.assert_running();
-        Some(replicas_of(&kube, "two-metrics")).filter(|r| *r == 8)
+        Some(replicas_of(kube, "two-metrics")).filter(|r| *r == 8)
     });
     assert_eq!(
         scaled,
@@ -807,7 +815,7 @@ fn controller_reports_each_source_failure_never_scales_down_and_names_the_drivin
     let hold = Instant::now();
     std::thread::sleep(Duration::from_secs(8));
     for (name, ..) in failures {
-        assert_eq!(replicas_of(&kube, name), 5, "{name} changed its target");
+        assert_eq!(replicas_of(kube, name), 5, "{name} changed its target");
         let s = kube.get(&format!("{SCALERS}/{name}"));
         assert_eq!(s["status"]["desiredReplicas"], 5, "{name}: {}", s["status"]);
     }
@@ -1094,19 +1102,22 @@ fn forecast_command_prints_the_forecast_and_the_replicas() {
     );
 
     // 4. a PredictiveScaler from the cluster, its sources by name from the sources file
-    let kube = KubeEmulator::start();
+    let kube = KubeCluster::shared();
+    kube.create_namespace(FORECAST_NS);
+    let mut llm_proxy = scaler(
+        "llm-proxy",
+        "1d",
+        json!([
+            {"name": "requests", "source": "proxied", "query": r#"prescale_test_requests{app="llm"}"#,
+             "targetPerReplica": "10"},
+            {"name": "tokens", "source": "secure", "query": r#"prescale_test_tokens{app="llm"}"#,
+             "targetPerReplica": "1k"}
+        ]),
+    );
+    llm_proxy["metadata"]["namespace"] = json!(FORECAST_NS);
     kube.create(
-        SCALERS,
-        scaler(
-            "llm-proxy",
-            "1d",
-            json!([
-                {"name": "requests", "source": "proxied", "query": r#"prescale_test_requests{app="llm"}"#,
-                 "targetPerReplica": "10"},
-                {"name": "tokens", "source": "secure", "query": r#"prescale_test_tokens{app="llm"}"#,
-                 "targetPerReplica": "1k"}
-            ]),
-        ),
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{FORECAST_NS}/predictivescalers"),
+        llm_proxy,
     );
     let sources_file = dir.path().join("sources.yaml");
     std::fs::write(&sources_file, env.sources_yaml()).unwrap();
@@ -1114,7 +1125,7 @@ fn forecast_command_prints_the_forecast_and_the_replicas() {
         &[
             "forecast",
             "--scaler",
-            "default/llm-proxy",
+            &format!("{FORECAST_NS}/llm-proxy"),
             "--sources-file",
             &sources_file.display().to_string(),
         ],
@@ -1123,7 +1134,9 @@ fn forecast_command_prints_the_forecast_and_the_replicas() {
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     eprintln!("{out}");
     assert!(
-        out.starts_with("PredictiveScaler default/llm-proxy: 2 metrics"),
+        out.starts_with(&format!(
+            "PredictiveScaler {FORECAST_NS}/llm-proxy: 2 metrics"
+        )),
         "{out}"
     );
     let header = out
@@ -1141,7 +1154,7 @@ fn forecast_command_prints_the_forecast_and_the_replicas() {
         &[
             "forecast",
             "--scaler",
-            "default/missing",
+            &format!("{FORECAST_NS}/missing"),
             "--sources-file",
             &sources_file.display().to_string(),
         ],
@@ -1149,8 +1162,9 @@ fn forecast_command_prints_the_forecast_and_the_replicas() {
     );
     assert_eq!(code, 1);
     assert!(
-        err.starts_with("error: reading PredictiveScaler default/missing")
-            && err.lines().count() == 1,
+        err.starts_with(&format!(
+            "error: reading PredictiveScaler {FORECAST_NS}/missing"
+        )) && err.lines().count() == 1,
         "{err}"
     );
     report(&format!(

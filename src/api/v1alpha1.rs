@@ -12,18 +12,20 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Duration of a field in CEL: `14d` becomes `336h` because CEL's `duration()` reads Go
-/// durations only. `f` is a CEL expression of a string matching `DURATION_PATTERN`.
-macro_rules! cel_duration {
+/// Milliseconds of a duration field in CEL: `14d` is `14 * 86400000` because CEL's
+/// `duration()` reads Go durations only. `f` is a CEL expression of a string matching
+/// `DURATION_PATTERN`. Integers, not `duration(string(int(..)) + 'h')`: a real API server
+/// estimates the cost of that string building as unbounded and refuses the whole CRD.
+macro_rules! cel_duration_ms {
     ($f:literal) => {
         concat!(
             "(",
             $f,
-            ".endsWith('d') ? duration(string(int(",
+            ".endsWith('d') ? int(",
             $f,
-            ".replace('d', '')) * 24) + 'h') : duration(",
+            ".replace('d', '')) * 86400000 : duration(",
             $f,
-            "))"
+            ").getMilliseconds())"
         )
     };
 }
@@ -50,14 +52,17 @@ macro_rules! cel_duration {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("self.spec.minReplicas <= self.spec.maxReplicas")
         .message("minReplicas must be less than or equal to maxReplicas")
+        .field_path(".spec.minReplicas")
         .reason(Reason::FieldValueInvalid),
     validation = Rule::new(concat!(
-        cel_duration!("self.spec.scaleUp.leadTime"), " < ", cel_duration!("self.spec.forecast.horizon")))
+        cel_duration_ms!("self.spec.scaleUp.leadTime"), " < ", cel_duration_ms!("self.spec.forecast.horizon")))
         .message("scaleUp.leadTime must be shorter than forecast.horizon")
+        .field_path(".spec.scaleUp.leadTime")
         .reason(Reason::FieldValueInvalid),
     validation = Rule::new(concat!(
-        cel_duration!("self.spec.history.step"), " < ", cel_duration!("self.spec.history.lookback")))
+        cel_duration_ms!("self.spec.history.step"), " < ", cel_duration_ms!("self.spec.history.lookback")))
         .message("history.step must be shorter than history.lookback")
+        .field_path(".spec.history.step")
         .reason(Reason::FieldValueInvalid),
 )]
 #[serde(rename_all = "camelCase")]
@@ -168,7 +173,9 @@ pub struct MetricSpec {
 
     /// The amount of this metric one replica should carry (a quantity, like an HPA
     /// `averageValue`): replicas = ceil(load / targetPerReplica).
-    #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).sign() > 0").message("targetPerReplica must be a positive quantity"))]
+    // maxLength bounds the CEL rule's cost: without it a real API server refuses the CRD
+    #[schemars(extend("maxLength" = 64))]
+    #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("targetPerReplica must be a positive quantity"))]
     pub target_per_replica: Quantity,
 }
 

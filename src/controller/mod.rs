@@ -185,19 +185,27 @@ pub async fn run(
     leader: Option<LeaderConfig>,
 ) -> anyhow::Result<()> {
     let apis = scaler_apis(&client, &config.namespaces);
-    for (api, ns) in apis.iter().zip(scope_names(&config.namespaces)) {
-        if let Err(e) = api.list(&Default::default()).await {
-            anyhow::bail!(
-                "cannot list PredictiveScalers in {ns} (is the CRD installed? kubectl apply -f crds/; \
-                 does the operator's RBAC cover it?): {e}"
-            );
+    // Until the API server answers (and the CRD and RBAC are in place), wait with backoff:
+    // alive on /healthz, not ready on /readyz, as a pod started before its API server is.
+    let listed = wait_for_api(&apis, &config.namespaces);
+    tokio::select! {
+        () = listed => {}
+        () = shutdown_signal() => {
+            info!("shutting down before the API server answered");
+            return Ok(());
         }
     }
     let gate = Arc::new(AtomicBool::new(leader.is_none()));
     let election = match &leader {
         None => None,
         Some(cfg) => {
-            let mut election = Election::start(client.clone(), cfg).await?;
+            let mut election = tokio::select! {
+                e = start_election(&client, cfg) => e,
+                () = shutdown_signal() => {
+                    info!("shutting down before the leader election started");
+                    return Ok(());
+                }
+            };
             // a standby knows its role: it is ready (to take over)
             ready.store(true, Ordering::SeqCst);
             tokio::select! {
@@ -233,6 +241,56 @@ pub async fn run(
     }
     info!("controller stopped");
     Ok(())
+}
+
+/// The first retry after a failed start-up call; doubled each time up to [`STARTUP_RETRY_MAX`].
+const STARTUP_RETRY_MIN: Duration = Duration::from_millis(500);
+const STARTUP_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The delay before start-up retry `attempt` (0-based): 0.5 s, 1 s, 2 s, ... at most 30 s.
+fn startup_retry_delay(attempt: u32) -> Duration {
+    STARTUP_RETRY_MIN
+        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
+        .min(STARTUP_RETRY_MAX)
+}
+
+/// Lists the PredictiveScalers of every watched scope once, retrying each with backoff until it
+/// succeeds: the API server may not be reachable yet, or the CRD or the RBAC not applied yet.
+async fn wait_for_api(apis: &[Api<PredictiveScaler>], namespaces: &[String]) {
+    for (api, scope) in apis.iter().zip(scope_names(namespaces)) {
+        let mut attempt = 0;
+        while let Err(e) = api.list(&Default::default()).await {
+            let delay = startup_retry_delay(attempt);
+            warn!(
+                error = %e,
+                retry_in_ms = delay.as_millis() as u64,
+                "cannot list PredictiveScalers in {scope} yet (is the API server reachable? is the CRD \
+                 installed: kubectl apply -f crds/? does the operator's RBAC cover it?)"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Starts competing for the Lease, retrying with backoff while the API server refuses.
+async fn start_election(client: &Client, cfg: &LeaderConfig) -> Election {
+    let mut attempt = 0;
+    loop {
+        match Election::start(client.clone(), cfg).await {
+            Ok(election) => return election,
+            Err(e) => {
+                let delay = startup_retry_delay(attempt);
+                warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "leader election cannot start yet"
+                );
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    }
 }
 
 /// How a watched scope is named in messages.

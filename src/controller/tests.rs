@@ -422,3 +422,18 @@ async fn by_default_the_operator_watches_all_namespaces() {
         "{seen:#?}"
     );
 }
+
+#[test]
+fn start_up_retries_back_off_from_half_a_second_to_thirty() {
+    let delays: Vec<u128> = (0..9)
+        .map(|a| super::startup_retry_delay(a).as_millis())
+        .collect();
+    assert_eq!(
+        delays,
+        vec![500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]
+    );
+    assert_eq!(
+        super::startup_retry_delay(u32::MAX),
+        Duration::from_secs(30)
+    );
+}

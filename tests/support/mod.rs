@@ -2,8 +2,8 @@
 //!
 //! - [`Prometheus`]: a real Prometheus 2.42 on 127.0.0.1, its TSDB backfilled from OpenMetrics text with `promtool`
 //!   ([`openmetrics_gauge`] writes such text).
-//! - [`KubeEmulator`]: the Kubernetes API emulator of `tests/harness/kube_emulator.py` (kmock), with a kubeconfig
-//!   pointing at it and small JSON helpers over HTTP.
+//! - [`cluster`]: a real control plane (etcd, kube-apiserver, kube-controller-manager) and a fault-injecting
+//!   proxy in front of its API server.
 //! - [`Controller`]: the `prescale` binary under test, its output in a log file that is printed when a test fails.
 //! - [`wait_until`]: polling with a deadline, instead of sleeps.
 //! - [`TestPki`], [`bcrypt_hash`]: certificates and password hashes for Prometheus's `--web.config.file`;
@@ -16,9 +16,11 @@
 //! so it dies with the test binary even when the binary is killed and no `Drop` runs.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cluster;
+
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -129,6 +131,13 @@ impl TestDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The path, never removed by this value (someone else cleans it up).
+    pub fn into_path_kept(self) -> PathBuf {
+        let path = self.path.clone();
+        std::mem::forget(self);
+        path
+    }
 }
 
 impl Drop for TestDir {
@@ -159,7 +168,7 @@ fn command(program: &Path) -> Command {
 
 /// Spawns `cmd` from the harness thread, which lives as long as the test binary. `PR_SET_PDEATHSIG` fires when the
 /// *thread* that forked a child exits, so forking from a test's own thread would kill a child shared between tests
-/// (e.g. one emulator in a `static`) when the first test ends.
+/// (e.g. the shared control plane in a `static`) when the first test ends.
 fn spawn(cmd: Command) -> std::io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
@@ -672,210 +681,6 @@ impl Drop for Prometheus {
     }
 }
 
-// === Kubernetes API emulator ===
-
-/// The API emulator (`tests/harness/kube_emulator.py`) on a free port, with a kubeconfig for it. Killed on drop.
-/// State accumulates: use one per test (or one per test binary, on purpose).
-pub struct KubeEmulator {
-    dir: TestDir,
-    child: Option<Child>,
-    url: String,
-    kubeconfig: PathBuf,
-    log: PathBuf,
-}
-
-impl KubeEmulator {
-    /// Starts it with the venv python (`PRESCALE_TEST_PYTHON`, default `<repo>/.venv/bin/python`).
-    pub fn start() -> KubeEmulator {
-        let python = std::env::var_os("PRESCALE_TEST_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
-        assert!(
-            python.exists(),
-            "{} does not exist. Run scripts/setup.sh (it creates .venv with kmock); these tests are mandatory \
-             and are not skipped.",
-            python.display()
-        );
-        let script = repo_root().join("tests/harness/kube_emulator.py");
-        let dir = TestDir::new("kube");
-        let log = dir.path().join("kube-emulator.log");
-        let args = vec![
-            "-u".to_string(),
-            script.display().to_string(),
-            "0".to_string(),
-            "--faults".to_string(),
-            dir.path().join("faults.json").display().to_string(),
-        ];
-        let mut child = spawn_with_output(&python, &args, &[], Output::PipedStdout(log.clone()));
-
-        // The first stdout line is "READY <url>"; keep draining stdout afterwards so the child never blocks on it.
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("READY ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait();
-                let why = match e {
-                    mpsc::RecvTimeoutError::Timeout => {
-                        "did not print READY within 60 s".to_string()
-                    }
-                    mpsc::RecvTimeoutError::Disconnected => {
-                        format!("exited before READY ({status:?})")
-                    }
-                };
-                panic!(
-                    "the kube emulator {why}; its log:\n{}",
-                    file_tail(&log, LOG_TAIL_LINES)
-                );
-            }
-        };
-
-        let kubeconfig = dir.path().join("kubeconfig");
-        fs::write(
-            &kubeconfig,
-            format!(
-                r#"apiVersion: v1
-kind: Config
-clusters:
-- name: emulator
-  cluster:
-    server: {url}
-contexts:
-- name: emulator
-  context:
-    cluster: emulator
-    user: emulator
-    namespace: default
-current-context: emulator
-users:
-- name: emulator
-  user: {{}}
-"#
-            ),
-        )
-        .expect("write kubeconfig");
-        KubeEmulator {
-            dir,
-            child: Some(child),
-            url,
-            kubeconfig,
-            log,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    pub fn kubeconfig_path(&self) -> &Path {
-        &self.kubeconfig
-    }
-
-    /// Any request; `path` is an API path such as `/apis/apps/v1/namespaces/default/deployments/x`.
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        body: Option<&Value>,
-    ) -> HttpResponse {
-        let url = format!("{}{path}", self.url);
-        let body = body.map(|b| serde_json::to_vec(b).expect("serialize body"));
-        http_request(method, &url, content_type, body.as_deref())
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
-    }
-
-    /// POST `obj` to the collection `path`; panics unless 2xx. Returns the stored object.
-    pub fn create(&self, path: &str, obj: Value) -> Value {
-        self.expect_ok(
-            "POST",
-            path,
-            self.request("POST", path, Some("application/json"), Some(&obj)),
-        )
-    }
-
-    /// GET `path`; panics unless 2xx.
-    pub fn get(&self, path: &str) -> Value {
-        self.expect_ok("GET", path, self.request("GET", path, None, None))
-    }
-
-    /// GET `path`; `None` on 404, panics on other errors.
-    pub fn try_get(&self, path: &str) -> Option<Value> {
-        let resp = self.request("GET", path, None, None);
-        if resp.status == 404 {
-            None
-        } else {
-            Some(self.expect_ok("GET", path, resp))
-        }
-    }
-
-    /// JSON merge patch (`application/merge-patch+json`) of `path`, e.g. `.../NAME/status`; panics unless 2xx.
-    pub fn patch_merge(&self, path: &str, patch: Value) -> Value {
-        let resp = self.request(
-            "PATCH",
-            path,
-            Some("application/merge-patch+json"),
-            Some(&patch),
-        );
-        self.expect_ok("PATCH", path, resp)
-    }
-
-    pub fn delete(&self, path: &str) -> Value {
-        self.expect_ok("DELETE", path, self.request("DELETE", path, None, None))
-    }
-
-    pub fn log_tail(&self, n: usize) -> String {
-        file_tail(&self.log, n)
-    }
-
-    /// Injects faults: a JSON list of rules `{"method", "path_contains", "status", "reason",
-    /// "count", "delay_s"}` (see `take_fault` in the emulator); `json!([])` clears them.
-    pub fn set_faults(&self, rules: Value) {
-        let path = self.dir.path().join("faults.json");
-        let tmp = self.dir.path().join("faults.json.tmp");
-        fs::write(&tmp, serde_json::to_vec(&rules).expect("faults")).expect("write faults");
-        fs::rename(&tmp, &path).expect("install faults");
-    }
-
-    /// Requests logged so far whose line starts with `method` and contains `path_part`.
-    pub fn count_requests(&self, method: &str, path_part: &str) -> usize {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with(method) && l.contains(path_part))
-            .count()
-    }
-
-    fn expect_ok(&self, method: &str, path: &str, resp: HttpResponse) -> Value {
-        assert!(
-            resp.is_success(),
-            "{method} {path} -> {}: {}",
-            resp.status,
-            resp.body
-        );
-        resp.json()
-    }
-}
-
-impl Drop for KubeEmulator {
-    fn drop(&mut self) {
-        kill(&mut self.child);
-        print_tail_if_panicking("kube emulator", &self.log);
-    }
-}
-
 // === the controller binary ===
 
 /// The `prescale` binary of this package, running with `args`; stdout and stderr go to a log file whose tail is
@@ -890,7 +695,7 @@ pub struct Controller {
 
 impl Controller {
     /// Spawns `prescale ARGS` with `RUST_LOG=info` and `NO_COLOR=1` (unless `envs` sets them) plus `envs`, e.g.
-    /// `("KUBECONFIG", emulator.kubeconfig_path())`.
+    /// `("KUBECONFIG", cluster.kubeconfig_path())`.
     pub fn start<K: AsRef<str>, V: AsRef<std::ffi::OsStr>>(
         args: &[&str],
         envs: &[(K, V)],

@@ -1,0 +1,794 @@
+//! A real Kubernetes control plane for the tests: etcd, kube-apiserver and kube-controller-manager, built
+//! by `scripts/build_k8s.sh` from the Go module proxy and configured by `scripts/cluster.sh` (certificates,
+//! ports, the admin kubeconfig and every component's flags come from that one script; this module only runs
+//! the processes, so that they die with the test binary and a test can kill and restart any of them).
+//!
+//! - [`KubeCluster::shared`]: one control plane per test binary, started on first use; tests isolate
+//!   themselves by namespace.
+//! - [`KubeCluster::start`]: a private one, for tests that kill components or watch every namespace.
+//! - [`ApiProxy`]: a plain-HTTP proxy in front of the API server that injects faults (delays, error
+//!   statuses) into matching requests and counts what passes, for an operator pointed at it.
+//!
+//! HTTP to the API server is the harness's minimal HTTP/1.1 client over rustls (the admin's client
+//! certificate); kubectl and helm come from `.tools/bin` (scripts/setup.sh).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output as ProcessOutput};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use serde_json::{Value, json};
+
+use super::{
+    HttpResponse, LOG_TAIL_LINES, Output, TestDir, file_tail, parse_http_response, repo_root,
+    spawn_with_output, wait_until,
+};
+
+/// The components, in start order.
+pub const COMPONENTS: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
+/// The CRD's name.
+pub const CRD: &str = "predictivescalers.prescale.dev";
+
+/// A control plane on 127.0.0.1. Its processes are killed when it is dropped (a private one) or when the
+/// test binary exits (the shared one: they run under `setpriv --pdeathsig KILL`).
+pub struct KubeCluster {
+    dir: PathBuf,
+    /// Keeps (and removes) the directory of a private cluster; the shared one's is removed by a reaper.
+    _owned: Option<TestDir>,
+    api_port: u16,
+    kubeconfig: PathBuf,
+    tls: Arc<rustls::ClientConfig>,
+    children: Mutex<HashMap<&'static str, Child>>,
+    /// How long the start took (etcd to the controller-manager's first ServiceAccount).
+    pub start_time: Duration,
+}
+
+/// `bash scripts/cluster.sh ARGS...`, panicking with its stderr unless it succeeds; its stdout.
+fn cluster_sh(args: &[&str], envs: &[(&str, String)]) -> String {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/cluster.sh"))
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run scripts/cluster.sh");
+    assert!(
+        out.status.success(),
+        "scripts/cluster.sh {} failed ({}). Run scripts/setup.sh (it builds the control plane with Go); these \
+         tests are mandatory and are not skipped.\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tls_config(pki: &Path, client_cert: bool) -> Arc<rustls::ClientConfig> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pki.join("ca.crt")).expect("read ca.crt") {
+        roots.add(cert.expect("ca.crt")).expect("add the CA");
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = if client_cert {
+        let certs = CertificateDer::pem_file_iter(pki.join("admin.crt"))
+            .expect("read admin.crt")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("admin.crt");
+        let key = PrivateKeyDer::from_pem_file(pki.join("admin.key")).expect("admin.key");
+        builder
+            .with_client_auth_cert(certs, key)
+            .expect("client cert")
+    } else {
+        builder.with_no_client_auth()
+    };
+    Arc::new(config)
+}
+
+/// One request over TLS to 127.0.0.1:`port` (`Connection: close`).
+fn https_request(
+    tls: &Arc<rustls::ClientConfig>,
+    port: u16,
+    head: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<HttpResponse> {
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    let conn = rustls::ClientConnection::new(tls.clone(), name).map_err(std::io::Error::other)?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()?;
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // a peer that closes without close_notify, after a complete response
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    parse_http_response(&raw)
+}
+
+impl KubeCluster {
+    /// The control plane shared by the tests of this binary (started on first use).
+    pub fn shared() -> &'static KubeCluster {
+        static SHARED: OnceLock<KubeCluster> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let dir = TestDir::new("cluster").into_path_kept();
+            reap_after_exit(&dir);
+            let mut cluster = KubeCluster::init(dir, None);
+            cluster.start_time = cluster.start_all();
+            cluster.install_crd();
+            cluster
+        })
+    }
+
+    /// A control plane of its own, with the CRD installed; stopped and removed on drop.
+    pub fn start() -> KubeCluster {
+        let mut cluster = KubeCluster::init_only();
+        cluster.start_time = cluster.start_all();
+        cluster.install_crd();
+        cluster
+    }
+
+    /// A control plane of its own without the CRD (for `helm install`); stopped and removed on drop.
+    pub fn start_without_crd() -> KubeCluster {
+        let mut cluster = KubeCluster::init_only();
+        cluster.start_time = cluster.start_all();
+        cluster
+    }
+
+    /// Certificates, ports and kubeconfig, but no process yet (see [`KubeCluster::start_component`]).
+    pub fn init_only() -> KubeCluster {
+        let owned = TestDir::new("cluster");
+        let dir = owned.path().to_path_buf();
+        KubeCluster::init(dir, Some(owned))
+    }
+
+    fn init(dir: PathBuf, owned: Option<TestDir>) -> KubeCluster {
+        let t = Instant::now();
+        cluster_sh(&["init", &dir.display().to_string()], &[]);
+        let env = fs::read_to_string(dir.join("cluster.env")).expect("cluster.env");
+        let api_port = env
+            .lines()
+            .find_map(|l| l.strip_prefix("API_PORT="))
+            .and_then(|p| p.trim().parse().ok())
+            .expect("API_PORT in cluster.env");
+        eprintln!(
+            "[harness] cluster in {} (API port {api_port}), initialised in {:.2?}",
+            dir.display(),
+            t.elapsed()
+        );
+        KubeCluster {
+            tls: tls_config(&dir.join("pki"), true),
+            kubeconfig: dir.join("admin.kubeconfig"),
+            dir,
+            _owned: owned,
+            api_port,
+            children: Mutex::default(),
+            start_time: Duration::ZERO,
+        }
+    }
+
+    /// Starts every component; how long it took.
+    fn start_all(&self) -> Duration {
+        let t = Instant::now();
+        for c in COMPONENTS {
+            self.start_component(c);
+        }
+        self.wait_controller_manager();
+        eprintln!("[harness] control plane up in {:.2?}", t.elapsed());
+        t.elapsed()
+    }
+
+    /// Starts one component and waits until it is healthy (the controller-manager: until its process
+    /// runs; see [`KubeCluster::wait_controller_manager`]).
+    pub fn start_component(&self, component: &'static str) {
+        let argv = cluster_sh(&["argv", component, &self.dir.display().to_string()], &[]);
+        let argv: Vec<String> = argv.lines().map(str::to_string).collect();
+        let log = self.log_path(component);
+        let child = spawn_with_output(Path::new(&argv[0]), &argv[1..], &[], Output::File(log));
+        let old = self.children.lock().unwrap().insert(component, child);
+        assert!(old.is_none(), "{component} was already running");
+        match component {
+            "etcd" => self.wait_etcd(),
+            "kube-apiserver" => self.wait_ready(Duration::from_secs(120)),
+            _ => {}
+        }
+    }
+
+    /// Kills one component (SIGKILL: no clean shutdown), as a crash would.
+    pub fn kill_component(&self, component: &'static str) {
+        if let Some(mut child) = self.children.lock().unwrap().remove(component) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn wait_etcd(&self) {
+        let env = fs::read_to_string(self.dir.join("cluster.env")).expect("cluster.env");
+        let port = env
+            .lines()
+            .find_map(|l| l.strip_prefix("ETCD_PORT="))
+            .expect("ETCD_PORT")
+            .trim()
+            .to_string();
+        let url = format!("http://127.0.0.1:{port}/health");
+        wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            super::http_request("GET", &url, None, None)
+                .ok()
+                .filter(|r| r.status == 200)
+        })
+        .unwrap_or_else(|| panic!("etcd not healthy:\n{}", self.log_tail("etcd", 30)));
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self, timeout: Duration) {
+        wait_until(timeout, Duration::from_millis(200), || {
+            self.try_request("GET", "/readyz", None, None)
+                .ok()
+                .filter(|r| r.status == 200)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "kube-apiserver not ready within {timeout:?}:\n{}",
+                self.log_tail("kube-apiserver", 40)
+            )
+        });
+    }
+
+    /// Waits until the controller-manager works: its ServiceAccount controller has created
+    /// `default/default`.
+    pub fn wait_controller_manager(&self) {
+        wait_until(Duration::from_secs(120), Duration::from_millis(200), || {
+            self.try_get("/api/v1/namespaces/default/serviceaccounts/default")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "kube-controller-manager did not start:\n{}",
+                self.log_tail("kube-controller-manager", 40)
+            )
+        });
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.api_port)
+    }
+
+    pub fn api_port(&self) -> u16 {
+        self.api_port
+    }
+
+    /// The admin kubeconfig (client certificate in `system:masters`).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_path(&self, component: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{component}.log"))
+    }
+
+    pub fn log_tail(&self, component: &str, n: usize) -> String {
+        file_tail(&self.log_path(component), n)
+    }
+
+    /// Any request as the admin; `path` is an API path such as `/apis/apps/v1/namespaces/x/deployments`.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> std::io::Result<HttpResponse> {
+        let body = body
+            .map(|b| serde_json::to_vec(b).expect("serialize body"))
+            .unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nAccept: application/json\r\n\
+             Content-Length: {}\r\n",
+            self.api_port,
+            body.len()
+        );
+        if let Some(ct) = content_type {
+            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        head.push_str("\r\n");
+        https_request(
+            &self.tls,
+            self.api_port,
+            &head,
+            &body,
+            Duration::from_secs(30),
+        )
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> HttpResponse {
+        self.try_request(method, path, content_type, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// POST `obj` to the collection `path`; panics unless 2xx. Returns the stored object.
+    pub fn create(&self, path: &str, obj: Value) -> Value {
+        let resp = self.request("POST", path, Some("application/json"), Some(&obj));
+        expect_ok("POST", path, resp)
+    }
+
+    /// GET `path`; panics unless 2xx.
+    pub fn get(&self, path: &str) -> Value {
+        expect_ok("GET", path, self.request("GET", path, None, None))
+    }
+
+    /// GET `path`; `None` on 404 or when the server does not answer; panics on other errors.
+    pub fn try_get(&self, path: &str) -> Option<Value> {
+        let resp = self.try_request("GET", path, None, None).ok()?;
+        if resp.status == 404 {
+            None
+        } else {
+            Some(expect_ok("GET", path, resp))
+        }
+    }
+
+    /// JSON merge patch (`application/merge-patch+json`) of `path`, e.g. `.../NAME/status`; panics unless 2xx.
+    pub fn patch_merge(&self, path: &str, patch: Value) -> Value {
+        let resp = self.request(
+            "PATCH",
+            path,
+            Some("application/merge-patch+json"),
+            Some(&patch),
+        );
+        expect_ok("PATCH", path, resp)
+    }
+
+    pub fn delete(&self, path: &str) -> Value {
+        expect_ok("DELETE", path, self.request("DELETE", path, None, None))
+    }
+
+    /// Creates namespace `name` (fine if it exists) and waits for its `default` ServiceAccount.
+    pub fn create_namespace(&self, name: &str) {
+        let resp = self.request(
+            "POST",
+            "/api/v1/namespaces",
+            Some("application/json"),
+            Some(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})),
+        );
+        assert!(
+            resp.is_success() || resp.status == 409,
+            "create namespace {name}: {} {}",
+            resp.status,
+            resp.body
+        );
+        let sa = format!("/api/v1/namespaces/{name}/serviceaccounts/default");
+        wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            self.try_get(&sa)
+        })
+        .unwrap_or_else(|| panic!("namespace {name} got no default ServiceAccount"));
+    }
+
+    /// `kubectl --kubeconfig <admin> ARGS` (or another kubeconfig through `--kubeconfig` in `args`).
+    pub fn kubectl(&self, args: &[&str]) -> ProcessOutput {
+        let kubectl = repo_root().join(".tools/bin/kubectl");
+        assert!(
+            kubectl.exists(),
+            "{} is missing: run scripts/setup.sh",
+            kubectl.display()
+        );
+        let mut cmd = Command::new(kubectl);
+        if !args.contains(&"--kubeconfig") {
+            cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        }
+        cmd.args(args).output().expect("run kubectl")
+    }
+
+    /// kubectl that must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `helm ARGS` against this cluster (its own caches under the cluster's directory).
+    pub fn helm(&self, args: &[&str]) -> ProcessOutput {
+        let helm = repo_root().join(".tools/bin/helm");
+        assert!(
+            helm.exists(),
+            "{} is missing: run scripts/setup.sh",
+            helm.display()
+        );
+        let home = self.dir.join("helm");
+        Command::new(helm)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .output()
+            .expect("run helm")
+    }
+
+    /// Installs the CRD from `crds/` (server-side apply) and waits until it is Established.
+    pub fn install_crd(&self) {
+        let crds = repo_root().join("crds");
+        self.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=prescale-tests",
+            "-f",
+            &crds.display().to_string(),
+        ]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{CRD}"),
+        ]);
+    }
+
+    /// A kubeconfig for ServiceAccount `namespace/name` with a TokenRequest token (`scripts/cluster.sh token`).
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        let out = cluster_sh(
+            &["token", namespace, name, &self.dir.display().to_string()],
+            &[],
+        );
+        PathBuf::from(out.trim())
+    }
+
+    /// A token for ServiceAccount `namespace/name` (TokenRequest, 2 h).
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        let resp = self.create(
+            &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"),
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "spec": {"expirationSeconds": 7200}}),
+        );
+        resp["status"]["token"]
+            .as_str()
+            .expect("status.token")
+            .to_string()
+    }
+
+    /// The operator's identity for a test that watches namespace `ns` only: the chart's ServiceAccount, Role
+    /// and leader-election Role, rendered by `helm template` (release `prescale` in `ns`, `watchNamespaces:
+    /// [ns]`) and applied; then a kubeconfig with a token of that ServiceAccount for `server` (the API server,
+    /// or an [`ApiProxy`] in front of it). Run the operator with `--namespaces ns`.
+    pub fn operator_kubeconfig(&self, ns: &str, server: Option<&str>) -> PathBuf {
+        self.create_namespace(ns);
+        let chart = repo_root().join("charts/prescale");
+        let out = self.helm(&[
+            "template",
+            "prescale",
+            &chart.display().to_string(),
+            "--namespace",
+            ns,
+            "--set",
+            &format!("watchNamespaces={{{ns}}}"),
+            "--set",
+            "leaderElection.enabled=true",
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/rbac.yaml",
+        ]);
+        assert!(
+            out.status.success(),
+            "helm template: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifests = self.dir.join(format!("rbac-{ns}.yaml"));
+        fs::write(&manifests, &out.stdout).expect("write the RBAC manifests");
+        self.kubectl_ok(&["apply", "-f", &manifests.display().to_string()]);
+        let token = self.service_account_token(ns, "prescale");
+        let path = self
+            .dir
+            .join(format!("operator-{ns}-{}.kubeconfig", self.next_seq()));
+        self.token_kubeconfig(&path, server.unwrap_or(&self.api_url()), &token, ns);
+        path
+    }
+
+    fn next_seq(&self) -> usize {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A kubeconfig at `path` for `server` (http or https) with a bearer token and this cluster's CA.
+    pub fn token_kubeconfig(&self, path: &Path, server: &str, token: &str, namespace: &str) {
+        let ca = fs::read(self.dir.join("pki/ca.crt")).expect("ca.crt");
+        let ca = base64_encode(&ca);
+        let tls = if server.starts_with("https://") {
+            format!("\n    certificate-authority-data: {ca}")
+        } else {
+            String::new()
+        };
+        fs::write(
+            path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}{tls}\n\
+                 users:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    \
+                 user: u\n    namespace: {namespace}\ncurrent-context: c\n"
+            ),
+        )
+        .expect("write kubeconfig");
+    }
+}
+
+impl Drop for KubeCluster {
+    fn drop(&mut self) {
+        let mut children = self.children.lock().unwrap();
+        for c in COMPONENTS.iter().rev() {
+            if let Some(mut child) = children.remove(c) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for c in COMPONENTS {
+                eprintln!(
+                    "\n===== last {LOG_TAIL_LINES} lines of the {c} log =====\n{}",
+                    file_tail(&self.log_path(c), LOG_TAIL_LINES)
+                );
+            }
+        }
+    }
+}
+
+fn expect_ok(method: &str, path: &str, resp: HttpResponse) -> Value {
+    assert!(
+        resp.is_success(),
+        "{method} {path} -> {}: {}",
+        resp.status,
+        resp.body
+    );
+    resp.json()
+}
+
+/// Removes `dir` once this test binary has exited (the shared cluster lives in a `static`, which is never
+/// dropped), unless `PRESCALE_KEEP_TEST_DIRS` is set.
+fn reap_after_exit(dir: &Path) {
+    if std::env::var_os("PRESCALE_KEEP_TEST_DIRS").is_some() {
+        return;
+    }
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; rm -rf '{}'",
+        std::process::id(),
+        dir.display()
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+pub fn base64_encode(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+// === a fault-injecting proxy in front of the API server ===
+
+/// A fault to inject: requests whose method is `method` and whose path contains `path_contains` are
+/// held for `delay` and then answered with `status` (a Kubernetes `Status`), `count` times.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: &'static str,
+    pub path_contains: String,
+    pub status: u16,
+    pub reason: &'static str,
+    pub delay: Duration,
+    pub count: usize,
+}
+
+impl Fault {
+    pub fn new(
+        method: &'static str,
+        path_contains: &str,
+        status: u16,
+        reason: &'static str,
+    ) -> Fault {
+        Fault {
+            method,
+            path_contains: path_contains.to_string(),
+            status,
+            reason,
+            delay: Duration::ZERO,
+            count: 1,
+        }
+    }
+
+    pub fn times(mut self, count: usize) -> Fault {
+        self.count = count;
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Fault {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Default)]
+struct ProxyState {
+    faults: Vec<Fault>,
+    /// "METHOD PATH -> STATUS" of every request, in order; STATUS is `fwd` when forwarded.
+    log: Vec<String>,
+}
+
+/// A plain-HTTP proxy on 127.0.0.1 in front of a cluster's API server (TLS upstream, no client certificate:
+/// the client's own `Authorization` header is what authenticates). One request per connection. Requests
+/// matching a [`Fault`] are delayed and refused; the others are forwarded as they are, watches included.
+pub struct ApiProxy {
+    port: u16,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+impl ApiProxy {
+    pub fn start(cluster: &KubeCluster) -> ApiProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let tls = tls_config(&cluster.dir.join("pki"), false);
+        let upstream = cluster.api_port;
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (st, tls) = (st.clone(), tls.clone());
+                std::thread::spawn(move || {
+                    let _ = Self::serve(stream, upstream, &tls, &st);
+                });
+            }
+        });
+        ApiProxy { port, state }
+    }
+
+    fn serve(
+        mut client: TcpStream,
+        upstream: u16,
+        tls: &Arc<rustls::ClientConfig>,
+        state: &Mutex<ProxyState>,
+    ) -> std::io::Result<()> {
+        let Some(head) = super::read_request_head(&mut client)? else {
+            return Ok(());
+        };
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default().to_string();
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut forward = format!("{request_line}\r\n");
+        let mut length = 0usize;
+        for l in lines.filter(|l| !l.is_empty()) {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            let k = k.trim().to_ascii_lowercase();
+            if k == "connection" || k == "host" {
+                continue;
+            }
+            if k == "content-length" {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            forward.push_str(&format!("{k}: {}\r\n", v.trim()));
+        }
+        forward.push_str(&format!(
+            "host: 127.0.0.1:{upstream}\r\nconnection: close\r\n\r\n"
+        ));
+        let mut body = vec![0u8; length];
+        client.read_exact(&mut body)?;
+        let fault = {
+            let mut st = state.lock().unwrap();
+            let hit = st
+                .faults
+                .iter_mut()
+                .find(|f| f.count > 0 && f.method == method && path.contains(&f.path_contains));
+            let fault = hit.map(|f| {
+                f.count -= 1;
+                f.clone()
+            });
+            let outcome = fault
+                .as_ref()
+                .map_or("fwd".to_string(), |f| f.status.to_string());
+            st.log.push(format!("{method} {path} -> {outcome}"));
+            fault
+        };
+        if let Some(f) = fault {
+            std::thread::sleep(f.delay);
+            let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": format!("injected by the test proxy: {}", f.reason), "reason": f.reason, "code": f.status})
+            .to_string();
+            return client.write_all(
+                format!(
+                    "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{status}",
+                    f.status,
+                    f.reason,
+                    status.len()
+                )
+                .as_bytes(),
+            );
+        }
+        let tcp = TcpStream::connect(("127.0.0.1", upstream))?;
+        let name = ServerName::try_from("127.0.0.1").expect("server name");
+        let conn =
+            rustls::ClientConnection::new(tls.clone(), name).map_err(std::io::Error::other)?;
+        let mut up = rustls::StreamOwned::new(conn, tcp);
+        up.write_all(forward.as_bytes())?;
+        up.write_all(&body)?;
+        up.flush()?;
+        // the response, a watch's stream included, until the server closes
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match up.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => client.write_all(&buf[..n])?,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Replaces the faults to inject.
+    pub fn set_faults(&self, faults: Vec<Fault>) {
+        self.state.lock().unwrap().faults = faults;
+    }
+
+    /// Requests seen so far with this method whose path contains `path_part` (injected faults included).
+    pub fn count(&self, method: &str, path_part: &str) -> usize {
+        let prefix = format!("{method} ");
+        self.state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|l| l.starts_with(&prefix) && l.contains(path_part))
+            .count()
+    }
+
+    /// Every request so far, "METHOD PATH -> fwd|STATUS".
+    pub fn log(&self) -> Vec<String> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
