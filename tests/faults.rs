@@ -198,6 +198,7 @@ fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
     );
     assert_eq!(replicas(kube, ns, "api-faults"), WANT);
     assert_eq!(scale_writes(&ctrl), 1, "one scale write succeeded");
+    ctrl.assert_never_forbidden();
     report(&format!(
         "[faults] /scale through the fault proxy: a 12 s hang (10 s timeout), 409 x2, 500 x2, landed {landed:.2?} \
          after start in {scale_patches} PATCHes; status: 500 x3, landed in {status_patches} PATCHes; replicas went \
@@ -373,6 +374,7 @@ fn a_recreated_target_and_an_edited_scaler_are_honoured_at_once() {
         2,
         "no data is not zero load: held"
     );
+    ctrl.assert_never_forbidden();
     report(&format!(
         "[faults] edits: target deleted -> TargetNotFound in {gone:.2?}, re-created and scaled in {back:.2?}; \
          maxReplicas 6 honoured in {max:.2?}; DryRun never wrote; a new query without data -> \

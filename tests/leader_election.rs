@@ -41,6 +41,7 @@ impl Env {
         let prom = Prometheus::start_with_history(&om);
         let kube = KubeCluster::shared();
         let kubeconfig = kube.operator_kubeconfig(ns, None);
+        kube.assert_namespaced_operator_identity(&kubeconfig, ns);
         kube.create(
             &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
             json!({
@@ -167,6 +168,9 @@ fn one_leader(env: &Env, procs: &mut [(String, Controller)]) -> usize {
     );
     let i = leaders[0];
     assert_eq!(env.holder(), procs[i].0, "the Lease names the leader");
+    for (_, p) in procs.iter() {
+        p.assert_never_forbidden();
+    }
     for (j, (name, p)) in procs.iter().enumerate() {
         if j != i {
             assert_eq!(scaled(p), 0, "standby {name} wrote:\n{}", p.log_tail(20));

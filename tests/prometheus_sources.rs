@@ -881,6 +881,7 @@ fn controller_reports_each_source_failure_never_scales_down_and_names_the_drivin
         "no warning for insecureSkipVerify"
     );
     assert!(!log.contains("panicked"), "the controller panicked");
+    ctrl.assert_never_forbidden();
     assert_no_secret("the controller log", &log);
     assert_no_secret("events", &serde_json::to_string(&events).unwrap());
     assert_no_secret("scalers", &kube.get(SCALERS).to_string());

@@ -506,6 +506,64 @@ impl KubeCluster {
         path
     }
 
+    /// `kubectl auth can-i ARGS` as the identity of `kubeconfig`: true for "yes".
+    pub fn can_i(&self, kubeconfig: &Path, args: &[&str]) -> bool {
+        let kc = kubeconfig.display().to_string();
+        let mut all = vec!["--kubeconfig", kc.as_str(), "auth", "can-i"];
+        all.extend_from_slice(args);
+        let out = self.kubectl(&all);
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            answer == "yes" || answer == "no",
+            "kubectl auth can-i {args:?}: {answer} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answer == "yes"
+    }
+
+    /// The identity of [`KubeCluster::operator_kubeconfig`] for `ns` may do what the operator does there
+    /// (scale, status, events, its Lease) and nothing beyond: no other namespace, no Secrets, no writes
+    /// to the Deployments themselves.
+    pub fn assert_namespaced_operator_identity(&self, kubeconfig: &Path, ns: &str) {
+        for allowed in [
+            &["patch", "deployments", "--subresource=scale", "-n", ns][..],
+            &["watch", "predictivescalers.prescale.dev", "-n", ns],
+            &[
+                "patch",
+                "predictivescalers.prescale.dev",
+                "--subresource=status",
+                "-n",
+                ns,
+            ],
+            &["create", "events.events.k8s.io", "-n", ns],
+            &["patch", "leases.coordination.k8s.io", "-n", ns],
+        ] {
+            assert!(
+                self.can_i(kubeconfig, allowed),
+                "should be allowed: {allowed:?}"
+            );
+        }
+        for refused in [
+            &["list", "predictivescalers.prescale.dev", "--all-namespaces"][..],
+            &["list", "predictivescalers.prescale.dev", "-n", "default"],
+            &[
+                "patch",
+                "deployments",
+                "--subresource=scale",
+                "-n",
+                "default",
+            ],
+            &["get", "secrets", "-n", ns],
+            &["patch", "deployments", "-n", ns],
+            &["delete", "deployments", "-n", ns],
+        ] {
+            assert!(
+                !self.can_i(kubeconfig, refused),
+                "must not be allowed: {refused:?}"
+            );
+        }
+    }
+
     fn next_seq(&self) -> usize {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)

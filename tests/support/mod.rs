@@ -757,6 +757,16 @@ impl Controller {
         &self.log
     }
 
+    /// Panics if the API server refused the operator anything (its RBAC is short of a verb).
+    pub fn assert_never_forbidden(&self) {
+        let log = self.log();
+        assert!(
+            !log.to_lowercase().contains("forbidden"),
+            "the API server refused the operator something (RBAC):\n{}",
+            self.log_tail(LOG_TAIL_LINES)
+        );
+    }
+
     /// Kills it now.
     pub fn stop(&mut self) {
         kill(&mut self.child);
