@@ -96,7 +96,7 @@ fn parse_namespace(s: &str) -> Result<String, String> {
     let s = s.trim();
     // a namespace name is a DNS label, as a source name is; an empty entry (say
     // PRESCALE_NAMESPACES="") adds nothing
-    if s.is_empty() || prescale::sources::config::is_valid_source_name(s) {
+    if s.is_empty() || prescale::api::validate::is_dns_label(s) {
         Ok(s.to_string())
     } else {
         Err(format!(

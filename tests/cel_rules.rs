@@ -254,6 +254,30 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
         ),
         ("a URL as source", source, "spec.metrics[0].source"),
         (
+            "a 365-day horizon at a 1m step",
+            with(&["forecast", "horizon"], json!("365d")),
+            "spec.forecast.horizon: Invalid value: forecast.horizon / history.step must be at most 20000 points",
+        ),
+        (
+            "ten years of history at 1 s",
+            with(&["history"], json!({"lookback": "3650d", "step": "1s"})),
+            "spec.history.lookback: Invalid value: history.lookback / history.step must be at most 50000 points",
+        ),
+        (
+            "a step below one second",
+            with(&["history", "step"], json!("500ms")),
+            "spec.history.step: Invalid value: history.step must be at least 1s",
+        ),
+        (
+            "a metric name with a newline",
+            {
+                let mut m = manifest();
+                m["spec"]["metrics"][0]["name"] = json!("req\nfake");
+                m
+            },
+            "spec.metrics[0].name",
+        ),
+        (
             "an unknown field",
             unknown,
             "unknown field \"spec.maxReplica\"",

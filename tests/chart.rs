@@ -145,14 +145,14 @@ fn watched_namespaces_get_roles_and_nothing_cluster_wide() {
         .map(|r| r["metadata"]["namespace"].as_str().unwrap())
         .collect();
     assert_eq!(namespaces, ["ai-gateway", "team-b"]);
+    // full-values.yaml has a source with allowedNamespaceSelector: the namespaces' labels are read
+    let mut want = operator_rules(&[
+        ("apps", &["deployments", "statefulsets"]),
+        ("argoproj.io", &["rollouts"]),
+    ]);
+    want.push("[\"\"] [\"namespaces\"] [\"get\"]".into());
     for role in &roles {
-        assert_eq!(
-            rules(role),
-            operator_rules(&[
-                ("apps", &["deployments", "statefulsets"]),
-                ("argoproj.io", &["rollouts"])
-            ])
-        );
+        assert_eq!(rules(role), want);
     }
     let bindings = of_kind(&docs, "RoleBinding");
     assert_eq!(bindings.len(), 2);
@@ -288,6 +288,64 @@ fn leader_election_gets_a_lease_role_and_the_pod_its_namespace() {
             "{rule}"
         );
     }
+}
+
+#[test]
+fn source_access_renders_into_the_sources_file_and_a_selector_adds_namespace_reads() {
+    let Some(docs) = render(&["-f", "charts/prescale/ci/full-values.yaml"]) else {
+        return;
+    };
+    let cm = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["data"].get("sources.yaml").is_some())
+        .expect("the sources ConfigMap");
+    let text = cm["data"]["sources.yaml"].as_str().unwrap();
+    let file = parse_sources(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let by = |n: &str| {
+        file.sources
+            .iter()
+            .find(|s| s.name == n)
+            .unwrap()
+            .access()
+            .unwrap()
+    };
+    let default = by("default");
+    assert!(default.all_namespaces);
+    assert_eq!(
+        default.enforce_namespace_label.as_deref(),
+        Some("namespace")
+    );
+    assert_eq!(by("mimir-team-a").namespaces, ["ai-gateway"]);
+    assert!(!by("mimir-team-a").all_namespaces);
+    assert!(by("thanos").needs_labels());
+    let victoria = by("victoria");
+    assert!(
+        !victoria.all_namespaces && victoria.namespaces.is_empty(),
+        "closed without an allowlist"
+    );
+    // the selector needs the namespaces' labels: get, and nothing else, in every watched namespace
+    for role in of_kind(&docs, "Role").into_iter().filter(|r| {
+        !r["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("leader-election")
+    }) {
+        let rules = rules(role);
+        assert_eq!(
+            rules.last().unwrap(),
+            "[\"\"] [\"namespaces\"] [\"get\"]",
+            "{rules:?}"
+        );
+    }
+    // without a selector, no namespace reads (the default RBAC test checks the exact rules)
+    let Some(plain) = render(&["--set", "prometheus.url=http://p:9090"]) else {
+        return;
+    };
+    assert!(
+        !serde_json::to_string(&plain)
+            .unwrap()
+            .contains("\"namespaces\"")
+    );
 }
 
 #[test]

@@ -38,6 +38,12 @@ pub mod reasons {
     pub const EMPTY_QUERY_RESULT: &str = "EmptyQueryResult";
     pub const MULTIPLE_SERIES: &str = "QueryReturnedManySeries";
     pub const UNKNOWN_SOURCE: &str = "UnknownSource";
+    /// The scaler's namespace may not use the source it names.
+    pub const SOURCE_NOT_ALLOWED: &str = "SourceNotAllowed";
+    /// The query reads outside the scaler's namespace on a source that isolates namespaces.
+    pub const QUERY_NOT_ALLOWED: &str = "QueryNotAllowed";
+    /// The answer was larger than one series of the asked points can be.
+    pub const QUERY_TOO_LARGE: &str = "QueryTooLarge";
     pub const MODEL_FIT_FAILED: &str = "ModelFitFailed";
     pub const STALE_FORECAST: &str = "StaleForecast";
     pub const READY_FOR_NEW_SCALE: &str = "ReadyForNewScale";

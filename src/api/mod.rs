@@ -8,7 +8,7 @@ pub mod v1alpha1;
 pub mod validate;
 
 pub use v1alpha1::*;
-pub use validate::{MetricConfig, ScalerConfig, validate};
+pub use validate::{Limits, MetricConfig, ScalerConfig, validate, validate_with};
 
 /// The API group of prescale's resources.
 pub const GROUP: &str = "prescale.dev";

@@ -64,6 +64,21 @@ macro_rules! cel_duration_ms {
         .message("history.step must be shorter than history.lookback")
         .field_path(".spec.history.step")
         .reason(Reason::FieldValueInvalid),
+    validation = Rule::new(concat!(cel_duration_ms!("self.spec.history.step"), " >= 1000"))
+        .message("history.step must be at least 1s")
+        .field_path(".spec.history.step")
+        .reason(Reason::FieldValueInvalid),
+    // the caps of crate::api::validate::MAX_HISTORY_POINTS and MAX_FORECAST_POINTS
+    validation = Rule::new(concat!(
+        cel_duration_ms!("self.spec.history.lookback"), " <= ", cel_duration_ms!("self.spec.history.step"), " * 50000"))
+        .message("history.lookback / history.step must be at most 50000 points: raise history.step or shorten history.lookback")
+        .field_path(".spec.history.lookback")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new(concat!(
+        cel_duration_ms!("self.spec.forecast.horizon"), " <= ", cel_duration_ms!("self.spec.history.step"), " * 20000"))
+        .message("forecast.horizon / history.step must be at most 20000 points: raise history.step or shorten forecast.horizon")
+        .field_path(".spec.forecast.horizon")
+        .reason(Reason::FieldValueInvalid),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveScalerSpec {
@@ -151,8 +166,12 @@ pub enum Fallback {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricSpec {
-    /// A short name for the metric, shown in status and events (e.g. `requests`, `tokens`).
-    #[schemars(length(min = 1, max = 63))]
+    /// A short name for the metric, shown in status, events, metrics and logs (e.g. `requests`,
+    /// `tokens`): lower case letters, digits and `-`, at most 63, like a Kubernetes name.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// The name of a Prometheus source configured in the operator by the cluster admin
@@ -184,6 +203,7 @@ pub struct MetricSpec {
 #[serde(rename_all = "camelCase")]
 pub struct HistorySpec {
     /// How much history to fit on, e.g. `14d`. Two weeks lets prescale learn the weekly cycle.
+    /// At most 50,000 steps (`lookback / step`; 34 days at `1m`).
     #[serde(default = "default_lookback")]
     #[schemars(
         regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
@@ -191,7 +211,7 @@ pub struct HistorySpec {
     )]
     pub lookback: String,
 
-    /// Resolution of the series, e.g. `1m`.
+    /// Resolution of the series, e.g. `1m`; at least `1s`.
     #[serde(default = "default_step")]
     #[schemars(
         regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
@@ -245,7 +265,8 @@ pub struct ForecastSpec {
     )]
     pub seasonal_periods: Vec<String>,
 
-    /// How far ahead to forecast, e.g. `2h`. Must be longer than `scaleUp.leadTime`.
+    /// How far ahead to forecast, e.g. `2h`. Must be longer than `scaleUp.leadTime`, and at
+    /// most 20,000 steps of `history.step`.
     #[serde(default = "default_horizon")]
     #[schemars(
         regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),

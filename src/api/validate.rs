@@ -43,13 +43,72 @@ pub struct MetricConfig {
     pub target_per_replica: f64,
 }
 
+/// The most points of history one metric may fetch and keep (`history.lookback /
+/// history.step`); the CRD's CEL rule has the same number. 50,000 is 34 days at 1 minute.
+pub const MAX_HISTORY_POINTS: u64 = 50_000;
+/// The most points one forecast may hold (`forecast.horizon / history.step`); the CRD's CEL
+/// rule has the same number. 20,000 is 13 days at 1 minute.
+pub const MAX_FORECAST_POINTS: u64 = 20_000;
+
+/// The bounds on the work one PredictiveScaler may ask of the operator. The CRD enforces the
+/// defaults; the operator checks again (objects stored before a rule existed, a smaller
+/// history cache) before it fetches or allocates anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// At most this many history points per metric.
+    pub max_history_points: u64,
+    /// At most this many forecast points.
+    pub max_forecast_points: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_history_points: MAX_HISTORY_POINTS,
+            max_forecast_points: MAX_FORECAST_POINTS,
+        }
+    }
+}
+
+impl Limits {
+    /// The default limits, with the history bounded by a cache of `cache_points` too (one
+    /// series larger than the whole cache would be fetched whole on every evaluation).
+    pub fn with_cache_points(cache_points: usize) -> Self {
+        let d = Self::default();
+        Self {
+            max_history_points: d.max_history_points.min(cache_points as u64),
+            ..d
+        }
+    }
+}
+
+/// A name shown in status, events, metrics and logs, or used as a source name: a DNS label
+/// (lower case letters, digits and `-`, at most 63, starting and ending with a letter or digit).
+pub fn is_dns_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
 /// Why a spec cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid spec: {0}")]
 pub struct InvalidSpec(pub String);
 
-/// Reads and checks a spec.
+/// Reads and checks a spec, with the default [`Limits`].
 pub fn validate(spec: &PredictiveScalerSpec) -> Result<ScalerConfig, InvalidSpec> {
+    validate_with(spec, &Limits::default())
+}
+
+/// Reads and checks a spec, refusing one that asks for more work than `limits` allow.
+pub fn validate_with(
+    spec: &PredictiveScalerSpec,
+    limits: &Limits,
+) -> Result<ScalerConfig, InvalidSpec> {
     let bad = |msg: String| Err(InvalidSpec(msg));
     let dur = |field: &str, value: &str| {
         parse_duration(value).map_err(|e| InvalidSpec(format!("{field}: {e}")))
@@ -77,13 +136,16 @@ pub fn validate(spec: &PredictiveScalerSpec) -> Result<ScalerConfig, InvalidSpec
     }
     let mut metrics = Vec::with_capacity(spec.metrics.len());
     for (i, m) in spec.metrics.iter().enumerate() {
-        if m.name.is_empty() {
-            return bad(format!("metrics[{i}].name is empty"));
+        if !is_dns_label(&m.name) {
+            return bad(format!(
+                "metrics[{i}].name {:?} must be lower case letters, digits and '-' (at most 63)",
+                m.name
+            ));
         }
         if spec.metrics[..i].iter().any(|o| o.name == m.name) {
             return bad(format!("metric name {:?} is used twice", m.name));
         }
-        if !crate::sources::config::is_valid_source_name(&m.source) {
+        if !is_dns_label(&m.source) {
             return bad(format!(
                 "metrics[{i}] ({}).source {:?} is not a source name (lower case letters, digits, '-'); \
                  sources are configured in the operator, never given as a URL",
@@ -139,6 +201,22 @@ pub fn validate(spec: &PredictiveScalerSpec) -> Result<ScalerConfig, InvalidSpec
         return bad(format!(
             "forecast.horizon ({}) must be at least one history.step ({})",
             spec.forecast.horizon, spec.history.step
+        ));
+    }
+    let history_points = lookback.as_millis() / step.as_millis().max(1);
+    if history_points > u128::from(limits.max_history_points) {
+        return bad(format!(
+            "history.lookback / history.step is {history_points} points ({} at {}); at most {} may be fetched \
+             per metric: raise history.step or shorten history.lookback",
+            spec.history.lookback, spec.history.step, limits.max_history_points
+        ));
+    }
+    let forecast_points = horizon.as_millis() / step.as_millis().max(1);
+    if forecast_points > u128::from(limits.max_forecast_points) {
+        return bad(format!(
+            "forecast.horizon / history.step is {forecast_points} points ({} at {}); at most {} may be \
+             forecast: raise history.step or shorten forecast.horizon",
+            spec.forecast.horizon, spec.history.step, limits.max_forecast_points
         ));
     }
     let q = spec.forecast.quantile;
@@ -246,12 +324,76 @@ mod tests {
                 |s| s.metrics[0].source = "http://evil.example:9090".into(),
                 "is not a source name",
             ),
+            (
+                |s| s.metrics[0].name = "req\u{1b}[2J\nfake log line".into(),
+                "must be lower case letters, digits and '-'",
+            ),
+            (
+                |s| {
+                    s.history.lookback = "1h".into();
+                    s.history.step = "1s".into();
+                    s.forecast.horizon = "365d".into();
+                },
+                "forecast.horizon / history.step is 31536000 points (365d at 1s); at most 20000",
+            ),
+            (
+                |s| {
+                    s.history.lookback = "3650d".into();
+                    s.history.step = "1s".into();
+                },
+                "history.lookback / history.step is 315360000 points (3650d at 1s); at most 50000",
+            ),
         ];
         for (change, want) in cases {
             let mut s = spec();
             change(&mut s);
             let err = validate(&s).unwrap_err().to_string();
             assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_small_history_cache_lowers_the_history_cap() {
+        let spec: PredictiveScalerSpec = serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "maxReplicas": 10,
+            "metrics": [{"name": "requests", "query": "q", "targetPerReplica": "1"}],
+        }))
+        .unwrap();
+        // 14 days at 1 minute: 20,160 points
+        validate_with(&spec, &Limits::with_cache_points(20_160)).unwrap();
+        let err = validate_with(&spec, &Limits::with_cache_points(20_000))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is 20160 points") && err.contains("at most 20000"),
+            "{err}"
+        );
+        assert_eq!(Limits::with_cache_points(10_000_000), Limits::default());
+    }
+
+    #[test]
+    fn dns_labels() {
+        for ok in ["default", "a", "mimir-team-a", "x1", &"a".repeat(63)] {
+            assert!(is_dns_label(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "a_b",
+            "-a",
+            "a-",
+            "a.b",
+            "http://x",
+            &"a".repeat(64),
+            "a\nb",
+        ] {
+            assert!(!is_dns_label(bad), "{bad}");
         }
     }
 }

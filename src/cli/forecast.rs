@@ -17,7 +17,7 @@ use crate::{
     },
     planner::{Forecast, ForecastSettings, Series, fit_forecast},
     sim::plot::{BITMAP_FAMILY, SVG_FAMILY, bitmap_font, number},
-    sources::{HistoryKey, HistoryStore, config::SourceFlags},
+    sources::{HistoryKey, HistoryStore, Resolved, SourceError, config::SourceFlags},
 };
 
 /// Flags of `prescale forecast`.
@@ -68,6 +68,9 @@ struct Job {
     source: String,
     query: String,
     target: Option<f64>,
+    /// With `--scaler`: its namespace and that namespace's labels, so the query goes out as the
+    /// operator would send it (the source's allowed namespaces and namespace isolation).
+    scope: Option<(String, std::collections::BTreeMap<String, String>)>,
 }
 
 /// What a metric gave.
@@ -89,9 +92,16 @@ pub async fn run(args: &ForecastArgs) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     println!("{label}");
     for job in jobs {
-        let source = match sources.get(&job.source) {
-            Ok(s) => s,
-            Err(_) => {
+        let resolved = match &job.scope {
+            Some((ns, labels)) => sources.resolve(ns, Some(labels), &job.source, &job.query),
+            None => sources.get(&job.source).map(|source| Resolved {
+                source,
+                query: job.query.clone(),
+            }),
+        };
+        let Resolved { source, query } = match resolved {
+            Ok(r) => r,
+            Err(SourceError::UnknownSource { .. }) => {
                 failed.push(format!(
                     "metric {}: the source {:?} is not configured (give --source-url, or --sources-file \
                      with a source of that name)",
@@ -99,10 +109,14 @@ pub async fn run(args: &ForecastArgs) -> anyhow::Result<()> {
                 ));
                 continue;
             }
+            Err(e) => {
+                failed.push(format!("metric {}: {} ({})", job.name, e, e.reason()));
+                continue;
+            }
         };
         let key = HistoryKey {
             source: job.source.clone(),
-            query: job.query.clone(),
+            query,
             step: settings.step,
         };
         let before = source.requests().unwrap_or(0);
@@ -282,6 +296,7 @@ fn from_flags(args: &ForecastArgs) -> anyhow::Result<Plan> {
         source: args.source.clone(),
         query,
         target,
+        scope: None,
     };
     Ok((vec![job], settings, None, label))
 }
@@ -296,11 +311,18 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
-    let api: Api<PredictiveScaler> = Api::namespaced(client, namespace);
+    let api: Api<PredictiveScaler> = Api::namespaced(client.clone(), namespace);
     let ps = api
         .get(name)
         .await
         .with_context(|| format!("reading PredictiveScaler {namespace}/{name}"))?;
+    // a source may admit namespaces by label; without the right to read them, by name only
+    let labels = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .get_metadata(namespace)
+        .await
+        .ok()
+        .and_then(|n| n.metadata.labels)
+        .unwrap_or_default();
     let config = validate(&ps.spec).map_err(|e| anyhow!("PredictiveScaler {which}: {e}"))?;
     let settings = settings(args, Some(&config))?;
     let jobs = config
@@ -311,6 +333,7 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
             source: m.source.clone(),
             query: m.query.clone(),
             target: Some(m.target_per_replica),
+            scope: Some((namespace.to_string(), labels.clone())),
         })
         .collect();
     let label = format!(

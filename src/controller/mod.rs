@@ -38,7 +38,7 @@ use crate::{
     Error,
     api::PredictiveScaler,
     metrics::Metrics,
-    sources::{HistoryStore, Sources},
+    sources::{HistoryStore, RetryPolicy, Sources},
 };
 
 /// Settings of the controller process.
@@ -51,6 +51,13 @@ pub struct ControllerConfig {
     /// The namespaces whose PredictiveScalers are watched; empty: all namespaces. With a list
     /// the operator never reads anything cluster-wide, so namespaced Roles are enough.
     pub namespaces: Vec<String>,
+}
+
+impl ControllerConfig {
+    /// The bounds on one scaler's work: the CRD's, and its history within the cache.
+    pub fn limits(&self) -> crate::api::Limits {
+        crate::api::Limits::with_cache_points(self.history_max_points)
+    }
 }
 
 impl Default for ControllerConfig {
@@ -89,7 +96,11 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             sources,
-            history: HistoryStore::new(config.history_max_points),
+            // a failing query is asked again after one sync interval, then 2, 4, ... up to 5 min
+            history: HistoryStore::new(config.history_max_points).with_retry(RetryPolicy {
+                base: config.sync_interval.as_secs().max(1) as i64,
+                max: 300,
+            }),
             config,
             metrics: Arc::default(),
             writes: Arc::new(AtomicBool::new(true)),

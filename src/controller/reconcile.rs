@@ -21,7 +21,7 @@ use crate::{
     api::{
         ForecastStatus, Mode, ModelKind, PredictiveScaler, ScalerConfig,
         conditions::{Cond, Status, reasons, types},
-        validate,
+        validate_with,
     },
     metrics::{
         Metrics, ModelLabels, ReasonLabels, ScaleLabels, ScalerLabels, ScalerMetricLabels,
@@ -29,12 +29,10 @@ use crate::{
     },
     planner::{
         self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
-        Selection, Unavailable, fit_forecast,
-        forecast::kind_name,
-        select_model,
-        series::{Series, align_down},
+        Selection, Unavailable, fit_forecast, forecast::kind_name, select_model,
+        series::align_down,
     },
-    sources::{HistoryKey, SourceError},
+    sources::{HistoryKey, MetricsSource, SourceError},
 };
 
 /// What a PredictiveScaler's reconciles remember between runs (in memory only).
@@ -62,6 +60,12 @@ pub struct FitKey {
     pub settings: ForecastSettings,
 }
 
+/// A metric's source and its history key (with the query as that source receives it).
+struct SourcedQuery {
+    source: Arc<dyn MetricsSource>,
+    key: HistoryKey,
+}
+
 /// One metric after the IO stage.
 struct MetricOutcome {
     name: String,
@@ -80,9 +84,15 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
     let mut state = ctx.take_state(&key);
     let result = reconcile_inner(&ps, &ctx, &key, &namespace, &mut state, now).await;
     ctx.put_state(key, state);
+    let elapsed = started.elapsed();
     ctx.metrics
         .reconcile_duration
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
+    debug!(
+        elapsed_us = elapsed.as_micros() as u64,
+        ok = result.is_ok(),
+        "reconciled"
+    );
     if let Err(e) = &result {
         ctx.metrics
             .reconcile_errors
@@ -144,7 +154,7 @@ async fn reconcile_inner(
     now: Timestamp,
 ) -> Result<Action> {
     let now_s = now.as_second();
-    let config = match validate(&ps.spec) {
+    let config = match validate_with(&ps.spec, &ctx.config.limits()) {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "invalid spec; the target is not written");
@@ -207,7 +217,7 @@ async fn reconcile_inner(
 
     // history and forecasts
     let remembered = ps.status.as_ref().and_then(|s| s.forecast.as_ref());
-    let outcomes = evaluate_metrics(ctx, key, &config, state, now_s, remembered).await?;
+    let outcomes = evaluate_metrics(ctx, key, namespace, &config, state, now_s, remembered).await?;
     let inputs: Vec<MetricInput<'_>> = outcomes
         .iter()
         .map(|o| MetricInput {
@@ -393,9 +403,36 @@ fn why(d: &planner::Decision) -> String {
     }
 }
 
+/// The labels of `namespace`, when a source a metric names admits namespaces by label; `None`
+/// otherwise, or when they cannot be read (then only the names and `*` admit it).
+async fn namespace_labels(
+    ctx: &Context,
+    namespace: &str,
+    config: &ScalerConfig,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let needed = config.metrics.iter().any(|m| {
+        ctx.sources
+            .access(&m.source)
+            .is_some_and(|a| a.needs_labels())
+    });
+    if !needed {
+        return None;
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(ctx.client.clone());
+    match api.get_metadata(namespace).await {
+        Ok(ns) => Some(ns.metadata.labels.unwrap_or_default()),
+        Err(e) => {
+            warn!(error = %e, "cannot read the namespace's labels for a source's allowedNamespaceSelector");
+            None
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // plain wiring of the reconcile's pieces
 async fn evaluate_metrics(
     ctx: &Context,
     user: &str,
+    namespace: &str,
     config: &ScalerConfig,
     state: &mut ScalerState,
     now: i64,
@@ -409,26 +446,37 @@ async fn evaluate_metrics(
         .iter()
         .map(|p| p.as_secs() as i64)
         .collect();
-    let keys: Vec<HistoryKey> = config
+    // who may use which source, and each query as its source must receive it
+    let labels = namespace_labels(ctx, namespace, config).await;
+    let resolved: Vec<std::result::Result<SourcedQuery, SourceError>> = config
         .metrics
         .iter()
-        .map(|m| HistoryKey {
-            source: m.source.clone(),
-            query: m.query.clone(),
-            step,
+        .map(|m| {
+            let r = ctx
+                .sources
+                .resolve(namespace, labels.as_ref(), &m.source, &m.query)?;
+            let key = HistoryKey {
+                source: m.source.clone(),
+                query: r.query,
+                step,
+            };
+            Ok(SourcedQuery {
+                source: r.source,
+                key,
+            })
         })
         .collect();
     // a query or step that changed (or a metric that went) releases its cached history
-    ctx.history.use_only(user, &keys);
+    let in_use: Vec<HistoryKey> = resolved.iter().flatten().map(|q| q.key.clone()).collect();
+    ctx.history.use_only(user, &in_use);
     state
         .fits
         .retain(|name, _| config.metrics.iter().any(|m| &m.name == name));
 
     let mut out = Vec::with_capacity(config.metrics.len());
-    for (m, key) in config.metrics.iter().zip(keys) {
-        let series: std::result::Result<Arc<Series>, SourceError> = match ctx.sources.get(&m.source)
-        {
-            Ok(source) => {
+    for (m, resolved) in config.metrics.iter().zip(resolved) {
+        let (series, key) = match resolved {
+            Ok(SourcedQuery { source, key }) => {
                 let started = std::time::Instant::now();
                 let r = ctx
                     .history
@@ -440,9 +488,9 @@ async fn evaluate_metrics(
                         source: m.source.clone(),
                     })
                     .observe(started.elapsed().as_secs_f64());
-                r
+                (r, Some(key))
             }
-            Err(e) => Err(e),
+            Err(e) => (Err(e), None),
         };
         let unavailable = match &series {
             Err(e) => {
@@ -458,9 +506,9 @@ async fn evaluate_metrics(
             )),
             Ok(_) => None,
         };
-        let series = match (series, unavailable) {
-            (Ok(s), None) => s,
-            (_, u) => {
+        let (series, key) = match (series, unavailable, key) {
+            (Ok(s), None, Some(key)) => (s, key),
+            (_, u, _) => {
                 out.push(MetricOutcome {
                     name: m.name.clone(),
                     target_per_replica: m.target_per_replica,

@@ -289,6 +289,32 @@ async fn invalid_spec_reports_and_never_reads_or_writes_the_target() {
 }
 
 #[tokio::test]
+async fn an_oversized_spec_is_refused_before_anything_is_fetched_or_allocated() {
+    // 1h of history at 1 s and a 365-day horizon at 1 s: 31.5 million forecast points
+    let (ctx, mut handle, source) = context(Some(95.0));
+    let mut ps = scaler("Active", 2, 60);
+    ps.spec.history.lookback = "1h".into();
+    ps.spec.history.step = "1s".into();
+    ps.spec.forecast.horizon = "365d".into();
+    let task = tokio::spawn(reconcile(Arc::new(ps), ctx));
+    let status = expect(&mut handle, Method::PATCH, STATUS, stored())
+        .await
+        .unwrap();
+    task.await.unwrap().unwrap();
+    let message = condition(&status, "Ready")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("forecast.horizon / history.step is 31536000 points")
+            && message.contains("at most 20000"),
+        "{message}"
+    );
+    assert_no_more_requests(&mut handle);
+    assert_eq!(*source.calls.lock().unwrap(), 0, "nothing was fetched");
+}
+
+#[tokio::test]
 async fn missing_target_is_a_condition_not_a_write() {
     let (ctx, mut handle, _) = context(Some(95.0));
     let task = tokio::spawn(reconcile(Arc::new(scaler("Active", 2, 60)), ctx));

@@ -27,7 +27,7 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{Sources, prometheus::PrometheusSource};
+use super::{SourceAccess, Sources, access::NamespaceSelector, prometheus::PrometheusSource};
 use crate::api::duration::parse_duration;
 
 /// The name a PredictiveScaler's metric uses when it names no source.
@@ -69,6 +69,77 @@ pub struct SourceConfig {
     /// credentials: `Authorization` is refused here.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Namespaces whose PredictiveScalers may use this source: names, or `"*"` for every
+    /// namespace. With neither this nor `allowedNamespaceSelector`, the source named `default`
+    /// is open to every namespace (as before these keys existed) and any other source to none.
+    #[serde(default)]
+    pub allowed_namespaces: Option<Vec<String>>,
+    /// Namespaces whose labels match this selector may use the source too (`matchLabels`,
+    /// `matchExpressions`). The operator then reads Namespaces (RBAC: namespaces get).
+    #[serde(default)]
+    pub allowed_namespace_selector: Option<NamespaceSelector>,
+    /// Confine each scaler's queries to its own namespace: every vector selector gets
+    /// `<label>="<the scaler's namespace>"` (e.g. `namespace`), as prom-label-proxy does, and a
+    /// query that matches that label with anything else is refused.
+    #[serde(default)]
+    pub enforce_namespace_label: Option<String>,
+    /// At most this many queries in flight to this source at once (default 8); a query waits
+    /// for a slot at most the source's timeout.
+    #[serde(default)]
+    pub max_concurrent_queries: Option<usize>,
+}
+
+/// Queries in flight to one source at once, when its config sets no `maxConcurrentQueries`.
+pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 8;
+
+impl SourceConfig {
+    /// Who may use this source, from `allowedNamespaces`, `allowedNamespaceSelector` and
+    /// `enforceNamespaceLabel`; checked.
+    pub fn access(&self) -> Result<SourceAccess, ConfigError> {
+        let bad = |what: String| ConfigError(format!("source {:?}: {what}", self.name));
+        let mut access = SourceAccess {
+            enforce_namespace_label: self.enforce_namespace_label.clone(),
+            ..Default::default()
+        };
+        if let Some(label) = &self.enforce_namespace_label
+            && !is_prometheus_label_name(label)
+        {
+            return Err(bad(format!(
+                "enforceNamespaceLabel {label:?} is not a Prometheus label name"
+            )));
+        }
+        match (&self.allowed_namespaces, &self.allowed_namespace_selector) {
+            (None, None) => access.all_namespaces = self.name == DEFAULT_SOURCE,
+            (names, selector) => {
+                for n in names.iter().flatten() {
+                    if n == "*" {
+                        access.all_namespaces = true;
+                    } else if crate::api::validate::is_dns_label(n) {
+                        access.namespaces.push(n.clone());
+                    } else {
+                        return Err(bad(format!(
+                            "allowedNamespaces: {n:?} is not a namespace name (or \"*\" for all)"
+                        )));
+                    }
+                }
+                if let Some(sel) = selector {
+                    sel.check()
+                        .map_err(|e| bad(format!("allowedNamespaceSelector: {e}")))?;
+                    access.selector = Some(sel.clone());
+                }
+            }
+        }
+        Ok(access)
+    }
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, as Prometheus requires of label names.
+fn is_prometheus_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// HTTP basic authentication; the password comes from a file, re-read every minute.
@@ -226,6 +297,7 @@ impl SourceFlags {
             basic_auth,
             tls: (tls != TlsConfig::default()).then_some(tls),
             headers,
+            ..Default::default()
         }))
     }
 
@@ -285,14 +357,9 @@ fn one_line(s: &str) -> String {
 /// Whether `name` is a valid source name: a DNS label (lower case letters, digits, `-`, at
 /// most 63 characters, starting and ending with a letter or digit). The CRD puts the same
 /// pattern on `metrics[].source`, so a URL can never be one.
+/// A source name: a DNS label, as PredictiveScalers name it in `metrics[].source`.
 pub fn is_valid_source_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+    crate::api::validate::is_dns_label(name)
 }
 
 fn check_names(sources: &[SourceConfig]) -> Result<(), ConfigError> {
@@ -321,8 +388,16 @@ pub fn build_sources(
 ) -> Result<Sources, ConfigError> {
     let mut sources = Sources::default();
     for c in configs {
+        let access = c.access()?;
         let source = PrometheusSource::from_config(c, default_timeout)?;
-        sources.insert(c.name.clone(), Arc::new(source));
+        if !access.all_namespaces && access.namespaces.is_empty() && access.selector.is_none() {
+            tracing::warn!(
+                source = %c.name,
+                "no namespace may use this source: set allowedNamespaces (names, or \"*\" for every namespace) \
+                 or allowedNamespaceSelector in the sources file"
+            );
+        }
+        sources.insert_with_access(c.name.clone(), Arc::new(source), access);
     }
     Ok(sources)
 }
@@ -375,6 +450,57 @@ sources:
     }
 
     #[test]
+    fn who_may_use_a_source() {
+        let f = parse_sources(
+            r#"
+sources:
+  - {name: default, url: "http://p:9090"}
+  - {name: closed, url: "http://p:9090"}
+  - {name: all, url: "http://p:9090", allowedNamespaces: ["*"], enforceNamespaceLabel: namespace}
+  - {name: two, url: "http://p:9090", allowedNamespaces: [team-a, team-b]}
+  - name: labelled
+    url: "http://p:9090"
+    allowedNamespaces: [ops]
+    allowedNamespaceSelector: {matchLabels: {tier: paid}}
+"#,
+        )
+        .unwrap();
+        let access = |n: &str| {
+            f.sources
+                .iter()
+                .find(|s| s.name == n)
+                .unwrap()
+                .access()
+                .unwrap()
+        };
+        let paid: BTreeMap<String, String> = [("tier".to_string(), "paid".to_string())].into();
+        assert!(
+            access("default").allows("anyone", None),
+            "default stays open"
+        );
+        assert!(
+            !access("closed").allows("anyone", None),
+            "others are closed without a list"
+        );
+        assert!(access("all").allows("anyone", None));
+        assert_eq!(
+            access("all").enforce_namespace_label.as_deref(),
+            Some("namespace")
+        );
+        assert!(access("two").allows("team-b", None) && !access("two").allows("team-c", None));
+        let l = access("labelled");
+        assert!(l.needs_labels());
+        assert!(l.allows("ops", None) && l.allows("x", Some(&paid)));
+        assert!(!l.allows("x", Some(&BTreeMap::new())) && !l.allows("x", None));
+        // a configured `default` is as closed as any other
+        let d = parse_sources(
+            "sources:\n- {name: default, url: \"http://p\", allowedNamespaces: [a]}\n",
+        )
+        .unwrap();
+        assert!(!d.sources[0].access().unwrap().allows("b", None));
+    }
+
+    #[test]
     fn the_example_file_parses() {
         let f = parse_sources(include_str!("../../examples/sources.yaml")).unwrap();
         let names: Vec<&str> = f.sources.iter().map(|s| s.name.as_str()).collect();
@@ -403,6 +529,22 @@ sources:
             (
                 "sources:\n- name: A_b\n  url: http://x\n",
                 "sources[0].name \"A_b\"",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  allowedNamespaces: [Team_A]\n",
+                "allowedNamespaces: \"Team_A\" is not a namespace name",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  enforceNamespaceLabel: \"name space\"\n",
+                "enforceNamespaceLabel \"name space\" is not a Prometheus label name",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  allowedNamespaceSelector: {}\n",
+                "an empty selector would select every namespace",
+            ),
+            (
+                "sources:\n- name: a\n  url: http://x\n  maxConcurrentQueries: 0\n",
+                "maxConcurrentQueries must be 1 or more",
             ),
             (
                 "sources:\n- name: a\n  url: http://x\n- name: a\n  url: http://y\n",

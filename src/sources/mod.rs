@@ -3,8 +3,10 @@
 //!
 //! This module and the controller are the only places that do IO.
 
+pub mod access;
 pub mod config;
 pub mod prometheus;
+pub mod promql;
 pub mod secret;
 
 use std::{
@@ -51,8 +53,33 @@ pub enum SourceError {
         source_name: String,
         message: String,
     },
-    #[error("the query returned {count} series ({}); it must return one series: wrap it in sum()", examples.join(", "))]
-    MultipleSeries { count: usize, examples: Vec<String> },
+    /// More than one series; only the count is told (other series' labels may belong to
+    /// someone else).
+    #[error("the query returned {count} series; it must return one series: wrap it in sum()")]
+    MultipleSeries { count: usize },
+    /// The answer grew past what one series of the asked points can need: reading stopped there.
+    #[error(
+        "source {source_name:?}: the answer was larger than {limit_bytes} bytes, the most one series of {points} \
+         points can need; reading stopped there (does the query return many series? wrap it in sum())"
+    )]
+    TooLarge {
+        source_name: String,
+        limit_bytes: u64,
+        points: i64,
+    },
+    #[error(
+        "namespace {namespace:?} may not use source {source_name:?} (the cluster admin allows sources per namespace \
+         in the operator's sources file: allowedNamespaces, allowedNamespaceSelector)"
+    )]
+    NotAllowed {
+        source_name: String,
+        namespace: String,
+    },
+    #[error("source {source_name:?} isolates namespaces: {message}")]
+    QueryNotAllowed {
+        source_name: String,
+        message: String,
+    },
 }
 
 impl SourceError {
@@ -66,6 +93,9 @@ impl SourceError {
             SourceError::InvalidQuery { .. } => reasons::INVALID_QUERY,
             SourceError::QueryFailed { .. } => reasons::METRICS_QUERY_FAILED,
             SourceError::MultipleSeries { .. } => reasons::MULTIPLE_SERIES,
+            SourceError::TooLarge { .. } => reasons::QUERY_TOO_LARGE,
+            SourceError::NotAllowed { .. } => reasons::SOURCE_NOT_ALLOWED,
+            SourceError::QueryNotAllowed { .. } => reasons::QUERY_NOT_ALLOWED,
         }
     }
 }
@@ -104,6 +134,40 @@ const REFETCH_STEPS: i64 = 5;
 /// days at 1 minute).
 pub const DEFAULT_MAX_POINTS: usize = 10_000_000;
 
+/// The last failure of a series' fetch: until `retry_at` its users get the same error without a
+/// request (a failing or refusing source is not asked again every sync).
+#[derive(Debug, Clone)]
+struct Failure {
+    error: SourceError,
+    failures: u32,
+    retry_at: i64,
+}
+
+/// How long a failing series waits before the next fetch: `base` after the first failure,
+/// doubling with each one after, at most `max` (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub base: i64,
+    pub max: i64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { base: 30, max: 300 }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after `failures` failures in a row (1 or more).
+    pub fn delay(&self, failures: u32) -> i64 {
+        let doublings = failures.saturating_sub(1).min(20);
+        self.base
+            .max(0)
+            .saturating_mul(1i64 << doublings)
+            .min(self.max.max(self.base))
+    }
+}
+
 /// One cached series and who uses it.
 struct Slot {
     /// Locked across a fetch, so users of one key never fetch it twice at once.
@@ -112,6 +176,7 @@ struct Slot {
     users: HashMap<String, i64>,
     last_used: u64,
     points: usize,
+    failure: Option<Failure>,
 }
 
 #[derive(Default)]
@@ -130,6 +195,7 @@ struct StoreInner {
 pub struct HistoryStore {
     inner: Mutex<StoreInner>,
     max_points: usize,
+    retry: RetryPolicy,
 }
 
 impl Default for HistoryStore {
@@ -154,7 +220,14 @@ impl HistoryStore {
         Self {
             inner: Mutex::default(),
             max_points,
+            retry: RetryPolicy::default(),
         }
+    }
+
+    /// Failing fetches wait as `retry` says before the next request.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Brings the series of `key` up to `now` for `user` and returns `lookback` seconds of it,
@@ -179,9 +252,13 @@ impl HistoryStore {
                 users: HashMap::new(),
                 last_used: tick,
                 points: 0,
+                failure: None,
             });
             slot.users.insert(user.to_string(), lookback);
             slot.last_used = tick;
+            if let Some(f) = slot.failure.as_ref().filter(|f| now < f.retry_at) {
+                return Err(f.error.clone());
+            }
             let keep = slot.users.values().copied().max().unwrap_or(lookback);
             (slot.series.clone(), keep.max(lookback))
         };
@@ -198,7 +275,13 @@ impl HistoryStore {
                 None => start,
             };
             let fresh = covers.is_none();
-            let samples = source.range(&key.query, fetch_from, end, step).await?;
+            let samples = match source.range(&key.query, fetch_from, end, step).await {
+                Ok(samples) => samples,
+                Err(e) => {
+                    self.record_failure(key, &cell, e.clone(), now);
+                    return Err(e);
+                }
+            };
             // values that are not finite (NaN, +Inf) are gaps, not load; cached values were
             // cleaned when they arrived
             let samples: Vec<(i64, f64)> = samples
@@ -230,9 +313,31 @@ impl HistoryStore {
             && Arc::ptr_eq(&slot.series, &cell)
         {
             slot.points = result.1;
+            slot.failure = None;
         }
         self.evict(&mut inner, key);
         Ok(result.0)
+    }
+
+    /// Remembers that fetching `key` failed at `now`, so its users wait before the next try.
+    fn record_failure(
+        &self,
+        key: &HistoryKey,
+        cell: &Arc<tokio::sync::Mutex<Option<Arc<Series>>>>,
+        error: SourceError,
+        now: i64,
+    ) {
+        let mut inner = self.inner.lock().expect("history lock");
+        if let Some(slot) = inner.slots.get_mut(key)
+            && Arc::ptr_eq(&slot.series, cell)
+        {
+            let failures = slot.failure.as_ref().map_or(0, |f| f.failures) + 1;
+            slot.failure = Some(Failure {
+                error,
+                failures,
+                retry_at: now + self.retry.delay(failures),
+            });
+        }
     }
 
     /// Drops least recently used series (never `keep`) until the store is within its bound.
@@ -296,10 +401,62 @@ impl HistoryStore {
     }
 }
 
-/// The sources configured in the operator, by name.
+/// Which namespaces may use a source, and whether their queries are confined to their own
+/// series. Configured per source by the cluster admin (the sources file).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourceAccess {
+    /// Every namespace may use the source.
+    pub all_namespaces: bool,
+    /// These namespaces may use it.
+    pub namespaces: Vec<String>,
+    /// And the namespaces whose labels match this selector.
+    pub selector: Option<access::NamespaceSelector>,
+    /// Every vector selector of a query gets `<label>="<the scaler's namespace>"`.
+    pub enforce_namespace_label: Option<String>,
+}
+
+impl SourceAccess {
+    /// Open to every namespace, no isolation (a source built in code, or `default` when the
+    /// admin configured nothing).
+    pub fn open() -> Self {
+        Self {
+            all_namespaces: true,
+            ..Default::default()
+        }
+    }
+
+    /// Whether a namespace's labels are needed to decide.
+    pub fn needs_labels(&self) -> bool {
+        !self.all_namespaces && self.selector.is_some()
+    }
+
+    /// May `namespace` (with `labels`, when [`SourceAccess::needs_labels`]) use the source?
+    pub fn allows(
+        &self,
+        namespace: &str,
+        labels: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> bool {
+        self.all_namespaces
+            || self.namespaces.iter().any(|n| n == namespace)
+            || self
+                .selector
+                .as_ref()
+                .zip(labels)
+                .is_some_and(|(s, l)| s.matches(l))
+    }
+}
+
+/// A source a scaler may use, and the query to send to it.
+pub struct Resolved {
+    pub source: Arc<dyn MetricsSource>,
+    /// The query as the source receives it (with the namespace matcher under isolation).
+    pub query: String,
+}
+
+/// The sources configured in the operator, by name, with who may use them.
 #[derive(Default, Clone)]
 pub struct Sources {
-    by_name: HashMap<String, Arc<dyn MetricsSource>>,
+    by_name: HashMap<String, (Arc<dyn MetricsSource>, SourceAccess)>,
 }
 
 impl Sources {
@@ -310,17 +467,69 @@ impl Sources {
         names
     }
 
+    /// Adds a source open to every namespace.
     pub fn insert(&mut self, name: impl Into<String>, source: Arc<dyn MetricsSource>) {
-        self.by_name.insert(name.into(), source);
+        self.insert_with_access(name, source, SourceAccess::open());
     }
 
+    pub fn insert_with_access(
+        &mut self,
+        name: impl Into<String>,
+        source: Arc<dyn MetricsSource>,
+        access: SourceAccess,
+    ) {
+        self.by_name.insert(name.into(), (source, access));
+    }
+
+    /// The source `name`, whoever asks (for the operator's own tools).
     pub fn get(&self, name: &str) -> Result<Arc<dyn MetricsSource>, SourceError> {
         self.by_name
             .get(name)
-            .cloned()
+            .map(|(s, _)| s.clone())
             .ok_or_else(|| SourceError::UnknownSource {
                 source_name: name.to_string(),
             })
+    }
+
+    /// Who may use source `name`.
+    pub fn access(&self, name: &str) -> Option<&SourceAccess> {
+        self.by_name.get(name).map(|(_, a)| a)
+    }
+
+    /// The source `name` for a scaler in `namespace` (whose labels are `labels`, when the
+    /// source's access needs them), and `query` as that source must receive it; or why not.
+    pub fn resolve(
+        &self,
+        namespace: &str,
+        labels: Option<&std::collections::BTreeMap<String, String>>,
+        name: &str,
+        query: &str,
+    ) -> Result<Resolved, SourceError> {
+        let (source, access) =
+            self.by_name
+                .get(name)
+                .ok_or_else(|| SourceError::UnknownSource {
+                    source_name: name.to_string(),
+                })?;
+        if !access.allows(namespace, labels) {
+            return Err(SourceError::NotAllowed {
+                source_name: name.to_string(),
+                namespace: namespace.to_string(),
+            });
+        }
+        let query = match &access.enforce_namespace_label {
+            None => query.to_string(),
+            Some(label) => promql::enforce_label(query, label, namespace).map_err(|e| {
+                SourceError::QueryNotAllowed {
+                    source_name: name.to_string(),
+                    message: e.to_string(),
+                }
+            })?,
+        };
+        Ok(Resolved {
+            source: source.clone(),
+            query,
+        })
     }
 }
 
@@ -464,18 +673,97 @@ mod tests {
         assert_eq!(store.usage(), (1, 601));
     }
 
+    /// Fails while `failing` is set; counts requests.
+    #[derive(Default)]
+    struct Flaky {
+        failing: std::sync::atomic::AtomicBool,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl MetricsSource for Flaky {
+        fn range<'a>(
+            &'a self,
+            _q: &'a str,
+            start: i64,
+            end: i64,
+            step: i64,
+        ) -> BoxFuture<'a, Result<Vec<(i64, f64)>, SourceError>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.calls.fetch_add(1, SeqCst);
+            let fail = self.failing.load(SeqCst);
+            Box::pin(async move {
+                if fail {
+                    Err(SourceError::Unavailable {
+                        source_name: "default".into(),
+                        message: "down".into(),
+                    })
+                } else {
+                    Ok((start..=end)
+                        .step_by(step as usize)
+                        .map(|t| (t, 1.0))
+                        .collect())
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_source_is_asked_again_only_after_a_growing_wait() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let src = Flaky::default();
+        src.failing.store(true, SeqCst);
+        let store = HistoryStore::default().with_retry(RetryPolicy { base: 10, max: 40 });
+        let k = key("q", 60);
+        let mut asked_at = Vec::new();
+        // an evaluation every 5 s for 2 minutes
+        for now in (100_000..100_120).step_by(5) {
+            let before = src.calls.load(SeqCst);
+            let e = store.update("ns/a", &src, &k, 3600, now).await.unwrap_err();
+            assert_eq!(
+                e.reason(),
+                "MetricsSourceUnavailable",
+                "the same error while waiting"
+            );
+            if src.calls.load(SeqCst) > before {
+                asked_at.push(now - 100_000);
+            }
+        }
+        // waits of 10, 20, 40, 40 s after the failures
+        assert_eq!(asked_at, vec![0, 10, 30, 70, 110], "{asked_at:?}");
+        // it answers again: the next try succeeds and the wait is forgotten
+        src.failing.store(false, SeqCst);
+        assert!(store.update("ns/a", &src, &k, 3600, 100_150).await.is_ok());
+        src.failing.store(true, SeqCst);
+        store
+            .update("ns/a", &src, &k, 3600, 100_155)
+            .await
+            .unwrap_err();
+        let calls = src.calls.load(SeqCst);
+        store
+            .update("ns/a", &src, &k, 3600, 100_160)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            src.calls.load(SeqCst),
+            calls,
+            "10 s after a first failure: no request"
+        );
+        store
+            .update("ns/a", &src, &k, 3600, 100_165)
+            .await
+            .unwrap_err();
+        assert_eq!(src.calls.load(SeqCst), calls + 1);
+        assert_eq!(RetryPolicy { base: 10, max: 40 }.delay(u32::MAX), 40);
+    }
+
     #[test]
     fn errors_name_their_reason() {
-        let e = SourceError::MultipleSeries {
-            count: 2,
-            examples: vec!["m{pod=\"a\"}".into(), "m{pod=\"b\"}".into()],
-        };
+        let e = SourceError::MultipleSeries { count: 2 };
         assert_eq!(e.reason(), "QueryReturnedManySeries");
         assert!(
             e.to_string()
-                .contains("must return one series: wrap it in sum()"),
+                .contains("returned 2 series; it must return one series: wrap it in sum()"),
             "{e}"
         );
-        assert!(e.to_string().contains("m{pod=\"b\"}"), "{e}");
     }
 }

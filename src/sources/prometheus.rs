@@ -9,7 +9,6 @@
 //! their query string.
 
 use std::{
-    collections::BTreeMap,
     error::Error as StdError,
     fmt,
     path::PathBuf,
@@ -107,6 +106,9 @@ pub struct PrometheusSource {
     tls: Option<TlsConfig>,
     headers: HeaderMap,
     built: Mutex<Built>,
+    /// Queries in flight at once (`maxConcurrentQueries`).
+    slots: tokio::sync::Semaphore,
+    max_concurrent: usize,
     requests: AtomicU64,
     points: AtomicU64,
 }
@@ -194,6 +196,12 @@ impl PrometheusSource {
                 .map_err(|_| bad(format!("headers.{k}: not a valid header value")))?;
             headers.insert(name, value);
         }
+        let max_concurrent = c
+            .max_concurrent_queries
+            .unwrap_or(super::config::DEFAULT_MAX_CONCURRENT_QUERIES);
+        if max_concurrent == 0 {
+            return Err(bad("maxConcurrentQueries must be 1 or more".into()));
+        }
         let tls = c.tls.clone();
         let (client, stamps) = build_client(&url, timeout, tls.as_ref(), &headers).map_err(bad)?;
         let source = Self {
@@ -208,6 +216,8 @@ impl PrometheusSource {
                 stamps,
                 checked: Instant::now(),
             }),
+            slots: tokio::sync::Semaphore::new(max_concurrent),
+            max_concurrent,
             requests: AtomicU64::new(0),
             points: AtomicU64::new(0),
         };
@@ -326,6 +336,18 @@ impl PrometheusSource {
         end: i64,
         step: i64,
     ) -> Result<Vec<(i64, f64)>, SourceError> {
+        // a slow or heavy query holds one slot for at most its timeout; the others go on
+        let _slot = tokio::time::timeout(self.timeout, self.slots.acquire())
+            .await
+            .map_err(|_| SourceError::Timeout {
+                source_name: self.name.clone(),
+                message: format!(
+                    "no free query slot within {} ({} queries in flight: maxConcurrentQueries)",
+                    format_duration(self.timeout),
+                    self.max_concurrent
+                ),
+            })?
+            .map_err(|_| self.failed("the source is shutting down".into()))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = self
             .client()
@@ -349,14 +371,13 @@ impl PrometheusSource {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let points = (end - start) / step + 1;
+        let body = self.read_capped(response, points).await?;
         let answer = content_type
             .starts_with("application/json")
             .then(|| serde_json::from_slice::<Answer>(&body).ok())
             .flatten();
+        drop(body);
         let data = match answer {
             Some(Answer {
                 status: s,
@@ -370,30 +391,29 @@ impl PrometheusSource {
             }) => return Err(self.api_error(status, &kind, error.as_deref().unwrap_or(""))),
             _ => return Err(self.http_error(status, &content_type)),
         };
-        let samples = match data.result_type.as_str() {
-            "matrix" => {
-                let series: Vec<MatrixSeries> = serde_json::from_value(data.result)
+        let samples = match (data.result_type.as_str(), data.result) {
+            (_, FirstSeries { first: None, .. }) => Vec::new(),
+            (
+                "matrix",
+                FirstSeries {
+                    count: 1,
+                    first: Some(first),
+                },
+            ) => {
+                let series: MatrixSeries = serde_json::from_value(first)
                     .map_err(|_| self.failed("the answer was not valid Prometheus JSON".into()))?;
-                match series.len() {
-                    0 => Vec::new(),
-                    1 => series
-                        .into_iter()
-                        .next()
-                        .expect("one")
-                        .values
-                        .into_iter()
-                        .map(|(t, v)| (t.round() as i64, parse_value(&v)))
-                        .collect(),
-                    count => {
-                        return Err(SourceError::MultipleSeries {
-                            count,
-                            examples: series.iter().take(3).map(|s| labels(&s.metric)).collect(),
-                        });
-                    }
-                }
+                // an answer outside the asked range (a bogus or intercepted source) is not stored
+                series
+                    .values
+                    .into_iter()
+                    .map(|(t, v)| (t.round() as i64, parse_value(&v)))
+                    .filter(|(t, _)| (start..=end).contains(t))
+                    .collect()
             }
-            "vector" if data.result.as_array().is_some_and(|a| a.is_empty()) => Vec::new(),
-            other => {
+            ("matrix", FirstSeries { count, .. }) => {
+                return Err(SourceError::MultipleSeries { count });
+            }
+            (other, _) => {
                 return Err(SourceError::InvalidQuery {
                     source_name: self.name.clone(),
                     message: format!("expected a range vector, got a {other}"),
@@ -403,6 +423,36 @@ impl PrometheusSource {
         self.points
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
         Ok(samples)
+    }
+
+    /// The body, read as it arrives, refused as soon as it is larger than one series of
+    /// `points` can need ([`answer_limit`]): a query over many series never fills memory.
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+        points: i64,
+    ) -> Result<Vec<u8>, SourceError> {
+        let limit = answer_limit(points);
+        let too_large = || SourceError::TooLarge {
+            source_name: self.name.clone(),
+            limit_bytes: limit,
+            points,
+        };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn failed(&self, message: String) -> SourceError {
@@ -542,13 +592,53 @@ struct Answer {
 struct AnswerData {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+    result: FirstSeries,
 }
 
+/// The first element of `result` and how many there are: the others are skipped as they are
+/// parsed, never kept (their labels may belong to other tenants, and there may be thousands).
+struct FirstSeries {
+    first: Option<serde_json::Value>,
+    count: usize,
+}
+
+impl<'de> Deserialize<'de> for FirstSeries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = FirstSeries;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of series")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FirstSeries, A::Error> {
+                let first: Option<serde_json::Value> = seq.next_element()?;
+                let mut count = usize::from(first.is_some());
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    count += 1;
+                }
+                Ok(FirstSeries { first, count })
+            }
+        }
+        d.deserialize_seq(Visitor)
+    }
+}
+
+/// Bytes of JSON per sample allowed for (`[1764600000.123,"1.2345678901234567e-05"]` is 44).
+const BYTES_PER_POINT: u64 = 64;
+/// Bytes allowed for the envelope and one series' labels.
+const ANSWER_OVERHEAD: u64 = 64 * 1024;
+
+/// The most bytes an answer of one series of `points` samples may have.
+pub fn answer_limit(points: i64) -> u64 {
+    points.max(1) as u64 * BYTES_PER_POINT + ANSWER_OVERHEAD
+}
+
+/// One series of a matrix; its labels are not read.
 #[derive(Deserialize)]
 struct MatrixSeries {
-    #[serde(default)]
-    metric: BTreeMap<String, String>,
     #[serde(default)]
     values: Vec<(f64, String)>,
 }
@@ -562,17 +652,6 @@ fn parse_value(s: &str) -> f64 {
         "-Inf" => f64::NEG_INFINITY,
         _ => s.parse().unwrap_or(f64::NAN),
     }
-}
-
-/// `{a="x", b="y"}` (the metric name, if any, first).
-fn labels(metric: &BTreeMap<String, String>) -> String {
-    let name = metric.get("__name__").cloned().unwrap_or_default();
-    let rest: Vec<String> = metric
-        .iter()
-        .filter(|(k, _)| k.as_str() != "__name__")
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect();
-    format!("{name}{{{}}}", rest.join(", "))
 }
 
 /// Checks a source URL: http(s), a host, no credentials, no query string or fragment. The
@@ -693,6 +772,127 @@ fn tls_cause(e: &(dyn StdError + 'static)) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A source on 127.0.0.1 that answers every request with `body` (JSON), with a
+    /// Content-Length or chunked; its URL.
+    async fn bogus_source(body: String, chunked: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    let head = if chunked {
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_string()
+                    } else {
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        )
+                    };
+                    if conn.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if chunked {
+                        for part in body.as_bytes().chunks(8192) {
+                            let chunk = format!("{:x}\r\n", part.len());
+                            if conn.write_all(chunk.as_bytes()).await.is_err()
+                                || conn.write_all(part).await.is_err()
+                                || conn.write_all(b"\r\n").await.is_err()
+                            {
+                                return; // the client stopped reading
+                            }
+                        }
+                        let _ = conn.write_all(b"0\r\n\r\n").await;
+                    } else {
+                        let _ = conn.write_all(body.as_bytes()).await;
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    fn matrix(series: &[(&str, Vec<(i64, &str)>)]) -> String {
+        let result: Vec<serde_json::Value> = series
+            .iter()
+            .map(|(label, values)| {
+                serde_json::json!({"metric": {"secret_label": label}, "values": values
+                    .iter()
+                    .map(|(t, v)| serde_json::json!([t, v]))
+                    .collect::<Vec<_>>()})
+            })
+            .collect();
+        serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": result}})
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn samples_outside_the_asked_range_are_dropped() {
+        let body = matrix(&[(
+            "x",
+            vec![
+                (500, "1"),
+                (1_000, "2"),
+                (1_060, "3"),
+                (1_120, "4"),
+                (9_999_999, "5"),
+            ],
+        )]);
+        let src = PrometheusSource::new(
+            "default",
+            &bogus_source(body, false).await,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let got = src.range("q", 1_000, 1_120, 60).await.unwrap();
+        assert_eq!(got, vec![(1_000, 2.0), (1_060, 3.0), (1_120, 4.0)]);
+    }
+
+    #[tokio::test]
+    async fn many_series_are_counted_never_named() {
+        let body = matrix(&[
+            ("s3cr3t-a", vec![(0, "1")]),
+            ("s3cr3t-b", vec![(0, "1")]),
+            ("s3cr3t-c", vec![]),
+        ]);
+        let src = PrometheusSource::new(
+            "default",
+            &bogus_source(body, true).await,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let e = src.range("q", 0, 60, 60).await.unwrap_err();
+        assert_eq!(e, SourceError::MultipleSeries { count: 3 });
+        assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_one_series_can_be_is_not_read_further() {
+        // 2,000 series of 61 points: ~2.9 MB where one series of 61 points may have ~70 KB
+        let values: Vec<(i64, &str)> = (0..61).map(|i| (i * 60, "12345.678")).collect();
+        let series: Vec<(String, Vec<(i64, &str)>)> = (0..2_000)
+            .map(|i| (format!("s3cr3t-{i}"), values.clone()))
+            .collect();
+        let refs: Vec<(&str, Vec<(i64, &str)>)> = series
+            .iter()
+            .map(|(l, v)| (l.as_str(), v.clone()))
+            .collect();
+        let body = matrix(&refs);
+        assert!(body.len() > 2_000_000);
+        for chunked in [false, true] {
+            let url = bogus_source(body.clone(), chunked).await;
+            let src = PrometheusSource::new("default", &url, Duration::from_secs(5)).unwrap();
+            let e = src.range("q", 0, 3_600, 60).await.unwrap_err();
+            assert_eq!(e.reason(), "QueryTooLarge", "{e}");
+            assert!(e.to_string().contains(&answer_limit(61).to_string()), "{e}");
+            assert!(!e.to_string().contains("s3cr3t"));
+        }
+        assert_eq!(answer_limit(61), 61 * 64 + 65_536);
+    }
 
     #[test]
     fn urls_are_checked_and_normalised() {

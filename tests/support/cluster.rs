@@ -473,36 +473,60 @@ impl KubeCluster {
     /// [ns]`) and applied; then a kubeconfig with a token of that ServiceAccount for `server` (the API server,
     /// or an [`ApiProxy`] in front of it). Run the operator with `--namespaces ns`.
     pub fn operator_kubeconfig(&self, ns: &str, server: Option<&str>) -> PathBuf {
-        self.create_namespace(ns);
+        self.operator_kubeconfig_for(ns, &[ns], server, None)
+    }
+
+    /// As [`KubeCluster::operator_kubeconfig`], for a release in `release_ns` watching `watch`, with the
+    /// chart's values from `values` (e.g. sources whose settings change the RBAC).
+    pub fn operator_kubeconfig_for(
+        &self,
+        release_ns: &str,
+        watch: &[&str],
+        server: Option<&str>,
+        values: Option<&Path>,
+    ) -> PathBuf {
+        for ns in std::iter::once(&release_ns).chain(watch) {
+            self.create_namespace(ns);
+        }
         let chart = repo_root().join("charts/prescale");
-        let out = self.helm(&[
+        let chart = chart.display().to_string();
+        let watch_set = format!("watchNamespaces={{{}}}", watch.join(","));
+        let mut args = vec![
             "template",
             "prescale",
-            &chart.display().to_string(),
+            chart.as_str(),
             "--namespace",
-            ns,
+            release_ns,
             "--set",
-            &format!("watchNamespaces={{{ns}}}"),
+            watch_set.as_str(),
             "--set",
             "leaderElection.enabled=true",
             "--show-only",
             "templates/serviceaccount.yaml",
             "--show-only",
             "templates/rbac.yaml",
-        ]);
+        ];
+        let values = values.map(|v| v.display().to_string());
+        if let Some(v) = &values {
+            args.extend(["-f", v.as_str()]);
+        }
+        let out = self.helm(&args);
         assert!(
             out.status.success(),
             "helm template: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let manifests = self.dir.join(format!("rbac-{ns}.yaml"));
+        let manifests = self
+            .dir
+            .join(format!("rbac-{release_ns}-{}.yaml", self.next_seq()));
         fs::write(&manifests, &out.stdout).expect("write the RBAC manifests");
         self.kubectl_ok(&["apply", "-f", &manifests.display().to_string()]);
-        let token = self.service_account_token(ns, "prescale");
-        let path = self
-            .dir
-            .join(format!("operator-{ns}-{}.kubeconfig", self.next_seq()));
-        self.token_kubeconfig(&path, server.unwrap_or(&self.api_url()), &token, ns);
+        let token = self.service_account_token(release_ns, "prescale");
+        let path = self.dir.join(format!(
+            "operator-{release_ns}-{}.kubeconfig",
+            self.next_seq()
+        ));
+        self.token_kubeconfig(&path, server.unwrap_or(&self.api_url()), &token, release_ns);
         path
     }
 

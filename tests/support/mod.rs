@@ -757,6 +757,20 @@ impl Controller {
         &self.log
     }
 
+    /// The process's peak resident memory so far (`VmHWM` of /proc/PID/status), in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    }
+
     /// Panics if the API server refused the operator anything (its RBAC is short of a verb).
     pub fn assert_never_forbidden(&self) {
         let log = self.log();

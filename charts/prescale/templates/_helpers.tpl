@@ -122,6 +122,10 @@ values are never in it; they are files in read-only Secret volumes.
 {{- if $tls }}{{ $_ := set $s "tls" $tls }}{{ end }}
 {{- end }}
 {{- if .headers }}{{ $_ := set $s "headers" .headers }}{{ end }}
+{{- if .allowedNamespaces }}{{ $_ := set $s "allowedNamespaces" .allowedNamespaces }}{{ end }}
+{{- if .allowedNamespaceSelector }}{{ $_ := set $s "allowedNamespaceSelector" .allowedNamespaceSelector }}{{ end }}
+{{- if .enforceNamespaceLabel }}{{ $_ := set $s "enforceNamespaceLabel" .enforceNamespaceLabel }}{{ end }}
+{{- if .maxConcurrentQueries }}{{ $_ := set $s "maxConcurrentQueries" .maxConcurrentQueries }}{{ end }}
 {{- $out = append $out $s }}
 {{- end }}
 {{- toYaml (dict "sources" $out) }}
@@ -178,4 +182,14 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- $selectors := false }}
+{{- range (include "prescale.sourceList" . | fromYamlArray) }}
+{{- if .allowedNamespaceSelector }}{{ $selectors = true }}{{ end }}
+{{- end }}
+{{- if $selectors }}
+# a scaler's namespace labels, for a source's allowedNamespaceSelector (only when one is set)
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get]
+{{- end }}
 {{- end }}
