@@ -6,7 +6,7 @@ use prescale::{
     api::{Fallback, ModelKind, conditions::reasons},
     planner::{
         Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Series, Unavailable,
-        fit_forecast, plan,
+        fit_forecast, plan, plan_dry_run, record_scale,
     },
 };
 
@@ -186,14 +186,99 @@ fn scale_up_step_limit() {
         if d.desired < 40 {
             assert_eq!(d.limit_reason, reasons::SCALE_UP_LIMIT);
         }
+        record_scale(&mut state, now, current, d.desired);
         current = d.desired;
     }
     assert_eq!(seen, [15, 20, 25, 30, 35, 40, 40, 40]);
     // two evaluations inside one minute share the budget
     let mut state = PlannerState::default();
     let a = plan(T0, 10, &p, &[metric(&fc, None)], &mut state);
+    record_scale(&mut state, T0, 10, a.desired);
     let b = plan(T0 + 30, a.desired, &p, &[metric(&fc, None)], &mut state);
     assert_eq!((a.desired, b.desired), (15, 15));
+}
+
+#[test]
+fn a_decision_that_was_not_written_spends_no_budget() {
+    // the write of 10 -> 15 failed (a 409, a lost lease): the retry may still add 5 at once
+    let fc = forecast(T0, 120, |_| 400.0);
+    let p = Policy {
+        max_replicas_per_minute: 5,
+        ..policy()
+    };
+    let mut state = PlannerState::default();
+    let a = plan(T0, 10, &p, &[metric(&fc, None)], &mut state);
+    let b = plan(T0 + 10, 10, &p, &[metric(&fc, None)], &mut state);
+    assert_eq!((a.desired, b.desired), (15, 15), "no phantom scale event");
+    record_scale(&mut state, T0 + 10, 10, 15);
+    let c = plan(T0 + 20, 15, &p, &[metric(&fc, None)], &mut state);
+    assert_eq!(
+        c.desired, 15,
+        "the write that landed spent the minute's budget"
+    );
+}
+
+#[test]
+fn dry_run_follows_the_trajectory_active_would() {
+    // load that needs 16 replicas, at 20, scaling down at most 10% a minute: Active goes
+    // 20 -> 18 -> 17 -> 16 and stays; DryRun must report the same, not flap between 18 and 20
+    let fc = forecast(T0, 120, |_| 155.0);
+    let p = Policy {
+        max_percent_per_minute: 10,
+        stabilization_window: Duration::ZERO,
+        ..policy()
+    };
+    let minutes = || (T0..T0 + 6 * MIN).step_by(MIN as usize);
+    let mut active = PlannerState::default();
+    let mut current = 20;
+    let mut active_seen = vec![];
+    for now in minutes() {
+        let d = plan(now, current, &p, &[metric(&fc, None)], &mut active);
+        record_scale(&mut active, now, current, d.desired);
+        current = d.desired;
+        active_seen.push(d.desired);
+    }
+    // 10% of 20 is 2, of 18 is 1
+    assert_eq!(active_seen, [18, 17, 16, 16, 16, 16]);
+    let mut dry = Default::default();
+    let dry_seen: Vec<u32> = minutes()
+        .map(|now| plan_dry_run(now, 20, &p, &[metric(&fc, None)], &mut dry).desired)
+        .collect();
+    assert_eq!(dry_seen, active_seen, "the target stays at 20 in DryRun");
+    // someone else changes the target: the shadow starts again from the real count
+    let d = plan_dry_run(T0 + 6 * MIN, 30, &p, &[metric(&fc, None)], &mut dry);
+    assert_eq!(d.desired, 27);
+}
+
+#[test]
+fn entries_from_the_future_are_dropped_when_the_clock_steps_back() {
+    // a scale-up recorded, then the clock steps back an hour: the hour-old "future" entries
+    // must neither hold a scale-down nor spend the scale-up budget
+    let p = Policy {
+        max_replicas_per_minute: 5,
+        ..policy()
+    };
+    let high = forecast(T0 - 2 * 3600, 5 * 60, |_| 400.0);
+    let low = forecast(T0 - 2 * 3600, 5 * 60, |_| 50.0);
+    let mut state = PlannerState::default();
+    let d = plan(T0, 35, &p, &[metric(&high, None)], &mut state);
+    record_scale(&mut state, T0, 35, d.desired);
+    assert_eq!(d.desired, 40);
+    let back = T0 - 3600;
+    let up = plan(back, 10, &p, &[metric(&high, None)], &mut state);
+    assert_eq!(
+        up.desired, 15,
+        "the budget of the future minute is not spent now"
+    );
+    let mut state = PlannerState::default();
+    plan(T0, 40, &p, &[metric(&high, None)], &mut state);
+    let down = plan(back, 40, &p, &[metric(&low, None)], &mut state);
+    assert_eq!(down.desired, 40, "stabilised by the window seeded now...");
+    let mut last = down.desired;
+    for now in (back + MIN..=back + 16 * MIN).step_by(MIN as usize) {
+        last = plan(now, 40, &p, &[metric(&low, None)], &mut state).desired;
+    }
+    assert_eq!(last, 5, "...but not by a recommendation from the future");
 }
 
 #[test]

@@ -36,6 +36,8 @@ pub mod reasons {
     /// The source rejected the PromQL (`bad_data`: syntax error, wrong types).
     pub const INVALID_QUERY: &str = "InvalidQuery";
     pub const EMPTY_QUERY_RESULT: &str = "EmptyQueryResult";
+    /// The source answers but the series' newest sample is too old to act on.
+    pub const STALE_METRIC: &str = "StaleMetric";
     pub const MULTIPLE_SERIES: &str = "QueryReturnedManySeries";
     pub const UNKNOWN_SOURCE: &str = "UnknownSource";
     /// The scaler's namespace may not use the source it names.

@@ -211,6 +211,7 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
                 forecast: Ok(&forecasts[i]),
             };
             let d = planner::plan(now, current[i], &policy, &[input], &mut states[i]);
+            planner::record_scale(&mut states[i], now, current[i], d.desired);
             current[i] = d.desired;
             times.push(t.elapsed());
         }

@@ -29,8 +29,10 @@ use crate::{
     },
     planner::{
         self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
-        Selection, Unavailable, fit_forecast, forecast::kind_name, select_model,
-        series::align_down,
+        Selection, Unavailable, fit_forecast,
+        forecast::kind_name,
+        select_model,
+        series::{Series, align_down},
     },
     sources::{HistoryKey, MetricsSource, SourceError},
 };
@@ -40,6 +42,8 @@ use crate::{
 pub struct ScalerState {
     pub fits: HashMap<String, Fit>,
     pub planner: PlannerState,
+    /// What `mode: DryRun` plans with (its would-be count and its own rate budgets).
+    pub dry_run: planner::DryRunState,
 }
 
 /// A fitted forecast and what it was fitted for.
@@ -232,7 +236,13 @@ async fn reconcile_inner(
         })
         .collect();
     let policy = Policy::from_config(&config, ctx.config.sync_interval);
-    let decision = planner::plan(now_s, current, &policy, &inputs, &mut state.planner);
+    let decision = match config.mode {
+        Mode::Active => {
+            state.dry_run = planner::DryRunState::default();
+            planner::plan(now_s, current, &policy, &inputs, &mut state.planner)
+        }
+        Mode::DryRun => planner::plan_dry_run(now_s, current, &policy, &inputs, &mut state.dry_run),
+    };
     let scaler = ScalerLabels {
         namespace: namespace.to_string(),
         name: ps.name_any(),
@@ -251,10 +261,7 @@ async fn reconcile_inner(
             name: ps.name_any(),
             metric: m.name.clone(),
         };
-        let forecast_now = o.forecast.as_ref().ok().and_then(|fc| {
-            (now_s >= fc.start && now_s < fc.end())
-                .then(|| fc.point[((now_s - fc.start) / fc.step) as usize])
-        });
+        let forecast_now = o.forecast.as_ref().ok().and_then(|fc| fc.point_at(now_s));
         let mx = &ctx.metrics;
         Metrics::set_or_remove(&mx.forecast_peak, &labels, m.peak.map(|(_, v, _)| v));
         Metrics::set_or_remove(&mx.forecast_now, &labels, forecast_now);
@@ -291,6 +298,8 @@ async fn reconcile_inner(
         Mode::Active => {
             match target::set_replicas(&api, &target_ref.name, decision.desired).await {
                 Ok(()) => {
+                    // only a write that landed spends the rate limits' budget
+                    planner::record_scale(&mut state.planner, now_s, current, decision.desired);
                     let up = decision.desired > current;
                     let direction = if up { "ScaledUp" } else { "ScaledDown" };
                     ctx.metrics
@@ -403,6 +412,35 @@ fn why(d: &planner::Decision) -> String {
     }
 }
 
+/// How old the newest sample may be before a metric is stale: ten minutes (Prometheus keeps a
+/// stopped series for five in range queries, plus a scrape or rule delay), or three steps.
+pub fn stale_after(step: i64) -> i64 {
+    (10 * 60).max(3 * step)
+}
+
+/// `StaleMetric` when the newest sample of `series` is older than [`stale_after`]: a series that
+/// stopped (an exporter gone, a renamed label) must not keep driving the target with a forecast
+/// of its past.
+fn stale(series: &Series, now: i64, step: i64) -> Option<Unavailable> {
+    let (last, _) = series.last_finite()?;
+    let age = now - last;
+    (age > stale_after(step)).then(|| {
+        // whole minutes past two: "62m", not "3753s"
+        let fmt = |s: i64| {
+            let s = if s >= 120 { s / 60 * 60 } else { s.max(0) };
+            crate::api::duration::format_duration(Duration::from_secs(s as u64))
+        };
+        Unavailable::new(
+            reasons::STALE_METRIC,
+            format!(
+                "the newest sample is {} old (stale past {}): did the series stop? check the exporter and the query's labels",
+                fmt(age),
+                fmt(stale_after(step))
+            ),
+        )
+    })
+}
+
 /// The labels of `namespace`, when a source a metric names admits namespaces by label; `None`
 /// otherwise, or when they cannot be read (then only the names and `*` admit it).
 async fn namespace_labels(
@@ -504,7 +542,7 @@ async fn evaluate_metrics(
                     crate::api::duration::format_duration(config.lookback)
                 ),
             )),
-            Ok(_) => None,
+            Ok(s) => stale(s, now, step),
         };
         let (series, key) = match (series, unavailable, key) {
             (Ok(s), None, Some(key)) => (s, key),

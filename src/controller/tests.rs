@@ -23,6 +23,8 @@ type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 struct FakeSource {
     value: Option<f64>,
     calls: Mutex<u32>,
+    /// The series stopped this many seconds before now (0: it is live).
+    stopped_ago: i64,
 }
 
 impl MetricsSource for FakeSource {
@@ -34,9 +36,10 @@ impl MetricsSource for FakeSource {
         step: i64,
     ) -> BoxFuture<'a, Result<Vec<(i64, f64)>, SourceError>> {
         *self.calls.lock().unwrap() += 1;
+        let last = jiff::Timestamp::now().as_second() - self.stopped_ago;
         Box::pin(async move {
             match self.value {
-                Some(v) => Ok((start..=end)
+                Some(v) => Ok((start..=end.min(last))
                     .step_by(step as usize)
                     .map(|t| (t, v))
                     .collect()),
@@ -72,6 +75,7 @@ fn context(value: Option<f64>) -> (Arc<Context>, Handle, Arc<FakeSource>) {
     let source = Arc::new(FakeSource {
         value,
         calls: Mutex::new(0),
+        stopped_ago: 0,
     });
     let mut sources = Sources::default();
     sources.insert("default", source.clone());
@@ -151,7 +155,7 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 async fn scales_up_then_patches_status() {
     let (ctx, mut handle, _) = context(Some(95.0));
     let ps = Arc::new(scaler("Active", 2, 60));
-    let task = tokio::spawn(reconcile(ps.clone(), ctx));
+    let task = tokio::spawn(reconcile(ps.clone(), ctx.clone()));
     expect(&mut handle, Method::GET, SCALE, scale(2)).await;
     let patch = expect(&mut handle, Method::PATCH, SCALE, scale(10)).await;
     assert_eq!(
@@ -197,6 +201,14 @@ async fn scales_up_then_patches_status() {
         assert!(c["lastTransitionTime"].is_string() && c["message"].is_string());
     }
     assert_no_more_requests(&mut handle);
+    // fresh data ends a step before now and the forecast starts after it: "now" is its first point
+    let scraped = ctx.metrics.encode();
+    assert!(
+        scraped.contains(
+            "prescale_scaler_forecast_load{namespace=\"default\",name=\"llm-proxy\",metric=\"requests\"} 95"
+        ),
+        "{scraped}"
+    );
 }
 
 /// The object the mocked API server answers a status patch with.
@@ -312,6 +324,56 @@ async fn an_oversized_spec_is_refused_before_anything_is_fetched_or_allocated() 
     );
     assert_no_more_requests(&mut handle);
     assert_eq!(*source.calls.lock().unwrap(), 0, "nothing was fetched");
+}
+
+#[tokio::test]
+async fn a_series_that_stopped_an_hour_ago_is_stale_and_never_scales() {
+    // the source still answers, but the newest sample is an hour old: its forecast (which
+    // would ask for 10) must not drive the target, in either direction
+    for current in [2, 30] {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let source = Arc::new(FakeSource {
+            value: Some(95.0),
+            calls: Mutex::new(0),
+            stopped_ago: 3600,
+        });
+        let mut sources = Sources::default();
+        sources.insert("default", source.clone());
+        let ctx = Arc::new(Context::new(
+            Client::new(service, "default"),
+            sources,
+            ControllerConfig::default(),
+        ));
+        let task = tokio::spawn(reconcile(Arc::new(scaler("Active", 2, 60)), ctx.clone()));
+        expect(&mut handle, Method::GET, SCALE, scale(current)).await;
+        let event = expect(&mut handle, Method::POST, EVENTS, json!({})).await;
+        let status = match event {
+            Some(e) if e["reason"] == "StaleMetric" => {
+                assert_eq!(e["type"], "Warning");
+                expect(&mut handle, Method::PATCH, STATUS, stored())
+                    .await
+                    .unwrap()
+            }
+            other => panic!("expected a StaleMetric warning, got {other:?}"),
+        };
+        task.await.unwrap().unwrap();
+        let fa = condition(&status, "ForecastAvailable");
+        assert_eq!(
+            (fa["status"].as_str(), fa["reason"].as_str()),
+            (Some("False"), Some("StaleMetric"))
+        );
+        let message = fa["message"].as_str().unwrap();
+        assert!(
+            message.contains("newest sample is 62m old")
+                && message.contains(&format!("holding {current}")),
+            "{message}"
+        );
+        assert_eq!(
+            status["status"]["desiredReplicas"], current,
+            "held at {current}"
+        );
+        assert_no_more_requests(&mut handle);
+    }
 }
 
 #[tokio::test]

@@ -78,6 +78,17 @@ impl Forecast {
         self.start + self.point.len() as i64 * self.step
     }
 
+    /// The point forecast for time `t`: the forecast step that holds `t`, or the first one when
+    /// `t` falls in the step before the forecast starts (fresh data ends one step before `now`,
+    /// so the forecast "now" is its first point). `None` outside that.
+    pub fn point_at(&self, t: i64) -> Option<f64> {
+        if t < self.start - self.step || t >= self.end() {
+            return None;
+        }
+        let i = ((t - self.start).max(0) / self.step) as usize;
+        self.point.get(i).copied()
+    }
+
     /// The highest upper value with its time, among points in `[from, to]`. `None` when the
     /// forecast does not reach `to`: a forecast that ends early cannot vouch for the window.
     pub fn max_upper_in(&self, from: i64, to: i64) -> Option<(i64, f64)> {

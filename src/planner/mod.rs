@@ -112,10 +112,13 @@ pub struct PlannerState {
 }
 
 impl PlannerState {
+    /// Keeps what the windows still need. Entries from the future (the clock stepped back) are
+    /// dropped: kept, they would hold scale-downs and spend rate budgets for the size of the jump.
     fn prune(&mut self, now: i64, policy: &Policy) {
         let window = policy.stabilization_window.as_secs() as i64;
-        self.recommendations.retain(|r| r.at > now - window);
-        self.events.retain(|e| e.at > now - 60);
+        self.recommendations
+            .retain(|r| r.at > now - window && r.at <= now);
+        self.events.retain(|e| e.at > now - 60 && e.at <= now);
     }
 }
 
@@ -346,14 +349,6 @@ pub fn plan(
             policy.min_replicas
         );
     }
-    if desired != current {
-        state.events.push(ScaleEvent {
-            at: now,
-            from: current,
-            to: desired,
-        });
-    }
-
     Decision {
         desired,
         recommended,
@@ -363,4 +358,46 @@ pub fn plan(
         limit_message,
         stabilized,
     }
+}
+
+/// Records that the target went from `from` to `to` at `now`: call it after a write succeeded,
+/// never for a decision that was not written (a DryRun, a failed or gated write), so the rate
+/// limits count only real scale operations.
+pub fn record_scale(state: &mut PlannerState, now: i64, from: u32, to: u32) {
+    if from != to {
+        state.events.push(ScaleEvent { at: now, from, to });
+    }
+}
+
+/// What `mode: DryRun` plans with: the count it would have set by now (the target itself is
+/// not written, so its count stays) and planner memory of its own, so its decisions follow the
+/// trajectory `Active` would and switching to `Active` starts with nothing spent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DryRunState {
+    /// The count DryRun would have set, and the target's real count when it did.
+    shadow: Option<(u32, u32)>,
+    pub planner: PlannerState,
+}
+
+/// [`plan`] for `mode: DryRun`: plans from the count it would have set (while the target's real
+/// count stays `current`; a change of that by someone else restarts the shadow from it), and
+/// records its own decision as if written.
+pub fn plan_dry_run(
+    now: i64,
+    current: u32,
+    policy: &Policy,
+    metrics: &[MetricInput<'_>],
+    state: &mut DryRunState,
+) -> Decision {
+    let shadow = match state.shadow {
+        Some((would, real)) if real == current => would,
+        _ => {
+            state.planner = PlannerState::default();
+            current
+        }
+    };
+    let decision = plan(now, shadow, policy, metrics, &mut state.planner);
+    record_scale(&mut state.planner, now, shadow, decision.desired);
+    state.shadow = Some((decision.desired, current));
+    decision
 }

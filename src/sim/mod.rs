@@ -124,6 +124,8 @@ pub fn simulate(series: &Series, s: &SimSettings) -> SimReport {
             forecast: forecast.clone(),
         };
         let d = planner::plan(now, current, &s.policy, &[input], &mut state);
+        // the simulated target takes every decision at once
+        planner::record_scale(&mut state, now, current, d.desired);
         let (point, upper) = match forecast {
             Ok(fc) if now >= fc.start && now < fc.end() => {
                 let i = ((now - fc.start) / fc.step) as usize;

@@ -267,9 +267,11 @@ impl HistoryStore {
             let mut cached = cell.lock().await;
             let end = align_down(now, step);
             let start = end - align_down(keep, step);
-            let covers = cached
-                .as_ref()
-                .filter(|s| !s.is_empty() && s.start <= start + step && s.end() > start);
+            // a cached series that ends after now (the clock stepped back) is fetched again
+            // whole: kept, its "future" points would freeze the observed load and the fetches
+            let covers = cached.as_ref().filter(|s| {
+                !s.is_empty() && s.start <= start + step && s.end() > start && s.end() <= end + step
+            });
             let fetch_from = match covers {
                 Some(s) => (s.end() - REFETCH_STEPS * step).max(start),
                 None => start,
@@ -671,6 +673,40 @@ mod tests {
             .unwrap();
         assert_eq!(big.len(), 601);
         assert_eq!(store.usage(), (1, 601));
+    }
+
+    #[tokio::test]
+    async fn a_clock_that_steps_back_refetches_instead_of_freezing() {
+        let src = Fn::default();
+        let store = HistoryStore::default();
+        let k = key("q", 60);
+        // a second user keeps two hours cached, so the window after the step is still covered
+        store
+            .update("ns/long", &src, &k, 7200, 100_000)
+            .await
+            .unwrap();
+        let s = store.update("ns/a", &src, &k, 3600, 100_000).await.unwrap();
+        assert_eq!(s.last_finite().unwrap().0, 99_960);
+        // half an hour back
+        let s = store.update("ns/a", &src, &k, 3600, 98_200).await.unwrap();
+        let (last, value) = s.last_finite().unwrap();
+        assert_eq!(
+            (last, value),
+            (98_160, 98_160.0),
+            "the newest point is now's, not the future's"
+        );
+        assert!(
+            s.end() <= 98_200 + 60,
+            "no points from the future: {}",
+            s.end()
+        );
+        let calls = src.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(
+            (calls[2].1, calls[2].2),
+            (98_160 - 7200, 98_160),
+            "fetched whole again"
+        );
     }
 
     /// Fails while `failing` is set; counts requests.
