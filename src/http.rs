@@ -1,9 +1,13 @@
-//! A small HTTP endpoint for probes: `/healthz` (the process runs), `/readyz` (the controller
-//! has listed its PredictiveScalers) and `/metrics`.
+//! A small HTTP endpoint for probes and metrics: `/healthz` (the process answers),
+//! `/readyz` (the controller has listed its PredictiveScalers and its watch is not failing) and
+//! `/metrics`.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
 };
 
 use tokio::{
@@ -14,16 +18,64 @@ use tracing::{debug, info};
 
 use crate::metrics::Metrics;
 
+/// What the probes answer from, shared by the controller and the HTTP endpoint.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The PredictiveScalers were listed (or this is a standby, ready to take over).
+    started: AtomicBool,
+    /// Since when the watch fails, and its last error; `None` while it works.
+    watch_failing: Mutex<Option<(Instant, String)>>,
+}
+
+impl Health {
+    pub fn set_started(&self) {
+        self.started.store(true, Ordering::SeqCst);
+    }
+
+    /// The watch delivered an event (or relisted): it works.
+    pub fn watch_ok(&self) {
+        let mut f = self.watch_failing.lock().expect("health lock");
+        if f.take().is_some() {
+            tracing::info!("the PredictiveScaler watch works again");
+        }
+    }
+
+    /// The watch failed (it retries with backoff).
+    pub fn watch_failed(&self, error: &str) {
+        let mut f = self.watch_failing.lock().expect("health lock");
+        match f.as_mut() {
+            Some((_, last)) => *last = error.to_string(),
+            None => *f = Some((Instant::now(), error.to_string())),
+        }
+    }
+
+    /// `Ok`, or why this replica should get no traffic (and, as a leader, is not doing its job).
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.started.load(Ordering::SeqCst) {
+            return Err(
+                "not started: waiting for the API server (PredictiveScalers not listed yet)".into(),
+            );
+        }
+        match &*self.watch_failing.lock().expect("health lock") {
+            Some((since, e)) => Err(format!(
+                "the PredictiveScaler watch has been failing for {}s: {e}",
+                since.elapsed().as_secs()
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Serves the probe endpoints on `listener` until the process ends.
 pub async fn serve(
     listener: TcpListener,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<()> {
     info!(addr = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
     loop {
         let (mut stream, _) = listener.accept().await?;
-        let ready = ready.clone();
+        let health = health.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
@@ -38,10 +90,14 @@ pub async fn serve(
             };
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let probe = |r: Result<(), String>| match r {
+                Ok(()) => (200, "ok\n".to_string()),
+                Err(why) => (503, format!("{why}\n")),
+            };
             let (code, body) = match path {
-                "/healthz" => (200, "ok\n".to_string()),
-                "/readyz" if ready.load(Ordering::SeqCst) => (200, "ok\n".to_string()),
-                "/readyz" => (503, "not ready\n".to_string()),
+                // the process answers: the controller loop ends the process when it stops
+                "/healthz" => probe(Ok(())),
+                "/readyz" => probe(health.ready()),
                 "/metrics" => (200, metrics.encode()),
                 _ => (404, "not found\n".to_string()),
             };

@@ -1,12 +1,7 @@
 //! The `prescale` binary: `run` (the controller), `forecast` (one forecast, printed), `crd`
 //! (print the CRD), `simulate` and `bench`.
 
-use std::{
-    io::IsTerminal,
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{io::IsTerminal, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -62,6 +57,13 @@ struct RunArgs {
     /// How often each PredictiveScaler is evaluated.
     #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
     sync_interval: Duration,
+    /// Reconciles running at once (per watched namespace with --namespaces); the others queue.
+    /// Bounds the fetches and fits at a start or a failover.
+    #[arg(long, env = "PRESCALE_MAX_CONCURRENT_RECONCILES", default_value_t = controller::DEFAULT_MAX_CONCURRENT_RECONCILES)]
+    max_concurrent_reconciles: u16,
+    /// Model fits running at once (CPU-bound, on blocking threads). Default: the cores available.
+    #[arg(long, env = "PRESCALE_MAX_CONCURRENT_FITS")]
+    max_concurrent_fits: Option<usize>,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
@@ -195,7 +197,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(prescale::http::Health::default());
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding {}", args.http_addr))?;
@@ -203,13 +205,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(prescale::metrics::Metrics::new());
     let http = tokio::spawn(prescale::http::serve(
         listener,
-        ready.clone(),
+        health.clone(),
         metrics.clone(),
     ));
     let config = ControllerConfig {
         sync_interval: args.sync_interval,
         history_max_points: args.history_cache_points,
         namespaces: dedup(args.namespaces),
+        max_concurrent_reconciles: args.max_concurrent_reconciles.max(1),
+        max_concurrent_fits: args
+            .max_concurrent_fits
+            .unwrap_or_else(controller::default_max_concurrent_fits)
+            .max(1),
     };
     let leader = args.leader_elect.then(|| controller::LeaderConfig {
         lease_name: args.leader_elect_lease_name.clone(),
@@ -226,7 +233,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }),
         lease_duration: args.leader_elect_lease_duration,
     });
-    let result = controller::run(client, sources, config, ready, metrics, leader).await;
+    let result = controller::run(client, sources, config, health, metrics, leader).await;
     http.abort();
     result
 }

@@ -4,7 +4,10 @@
 //! are bounded: a reason is one of the condition reasons, a source one of the configured
 //! sources, a model one of the model kinds; per-scaler series are removed when the scaler is.
 
-use std::sync::atomic::AtomicU64;
+use std::{
+    collections::HashMap,
+    sync::{Mutex, atomic::AtomicU64},
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -25,6 +28,22 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    pub source: String,
+    /// `ok`, or the reason the query failed (a condition reason: bounded).
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub namespace: String,
+    pub name: String,
+    pub r#type: String,
+    pub status: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,7 +88,15 @@ pub struct Metrics {
     registry: Registry,
     pub reconcile_duration: Histogram,
     pub reconcile_errors: Family<ReasonLabels, Counter>,
-    pub query_duration: Family<SourceLabels, Histogram>,
+    pub query_duration: Family<QueryLabels, Histogram>,
+    /// Metric evaluations that had no usable data, by reason.
+    pub metric_unavailable: Family<ReasonLabels, Counter>,
+    /// Each scaler's conditions as last reported: 1 for the current (type, status, reason).
+    pub scaler_condition: Family<ConditionLabels, Gauge>,
+    /// Series dropped from the history cache to stay within --history-cache-points.
+    pub history_evictions: Counter,
+    /// Reconciles running now.
+    pub reconciles_in_flight: Gauge,
     pub fit_duration: Family<ModelLabels, Histogram>,
     pub current_replicas: Family<ScalerLabels, Gauge>,
     pub desired_replicas: Family<ScalerLabels, Gauge>,
@@ -78,6 +105,15 @@ pub struct Metrics {
     pub observed_load: Family<ScalerMetricLabels, FloatGauge>,
     pub backtest_error: Family<ScalerMetricLabels, FloatGauge>,
     pub scale_operations: Family<ScaleLabels, Counter>,
+    /// What each scaler has series of, so they can all be removed: its metric names and its
+    /// condition label sets.
+    known: Mutex<HashMap<(String, String), Known>>,
+}
+
+#[derive(Default)]
+struct Known {
+    metrics: Vec<String>,
+    conditions: Vec<ConditionLabels>,
 }
 
 /// The metric names as exposed (with `_total` on counters), for documentation and tests.
@@ -85,7 +121,10 @@ pub const NAMES: &[&str] = &[
     "prescale_build_info",
     "prescale_reconcile_duration_seconds",
     "prescale_reconcile_errors_total",
+    "prescale_reconciles_in_flight",
     "prescale_prometheus_query_duration_seconds",
+    "prescale_metric_unavailable_total",
+    "prescale_history_evictions_total",
     "prescale_forecast_fit_duration_seconds",
     "prescale_scaler_current_replicas",
     "prescale_scaler_desired_replicas",
@@ -94,6 +133,7 @@ pub const NAMES: &[&str] = &[
     "prescale_scaler_observed_load",
     "prescale_scaler_forecast_backtest_error",
     "prescale_scale_operations_total",
+    "prescale_scaler_condition",
 ];
 
 impl Default for Metrics {
@@ -120,6 +160,10 @@ impl Metrics {
             reconcile_duration: seconds_histogram(),
             reconcile_errors: Family::default(),
             query_duration: Family::new_with_constructor(seconds_histogram),
+            metric_unavailable: Family::default(),
+            scaler_condition: Family::default(),
+            history_evictions: Counter::default(),
+            reconciles_in_flight: Gauge::default(),
             fit_duration: Family::new_with_constructor(seconds_histogram),
             current_replicas: Family::default(),
             desired_replicas: Family::default(),
@@ -128,6 +172,7 @@ impl Metrics {
             observed_load: Family::default(),
             backtest_error: Family::default(),
             scale_operations: Family::default(),
+            known: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -137,13 +182,31 @@ impl Metrics {
         );
         registry.register(
             "prescale_reconcile_errors",
-            "Reconciles that ended in an error or a failing condition, by reason",
+            "Reconciles that did not end ready: an error, or a Ready=False condition (invalid spec, missing \
+             target, no metric data, ...), by reason",
             m.reconcile_errors.clone(),
         );
         registry.register(
+            "prescale_reconciles_in_flight",
+            "Reconciles running now (bounded by --max-concurrent-reconciles)",
+            m.reconciles_in_flight.clone(),
+        );
+        registry.register(
             "prescale_prometheus_query_duration_seconds",
-            "Time of one query_range request to a metrics source",
+            "Time of one metric's history update (its query_range requests, or none when cached or backing \
+             off), by source and result (ok, or the failure reason)",
             m.query_duration.clone(),
+        );
+        registry.register(
+            "prescale_metric_unavailable",
+            "Metric evaluations without usable data (a failed query, no data, stale data, ...), by reason",
+            m.metric_unavailable.clone(),
+        );
+        registry.register(
+            "prescale_history_evictions",
+            "Series dropped from the history cache to stay within --history-cache-points (then fetched whole \
+             again when needed)",
+            m.history_evictions.clone(),
         );
         registry.register(
             "prescale_forecast_fit_duration_seconds",
@@ -185,6 +248,12 @@ impl Metrics {
             "Writes of the target's replica count, by direction (up, down)",
             m.scale_operations.clone(),
         );
+        registry.register(
+            "prescale_scaler_condition",
+            "Each scaler's conditions: 1 for its current status and reason of each type (alert on \
+             type=\"Ready\",status=\"False\")",
+            m.scaler_condition.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -213,8 +282,68 @@ impl Metrics {
         }
     }
 
+    /// The scaler now has exactly these metrics: the series of any other (renamed, removed) go.
+    pub fn set_scaler_metrics(&self, namespace: &str, name: &str, metrics: &[String]) {
+        let mut known = self.known.lock().expect("metrics lock");
+        let entry = known
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default();
+        for gone in entry.metrics.iter().filter(|m| !metrics.contains(m)) {
+            self.remove_metric_series(namespace, name, gone);
+        }
+        entry.metrics = metrics.to_vec();
+    }
+
+    /// The scaler's conditions are now these (type, status, reason): the gauge shows 1 for each,
+    /// and the series of the ones it had before are removed.
+    pub fn set_conditions(&self, namespace: &str, name: &str, conditions: &[(&str, &str, &str)]) {
+        let labels: Vec<ConditionLabels> = conditions
+            .iter()
+            .map(|(t, s, r)| ConditionLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                r#type: t.to_string(),
+                status: s.to_string(),
+                reason: r.to_string(),
+            })
+            .collect();
+        let mut known = self.known.lock().expect("metrics lock");
+        let entry = known
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default();
+        for old in entry.conditions.iter().filter(|c| !labels.contains(c)) {
+            self.scaler_condition.remove(old);
+        }
+        for l in &labels {
+            self.scaler_condition.get_or_create(l).set(1);
+        }
+        entry.conditions = labels;
+    }
+
+    fn remove_metric_series(&self, namespace: &str, name: &str, metric: &str) {
+        let l = ScalerMetricLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+            metric: metric.into(),
+        };
+        self.forecast_peak.remove(&l);
+        self.forecast_now.remove(&l);
+        self.observed_load.remove(&l);
+        self.backtest_error.remove(&l);
+    }
+
+    /// The scalers that have series, as (namespace, name).
+    pub fn scalers(&self) -> Vec<(String, String)> {
+        self.known
+            .lock()
+            .expect("metrics lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Forgets a scaler's series (it was deleted).
-    pub fn remove_scaler(&self, namespace: &str, name: &str, metrics: &[String]) {
+    pub fn remove_scaler(&self, namespace: &str, name: &str) {
         let s = ScalerLabels {
             namespace: namespace.into(),
             name: name.into(),
@@ -228,16 +357,17 @@ impl Metrics {
                 direction: direction.into(),
             });
         }
-        for metric in metrics {
-            let l = ScalerMetricLabels {
-                namespace: namespace.into(),
-                name: name.into(),
-                metric: metric.clone(),
-            };
-            self.forecast_peak.remove(&l);
-            self.forecast_now.remove(&l);
-            self.observed_load.remove(&l);
-            self.backtest_error.remove(&l);
+        let known = self
+            .known
+            .lock()
+            .expect("metrics lock")
+            .remove(&(namespace.to_string(), name.to_string()))
+            .unwrap_or_default();
+        for metric in &known.metrics {
+            self.remove_metric_series(namespace, name, metric);
+        }
+        for c in &known.conditions {
+            self.scaler_condition.remove(c);
         }
     }
 }
@@ -257,10 +387,18 @@ mod tests {
             })
             .inc();
         m.query_duration
-            .get_or_create(&SourceLabels {
+            .get_or_create(&QueryLabels {
                 source: "default".into(),
+                result: "ok".into(),
             })
             .observe(0.02);
+        m.metric_unavailable
+            .get_or_create(&ReasonLabels {
+                reason: "StaleMetric".into(),
+            })
+            .inc();
+        m.history_evictions.inc();
+        m.reconciles_in_flight.set(1);
         m.fit_duration
             .get_or_create(&ModelLabels {
                 model: "MSTL".into(),
@@ -277,6 +415,8 @@ mod tests {
             name: "a".into(),
             metric: "requests".into(),
         };
+        m.set_scaler_metrics("ns", "a", &["requests".into()]);
+        m.set_conditions("ns", "a", &[("Ready", "False", "StaleMetric")]);
         m.forecast_peak.get_or_create(&sm).set(123.5);
         m.forecast_now.get_or_create(&sm).set(100.0);
         m.observed_load.get_or_create(&sm).set(98.0);
@@ -307,7 +447,21 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         )));
 
-        m.remove_scaler("ns", "a", &["requests".into()]);
+        assert!(text.contains(
+            "prescale_scaler_condition{namespace=\"ns\",name=\"a\",type=\"Ready\",status=\"False\",reason=\"StaleMetric\"} 1"
+        ));
+        // a new reason replaces the old series; a renamed metric's series go
+        m.set_conditions("ns", "a", &[("Ready", "True", "ScalerActive")]);
+        m.set_scaler_metrics("ns", "a", &["tokens".into()]);
+        let text = m.encode();
+        assert!(
+            !text.contains("status=\"False\",reason=\"StaleMetric\"}")
+                && text.contains("status=\"True\",reason=\"ScalerActive\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("metric=\"requests\""), "{text}");
+
+        m.remove_scaler("ns", "a");
         let text = m.encode();
         assert!(!text.contains("name=\"a\""), "{text}");
     }

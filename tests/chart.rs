@@ -106,6 +106,11 @@ fn operator_rules(scale: &[(&str, &[&str])]) -> Vec<String> {
         want.push(json!([[group], r, ["get", "patch"]]));
     }
     want.push(json!([["events.k8s.io"], ["events"], ["create", "patch"]]));
+    want.push(json!([
+        ["autoscaling"],
+        ["horizontalpodautoscalers"],
+        ["get", "list", "watch"]
+    ]));
     want.iter()
         .map(|w| format!("{} {} {}", w[0], w[1], w[2]))
         .collect()
@@ -543,4 +548,26 @@ fn the_dashboard_is_valid_json_over_the_operators_own_metrics() {
             .unwrap()
             .ends_with("-dashboard")
     }));
+}
+
+#[test]
+fn without_leader_election_an_upgrade_never_runs_two_operators() {
+    let Some(docs) = render(&[]) else { return };
+    let spec = &one(&docs, "Deployment")["spec"];
+    assert_eq!(spec["strategy"]["type"], "Recreate", "{spec}");
+    let Some(docs) = render(&[
+        "--set",
+        "leaderElection.enabled=true",
+        "--set",
+        "replicaCount=2",
+    ]) else {
+        return;
+    };
+    let spec = &one(&docs, "Deployment")["spec"];
+    assert!(
+        spec["strategy"].is_null(),
+        "with leader election a rolling update is safe: {spec}"
+    );
+    let args = container(&docs)["args"].to_string();
+    assert!(args.contains("--max-concurrent-reconciles=16"), "{args}");
 }

@@ -396,6 +396,7 @@ fn outage(
     set_replicas(kube, ns, "outage", 3);
     kube.kill_component(component);
     let killed = Instant::now();
+    let mut unready_after = None;
     while killed.elapsed() < down_for {
         ctrl.assert_running();
         assert_eq!(
@@ -403,13 +404,33 @@ fn outage(
             Some(200),
             "alive during the outage"
         );
+        if unready_after.is_none() && probe(http_addr, "/readyz") == Some(503) {
+            unready_after = Some(killed.elapsed());
+        }
         std::thread::sleep(Duration::from_millis(250));
+    }
+    if component == "kube-apiserver" {
+        // its watch broke: not ready while it cannot watch
+        assert!(
+            unready_after.is_some(),
+            "/readyz stayed 200 while the API server was down:\n{}",
+            ctrl.log_tail(20)
+        );
     }
     kube.start_component(component);
     let up = killed.elapsed();
     if component == "etcd" {
         kube.wait_ready(Duration::from_secs(60));
     }
+    let ready_again = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        (probe(http_addr, "/readyz") == Some(200)).then(|| killed.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{component} restarted: /readyz never 200 again:\n{}",
+            ctrl.log_tail(30)
+        )
+    });
     let restored = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
         ctrl.assert_running();
         kube.try_get(&format!("{}/outage", deployments(ns)))
@@ -435,7 +456,8 @@ fn outage(
     // one write happened before the outage
     assert_eq!(made, 1, "{component} outage: the write was lost");
     format!(
-        "{component} down {:.1?}, back at {up:.1?}, replicas restored {restored:.2?} after the kill with {made} write",
+        "{component} down {:.1?}, back at {up:.1?}, replicas restored {restored:.2?} after the kill with {made} \
+         write; unready {unready_after:.1?} after the kill, ready again at {ready_again:.1?}",
         down_for
     )
 }

@@ -420,6 +420,8 @@ fn a_hundred_scalers_keep_reconciling_beside_a_deliberately_slow_one() {
             &sources.display().to_string(),
             "--namespaces",
             ns,
+            "--max-concurrent-reconciles",
+            "4",
         ],
         "info,prescale::controller::reconcile=debug",
     );
@@ -469,11 +471,23 @@ fn a_hundred_scalers_keep_reconciling_beside_a_deliberately_slow_one() {
     let (p50s, p99s, ns_, fewest_s) = measure(&mut ctrl);
     let slow_tries = proxy.requests();
     ctrl.assert_never_forbidden();
+    // a start reconciles the whole fleet, at most 4 at once
+    let in_flight = regex::Regex::new(r"reconcile started in_flight=(\d+)").unwrap();
+    let most = in_flight
+        .captures_iter(&ctrl.log())
+        .map(|c| c[1].parse::<u32>().unwrap())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        (1..=4).contains(&most),
+        "{most} reconciles at once, at most 4 allowed"
+    );
     report(&format!(
         "[security] {FLEET} scalers at a 2 s sync interval (all Ready {ready:.1?} after start): reconcile latency \
          p50 {:.2} ms, p99 {:.2} ms over {n} reconciles (each scaler >= {fewest}); beside a slow one \
          (MetricsQueryTimeout: {slow}): p50 {:.2} ms, p99 {:.2} ms over {ns_} reconciles (each >= {fewest_s}); the \
-         slow scaler's requests to its source in all: {slow_tries} (backed off)",
+         slow scaler's requests to its source in all: {slow_tries} (backed off); at most {most} reconciles at \
+         once (--max-concurrent-reconciles 4)",
         p50 as f64 / 1000.0,
         p99 as f64 / 1000.0,
         p50s as f64 / 1000.0,

@@ -51,6 +51,10 @@ pub mod reasons {
     pub const READY_FOR_NEW_SCALE: &str = "ReadyForNewScale";
     pub const SCALE_DOWN_STABILIZED: &str = "ScaleDownStabilized";
     pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+    /// The target is at 0 replicas and the scaler may not scale from zero: switched off.
+    pub const SCALING_DISABLED: &str = "ScalingDisabled";
+    /// Another PredictiveScaler or an HPA scales the same target.
+    pub const AMBIGUOUS_TARGET: &str = "AmbiguousTarget";
     pub const FAILED_GET_SCALE: &str = "FailedGetScale";
     pub const FAILED_UPDATE_SCALE: &str = "FailedUpdateScale";
     pub const DRY_RUN: &str = "DryRun";

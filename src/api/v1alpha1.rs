@@ -50,6 +50,10 @@ macro_rules! cel_duration_ms {
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("self.spec.minReplicas >= 1 || self.spec.allowScaleToZero")
+        .message("minReplicas 0 needs allowScaleToZero: true")
+        .field_path(".spec.minReplicas")
+        .reason(Reason::FieldValueInvalid),
     validation = Rule::new("self.spec.minReplicas <= self.spec.maxReplicas")
         .message("minReplicas must be less than or equal to maxReplicas")
         .field_path(".spec.minReplicas")
@@ -86,10 +90,16 @@ pub struct PredictiveScalerSpec {
     /// ...). Do not let an HPA scale the same workload.
     pub scale_target_ref: ScaleTargetRef,
 
-    /// The fewest replicas prescale will set. Default 1.
+    /// The fewest replicas prescale will set. Default 1; 0 only with `allowScaleToZero`.
     #[serde(default = "default_min_replicas")]
     #[x_kube(validation = Rule::new("self >= 0").message("minReplicas must be 0 or more"))]
     pub min_replicas: i32,
+
+    /// Let prescale own zero: scale the target down to 0 (with `minReplicas: 0`) and up from
+    /// 0. Without it a target at 0 replicas counts as switched off, as with the HPA: prescale
+    /// leaves it there (`AbleToScale=False`, `ScalingDisabled`) until someone scales it up.
+    #[serde(default)]
+    pub allow_scale_to_zero: bool,
 
     /// The most replicas prescale will set.
     #[x_kube(validation = Rule::new("self >= 1").message("maxReplicas must be 1 or more"))]

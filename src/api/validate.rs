@@ -16,6 +16,8 @@ use super::{
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalerConfig {
     pub min_replicas: u32,
+    /// May scale to and from 0 replicas.
+    pub allow_scale_to_zero: bool,
     pub max_replicas: u32,
     pub mode: Mode,
     pub metrics: Vec<MetricConfig>,
@@ -124,6 +126,9 @@ pub fn validate_with(
             "maxReplicas is {}, must be 1 or more",
             spec.max_replicas
         ));
+    }
+    if spec.min_replicas == 0 && !spec.allow_scale_to_zero {
+        return bad("minReplicas is 0 but allowScaleToZero is not set: set it to let prescale scale to zero".into());
     }
     if spec.min_replicas > spec.max_replicas {
         return bad(format!(
@@ -244,6 +249,7 @@ pub fn validate_with(
     }
     Ok(ScalerConfig {
         min_replicas: spec.min_replicas as u32,
+        allow_scale_to_zero: spec.allow_scale_to_zero,
         max_replicas: spec.max_replicas as u32,
         mode: spec.mode,
         metrics,

@@ -131,6 +131,7 @@ pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
             name: "x".into(),
         },
         min_replicas: 1,
+        allow_scale_to_zero: false,
         max_replicas: 1000,
         mode: Default::default(),
         metrics: vec![],

@@ -19,12 +19,14 @@ use std::{
 };
 
 use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
         events::{Recorder, Reporter},
+        reflector::{self, Store},
         watcher,
     },
 };
@@ -37,6 +39,7 @@ pub use reconcile::{ScalerState, reconcile};
 use crate::{
     Error,
     api::PredictiveScaler,
+    http::Health,
     metrics::Metrics,
     sources::{HistoryStore, RetryPolicy, Sources},
 };
@@ -51,6 +54,10 @@ pub struct ControllerConfig {
     /// The namespaces whose PredictiveScalers are watched; empty: all namespaces. With a list
     /// the operator never reads anything cluster-wide, so namespaced Roles are enough.
     pub namespaces: Vec<String>,
+    /// Reconciles running at once, per watched scope (the rest queue).
+    pub max_concurrent_reconciles: u16,
+    /// Model fits (blocking CPU work) running at once; the others wait for a slot.
+    pub max_concurrent_fits: usize,
 }
 
 impl ControllerConfig {
@@ -60,12 +67,23 @@ impl ControllerConfig {
     }
 }
 
+/// Reconciles at once by default: enough to keep a fleet's steady evaluations (milliseconds
+/// each) flowing, few enough that a start or a failover does not fetch every history at once.
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 16;
+
+/// Fits at once by default: the cores the process may use.
+pub fn default_max_concurrent_fits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             sync_interval: Duration::from_secs(30),
             history_max_points: crate::sources::DEFAULT_MAX_POINTS,
             namespaces: Vec::new(),
+            max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
+            max_concurrent_fits: default_max_concurrent_fits(),
         }
     }
 }
@@ -82,8 +100,15 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Closed when this replica may not write (it lost the leader lease).
     writes: Arc<AtomicBool>,
+    /// Slots for model fits (`max_concurrent_fits`).
+    pub(crate) fit_slots: Arc<tokio::sync::Semaphore>,
     states: Mutex<HashMap<String, ScalerState>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// The PredictiveScalers of the watched scopes (the controllers' caches), to find two on
+    /// one target.
+    scalers: Vec<Store<PredictiveScaler>>,
+    /// The HorizontalPodAutoscalers of the watched scopes, to find one on a scaler's target.
+    hpas: Vec<Store<HorizontalPodAutoscaler>>,
 }
 
 impl Context {
@@ -101,11 +126,16 @@ impl Context {
                 base: config.sync_interval.as_secs().max(1) as i64,
                 max: 300,
             }),
+            fit_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_fits.max(1),
+            )),
             config,
             metrics: Arc::default(),
             writes: Arc::new(AtomicBool::new(true)),
             states: Mutex::default(),
             failures: Mutex::default(),
+            scalers: Vec::new(),
+            hpas: Vec::new(),
         }
     }
 
@@ -125,8 +155,67 @@ impl Context {
 
     /// Uses `metrics` (shared with the HTTP endpoint) instead of a private registry.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.history = std::mem::take(&mut self.history)
+            .with_eviction_counter(metrics.history_evictions.clone());
         self.metrics = metrics;
         self
+    }
+
+    /// HorizontalPodAutoscalers are looked up in these stores.
+    pub fn with_hpa_stores(mut self, stores: Vec<Store<HorizontalPodAutoscaler>>) -> Self {
+        self.hpas = stores;
+        self
+    }
+
+    /// The PredictiveScalers are looked up in these stores.
+    pub fn with_scaler_stores(mut self, stores: Vec<Store<PredictiveScaler>>) -> Self {
+        self.scalers = stores;
+        self
+    }
+
+    /// The other PredictiveScalers (names) in `namespace` whose target is `target`.
+    pub(crate) fn other_scalers_of(
+        &self,
+        key: &str,
+        namespace: &str,
+        target: &crate::api::ScaleTargetRef,
+    ) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .scalers
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|ps| {
+                ps.namespace().as_deref() == Some(namespace)
+                    && object_key(ps) != key
+                    && ps.spec.scale_target_ref == *target
+            })
+            .map(|ps| ps.name_any())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// An HPA in `namespace` that scales the target `kind/name` of API group `group`.
+    pub(crate) fn hpa_on(
+        &self,
+        namespace: &str,
+        group: &str,
+        kind: &str,
+        name: &str,
+    ) -> Option<String> {
+        self.hpas.iter().flat_map(|s| s.state()).find_map(|hpa| {
+            let r = &hpa.spec.as_ref()?.scale_target_ref;
+            let hpa_group = r
+                .api_version
+                .as_deref()
+                .and_then(|v| v.split_once('/'))
+                .map_or("", |(g, _)| g);
+            (hpa.metadata.namespace.as_deref() == Some(namespace)
+                && r.kind == kind
+                && r.name == name
+                && hpa_group == group)
+                .then(|| hpa.metadata.name.clone().unwrap_or_default())
+        })
     }
 
     /// Writes (scale, status, events) happen only while `gate` is open.
@@ -140,16 +229,48 @@ impl Context {
         self.writes.load(Ordering::SeqCst)
     }
 
-    /// Forgets a deleted scaler: its memory, cached history and metric series.
+    /// Forgets a deleted scaler: its memory, failure backoff, cached history and metric series.
     fn forget(&self, key: &str) {
-        let state = self.states.lock().expect("state lock").remove(key);
+        self.states.lock().expect("state lock").remove(key);
+        self.failures.lock().expect("failure lock").remove(key);
         self.history.release(key);
         if let Some((namespace, name)) = key.split_once('/') {
-            let metrics: Vec<String> = state
-                .map(|s| s.fits.keys().cloned().collect())
-                .unwrap_or_default();
-            self.metrics.remove_scaler(namespace, name, &metrics);
+            self.metrics.remove_scaler(namespace, name);
         }
+    }
+
+    /// Every scaler this process holds something of (memory, backoff, metric series).
+    fn known_keys(&self) -> std::collections::HashSet<String> {
+        let mut keys: std::collections::HashSet<String> = self
+            .states
+            .lock()
+            .expect("state lock")
+            .keys()
+            .cloned()
+            .collect();
+        keys.extend(self.failures.lock().expect("failure lock").keys().cloned());
+        keys.extend(
+            self.metrics
+                .scalers()
+                .into_iter()
+                .map(|(ns, name)| format!("{ns}/{name}")),
+        );
+        keys
+    }
+
+    /// Forgets every scaler not in `existing` (the controllers' caches of PredictiveScalers): a
+    /// deletion whose reconcile never ran (an invalid spec waits for a change, a missed watch
+    /// event) leaves nothing behind.
+    pub fn forget_all_but(&self, existing: &std::collections::HashSet<String>) -> usize {
+        let gone: Vec<String> = self
+            .known_keys()
+            .into_iter()
+            .filter(|k| !existing.contains(k))
+            .collect();
+        for key in &gone {
+            self.forget(key);
+        }
+        gone.len()
     }
 }
 
@@ -191,7 +312,7 @@ pub async fn run(
     client: Client,
     sources: Sources,
     config: ControllerConfig,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
     metrics: Arc<Metrics>,
     leader: Option<LeaderConfig>,
 ) -> anyhow::Result<()> {
@@ -218,7 +339,7 @@ pub async fn run(
                 }
             };
             // a standby knows its role: it is ready (to take over)
-            ready.store(true, Ordering::SeqCst);
+            health.set_started();
             tokio::select! {
                 r = election.acquired() => r?,
                 _ = shutdown_signal() => {
@@ -230,28 +351,142 @@ pub async fn run(
             Some(election)
         }
     };
+    let (hpa_stores, hpa_reflectors) = hpa_reflectors(&client, &config.namespaces);
+    let caches: Vec<_> = apis
+        .into_iter()
+        .map(|api| (api, reflector::store()))
+        .collect();
+    let stores: Vec<Store<PredictiveScaler>> = caches
+        .iter()
+        .map(|(_, (reader, _))| reader.clone())
+        .collect();
     let ctx = Arc::new(
         Context::new(client, sources, config)
             .with_metrics(metrics)
-            .with_write_gate(gate.clone()),
+            .with_write_gate(gate.clone())
+            .with_scaler_stores(stores.clone())
+            .with_hpa_stores(hpa_stores),
     );
-    ready.store(true, Ordering::SeqCst);
+    health.set_started();
     info!(namespaces = ?ctx.config.namespaces, "controller started");
-    let controllers =
-        futures::future::join_all(apis.into_iter().map(|api| watch(api, ctx.clone())));
-    match election {
+    let controllers: Vec<_> = caches
+        .into_iter()
+        .map(|(api, (reader, writer))| controller(api, reader, writer, &ctx, health.clone()))
+        .collect();
+    let sweeper = tokio::spawn(sweep(stores, ctx.clone()));
+    let controllers = futures::future::join_all(
+        controllers
+            .into_iter()
+            .map(|c| run_controller(c, ctx.clone())),
+    );
+    let result = match election {
         None => {
             controllers.await;
+            Ok(())
         }
         Some(election) => {
             tokio::select! {
-                _ = controllers => {}
-                e = election.lost(gate) => return Err(e),
+                _ = controllers => Ok(()),
+                e = election.lost(gate) => Err(e),
             }
         }
+    };
+    sweeper.abort();
+    for r in hpa_reflectors {
+        r.abort();
     }
     info!("controller stopped");
-    Ok(())
+    result
+}
+
+/// A `Controller` over `scalers`: its watch reports to `health` (a failing watch makes the
+/// replica unready), its cache is `reader`/`writer`, and at most `max_concurrent_reconciles`
+/// reconciles run at once.
+fn controller(
+    scalers: Api<PredictiveScaler>,
+    reader: Store<PredictiveScaler>,
+    writer: reflector::store::Writer<PredictiveScaler>,
+    ctx: &Context,
+    health: Arc<Health>,
+) -> Controller<PredictiveScaler> {
+    let watch_health = health.clone();
+    let events = watcher(scalers, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .inspect(move |event| match event {
+            Ok(_) => watch_health.watch_ok(),
+            Err(e) => watch_health.watch_failed(&e.to_string()),
+        })
+        .reflect(writer)
+        .touched_objects();
+    Controller::for_stream(events, reader).with_config(
+        kube::runtime::controller::Config::default()
+            .concurrency(ctx.config.max_concurrent_reconciles.max(1)),
+    )
+}
+
+/// Caches of the HorizontalPodAutoscalers in the watched scopes (so a scaler on a target an HPA
+/// also scales is `AmbiguousTarget`), kept by background watches. Without the RBAC to list
+/// them, the caches stay empty and only PredictiveScalers are compared.
+fn hpa_reflectors(
+    client: &Client,
+    namespaces: &[String],
+) -> (
+    Vec<Store<HorizontalPodAutoscaler>>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let apis: Vec<Api<HorizontalPodAutoscaler>> = if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    apis.into_iter()
+        .map(|api| {
+            let (reader, writer) = reflector::store();
+            let task = tokio::spawn(async move {
+                let mut warned = false;
+                watcher(api, watcher::Config::default().any_semantic())
+                    .default_backoff()
+                    .reflect(writer)
+                    .for_each(|e| {
+                        if let Err(e) = e
+                            && !warned
+                        {
+                            warned = true;
+                            warn!(error = %e, "cannot watch HorizontalPodAutoscalers; an HPA on a scaler's target will not be noticed");
+                        }
+                        futures::future::ready(())
+                    })
+                    .await;
+            });
+            (reader, task)
+        })
+        .unzip()
+}
+
+/// Every sync interval (at least 10 s), forgets the scalers that none of `stores` holds any
+/// more, once they have all listed.
+async fn sweep(stores: Vec<Store<PredictiveScaler>>, ctx: Arc<Context>) {
+    for s in &stores {
+        if s.wait_until_ready().await.is_err() {
+            return;
+        }
+    }
+    let every = ctx.config.sync_interval.max(Duration::from_secs(10));
+    loop {
+        tokio::time::sleep(every).await;
+        let existing: std::collections::HashSet<String> = stores
+            .iter()
+            .flat_map(|s| s.state())
+            .map(|ps| object_key(&ps))
+            .collect();
+        let gone = ctx.forget_all_but(&existing);
+        if gone > 0 {
+            info!(gone, "forgot deleted PredictiveScalers");
+        }
+    }
 }
 
 /// The first retry after a failed start-up call; doubled each time up to [`STARTUP_RETRY_MAX`].
@@ -316,10 +551,10 @@ fn scope_names(namespaces: &[String]) -> Vec<String> {
     }
 }
 
-/// One `Controller` over `scalers`, until a shutdown signal.
-async fn watch(scalers: Api<PredictiveScaler>, ctx: Arc<Context>) {
+/// Runs one `Controller` until a shutdown signal.
+async fn run_controller(controller: Controller<PredictiveScaler>, ctx: Arc<Context>) {
     let ctx_for_loop = ctx.clone();
-    Controller::new(scalers, watcher::Config::default().any_semantic())
+    controller
         .shutdown_on_signal()
         .run(
             |ps, ctx: Arc<Context>| async move {

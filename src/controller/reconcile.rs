@@ -24,8 +24,8 @@ use crate::{
         validate_with,
     },
     metrics::{
-        Metrics, ModelLabels, ReasonLabels, ScaleLabels, ScalerLabels, ScalerMetricLabels,
-        SourceLabels,
+        Metrics, ModelLabels, QueryLabels, ReasonLabels, ScaleLabels, ScalerLabels,
+        ScalerMetricLabels,
     },
     planner::{
         self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
@@ -44,6 +44,13 @@ pub struct ScalerState {
     pub planner: PlannerState,
     /// What `mode: DryRun` plans with (its would-be count and its own rate budgets).
     pub dry_run: planner::DryRunState,
+    /// The reason of the last reconcile's Ready=False (or Unknown), for the errors counter.
+    pub ready_failure: Option<&'static str>,
+    /// The scale target the memory above is about (`apiVersion/kind/name`): another target
+    /// starts it afresh.
+    pub target: Option<String>,
+    /// Whether this scaler was reconciled before (its first requeue is jittered).
+    pub reconciled: bool,
 }
 
 /// A fitted forecast and what it was fitted for.
@@ -85,9 +92,26 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
     let now = Timestamp::now();
     let namespace = ps.namespace().ok_or(Error::NoNamespace)?;
     let key = super::object_key(&ps);
+    let in_flight = InFlight::enter(&ctx.metrics.reconciles_in_flight);
+    debug!(in_flight = in_flight.count, "reconcile started");
     let mut state = ctx.take_state(&key);
+    state.ready_failure = None;
     let result = reconcile_inner(&ps, &ctx, &key, &namespace, &mut state, now).await;
+    // every reconcile that did not end ready counts: an error, or Ready=False with its reason
+    let failure = match &result {
+        Err(e) => Some(e.reason()),
+        Ok(_) => state.ready_failure,
+    };
+    let result = result.map(|action| {
+        if state.reconciled {
+            action
+        } else {
+            state.reconciled = true;
+            jitter_first(action, &key, ctx.config.sync_interval)
+        }
+    });
     ctx.put_state(key, state);
+    drop(in_flight);
     let elapsed = started.elapsed();
     ctx.metrics
         .reconcile_duration
@@ -97,11 +121,11 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
         ok = result.is_ok(),
         "reconciled"
     );
-    if let Err(e) = &result {
+    if let Some(reason) = failure {
         ctx.metrics
             .reconcile_errors
             .get_or_create(&ReasonLabels {
-                reason: e.reason().to_string(),
+                reason: reason.to_string(),
             })
             .inc();
     }
@@ -118,6 +142,41 @@ fn selection_epoch(user: &str, now: i64) -> i64 {
     });
     let offset = (hash % SELECTION_INTERVAL as u64) as i64;
     align_down(now - offset, SELECTION_INTERVAL) + offset
+}
+
+/// The first requeue of a scaler, spread over up to half a sync interval (by a stable hash of
+/// its key): a start or a failover reconciles every scaler at once, and without this they would
+/// stay in lockstep ever after.
+fn jitter_first(action: Action, key: &str, sync_interval: Duration) -> Action {
+    if action == Action::requeue(sync_interval) {
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        let extra = sync_interval.mul_f64((hash % 1000) as f64 / 2000.0);
+        Action::requeue(sync_interval + extra)
+    } else {
+        action
+    }
+}
+
+/// Counts a running reconcile on the in-flight gauge while it lives.
+struct InFlight<'a> {
+    gauge: &'a prometheus_client::metrics::gauge::Gauge,
+    /// Reconciles running, this one included, when it started.
+    count: i64,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        let count = gauge.inc() + 1;
+        Self { gauge, count }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 /// The model chosen in this epoch before a restart, as the status remembers it: a new leader
@@ -173,15 +232,43 @@ async fn reconcile_inner(
                 forecast: None,
                 conditions: status::invalid_spec(&e.0),
             };
-            write_status(ps, ctx, namespace, &report, now).await?;
+            finish(ps, ctx, namespace, state, &report, now).await?;
             return Ok(Action::await_change());
         }
     };
 
+    ctx.metrics.set_scaler_metrics(
+        namespace,
+        &ps.name_any(),
+        &config
+            .metrics
+            .iter()
+            .map(|m| m.name.clone())
+            .collect::<Vec<_>>(),
+    );
+
     // the target
     let target_ref = &ps.spec.scale_target_ref;
     let target_desc = format!("{} {}/{}", target_ref.kind, namespace, target_ref.name);
-    let resource = match target::resolve(&ctx.client, target_ref).await {
+    let target_id = format!(
+        "{}/{}/{}",
+        target_ref.api_version, target_ref.kind, target_ref.name
+    );
+    if state.target.as_deref() != Some(target_id.as_str()) {
+        // a new target: the old one's stabilisation window and rate budgets are not its own
+        if state.target.is_some() {
+            info!(target = %target_desc, "new scale target: planner memory reset");
+        }
+        state.planner = PlannerState::default();
+        state.dry_run = planner::DryRunState::default();
+        state.target = Some(target_id.clone());
+    }
+    if let Some(why) = conflict(ctx, key, namespace, target_ref, &target_desc) {
+        let report = target_report(ps, reasons::AMBIGUOUS_TARGET, why);
+        finish(ps, ctx, namespace, state, &report, now).await?;
+        return Ok(Action::requeue(ctx.config.sync_interval));
+    }
+    let resource = match target::bounded(target::resolve(&ctx.client, target_ref)).await {
         Ok(r) => r,
         Err(e) => {
             let report = target_report(
@@ -192,7 +279,7 @@ async fn reconcile_inner(
                     target_ref.api_version, target_ref.kind
                 ),
             );
-            write_status(ps, ctx, namespace, &report, now).await?;
+            finish(ps, ctx, namespace, state, &report, now).await?;
             return Err(Error::ResolveTarget(e));
         }
     };
@@ -205,7 +292,7 @@ async fn reconcile_inner(
                 reasons::TARGET_NOT_FOUND,
                 format!("{target_desc} not found"),
             );
-            write_status(ps, ctx, namespace, &report, now).await?;
+            finish(ps, ctx, namespace, state, &report, now).await?;
             return Ok(Action::requeue(ctx.config.sync_interval));
         }
         Err(e) => {
@@ -214,10 +301,22 @@ async fn reconcile_inner(
                 reasons::FAILED_GET_SCALE,
                 format!("reading the scale of {target_desc}: {e}"),
             );
-            write_status(ps, ctx, namespace, &report, now).await?;
+            finish(ps, ctx, namespace, state, &report, now).await?;
             return Err(Error::GetScale(e));
         }
     };
+
+    // a target at 0 replicas is switched off, as for the HPA, unless the scaler owns zero
+    if current == 0 && !config.allow_scale_to_zero {
+        let message = format!(
+            "{target_desc} is scaled to 0: prescale leaves it there until it is scaled up (set \
+             allowScaleToZero to let prescale scale from and to zero)"
+        );
+        let mut report = target_report(ps, reasons::SCALING_DISABLED, message);
+        report.current = Some(0);
+        finish(ps, ctx, namespace, state, &report, now).await?;
+        return Ok(Action::requeue(ctx.config.sync_interval));
+    }
 
     // history and forecasts
     let remembered = ps.status.as_ref().and_then(|s| s.forecast.as_ref());
@@ -243,18 +342,16 @@ async fn reconcile_inner(
         }
         Mode::DryRun => planner::plan_dry_run(now_s, current, &policy, &inputs, &mut state.dry_run),
     };
-    let scaler = ScalerLabels {
-        namespace: namespace.to_string(),
-        name: ps.name_any(),
-    };
-    ctx.metrics
-        .current_replicas
-        .get_or_create(&scaler)
-        .set(current as i64);
-    ctx.metrics
-        .desired_replicas
-        .get_or_create(&scaler)
-        .set(decision.desired as i64);
+    for m in &decision.metrics {
+        if let Some(u) = &m.unavailable {
+            ctx.metrics
+                .metric_unavailable
+                .get_or_create(&ReasonLabels {
+                    reason: u.reason.to_string(),
+                })
+                .inc();
+        }
+    }
     for (m, o) in decision.metrics.iter().zip(&outcomes) {
         let labels = ScalerMetricLabels {
             namespace: namespace.to_string(),
@@ -316,11 +413,10 @@ async fn reconcile_inner(
                         driving = decision.driving_metric.as_deref().unwrap_or("-"),
                         "scaled target"
                     );
-                    publish(
+                    scale_event(
                         ctx,
                         ps,
-                        EventType::Normal,
-                        "Scale",
+                        namespace,
                         direction,
                         format!(
                             "scaled {target_desc} from {current} to {}; {}",
@@ -347,7 +443,7 @@ async fn reconcile_inner(
                             ))),
                         ),
                     };
-                    write_status(ps, ctx, namespace, &report, now).await?;
+                    finish(ps, ctx, namespace, state, &report, now).await?;
                     return Err(Error::UpdateScale(e));
                 }
             }
@@ -372,9 +468,36 @@ async fn reconcile_inner(
         forecast: status::forecast_status(&decision, &fits),
         conditions: status::decided(&decision, current, &write),
     };
-    warn_on_new_failure(ctx, ps, &report.conditions).await;
-    write_status(ps, ctx, namespace, &report, now).await?;
+    finish(ps, ctx, namespace, state, &report, now).await?;
     Ok(Action::requeue(ctx.config.sync_interval))
+}
+
+/// Why `key` may not scale its target: another PredictiveScaler or an HPA scales it too.
+/// Scalers that fight over a target make it flap; none of them writes until one is left.
+fn conflict(
+    ctx: &Context,
+    key: &str,
+    namespace: &str,
+    target_ref: &crate::api::ScaleTargetRef,
+    target_desc: &str,
+) -> Option<String> {
+    let names = ctx.other_scalers_of(key, namespace, target_ref);
+    if !names.is_empty() {
+        return Some(format!(
+            "PredictiveScaler {} also scales {target_desc}: one scaler per target (delete or retarget all but one)",
+            names.join(", ")
+        ));
+    }
+    let group = target_ref
+        .api_version
+        .split_once('/')
+        .map_or("", |(g, _)| g);
+    ctx.hpa_on(namespace, group, &target_ref.kind, &target_ref.name)
+        .map(|hpa| {
+            format!(
+                "HorizontalPodAutoscaler {hpa} also scales {target_desc}: remove it, or let one of them own the replicas"
+            )
+        })
 }
 
 fn target_report(ps: &PredictiveScaler, reason: &'static str, message: String) -> status::Report {
@@ -522,8 +645,9 @@ async fn evaluate_metrics(
                     .await;
                 ctx.metrics
                     .query_duration
-                    .get_or_create(&SourceLabels {
+                    .get_or_create(&QueryLabels {
                         source: m.source.clone(),
+                        result: r.as_ref().map_or_else(|e| e.reason(), |_| "ok").to_string(),
                     })
                     .observe(started.elapsed().as_secs_f64());
                 (r, Some(key))
@@ -597,8 +721,17 @@ async fn evaluate_metrics(
                 // the fit shares the cached history; the next update copies it only if the
                 // fit still holds it
                 let series = series.clone();
+                // at most max_concurrent_fits fits at once: a start or a failover must not
+                // crowd out the lease renewal and the probes
+                let slot = ctx
+                    .fit_slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::ForecastTask(e.to_string()))?;
                 let started = std::time::Instant::now();
                 let (result, selection) = tokio::task::spawn_blocking(move || {
+                    let _slot = slot;
                     // Auto chooses its model once per selection epoch
                     let selection = match (settings.model, previous) {
                         (ModelKind::Auto, Some(s)) => Some(s),
@@ -660,41 +793,89 @@ async fn evaluate_metrics(
 }
 
 /// Writes the status when it differs from the stored one.
-async fn write_status(
+/// The last step of every reconcile, whatever path it took: the status (patched only when it
+/// changed, with `null` for the fields it no longer has, since a merge patch keeps what it
+/// leaves out), the per-scaler gauges, a Warning event for each condition that newly failed,
+/// and the Ready reason the reconcile-errors counter counts.
+async fn finish(
     ps: &PredictiveScaler,
     ctx: &Context,
     namespace: &str,
+    state: &mut ScalerState,
     report: &status::Report,
     now: Timestamp,
 ) -> Result<()> {
     let new = status::build(ps.status.as_ref(), ps.meta().generation, report, Time(now));
+    let name = ps.name_any();
+    let scaler = ScalerLabels {
+        namespace: namespace.to_string(),
+        name: name.clone(),
+    };
+    let gauge = |family: &prometheus_client::metrics::family::Family<
+        ScalerLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+                 v: Option<i32>| match v {
+        Some(v) => {
+            family.get_or_create(&scaler).set(i64::from(v));
+        }
+        None => {
+            family.remove(&scaler);
+        }
+    };
+    gauge(&ctx.metrics.current_replicas, new.current_replicas);
+    gauge(&ctx.metrics.desired_replicas, new.desired_replicas);
+    let conditions: Vec<(&str, &str, &str)> = new
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+        .collect();
+    ctx.metrics.set_conditions(namespace, &name, &conditions);
+    state.ready_failure = report
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::READY && c.status != Status::True)
+        .map(|c| c.reason);
+    warn_on_new_failure(ctx, ps, &report.conditions).await;
     if ps.status.as_ref() == Some(&new) || !ctx.may_write() {
         return Ok(());
     }
     debug!("patching status");
     let api: Api<PredictiveScaler> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({ "status": new });
-    target::bounded(api.patch_status(
-        &ps.name_any(),
-        &target::patch_params(),
-        &Patch::Merge(&patch),
-    ))
-    .await
-    .map_err(Error::PatchStatus)?;
+    let mut body =
+        serde_json::to_value(&new).map_err(|e| Error::PatchStatus(kube::Error::SerdeError(e)))?;
+    if let Some(fields) = body.as_object_mut() {
+        for key in [
+            "currentReplicas",
+            "desiredReplicas",
+            "lastScaleTime",
+            "forecast",
+        ] {
+            fields.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    let patch = json!({ "status": body });
+    target::bounded(api.patch_status(&name, &target::patch_params(), &Patch::Merge(&patch)))
+        .await
+        .map_err(Error::PatchStatus)?;
     Ok(())
 }
 
-/// A Warning event when a condition newly turns bad (not on every reconcile).
+/// A Warning event for each condition that newly turned bad (not on every reconcile), one
+/// per reason.
 async fn warn_on_new_failure(ctx: &Context, ps: &PredictiveScaler, conditions: &[Cond]) {
     let previous = ps
         .status
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or(&[]);
+    let mut warned: Vec<&str> = Vec::new();
     for c in conditions.iter().filter(|c| {
-        matches!(c.type_, types::FORECAST_AVAILABLE | types::ABLE_TO_SCALE)
-            && c.status == Status::False
+        c.status == Status::False || (c.type_ == types::READY && c.status == Status::Unknown)
     }) {
+        if c.type_ == types::SCALING_LIMITED || warned.contains(&c.reason) {
+            continue;
+        }
         let was = previous.iter().find(|p| p.type_ == c.type_);
         if was.is_none_or(|p| p.reason != c.reason) {
             let action = if c.type_ == types::FORECAST_AVAILABLE {
@@ -702,6 +883,7 @@ async fn warn_on_new_failure(ctx: &Context, ps: &PredictiveScaler, conditions: &
             } else {
                 "Scale"
             };
+            warned.push(c.reason);
             publish(
                 ctx,
                 ps,
@@ -715,6 +897,8 @@ async fn warn_on_new_failure(ctx: &Context, ps: &PredictiveScaler, conditions: &
     }
 }
 
+/// A Warning (or a DryRun notice) through kube-runtime's Recorder, which folds repeats of one
+/// reason into one event with a count. Bounded by the request timeout.
 async fn publish(
     ctx: &Context,
     ps: &PredictiveScaler,
@@ -733,8 +917,49 @@ async fn publish(
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &ps.object_ref(&())).await {
-        warn!(error = %e, "publishing an event failed");
+    match tokio::time::timeout(
+        target::REQUEST_TIMEOUT,
+        ctx.recorder.publish(&event, &ps.object_ref(&())),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "publishing an event failed"),
+        Err(_) => warn!("publishing an event timed out"),
+    }
+}
+
+/// One event per scale operation (events.k8s.io/v1, created directly): unlike the Recorder,
+/// which would fold a second scale-up into the first's event ("from 2 to 10", count 2), every
+/// change keeps its own numbers. Bounded by the request timeout.
+async fn scale_event(
+    ctx: &Context,
+    ps: &PredictiveScaler,
+    namespace: &str,
+    reason: &str,
+    note: String,
+) {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    let event = K8sEvent {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", ps.name_any())),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(Timestamp::now())),
+        action: Some("Scale".into()),
+        reason: Some(reason.into()),
+        note: Some(truncate(note, 1000)),
+        type_: Some("Normal".into()),
+        regarding: Some(ps.object_ref(&())),
+        reporting_controller: Some("prescale".into()),
+        reporting_instance: Some(std::env::var("POD_NAME").unwrap_or_else(|_| "prescale".into())),
+        ..Default::default()
+    };
+    let api: Api<K8sEvent> = Api::namespaced(ctx.client.clone(), namespace);
+    if let Err(e) = target::bounded(api.create(&kube::api::PostParams::default(), &event)).await {
+        warn!(error = %e, "publishing the scale event failed");
     }
 }
 

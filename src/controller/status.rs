@@ -80,14 +80,14 @@ pub fn target_problem(reason: &'static str, message: &str) -> Vec<Cond> {
             types::FORECAST_AVAILABLE,
             Status::Unknown,
             reason,
-            "not evaluated: the target cannot be read",
+            "not evaluated: see AbleToScale",
         ),
         Cond::new(types::ABLE_TO_SCALE, Status::False, reason, message),
         Cond::new(
             types::SCALING_LIMITED,
             Status::Unknown,
             reason,
-            "not evaluated: the target cannot be read",
+            "not evaluated: see AbleToScale",
         ),
     ]
 }

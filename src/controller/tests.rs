@@ -276,6 +276,13 @@ async fn invalid_spec_reports_and_never_reads_or_writes_the_target() {
     let mut ps = scaler("Active", 2, 60);
     ps.spec.min_replicas = 70; // a spec stored before the CEL rule, or by a server without it
     let task = tokio::spawn(reconcile(Arc::new(ps), ctx));
+    let warning = expect(&mut handle, Method::POST, EVENTS, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (warning["type"].as_str(), warning["reason"].as_str()),
+        (Some("Warning"), Some("InvalidSpec"))
+    );
     let status = expect(&mut handle, Method::PATCH, STATUS, stored())
         .await
         .unwrap();
@@ -309,6 +316,10 @@ async fn an_oversized_spec_is_refused_before_anything_is_fetched_or_allocated() 
     ps.spec.history.step = "1s".into();
     ps.spec.forecast.horizon = "365d".into();
     let task = tokio::spawn(reconcile(Arc::new(ps), ctx));
+    let warning = expect(&mut handle, Method::POST, EVENTS, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(warning["reason"], "InvalidSpec");
     let status = expect(&mut handle, Method::PATCH, STATUS, stored())
         .await
         .unwrap();
@@ -364,7 +375,8 @@ async fn a_series_that_stopped_an_hour_ago_is_stale_and_never_scales() {
         );
         let message = fa["message"].as_str().unwrap();
         assert!(
-            message.contains("newest sample is 62m old")
+            message.contains("newest sample is 6")
+                && message.contains("m old (stale past 15m)")
                 && message.contains(&format!("holding {current}")),
             "{message}"
         );
@@ -382,6 +394,13 @@ async fn missing_target_is_a_condition_not_a_write() {
     let task = tokio::spawn(reconcile(Arc::new(scaler("Active", 2, 60)), ctx));
     let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "deployments.apps \"llm-proxy\" not found"});
     expect_status(&mut handle, Method::GET, SCALE, 404, not_found).await;
+    let warning = expect(&mut handle, Method::POST, EVENTS, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (warning["type"].as_str(), warning["reason"].as_str()),
+        (Some("Warning"), Some("TargetNotFound"))
+    );
     let status = expect(&mut handle, Method::PATCH, STATUS, stored())
         .await
         .unwrap();
@@ -390,6 +409,15 @@ async fn missing_target_is_a_condition_not_a_write() {
     assert_eq!(
         (able["status"].as_str(), able["reason"].as_str()),
         (Some("False"), Some("TargetNotFound"))
+    );
+    // a target that is gone has no current count: the field is cleared, not left as it was
+    assert!(status["status"]["currentReplicas"].is_null(), "{status}");
+    assert!(
+        status["status"]
+            .as_object()
+            .unwrap()
+            .contains_key("currentReplicas"),
+        "an explicit null: {status}"
     );
     assert_no_more_requests(&mut handle);
 }
@@ -439,12 +467,12 @@ async fn requests_of_a_controller_start(namespaces: &[&str]) -> Vec<String> {
         namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let health = Arc::new(crate::http::Health::default());
     let controller = tokio::spawn(super::run(
         client,
         Sources::default(),
         config,
-        ready,
+        health,
         Default::default(),
         None,
     ));
@@ -460,7 +488,9 @@ async fn requests_of_a_controller_start(namespaces: &[&str]) -> Vec<String> {
         let query = uri.query().unwrap_or("");
         seen.push(format!("{} {}?{query}", request.method(), uri.path()));
         let body = if query.contains("watch=true") {
-            watched.insert(uri.path().to_string());
+            if uri.path().ends_with("/predictivescalers") {
+                watched.insert(uri.path().to_string());
+            }
             Vec::new() // the watch ends at once; the watcher simply watches again
         } else {
             serde_json::to_vec(&json!({
@@ -479,11 +509,15 @@ async fn requests_of_a_controller_start(namespaces: &[&str]) -> Vec<String> {
 async fn a_namespaced_operator_never_reads_cluster_wide() {
     let seen = requests_of_a_controller_start(&["team-a", "team-b"]).await;
     for r in &seen {
+        let inside = ["team-a", "team-b"].iter().any(|ns| {
+            r.starts_with(&format!(
+                "GET /apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers?"
+            )) || r.starts_with(&format!(
+                "GET /apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers?"
+            ))
+        });
         assert!(
-            r.starts_with("GET /apis/prescale.dev/v1alpha1/namespaces/team-a/predictivescalers?")
-                || r.starts_with(
-                    "GET /apis/prescale.dev/v1alpha1/namespaces/team-b/predictivescalers?"
-                ),
+            inside,
             "a request outside the watched namespaces: {r}\nall: {seen:#?}"
         );
     }
@@ -505,8 +539,10 @@ async fn a_namespaced_operator_never_reads_cluster_wide() {
 async fn by_default_the_operator_watches_all_namespaces() {
     let seen = requests_of_a_controller_start(&[]).await;
     assert!(
-        seen.iter()
-            .all(|r| r.starts_with("GET /apis/prescale.dev/v1alpha1/predictivescalers?")),
+        seen.iter().all(
+            |r| r.starts_with("GET /apis/prescale.dev/v1alpha1/predictivescalers?")
+                || r.starts_with("GET /apis/autoscaling/v2/horizontalpodautoscalers?")
+        ),
         "{seen:#?}"
     );
 }
@@ -524,4 +560,57 @@ fn start_up_retries_back_off_from_half_a_second_to_thirty() {
         super::startup_retry_delay(u32::MAX),
         Duration::from_secs(30)
     );
+}
+
+#[tokio::test]
+async fn the_sweep_forgets_every_scaler_the_caches_no_longer_hold() {
+    let (ctx, _handle, _) = context(Some(95.0));
+    for key in ["ns/kept", "ns/gone"] {
+        ctx.put_state(key.into(), Default::default());
+        ctx.failures.lock().unwrap().insert(key.into(), 4);
+        let (ns, name) = key.split_once('/').unwrap();
+        ctx.metrics
+            .set_scaler_metrics(ns, name, &["requests".into()]);
+        ctx.metrics
+            .set_conditions(ns, name, &[("Ready", "False", "InvalidSpec")]);
+    }
+    let existing: std::collections::HashSet<String> = ["ns/kept".to_string()].into();
+    assert_eq!(ctx.forget_all_but(&existing), 1);
+    assert_eq!(ctx.known_keys(), existing);
+    let text = ctx.metrics.encode();
+    assert!(!text.contains("name=\"gone\""), "{text}");
+    assert!(text.contains("name=\"kept\""), "{text}");
+    assert!(
+        !ctx.failures.lock().unwrap().contains_key("ns/gone"),
+        "its backoff too"
+    );
+}
+
+#[tokio::test]
+async fn a_new_target_does_not_inherit_the_old_ones_rate_budget() {
+    // 5 replicas a minute at most: the first target spends the minute's budget going 2 -> 7;
+    // retargeted at once, the new target (also at 2) may still get 5 more
+    let (ctx, mut handle, _) = context(Some(95.0));
+    let mut ps = scaler("Active", 2, 60);
+    ps.spec.scale_up.max_replicas_per_minute = 5;
+    let task = tokio::spawn(reconcile(Arc::new(ps.clone()), ctx.clone()));
+    expect(&mut handle, Method::GET, SCALE, scale(2)).await;
+    let patch = expect(&mut handle, Method::PATCH, SCALE, scale(7)).await;
+    assert_eq!(patch, Some(json!({"spec": {"replicas": 7}})));
+    expect(&mut handle, Method::POST, EVENTS, json!({})).await;
+    expect(&mut handle, Method::PATCH, STATUS, stored()).await;
+    task.await.unwrap().unwrap();
+    ps.spec.scale_target_ref.name = "other".into();
+    let task = tokio::spawn(reconcile(Arc::new(ps), ctx));
+    let other = "/apis/apps/v1/namespaces/default/deployments/other/scale";
+    expect(&mut handle, Method::GET, other, scale(2)).await;
+    let patch = expect(&mut handle, Method::PATCH, other, scale(7)).await;
+    assert_eq!(
+        patch,
+        Some(json!({"spec": {"replicas": 7}})),
+        "a fresh budget for a new target"
+    );
+    expect(&mut handle, Method::POST, EVENTS, json!({})).await;
+    expect(&mut handle, Method::PATCH, STATUS, stored()).await;
+    task.await.unwrap().unwrap();
 }

@@ -196,6 +196,8 @@ pub struct HistoryStore {
     inner: Mutex<StoreInner>,
     max_points: usize,
     retry: RetryPolicy,
+    /// Counts the series dropped to stay within `max_points`.
+    evictions: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Default for HistoryStore {
@@ -221,7 +223,17 @@ impl HistoryStore {
             inner: Mutex::default(),
             max_points,
             retry: RetryPolicy::default(),
+            evictions: None,
         }
+    }
+
+    /// Counts every series dropped to stay within the bound on `counter`.
+    pub fn with_eviction_counter(
+        mut self,
+        counter: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        self.evictions = Some(counter);
+        self
     }
 
     /// Failing fetches wait as `retry` says before the next request.
@@ -357,6 +369,9 @@ impl HistoryStore {
             };
             let slot = inner.slots.remove(&victim).expect("present");
             total -= slot.points;
+            if let Some(c) = &self.evictions {
+                c.inc();
+            }
             tracing::info!(
                 source = %victim.source,
                 step = victim.step,
@@ -657,7 +672,8 @@ mod tests {
     #[tokio::test]
     async fn bounded_by_points_dropping_the_least_recently_used() {
         let src = Fn::default();
-        let store = HistoryStore::new(150);
+        let evictions = prometheus_client::metrics::counter::Counter::<u64>::default();
+        let store = HistoryStore::new(150).with_eviction_counter(evictions.clone());
         let (a, b, c) = (key("a", 60), key("b", 60), key("c", 60));
         store.update("ns/1", &src, &a, 3600, 100_000).await.unwrap();
         store.update("ns/1", &src, &b, 3600, 100_000).await.unwrap();
@@ -666,6 +682,7 @@ mod tests {
         store.update("ns/1", &src, &c, 3600, 100_000).await.unwrap();
         assert!(store.contains(&a) && store.contains(&c) && !store.contains(&b));
         assert!(store.usage().1 <= 150, "{:?}", store.usage());
+        assert_eq!(evictions.get(), 1, "the eviction is counted");
         // one series larger than the bound is still served (and kept alone)
         let big = store
             .update("ns/1", &src, &key("big", 60), 36_000, 100_000)

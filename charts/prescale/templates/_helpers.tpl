@@ -182,6 +182,10 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# HorizontalPodAutoscalers, read only: one on a scaler's target is reported as AmbiguousTarget
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch]
 {{- $selectors := false }}
 {{- range (include "prescale.sourceList" . | fromYamlArray) }}
 {{- if .allowedNamespaceSelector }}{{ $selectors = true }}{{ end }}
