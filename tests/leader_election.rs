@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::cluster::KubeCluster;
+use support::cluster::{ApiProxy, Fault, KubeCluster};
 use support::{Controller, Prometheus, openmetrics_gauge, report, unix_now, wait_until};
 
 /// Flat load 100 with targetPerReplica 10: the scaler wants exactly 10 replicas.
@@ -25,6 +25,9 @@ struct Env {
     kube: &'static KubeCluster,
     kubeconfig: std::path::PathBuf,
     prom: Prometheus,
+    /// The same identity through a fault-injecting proxy.
+    proxy: ApiProxy,
+    proxied_kubeconfig: std::path::PathBuf,
 }
 
 impl Env {
@@ -42,6 +45,8 @@ impl Env {
         let kube = KubeCluster::shared();
         let kubeconfig = kube.operator_kubeconfig(ns, None);
         kube.assert_namespaced_operator_identity(&kubeconfig, ns);
+        let proxy = ApiProxy::start(kube);
+        let proxied_kubeconfig = kube.operator_kubeconfig(ns, Some(&proxy.url()));
         kube.create(
             &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
             json!({
@@ -72,6 +77,8 @@ impl Env {
             kube,
             kubeconfig,
             prom,
+            proxy,
+            proxied_kubeconfig,
         }
     }
 
@@ -106,6 +113,11 @@ impl Env {
 
     fn start(&self, name: &str) -> Controller {
         start(name, &self.prom.url(), &self.kubeconfig, self.ns)
+    }
+
+    /// A process whose API requests go through [`Env::proxy`].
+    fn start_proxied(&self, name: &str) -> Controller {
+        start(name, &self.prom.url(), &self.proxied_kubeconfig, self.ns)
     }
 }
 
@@ -325,5 +337,193 @@ fn one_leader_of_three_and_two_failovers_in_a_row() {
         "[leader] three processes: {first} led; after its SIGKILL {second_name} led in {t1:.2?} (replicas restored \
          {r1:.2?}); after that one's SIGKILL {third_name} led in {t2:.2?} (restored {r2:.2?}); never two \
          writers (lease duration {LEASE_S}s)"
+    ));
+}
+
+/// The time a log line of the operator was written (its RFC 3339 prefix).
+fn logged_at(line: &str) -> std::time::SystemTime {
+    let ts: jiff::Timestamp = line
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no timestamp: {line}"));
+    std::time::UNIX_EPOCH + Duration::from_nanos(ts.as_nanosecond() as u64)
+}
+
+/// Review item 1: the write gate closed only when the lease library said "not leader", which it
+/// never did while renewals failed: a leader whose Lease calls answered 500 kept scaling after a
+/// standby had taken the Lease.
+#[test]
+fn a_leader_that_cannot_renew_stops_writing_before_a_standby_takes_over() {
+    let env = Env::new("leader-split");
+    let mut a = env.start_proxied("prescale-a");
+    wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        a.assert_running();
+        (leading(&a) && env.replicas() == WANT).then_some(())
+    })
+    .unwrap_or_else(|| panic!("A never led:\n{}", a.log_tail(20)));
+    let mut b = env.start("prescale-b");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!leading(&b), "B took a renewed lease");
+    // A's Lease calls fail from now on, everything else of A still works
+    let cut = std::time::SystemTime::now();
+    env.proxy.set_faults(vec![
+        Fault::new("GET", "/leases/prescale-leader", 500, "InternalError").times(1000),
+        Fault::new("PUT", "/leases/prescale-leader", 500, "InternalError").times(1000),
+    ]);
+    // keep asking for writes: whoever may write restores the replicas
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3 * LEASE_S) {
+        env.set_replicas(3);
+        std::thread::sleep(Duration::from_millis(700));
+        b.assert_running();
+    }
+    let b_leads = b
+        .log()
+        .lines()
+        .find(|l| l.contains("leader election: leading"))
+        .map(logged_at)
+        .unwrap_or_else(|| panic!("B never took over:\n{}", b.log_tail(20)));
+    let a_writes: Vec<std::time::SystemTime> = env
+        .proxy
+        .timed_log()
+        .into_iter()
+        .filter(|(_, l)| {
+            l.contains("/deployments/proxy/scale") && l.starts_with("PATCH") && l.ends_with("fwd")
+        })
+        .map(|(at, _)| at)
+        .collect();
+    let last_a = a_writes.iter().max().copied().unwrap_or(cut);
+    assert!(
+        last_a < b_leads,
+        "A wrote at {last_a:?}, after B led at {b_leads:?}: two writers"
+    );
+    let renew_deadline = Duration::from_secs(LEASE_S) * 2 / 3;
+    assert!(
+        last_a <= cut + renew_deadline + Duration::from_millis(500),
+        "A wrote {:?} after its renewals started failing (renew deadline {renew_deadline:?})",
+        last_a.duration_since(cut).unwrap_or_default()
+    );
+    let exited = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        (!a.is_running()).then_some(())
+    });
+    assert!(
+        exited.is_some(),
+        "A kept running without its lease:\n{}",
+        a.log_tail(20)
+    );
+    assert!(a.log().contains("lost the lease"), "{}", a.log_tail(20));
+    assert!(scaled(&b) >= 1, "B restored the replicas");
+    report(&format!(
+        "[leader] renewals failing (500s on the Lease): A's last write {:.2?} after the cut, B led {:.2?} after \
+         it; A exited; no write of A after B led (lease {LEASE_S}s, renew deadline {renew_deadline:.2?})",
+        last_a.duration_since(cut).unwrap_or_default(),
+        b_leads.duration_since(cut).unwrap_or_default()
+    ));
+}
+
+/// Review item 1: a standby must not trust a holder's `renewTime` across clock skew: a Lease that
+/// keeps being renewed is not taken, however old its renewTime looks.
+#[test]
+fn a_lease_renewed_by_a_skewed_clock_is_not_taken_while_it_is_renewed() {
+    let env = Env::new("leader-skew");
+    // a holder whose clock is an hour behind, renewing every second
+    let old = |i: i64| {
+        jiff::Timestamp::from_second(unix_now() - 3600 + i)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+            .to_string()
+    };
+    env.kube.create(
+        &format!("/apis/coordination.k8s.io/v1/namespaces/{}/leases", env.ns),
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "prescale-leader", "namespace": env.ns},
+               "spec": {"holderIdentity": "skewed", "leaseDurationSeconds": LEASE_S,
+                        "acquireTime": old(0), "renewTime": old(0)}}),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewer = {
+        let (stop, lease) = (stop.clone(), env.lease());
+        let kube = env.kube;
+        std::thread::spawn(move || {
+            let mut i = 1;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                kube.patch_merge(&lease, json!({"spec": {"renewTime": old(i)}}));
+                i += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let mut a = env.start("prescale-a");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3 * LEASE_S) {
+        a.assert_running();
+        assert!(
+            !leading(&a),
+            "took a lease that is being renewed:\n{}",
+            a.log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(env.holder(), "skewed");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    renewer.join().unwrap();
+    let stopped = Instant::now();
+    let took = wait_until(
+        Duration::from_secs(5 * LEASE_S),
+        Duration::from_millis(100),
+        || leading(&a).then(|| stopped.elapsed()),
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "never took over after the holder stopped:\n{}",
+            a.log_tail(20)
+        )
+    });
+    assert_eq!(env.holder(), "prescale-a");
+    report(&format!(
+        "[leader] a holder an hour behind renewing every second: not taken for {}s; taken {took:.2?} after it \
+         stopped (lease {LEASE_S}s)",
+        3 * LEASE_S
+    ));
+}
+
+/// Review item 10: on SIGTERM the lease was not released, so every rollout had a lease duration
+/// without a leader.
+#[test]
+fn a_leader_stopped_by_sigterm_hands_the_lease_over_at_once() {
+    let env = Env::new("leader-release");
+    let mut procs: Vec<(String, Controller)> = ["prescale-a", "prescale-b"]
+        .iter()
+        .map(|n| (n.to_string(), env.start(n)))
+        .collect();
+    let leader = one_leader(&env, &mut procs);
+    let (name, mut old) = procs.remove(leader);
+    let (_, mut standby) = procs.remove(0);
+    let t = Instant::now();
+    let status = old
+        .terminate(Duration::from_secs(10))
+        .expect("exited on SIGTERM");
+    let exited = t.elapsed();
+    assert!(status.success(), "a clean exit: {status}");
+    assert!(
+        old.log().contains("released the lease"),
+        "{}",
+        old.log_tail(20)
+    );
+    let took = wait_until(
+        Duration::from_secs(2 * LEASE_S),
+        Duration::from_millis(50),
+        || {
+            standby.assert_running();
+            leading(&standby).then(|| t.elapsed())
+        },
+    )
+    .unwrap_or_else(|| panic!("the standby never led:\n{}", standby.log_tail(20)));
+    assert_ne!(env.holder(), name);
+    report(&format!(
+        "[leader] SIGTERM to the leader: exited {exited:.2?} later, the lease released; the standby led {took:.2?} \
+         after the signal (lease {LEASE_S}s, retry period {:.2?})",
+        Duration::from_secs(LEASE_S).div_f64(7.5)
     ));
 }

@@ -11,10 +11,7 @@ pub mod target;
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -33,7 +30,7 @@ use kube::{
 use tracing::{info, warn};
 
 use leader::Election;
-pub use leader::LeaderConfig;
+pub use leader::{LeaderConfig, LeaseGate};
 pub use reconcile::{ScalerState, reconcile};
 
 use crate::{
@@ -98,8 +95,8 @@ pub struct Context {
     pub config: ControllerConfig,
     /// The operator's own metrics (served on `/metrics`).
     pub metrics: Arc<Metrics>,
-    /// Closed when this replica may not write (it lost the leader lease).
-    writes: Arc<AtomicBool>,
+    /// Open while this replica may write (always, or while it holds the leader lease).
+    gate: Arc<LeaseGate>,
     /// Slots for model fits (`max_concurrent_fits`).
     pub(crate) fit_slots: Arc<tokio::sync::Semaphore>,
     states: Mutex<HashMap<String, ScalerState>>,
@@ -131,7 +128,7 @@ impl Context {
             )),
             config,
             metrics: Arc::default(),
-            writes: Arc::new(AtomicBool::new(true)),
+            gate: Arc::new(LeaseGate::always_open()),
             states: Mutex::default(),
             failures: Mutex::default(),
             scalers: Vec::new(),
@@ -219,14 +216,20 @@ impl Context {
     }
 
     /// Writes (scale, status, events) happen only while `gate` is open.
-    pub fn with_write_gate(mut self, gate: Arc<AtomicBool>) -> Self {
-        self.writes = gate;
+    pub fn with_write_gate(mut self, gate: Arc<LeaseGate>) -> Self {
+        self.gate = gate;
         self
     }
 
     /// May this replica write to the API server now?
     pub fn may_write(&self) -> bool {
-        self.writes.load(Ordering::SeqCst)
+        self.gate.write_budget().is_some()
+    }
+
+    /// How long a write started now may take (`None`: no write now): the request timeout, or
+    /// less when the leader lease could expire sooner.
+    pub fn write_budget(&self) -> Option<Duration> {
+        self.gate.write_budget()
     }
 
     /// Forgets a deleted scaler: its memory, failure backoff, cached history and metric series.
@@ -327,8 +330,7 @@ pub async fn run(
             return Ok(());
         }
     }
-    let gate = Arc::new(AtomicBool::new(leader.is_none()));
-    let election = match &leader {
+    let mut election = match &leader {
         None => None,
         Some(cfg) => {
             let mut election = tokio::select! {
@@ -344,13 +346,16 @@ pub async fn run(
                 r = election.acquired() => r?,
                 _ = shutdown_signal() => {
                     info!("shutting down as a standby");
+                    election.release().await;
                     return Ok(());
                 }
             }
-            gate.store(true, Ordering::SeqCst);
             Some(election)
         }
     };
+    let gate = election
+        .as_ref()
+        .map_or_else(|| Arc::new(LeaseGate::always_open()), Election::gate);
     let (hpa_stores, hpa_reflectors) = hpa_reflectors(&client, &config.namespaces);
     let caches: Vec<_> = apis
         .into_iter()
@@ -363,7 +368,7 @@ pub async fn run(
     let ctx = Arc::new(
         Context::new(client, sources, config)
             .with_metrics(metrics)
-            .with_write_gate(gate.clone())
+            .with_write_gate(gate)
             .with_scaler_stores(stores.clone())
             .with_hpa_stores(hpa_stores),
     );
@@ -379,18 +384,22 @@ pub async fn run(
             .into_iter()
             .map(|c| run_controller(c, ctx.clone())),
     );
-    let result = match election {
+    let result = match election.as_mut() {
         None => {
             controllers.await;
             Ok(())
         }
-        Some(election) => {
+        Some(e) => {
             tokio::select! {
                 _ = controllers => Ok(()),
-                e = election.lost(gate) => Err(e),
+                lost = e.lost() => Err(lost),
             }
         }
     };
+    // stopped by a signal while leading: hand the lease over now, not after its duration
+    if let (Ok(()), Some(e)) = (&result, election) {
+        e.release().await;
+    }
     sweeper.abort();
     for r in hpa_reflectors {
         r.abort();

@@ -390,10 +390,12 @@ async fn reconcile_inner(
             status::Write::DryRun
         }
         Mode::Active if decision.desired == current => status::Write::Active(Ok(())),
-        // the leader lease was lost during this reconcile: write nothing
-        Mode::Active if !ctx.may_write() => return Ok(Action::await_change()),
         Mode::Active => {
-            match target::set_replicas(&api, &target_ref.name, decision.desired).await {
+            // the leader lease was lost (or is about to be) during this reconcile: write nothing
+            let Some(budget) = ctx.write_budget() else {
+                return Ok(Action::await_change());
+            };
+            match target::set_replicas(&api, &target_ref.name, decision.desired, budget).await {
                 Ok(()) => {
                     // only a write that landed spends the rate limits' budget
                     planner::record_scale(&mut state.planner, now_s, current, decision.desired);
@@ -837,7 +839,10 @@ async fn finish(
         .find(|c| c.type_ == types::READY && c.status != Status::True)
         .map(|c| c.reason);
     warn_on_new_failure(ctx, ps, &report.conditions).await;
-    if ps.status.as_ref() == Some(&new) || !ctx.may_write() {
+    let Some(budget) = ctx.write_budget() else {
+        return Ok(());
+    };
+    if ps.status.as_ref() == Some(&new) {
         return Ok(());
     }
     debug!("patching status");
@@ -855,9 +860,12 @@ async fn finish(
         }
     }
     let patch = json!({ "status": body });
-    target::bounded(api.patch_status(&name, &target::patch_params(), &Patch::Merge(&patch)))
-        .await
-        .map_err(Error::PatchStatus)?;
+    target::within(
+        budget,
+        api.patch_status(&name, &target::patch_params(), &Patch::Merge(&patch)),
+    )
+    .await
+    .map_err(Error::PatchStatus)?;
     Ok(())
 }
 
@@ -907,9 +915,9 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    if !ctx.may_write() {
+    let Some(budget) = ctx.write_budget() else {
         return;
-    }
+    };
     let event = Event {
         type_,
         reason: reason.to_string(),
@@ -917,12 +925,7 @@ async fn publish(
         action: action.into(),
         secondary: None,
     };
-    match tokio::time::timeout(
-        target::REQUEST_TIMEOUT,
-        ctx.recorder.publish(&event, &ps.object_ref(&())),
-    )
-    .await
-    {
+    match tokio::time::timeout(budget, ctx.recorder.publish(&event, &ps.object_ref(&()))).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "publishing an event failed"),
         Err(_) => warn!("publishing an event timed out"),
@@ -957,8 +960,16 @@ async fn scale_event(
         reporting_instance: Some(std::env::var("POD_NAME").unwrap_or_else(|_| "prescale".into())),
         ..Default::default()
     };
+    let Some(budget) = ctx.write_budget() else {
+        return;
+    };
     let api: Api<K8sEvent> = Api::namespaced(ctx.client.clone(), namespace);
-    if let Err(e) = target::bounded(api.create(&kube::api::PostParams::default(), &event)).await {
+    if let Err(e) = target::within(
+        budget,
+        api.create(&kube::api::PostParams::default(), &event),
+    )
+    .await
+    {
         warn!(error = %e, "publishing the scale event failed");
     }
 }

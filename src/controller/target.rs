@@ -55,14 +55,20 @@ pub async fn get_replicas(
     }
 }
 
-/// Sets the target's replicas with a merge patch on `/scale`.
+/// Sets the target's replicas with a merge patch on `/scale`, giving up after `budget` (the
+/// write must land while this replica still holds its leader lease).
 pub async fn set_replicas(
     api: &Api<DynamicObject>,
     name: &str,
     replicas: u32,
+    budget: std::time::Duration,
 ) -> Result<(), kube::Error> {
     let patch = json!({ "spec": { "replicas": replicas } });
-    bounded(api.patch_scale(name, &patch_params(), &Patch::Merge(&patch))).await?;
+    within(
+        budget,
+        api.patch_scale(name, &patch_params(), &Patch::Merge(&patch)),
+    )
+    .await?;
     Ok(())
 }
 
@@ -74,13 +80,23 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub async fn bounded<T>(
     request: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, kube::Error> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+    within(REQUEST_TIMEOUT, request).await
+}
+
+/// `request`, or a timeout error after `limit`.
+pub async fn within<T>(
+    limit: std::time::Duration,
+    request: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    match tokio::time::timeout(limit, request).await {
         Ok(r) => r,
         Err(_) => Err(kube::Error::Service(Box::new(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(
-                "the API server did not answer within {}s",
-                REQUEST_TIMEOUT.as_secs()
+                "the API server did not answer within {}",
+                crate::api::duration::format_duration(std::time::Duration::from_secs(
+                    limit.as_secs().max(1)
+                ))
             ),
         )))),
     }

@@ -560,7 +560,7 @@ impl KubeCluster {
                 ns,
             ],
             &["create", "events.events.k8s.io", "-n", ns],
-            &["patch", "leases.coordination.k8s.io", "-n", ns],
+            &["update", "leases.coordination.k8s.io", "-n", ns],
         ] {
             assert!(
                 self.can_i(kubeconfig, allowed),
@@ -729,8 +729,9 @@ impl Fault {
 #[derive(Default)]
 struct ProxyState {
     faults: Vec<Fault>,
-    /// "METHOD PATH -> STATUS" of every request, in order; STATUS is `fwd` when forwarded.
-    log: Vec<String>,
+    /// "METHOD PATH -> STATUS" of every request, in order, with when it arrived; STATUS is `fwd`
+    /// when forwarded.
+    log: Vec<(std::time::SystemTime, String)>,
 }
 
 /// A plain-HTTP proxy on 127.0.0.1 in front of a cluster's API server (TLS upstream, no client certificate:
@@ -809,7 +810,10 @@ impl ApiProxy {
             let outcome = fault
                 .as_ref()
                 .map_or("fwd".to_string(), |f| f.status.to_string());
-            st.log.push(format!("{method} {path} -> {outcome}"));
+            st.log.push((
+                std::time::SystemTime::now(),
+                format!("{method} {path} -> {outcome}"),
+            ));
             fault
         };
         if let Some(f) = fault {
@@ -865,12 +869,23 @@ impl ApiProxy {
             .unwrap()
             .log
             .iter()
-            .filter(|l| l.starts_with(&prefix) && l.contains(path_part))
+            .filter(|(_, l)| l.starts_with(&prefix) && l.contains(path_part))
             .count()
     }
 
     /// Every request so far, "METHOD PATH -> fwd|STATUS".
     pub fn log(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// Every request so far with when it arrived.
+    pub fn timed_log(&self) -> Vec<(std::time::SystemTime, String)> {
         self.state.lock().unwrap().log.clone()
     }
 }
