@@ -72,10 +72,17 @@ fn min_must_not_exceed_max() {
 }
 
 #[test]
-fn min_must_not_be_negative() {
+fn min_must_not_be_negative_and_zero_needs_the_opt_in() {
     let err = check(&with(&["minReplicas"], json!(-1))).unwrap_err();
     assert!(err.contains("minReplicas must be 0 or more"), "{err}");
-    check(&with(&["minReplicas"], json!(0))).unwrap();
+    let err = check(&with(&["minReplicas"], json!(0))).unwrap_err();
+    assert!(
+        err.contains("minReplicas 0 needs allowScaleToZero: true"),
+        "{err}"
+    );
+    let mut zero = with(&["minReplicas"], json!(0));
+    zero["spec"]["allowScaleToZero"] = json!(true);
+    check(&zero).unwrap();
 }
 
 #[test]
@@ -206,6 +213,11 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
             "minReplicas < 0",
             with(&["minReplicas"], json!(-1)),
             "minReplicas must be 0 or more",
+        ),
+        (
+            "minReplicas 0 without the opt-in",
+            with(&["minReplicas"], json!(0)),
+            "spec.minReplicas: Invalid value: minReplicas 0 needs allowScaleToZero: true",
         ),
         (
             "maxReplicas 0",

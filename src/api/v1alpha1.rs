@@ -50,7 +50,7 @@ macro_rules! cel_duration_ms {
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    validation = Rule::new("self.spec.minReplicas >= 1 || self.spec.allowScaleToZero")
+    validation = Rule::new("self.spec.minReplicas >= 1 || (has(self.spec.allowScaleToZero) && self.spec.allowScaleToZero)")
         .message("minReplicas 0 needs allowScaleToZero: true")
         .field_path(".spec.minReplicas")
         .reason(Reason::FieldValueInvalid),

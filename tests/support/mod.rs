@@ -700,7 +700,11 @@ impl Controller {
         args: &[&str],
         envs: &[(K, V)],
     ) -> Controller {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_prescale"));
+        // PRESCALE_TEST_BIN: run the tests against another build (e.g. an older commit's, to see
+        // a test fail where the defect it guards against is)
+        let bin = std::env::var_os("PRESCALE_TEST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_prescale")));
         let dir = TestDir::new("controller");
         let log = dir.path().join("controller.log");
         // NO_COLOR: tracing-subscriber writes ANSI colours even into a file otherwise.
