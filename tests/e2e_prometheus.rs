@@ -230,7 +230,8 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     .unwrap_or_else(|| panic!("/metrics never showed the scale-up; log:\n{}", ctrl.log_tail(40)));
     for name in [
         "prescale_reconcile_duration_seconds_bucket",
-        "prescale_prometheus_query_duration_seconds_count{source=\"default\"}",
+        "prescale_prometheus_query_duration_seconds_count{source=\"default\",result=\"ok\"}",
+        "prescale_scaler_condition{namespace=\"ai-gateway\",name=\"llm-proxy\",type=\"Ready\",status=\"True\",reason=\"ScalerActive\"} 1",
         "prescale_forecast_fit_duration_seconds_count{model=",
         "prescale_scaler_forecast_peak{namespace=\"ai-gateway\",name=\"llm-proxy\",metric=",
         "prescale_build_info{version=",

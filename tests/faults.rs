@@ -166,16 +166,22 @@ fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
     })
     .unwrap_or_else(|| panic!("the scale never landed:\n{}", ctrl.log_tail(40)));
     assert_eq!(seen, vec![3, WANT], "replicas went only from 3 to {WANT}");
+    // the status of a failed write (FailedUpdateScale) may land first; the one after the write
+    // that landed must follow
     let stored = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
         let s = scaler(kube, ns, "api-faults");
-        (s.pointer("/status/desiredReplicas") == Some(&json!(WANT))).then_some(s)
+        (s.pointer("/status/desiredReplicas") == Some(&json!(WANT))
+            && find_condition(&s, "AbleToScale").is_some_and(|c| c["status"] == "True"))
+        .then_some(s)
     })
-    .unwrap_or_else(|| panic!("the status never landed:\n{}", ctrl.log_tail(40)));
-    assert_eq!(
-        find_condition(&stored, "AbleToScale").unwrap()["status"],
-        "True",
-        "{stored}"
-    );
+    .unwrap_or_else(|| {
+        panic!(
+            "the status never settled at {WANT}, AbleToScale=True: {}\n{}",
+            scaler(kube, ns, "api-faults")["status"],
+            ctrl.log_tail(40)
+        )
+    });
+    assert_eq!(stored["status"]["currentReplicas"], WANT, "{stored}");
     // nothing more is written once the target and the status are right
     std::thread::sleep(Duration::from_secs(2));
     let scale_patches = proxy.count("PATCH", &scale);

@@ -160,15 +160,12 @@ fn a_deleted_target_clears_status_and_gauge_is_visible_to_alerting_and_is_writte
     deployment(kube, ns, "gone", 3);
     scaler(kube, ns, "gone", scaler_spec("gone"));
     let mut op = Operator::start(&kubeconfig, &prom.url(), ns, &[]);
-    op.wait("scaled", Duration::from_secs(60), |_| {
-        replicas(kube, ns, "gone") == WANT
-    });
-    assert!(
-        op.metrics().contains(&format!(
-            "prescale_scaler_current_replicas{{namespace=\"{ns}\",name=\"gone\"}} {WANT}"
-        )),
-        "{}",
-        op.metrics()
+    let gauge =
+        format!("prescale_scaler_current_replicas{{namespace=\"{ns}\",name=\"gone\"}} {WANT}");
+    op.wait(
+        "scaled, and the gauge says so",
+        Duration::from_secs(60),
+        |o| replicas(kube, ns, "gone") == WANT && o.metrics().contains(&gauge),
     );
     kube.delete(&format!("{}/gone", deployments(ns)));
     let took = op.wait("TargetNotFound", Duration::from_secs(30), |_| {
