@@ -166,6 +166,52 @@ fn cli_writes_plan_csv_and_plot() {
 }
 
 #[test]
+fn cli_frontier_prints_each_point_beside_the_same_budget_reactive_and_plots_both() {
+    let dir = std::env::temp_dir().join(format!("prescale-frontier-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("trace.csv");
+    std::fs::write(
+        &input,
+        prescale::sim::synthetic::write_csv(&trace(), "requests"),
+    )
+    .unwrap();
+    let svg = dir.join("frontier.svg");
+    let run = |extra: &[&str]| {
+        prescale()
+            .args(["simulate", "--input", input.to_str().unwrap()])
+            .args(["--target-per-replica", "40", "--refresh", "30m"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--frontier", "0.6,0.95", "--plot", svg.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("reactive at the same budget"), "{stdout}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("0.6 ") || l.trim_start().starts_with("0.95 "))
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per operating point:\n{stdout}");
+    assert!(rows.iter().all(|r| r.contains("(target x")), "{rows:?}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("<svg") && plot.contains("q0.95") && plot.contains("x0.5"));
+    // alone, --frontier runs the default operating points
+    let out = run(&["--frontier"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("4 operating points"), "{stdout}");
+    // a quantile out of range is refused before any work
+    let out = run(&["--frontier", "0.5,1.2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 0 and 1"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn cli_bad_input_is_one_line_and_nonzero() {
     let dir = std::env::temp_dir().join(format!("prescale-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -269,9 +315,58 @@ fn reactive_at_prescale_cost_spends_the_same_budget() {
         sc.replica_steps
     );
     assert!(sc.violation_steps <= baseline.violation_steps);
-    // a plan cheaper than the baseline gets no comparison
+    // the baseline's own budget is the baseline
+    let (factor, sc) = reactive_at_cost(&base.values, &s, baseline.replica_steps, 0).unwrap();
+    assert_eq!((factor, sc), (1.0, baseline));
+    // a plan cheaper than the baseline is compared with a reactive one with less headroom
+    let budget = baseline.replica_steps * 8 / 10;
+    let (factor, sc) = reactive_at_cost(&base.values, &s, budget, 0).expect("in range");
+    assert!(factor > 1.0 && factor < 2.0, "factor {factor}");
+    assert!(sc.replica_steps >= budget && sc.replica_steps <= budget + budget / 20);
+    assert!(sc.violation_steps >= baseline.violation_steps);
+    // a budget no reactive target in the searched range reaches has no comparison
     assert_eq!(
-        reactive_at_cost(&base.values, &s, baseline.replica_steps, 0),
+        reactive_at_cost(&base.values, &s, baseline.replica_steps * 100, 0),
         None
+    );
+}
+
+#[test]
+fn frontier_trades_replicas_for_violations_at_each_quantile() {
+    use prescale::sim::frontier::{FAMILY_FACTORS, frontier};
+    let base = trace();
+    let s = settings(base.step);
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let f = frontier(&base, &s, &[0.5, 0.97], &|| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(
+        calls.into_inner(),
+        prescale::sim::frontier::work_units(&base, &s, &[0.5, 0.97]),
+        "the progress bar reaches its end"
+    );
+    assert_eq!(f.points.len(), 2);
+    let (low, high) = (&f.points[0], &f.points[1]);
+    assert_eq!((low.quantile, high.quantile), (0.5, 0.97));
+    // a higher quantile buys more replicas and no more violations
+    assert!(
+        high.report.prescale.replica_steps > low.report.prescale.replica_steps,
+        "{:?} vs {:?}",
+        high.report.prescale,
+        low.report.prescale
+    );
+    assert!(high.report.prescale.violation_steps <= low.report.prescale.violation_steps);
+    // each point is compared with the reactive baseline spending its budget
+    for p in &f.points {
+        let (_, same) = p.report.reactive_at_cost.expect("in range");
+        assert!(same.replica_steps >= p.report.prescale.replica_steps);
+        assert_eq!(f.reactive, p.report.reactive);
+    }
+    // the reactive family: more headroom, more replicas
+    assert_eq!(f.family.len(), FAMILY_FACTORS.len());
+    assert!(
+        f.family
+            .windows(2)
+            .all(|w| w[0].1.replica_steps >= w[1].1.replica_steps)
     );
 }

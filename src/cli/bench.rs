@@ -170,6 +170,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<String> {
             output: None,
             plot: None,
             threads: None,
+            frontier: None,
         };
         let r = simulate::resolve(&sim_args)?;
         let began = Instant::now();

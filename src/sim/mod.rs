@@ -5,6 +5,7 @@
 //!
 //! CPU only, no IO: reading files and writing CSV and plots is the CLI's job.
 
+pub mod frontier;
 pub mod plot;
 pub mod synthetic;
 pub mod trace;
@@ -90,8 +91,29 @@ pub struct SimReport {
 
 /// Replays `series` walk-forward.
 pub fn simulate(series: &Series, s: &SimSettings) -> SimReport {
+    simulate_observed(series, s, &|| {})
+}
+
+/// How many model fits and selections [`simulate`] makes on `series`: the length of a
+/// progress bar fed by [`simulate_observed`].
+pub fn work_units(series: &Series, s: &SimSettings) -> usize {
+    let at = fit_rows(series, s);
+    let selections = if s.forecast.model == ModelKind::Auto {
+        selection_firsts(series, &at).len()
+    } else {
+        0
+    };
+    at.len() + selections
+}
+
+/// [`simulate`], calling `progress` after each model fit or selection (from worker threads).
+pub fn simulate_observed(
+    series: &Series,
+    s: &SimSettings,
+    progress: &(dyn Fn() + Sync),
+) -> SimReport {
     let n = series.len();
-    let (fits, selection_times) = fit_all(series, s);
+    let (fits, selection_times) = fit_all(series, s, progress);
     let fit_times: Vec<Duration> = fits.iter().map(|(_, _, d)| *d).collect();
 
     let mut state = PlannerState::default();
@@ -204,9 +226,12 @@ type Fit = (usize, Result<Forecast, Unavailable>, Duration);
 /// Fits at every `refresh_steps`, in parallel: a fit at row `t` sees rows `0..t` only. With
 /// `Auto`, the model is chosen once per selection epoch, as the controller does, on the
 /// history of the epoch's first fit.
-fn fit_all(series: &Series, s: &SimSettings) -> (Vec<Fit>, Vec<Duration>) {
-    let refresh = s.refresh_steps.max(1);
-    let at: Vec<usize> = (refresh..series.len()).step_by(refresh).collect();
+fn fit_all(
+    series: &Series,
+    s: &SimSettings,
+    progress: &(dyn Fn() + Sync),
+) -> (Vec<Fit>, Vec<Duration>) {
+    let at = fit_rows(series, s);
     let history = |t: usize| {
         let from = t.saturating_sub(s.lookback_steps.max(1));
         Series::new(
@@ -216,17 +241,15 @@ fn fit_all(series: &Series, s: &SimSettings) -> (Vec<Fit>, Vec<Duration>) {
         )
     };
     let epoch_of = |t: usize| align_down(series.time_of(t), SELECTION_INTERVAL);
-    let mut firsts: Vec<usize> = Vec::new();
-    if s.forecast.model == ModelKind::Auto {
-        for &t in &at {
-            if firsts.last().is_none_or(|&f| epoch_of(f) != epoch_of(t)) {
-                firsts.push(t);
-            }
-        }
-    }
+    let firsts = if s.forecast.model == ModelKind::Auto {
+        selection_firsts(series, &at)
+    } else {
+        Vec::new()
+    };
     let selections: Vec<(Selection, Duration)> = par_map(&firsts, s.threads, |&t| {
         let began = Instant::now();
         let sel = select_model(&history(t), &s.forecast, epoch_of(t));
+        progress();
         (sel, began.elapsed())
     });
     let fits = par_map(&at, s.threads, |&t| {
@@ -238,9 +261,28 @@ fn fit_all(series: &Series, s: &SimSettings) -> (Vec<Fit>, Vec<Duration>) {
         let began = Instant::now();
         let fc =
             fit_forecast(&history(t), &settings).map_err(|e| Unavailable::from_forecast_error(&e));
+        progress();
         (t, fc, began.elapsed())
     });
     (fits, selections.into_iter().map(|(_, d)| d).collect())
+}
+
+/// The rows a fit is made at: every `refresh_steps`.
+fn fit_rows(series: &Series, s: &SimSettings) -> Vec<usize> {
+    let refresh = s.refresh_steps.max(1);
+    (refresh..series.len()).step_by(refresh).collect()
+}
+
+/// The first fit row of each `Auto` selection epoch: where the model choice is made.
+fn selection_firsts(series: &Series, at: &[usize]) -> Vec<usize> {
+    let epoch_of = |t: usize| align_down(series.time_of(t), SELECTION_INTERVAL);
+    let mut firsts: Vec<usize> = Vec::new();
+    for &t in at {
+        if firsts.last().is_none_or(|&f| epoch_of(f) != epoch_of(t)) {
+            firsts.push(t);
+        }
+    }
+    firsts
 }
 
 /// `f` over `items` on `threads` workers, results in the order of `items`.
@@ -301,10 +343,15 @@ fn reactive_plan_for(loads: &[f64], s: &SimSettings, target_per_replica: f64) ->
     out
 }
 
-/// The reactive baseline given the same replica budget as a plan: the HPA with its target
-/// lowered (scaled by a factor in (0, 1]) until its replica-steps reach `budget`. It answers
-/// "would a reactive autoscaler with more headroom have done as well for the same money?".
-/// `None` when the plan costs no more than the baseline itself. Returns the factor and score.
+/// Target factors [`reactive_at_cost`] searches: from 20x the headroom (x0.05) to a quarter of
+/// the replicas (x4).
+const FACTOR_RANGE: (f64, f64) = (0.05, 4.0);
+
+/// The reactive baseline given the same replica budget as a plan (EVALUATION.md's equal-budget
+/// comparison): the HPA with its target scaled by a factor (below 1: more headroom, above 1:
+/// less) until its replica-steps reach `budget`. It answers "would a reactive autoscaler with
+/// more headroom have done as well for the same money?". Returns the largest factor whose cost
+/// reaches the budget, and its score; `None` when no factor in the searched range gets there.
 pub fn reactive_at_cost(
     loads: &[f64],
     s: &SimSettings,
@@ -316,13 +363,21 @@ pub fn reactive_at_cost(
         let plan = reactive_plan_for(loads, s, s.target_per_replica * f);
         score(loads, &plan, capacity, s.startup_steps, warm)
     };
-    if run(1.0).replica_steps >= budget {
-        return None;
+    let at_default = run(1.0);
+    if at_default.replica_steps == budget {
+        return Some((1.0, at_default));
     }
     // cost falls as the factor rises; find the largest factor whose cost reaches the budget
-    let (mut lo, mut hi) = (0.05, 1.0);
+    let (mut lo, mut hi) = if at_default.replica_steps > budget {
+        (1.0, FACTOR_RANGE.1)
+    } else {
+        (FACTOR_RANGE.0, 1.0)
+    };
     if run(lo).replica_steps < budget {
-        return Some((lo, run(lo)));
+        return None;
+    }
+    if run(hi).replica_steps >= budget {
+        return Some((hi, run(hi)));
     }
     for _ in 0..40 {
         let mid = (lo + hi) / 2.0;
@@ -333,6 +388,23 @@ pub fn reactive_at_cost(
         }
     }
     Some((lo, run(lo)))
+}
+
+/// The reactive family: the baseline at each target factor, for the frontier chart.
+pub fn reactive_family(
+    loads: &[f64],
+    s: &SimSettings,
+    factors: &[f64],
+    warm: usize,
+) -> Vec<(f64, Score)> {
+    let capacity = s.target_per_replica / UTILISATION;
+    factors
+        .iter()
+        .map(|&f| {
+            let plan = reactive_plan_for(loads, s, s.target_per_replica * f);
+            (f, score(loads, &plan, capacity, s.startup_steps, warm))
+        })
+        .collect()
 }
 
 /// The oracle of EVALUATION.md: `need[t] = ceil(load[t] / capacity)`,

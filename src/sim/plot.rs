@@ -94,15 +94,7 @@ pub fn write_plot(
     capacity: f64,
     startup: usize,
 ) -> Result<(), PlotError> {
-    let shown = path.display().to_string();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if ext != "svg" && ext != "png" {
-        return Err(PlotError::UnknownFormat { path: shown, ext });
-    }
+    let ext = format_of(path)?;
     if rows.is_empty() {
         return Err(PlotError::Empty);
     }
@@ -110,23 +102,185 @@ pub fn write_plot(
         return Err(PlotError::BadCapacity(capacity));
     }
     let chart = Chart::new(rows, title, capacity, startup);
+    render(
+        path,
+        ext,
+        |root, family| chart.draw(root, family).map_err(|e| e.to_string()),
+        |root, family| chart.draw(root, family).map_err(|e| e.to_string()),
+    )
+}
+
+/// The image format of `path`, from its extension.
+fn format_of(path: &Path) -> Result<&'static str, PlotError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "svg" => Ok("svg"),
+        "png" => Ok("png"),
+        _ => Err(PlotError::UnknownFormat {
+            path: path.display().to_string(),
+            ext,
+        }),
+    }
+}
+
+/// Draws on the backend `ext` names (the PNG one with the font found by [`bitmap_font`]) and
+/// writes the file. The two closures are the same drawing, once per backend type.
+fn render(
+    path: &Path,
+    ext: &str,
+    svg: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>, &str) -> Result<(), String>,
+    png: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>, &str) -> Result<(), String>,
+) -> Result<(), PlotError> {
     let draw_err = |message: String| PlotError::Draw {
-        path: shown.clone(),
+        path: path.display().to_string(),
         message,
     };
     if ext == "svg" {
         let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        chart
-            .draw(&root, SVG_FAMILY)
-            .map_err(|e| draw_err(e.to_string()))?;
+        svg(&root, SVG_FAMILY).map_err(draw_err)?;
         root.present().map_err(|e| draw_err(e.to_string()))
     } else {
         bitmap_font()?;
         let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        chart
-            .draw(&root, BITMAP_FAMILY)
-            .map_err(|e| draw_err(e.to_string()))?;
+        png(&root, BITMAP_FAMILY).map_err(draw_err)?;
         root.present().map_err(|e| draw_err(e.to_string()))
+    }
+}
+
+/// One operating point of a frontier chart: cost relative to the reactive baseline at its
+/// default, violation steps, and a label (e.g. `q0.9`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrontierMark {
+    pub cost: f64,
+    pub violations: f64,
+    pub label: String,
+}
+
+/// Writes the frontier chart to `path` (`.svg` or `.png`): violation steps against cost (both
+/// relative to the reactive baseline at its default) for the plan's operating points and for
+/// the reactive family, so the curve lower at a given cost is the better buy.
+pub fn write_frontier_plot(
+    path: &Path,
+    title: &str,
+    subtitle: &str,
+    plan: &[FrontierMark],
+    family: &[FrontierMark],
+) -> Result<(), PlotError> {
+    let ext = format_of(path)?;
+    if plan.is_empty() {
+        return Err(PlotError::Empty);
+    }
+    let chart = FrontierChart {
+        title,
+        subtitle,
+        plan,
+        family,
+    };
+    render(
+        path,
+        ext,
+        |root, f| chart.draw(root, f).map_err(|e| e.to_string()),
+        |root, f| chart.draw(root, f).map_err(|e| e.to_string()),
+    )
+}
+
+struct FrontierChart<'a> {
+    title: &'a str,
+    subtitle: &'a str,
+    plan: &'a [FrontierMark],
+    family: &'a [FrontierMark],
+}
+
+impl FrontierChart<'_> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        family: &str,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        root.fill(&WHITE)?;
+        let root = root.margin(MARGIN / 2, MARGIN / 2, MARGIN, MARGIN);
+        let (head, rest) = root.split_vertically(44);
+        let title = TextStyle::from((family, 20.0).into_font()).color(&BLACK);
+        let subtitle = TextStyle::from((family, 13.0).into_font()).color(&SUBTLE);
+        head.draw_text(self.title, &title, (0, 2))?;
+        head.draw_text(self.subtitle, &subtitle, (0, 26))?;
+        let (legend, area) = rest.split_vertically(26);
+        let finite = |m: &&FrontierMark| m.cost.is_finite() && m.violations.is_finite();
+        let all: Vec<&FrontierMark> = self.plan.iter().chain(self.family).filter(finite).collect();
+        let (x0, x1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), m| {
+            (a.min(m.cost), b.max(m.cost))
+        });
+        let (x0, x1) = if x0 < x1 { (x0, x1) } else { (0.5, 2.0) };
+        let pad = (x1 - x0) * 0.05;
+        let ymax = all.iter().map(|m| m.violations).fold(1.0_f64, f64::max) * 1.08;
+        let mut chart = ChartBuilder::on(&area)
+            .margin_right(12)
+            .x_label_area_size(40)
+            .y_label_area_size(Y_LABELS)
+            .build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..ymax)?;
+        let font = |size: f64| (family, size).into_font();
+        chart
+            .configure_mesh()
+            .x_labels(10)
+            .x_label_formatter(&|x| format!("{x:.2}x"))
+            .y_labels(8)
+            .y_label_formatter(&|y| number(*y))
+            .x_desc("cost: replica-steps / reactive baseline at its default target")
+            .y_desc("violation steps")
+            .label_style(font(13.0))
+            .axis_desc_style(font(13.0))
+            .bold_line_style(RGBColor(222, 222, 222))
+            .light_line_style(TRANSPARENT)
+            .draw()?;
+        let plot = chart.plotting_area();
+        let line = |marks: &[FrontierMark]| -> Vec<(f64, f64)> {
+            let mut pts: Vec<(f64, f64)> = marks
+                .iter()
+                .filter(|m| m.cost.is_finite() && m.violations.is_finite())
+                .map(|m| (m.cost, m.violations))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            pts
+        };
+        let label = TextStyle::from((family, 12.0).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Bottom));
+        plot.draw(&PathElement::new(
+            line(self.family),
+            REACTIVE.stroke_width(2),
+        ))?;
+        for m in self.family.iter().filter(finite) {
+            plot.draw(&Circle::new((m.cost, m.violations), 3, REACTIVE.filled()))?;
+            plot.draw(&Text::new(
+                m.label.clone(),
+                (m.cost, m.violations),
+                label.clone(),
+            ))?;
+        }
+        plot.draw(&PathElement::new(line(self.plan), PRESCALE.stroke_width(3)))?;
+        for m in self.plan.iter().filter(finite) {
+            plot.draw(&Circle::new((m.cost, m.violations), 5, PRESCALE.filled()))?;
+            plot.draw(&Text::new(
+                m.label.clone(),
+                (m.cost, m.violations),
+                label.clone(),
+            ))?;
+        }
+        draw_legend(
+            &legend,
+            family,
+            &[
+                (Swatch::Line(PRESCALE, 3), "prescale at each quantile"),
+                (
+                    Swatch::Line(REACTIVE, 2),
+                    "reactive baseline (HPA) at each target factor",
+                ),
+            ],
+        )
     }
 }
 

@@ -48,14 +48,48 @@ pub fn read_trace(path: &Path, column: Option<&str>) -> Result<Trace, TraceError
     parse_trace(&text, column)
 }
 
-/// Parses trace text.
+/// Parses trace text, as spreadsheets write CSV: quoted fields, a UTF-8 byte-order mark, CRLF
+/// line ends and blank lines are all fine (the `csv` crate reads it).
 pub fn parse_trace(text: &str, column: Option<&str>) -> Result<Trace, TraceError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or(TraceError::NoHeader)?;
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    // the line a record starts on, as an editor numbers it (counted from the byte offset, so
+    // blank lines and CRLF ends count as the file has them)
+    let line_at = |p: Option<&csv::Position>| {
+        p.map_or(0, |p| {
+            // a record's offset may point at the line end that closed the one before it
+            let mut at = (p.byte() as usize).min(text.len());
+            while at < text.len() && matches!(text.as_bytes()[at], b'\r' | b'\n') {
+                at += 1;
+            }
+            text.as_bytes()[..at]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1
+        })
+    };
+    let csv_err = |e: csv::Error| TraceError::Line {
+        line: line_at(e.position()),
+        message: e.to_string(),
+    };
+    let header = loop {
+        match records.next() {
+            None => return Err(TraceError::NoHeader),
+            Some(r) => {
+                let r = r.map_err(csv_err)?;
+                if r.iter().any(|f| !f.is_empty()) {
+                    break r;
+                }
+            }
+        }
+    };
+    let names: Vec<&str> = header.iter().collect();
     if !names[0].eq_ignore_ascii_case("timestamp") {
         return Err(TraceError::BadHeader(names[0].to_string()));
     }
@@ -74,13 +108,17 @@ pub fn parse_trace(text: &str, column: Option<&str>) -> Result<Trace, TraceError
     let mut times = Vec::new();
     let mut values = Vec::new();
     let mut step: Option<i64> = None;
-    for (i, line) in lines {
-        let lineno = i + 1;
+    for record in records {
+        let record = record.map_err(csv_err)?;
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let lineno = line_at(record.position());
         let err = |message: String| TraceError::Line {
             line: lineno,
             message,
         };
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let fields: Vec<&str> = record.iter().collect();
         if fields.len() <= idx {
             return Err(err(format!(
                 "expected at least {} fields, found {}",
@@ -132,7 +170,7 @@ pub fn parse_trace(text: &str, column: Option<&str>) -> Result<Trace, TraceError
         });
     }
     Ok(Trace {
-        column: names[idx].to_string(),
+        column: header[idx].to_string(),
         series: Series::new(times[0], step.expect("at least two rows"), values),
     })
 }
@@ -171,6 +209,27 @@ mod tests {
         );
         let t = parse_trace(&rows(12), Some("tokens")).unwrap();
         assert_eq!(t.series.values[3], 6.0);
+    }
+
+    #[test]
+    fn spreadsheet_csv_with_bom_crlf_quotes_and_blank_lines() {
+        let mut s = String::from("\u{feff}\"timestamp\",\"requests, per minute\"\r\n");
+        for i in 0..12 {
+            s.push_str(&format!("\"{}\",\"{}\"\r\n", 60 * i, i));
+            if i == 4 {
+                s.push_str("\r\n");
+            }
+        }
+        let t = parse_trace(&s, None).unwrap();
+        assert_eq!(t.column, "requests, per minute");
+        assert_eq!((t.series.step, t.series.len()), (60, 12));
+        assert_eq!(t.series.values[11], 11.0);
+        let t = parse_trace(&s, Some("requests, per minute")).unwrap();
+        assert_eq!(t.series.values[5], 5.0);
+        // an error names the line as the file numbers it
+        let bad = s.replace("\"180\",\"3\"", "\"180\",\"x\"");
+        let err = parse_trace(&bad, None).unwrap_err().to_string();
+        assert!(err.starts_with("line 5:"), "{err}");
     }
 
     #[test]
