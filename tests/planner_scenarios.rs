@@ -36,6 +36,7 @@ fn forecast(start: i64, len: usize, upper: impl Fn(i64) -> f64) -> Forecast {
         upper: up,
         model: "test".into(),
         backtest_error: None,
+        margins: None,
     }
 }
 
@@ -463,4 +464,34 @@ fn bounds_edited_below_the_current_count_apply_at_once() {
         &mut PlannerState::default(),
     );
     assert_eq!((d.desired, d.limit_reason), (9, reasons::SCALE_DOWN_LIMIT));
+}
+
+#[test]
+fn a_calibrated_margin_sizes_on_the_latest_load_and_the_model_band_is_the_fallback() {
+    use prescale::planner::margin::Margins;
+    // the model's band says 100; the margin says the load may grow 1.5x over the lead window
+    // at 09:00 (index 0) and 1.0x from 09:01
+    let mut fc = forecast(T0, 180, |_| 100.0);
+    fc.margins = Some(Margins {
+        start: T0,
+        step: MIN,
+        margin: [vec![1.5], vec![1.0; 179]].concat(),
+        floor: 20.0,
+        quantile: 0.8,
+    });
+    let p = Policy {
+        stabilization_window: std::time::Duration::ZERO,
+        ..policy()
+    };
+    let mut state = PlannerState::default();
+    // 1.5 * (200 + 20) = 330 -> 33 replicas at 10 each, not the band's 10
+    let d = plan(T0, 10, &p, &[metric(&fc, Some(200.0))], &mut state);
+    assert_eq!(d.metrics[0].forecast_replicas, Some(33), "{d:?}");
+    assert_eq!(d.desired, 33);
+    // a minute later the margin is 1.0: (200 + 20) / 10 = 22, still above the floor of 20
+    let d = plan(T0 + MIN, 33, &p, &[metric(&fc, Some(200.0))], &mut state);
+    assert_eq!(d.metrics[0].forecast_replicas, Some(22));
+    // without a fresh observation the margin has nothing to scale: the model's band sizes
+    let d = plan(T0 + 2 * MIN, 22, &p, &[metric(&fc, None)], &mut state);
+    assert_eq!(d.metrics[0].forecast_replicas, Some(10));
 }

@@ -194,16 +194,19 @@ fn cli_frontier_prints_each_point_beside_the_same_budget_reactive_and_plots_both
     assert!(stdout.contains("reactive at the same budget"), "{stdout}");
     let rows: Vec<&str> = stdout
         .lines()
-        .filter(|l| l.trim_start().starts_with("0.6 ") || l.trim_start().starts_with("0.95 "))
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with("q0.6 ") || l.starts_with("q0.95 ") || l.starts_with("default ")
+        })
         .collect();
-    assert_eq!(rows.len(), 2, "one row per operating point:\n{stdout}");
+    assert_eq!(rows.len(), 3, "one row per operating point:\n{stdout}");
     assert!(rows.iter().all(|r| r.contains("(target x")), "{rows:?}");
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.contains("<svg") && plot.contains("q0.95") && plot.contains("x0.5"));
     // alone, --frontier runs the default operating points
     let out = run(&["--frontier"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("4 operating points"), "{stdout}");
+    assert!(stdout.contains("5 operating points"), "{stdout}");
     // a quantile out of range is refused before any work
     let out = run(&["--frontier", "0.5,1.2"]);
     assert_eq!(out.status.code(), Some(1));
@@ -345,9 +348,14 @@ fn frontier_trades_replicas_for_violations_at_each_quantile() {
         prescale::sim::frontier::work_units(&base, &s, &[0.5, 0.97]),
         "the progress bar reaches its end"
     );
-    assert_eq!(f.points.len(), 2);
-    let (low, high) = (&f.points[0], &f.points[1]);
-    assert_eq!((low.quantile, high.quantile), (0.5, 0.97));
+    assert_eq!(
+        f.points.len(),
+        3,
+        "the settings as given, then each quantile"
+    );
+    assert_eq!(f.points[0].label(), "default");
+    let (low, high) = (&f.points[1], &f.points[2]);
+    assert_eq!((low.quantile, high.quantile), (Some(0.5), Some(0.97)));
     // a higher quantile buys more replicas and no more violations
     assert!(
         high.report.prescale.replica_steps > low.report.prescale.replica_steps,

@@ -292,10 +292,15 @@ pub struct ForecastSpec {
     )]
     pub refresh_interval: String,
 
-    /// Size capacity for this upper quantile of the forecast, strictly between 0 and 1.
-    #[serde(default = "default_quantile")]
+    /// The operating point: size replicas for this quantile of the load over the lead window
+    /// (strictly between 0 and 1), learnt from the same time of day over the last week. Unset,
+    /// the quantile is chosen at every fit so that the plan costs about 1.15 times the
+    /// replica-steps a reactive autoscaler at the same target would spend: a budget that
+    /// means the same on smooth and on bursty traffic. Higher buys fewer shortfalls for more
+    /// replicas; `prescale simulate --frontier` shows the trade on your own traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0 && self < 1.0").message("quantile must be between 0 and 1, exclusive"))]
-    pub quantile: f64,
+    pub quantile: Option<f64>,
 }
 
 impl Default for ForecastSpec {
@@ -305,7 +310,7 @@ impl Default for ForecastSpec {
             seasonal_periods: Vec::new(),
             horizon: default_horizon(),
             refresh_interval: default_refresh_interval(),
-            quantile: default_quantile(),
+            quantile: None,
         }
     }
 }
@@ -466,9 +471,6 @@ fn default_horizon() -> String {
 }
 fn default_refresh_interval() -> String {
     "10m".into()
-}
-fn default_quantile() -> f64 {
-    0.9
 }
 fn default_lead_time() -> String {
     "5m".into()

@@ -28,7 +28,8 @@ pub struct ScalerConfig {
     pub seasonal_periods: Vec<Duration>,
     pub horizon: Duration,
     pub refresh_interval: Duration,
-    pub quantile: f64,
+    /// The operating point; `None`: the budget of [`crate::planner::margin::DEFAULT_COST_RATIO`].
+    pub quantile: Option<f64>,
     pub lead_time: Duration,
     pub max_replicas_per_minute: u32,
     pub stabilization_window: Duration,
@@ -225,7 +226,7 @@ pub fn validate_with(
         ));
     }
     let q = spec.forecast.quantile;
-    if !(q > 0.0 && q < 1.0) {
+    if let Some(q) = q.filter(|q| !(*q > 0.0 && *q < 1.0)) {
         return bad(format!(
             "forecast.quantile is {q}, must be between 0 and 1, exclusive"
         ));
@@ -290,7 +291,7 @@ mod tests {
         assert_eq!(c.lookback, Duration::from_secs(14 * 86_400));
         assert_eq!(c.step, Duration::from_secs(60));
         assert_eq!(c.lead_time, Duration::from_secs(300));
-        assert_eq!((c.quantile, c.max_percent_per_minute), (0.9, 10));
+        assert_eq!((c.quantile, c.max_percent_per_minute), (None, 10));
     }
 
     #[test]
@@ -320,7 +321,7 @@ mod tests {
                 |s| s.scale_up.lead_time = "3h".into(),
                 "must be shorter than forecast.horizon",
             ),
-            (|s| s.forecast.quantile = 1.0, "between 0 and 1"),
+            (|s| s.forecast.quantile = Some(1.0), "between 0 and 1"),
             (
                 |s| s.forecast.seasonal_periods = vec!["90s".into()],
                 "whole number of steps",

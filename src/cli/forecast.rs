@@ -15,7 +15,7 @@ use crate::{
         quantity::parse_quantity,
         validate,
     },
-    planner::{Forecast, ForecastSettings, Series, fit_forecast},
+    planner::{DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, Series, fit_forecast},
     sim::plot::{BITMAP_FAMILY, SVG_FAMILY, bitmap_font, number},
     sources::{HistoryKey, HistoryStore, Resolved, SourceError, config::SourceFlags},
 };
@@ -230,7 +230,10 @@ fn settings(args: &ForecastArgs, base: Option<&ScalerConfig>) -> anyhow::Result<
     if horizon < step {
         bail!("--horizon must be at least one --step");
     }
-    let quantile = args.quantile.or(base.map(|c| c.quantile)).unwrap_or(0.9);
+    let quantile = args
+        .quantile
+        .or(base.and_then(|c| c.quantile))
+        .unwrap_or(DEFAULT_BAND_QUANTILE);
     if !(quantile > 0.0 && quantile < 1.0) {
         bail!("--quantile must be between 0 and 1, exclusive; got {quantile}");
     }

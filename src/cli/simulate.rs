@@ -11,7 +11,7 @@ use crate::{
         duration::{format_duration, parse_duration},
         validate,
     },
-    planner::{ForecastSettings, Policy, Series},
+    planner::{DEFAULT_BAND_QUANTILE, ForecastSettings, Policy, Series, Sizing},
     sim::{self, SimReport, SimSettings, trace},
 };
 
@@ -183,12 +183,10 @@ pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
     let horizon = sc
         .map(|c| c.horizon)
         .unwrap_or(parse_duration(&defaults.forecast.horizon).expect("valid default"));
-    let quantile = args
-        .quantile
-        .or(sc.map(|c| c.quantile))
-        .unwrap_or(defaults.forecast.quantile);
-    if !(quantile > 0.0 && quantile < 1.0) {
-        bail!("--quantile must be between 0 and 1, exclusive; got {quantile}");
+    // unset: the default budget (planner::margin)
+    let quantile = args.quantile.or(sc.and_then(|c| c.quantile));
+    if let Some(q) = quantile.filter(|q| !(*q > 0.0 && *q < 1.0)) {
+        bail!("--quantile must be between 0 and 1, exclusive; got {q}");
     }
     let model = match args.model.as_deref() {
         None => sc.map(|c| c.model).unwrap_or(ModelKind::Auto),
@@ -281,7 +279,22 @@ pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
             .unwrap_or(defaults.scale_down.max_percent_per_minute as u32),
         fallback: sc.map(|c| c.fallback).unwrap_or(Fallback::Reactive),
     };
-    let forecast = ForecastSettings::new(model, periods, steps(horizon).max(1), quantile, step);
+    let mut forecast = ForecastSettings::new(
+        model,
+        periods,
+        steps(horizon).max(1),
+        quantile.unwrap_or(DEFAULT_BAND_QUANTILE),
+        step,
+    );
+    forecast.sizing = Some(Sizing::new(
+        lead_time,
+        policy.interval,
+        stabilization,
+        policy.max_percent_per_minute,
+        step,
+        target_per_replica,
+        quantile,
+    ));
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -386,7 +399,7 @@ fn run_frontier(args: &SimulateArgs, r: &Resolved, quantiles: &[f64]) -> anyhow:
         let plan: Vec<_> = f
             .points
             .iter()
-            .map(|p| mark(format!("q{}", p.quantile), &p.report.prescale))
+            .map(|p| mark(p.label(), &p.report.prescale))
             .collect();
         let family: Vec<_> = f
             .family
@@ -435,12 +448,7 @@ pub fn frontier_table(r: &Resolved, f: &sim::frontier::Frontier, elapsed: Durati
     let _ = writeln!(
         out,
         "  {:>8} {:>11} {:>11} {:>6}   {:>27}   {:>14}",
-        "quantile",
-        "violations",
-        "unserved %",
-        "cost",
-        "reactive at the same budget",
-        "equal-budget"
+        "point", "violations", "unserved %", "cost", "reactive at the same budget", "equal-budget"
     );
     for p in &f.points {
         let same = match &p.report.reactive_at_cost {
@@ -454,7 +462,7 @@ pub fn frontier_table(r: &Resolved, f: &sim::frontier::Frontier, elapsed: Durati
         let _ = writeln!(
             out,
             "  {:>8} {:>11} {:>11.3} {:>5.2}x   {:>27}   {:>14}",
-            p.quantile,
+            p.label(),
             p.report.prescale.violation_steps,
             p.report.prescale.unserved_pct,
             p.cost(),
@@ -529,6 +537,23 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// The operating point in words: a fixed quantile, or the budget and the quantiles it chose.
+fn operating_point(s: &SimSettings, chosen: &[f64]) -> String {
+    match s.forecast.sizing.as_ref().and_then(|z| z.cost_ratio) {
+        None => format!("quantile {}", s.forecast.quantile),
+        Some(ratio) => {
+            let mut q = chosen.to_vec();
+            q.sort_by(f64::total_cmp);
+            match (q.first(), q.get(q.len() / 2), q.last()) {
+                (Some(lo), Some(mid), Some(hi)) => format!(
+                    "budget {ratio}x reactive (quantile chosen per fit: median {mid:.2}, {lo:.2}-{hi:.2})"
+                ),
+                _ => format!("budget {ratio}x reactive"),
+            }
+        }
+    }
+}
+
 /// The summary table.
 pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
     let s = &r.settings;
@@ -546,13 +571,13 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
     );
     let _ = writeln!(
         out,
-        "  targetPerReplica {:.3} (capacity {:.3}/replica), lead {}, startup {} steps, refresh {}, quantile {}, model {:?}, replicas [{}, {}]",
+        "  targetPerReplica {:.3} (capacity {:.3}/replica), lead {}, startup {} steps, refresh {}, {}, model {:?}, replicas [{}, {}]",
         s.target_per_replica,
         s.target_per_replica / sim::UTILISATION,
         format_duration(r.lead_time),
         s.startup_steps,
         format_duration(r.refresh),
-        s.forecast.quantile,
+        operating_point(s, &report.quantiles),
         s.forecast.model,
         s.policy.min_replicas,
         s.policy.max_replicas

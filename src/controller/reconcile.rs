@@ -28,8 +28,8 @@ use crate::{
         ScalerMetricLabels,
     },
     planner::{
-        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
-        Selection, Unavailable, fit_forecast,
+        self, DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, MetricInput, PlannerState, Policy,
+        SELECTION_INTERVAL, Selection, Sizing, Unavailable, fit_forecast,
         forecast::kind_name,
         select_model,
         series::{Series, align_down},
@@ -690,13 +690,25 @@ async fn evaluate_metrics(
         let fit_key = FitKey {
             history: key,
             lookback,
-            settings: ForecastSettings::new(
-                config.model,
-                periods.clone(),
-                horizon_steps,
-                config.quantile,
-                step,
-            ),
+            settings: ForecastSettings {
+                // replicas are sized with the calibrated margin (planner::margin)
+                sizing: Some(Sizing::new(
+                    config.lead_time,
+                    ctx.config.sync_interval,
+                    config.stabilization_window,
+                    config.max_percent_per_minute,
+                    step,
+                    m.target_per_replica,
+                    config.quantile,
+                )),
+                ..ForecastSettings::new(
+                    config.model,
+                    periods.clone(),
+                    horizon_steps,
+                    config.quantile.unwrap_or(DEFAULT_BAND_QUANTILE),
+                    step,
+                )
+            },
         };
         let refresh = config.refresh_interval.as_secs() as i64;
         let window_end = now + (config.lead_time + ctx.config.sync_interval).as_secs() as i64;

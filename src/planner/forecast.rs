@@ -13,13 +13,20 @@ use augurs::{
     prelude::*,
 };
 
-use super::series::Series;
+use super::{
+    margin::{Margins, Sizing, margins},
+    series::Series,
+};
 use crate::api::ModelKind;
 
 const DAY: i64 = 86_400;
 const WEEK: i64 = 7 * DAY;
 /// The two-sided level asked of augurs; the band for any quantile is derived from it.
 const FIT_LEVEL: f64 = 0.8;
+
+/// The band quantile when the spec sets none: what `prescale forecast` draws, and where a fit
+/// sized by a budget (see [`super::margin`]) starts before it chooses its own.
+pub const DEFAULT_BAND_QUANTILE: f64 = 0.9;
 
 /// What to forecast and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +41,9 @@ pub struct ForecastSettings {
     /// The trend model is fitted on at most this many of the latest steps (0 = all). The
     /// seasonal decomposition always sees the whole history.
     pub trend_window: usize,
+    /// How replicas are sized from the calibrated margin ([`super::margin`]); `None` leaves
+    /// the margin out (the model's band is then what replicas are sized for).
+    pub sizing: Option<Sizing>,
     /// The model [`select_model`] chose for `Auto`; `None` fits Auto's default (MSTL once the
     /// history holds two cycles of a period, ETS before).
     pub auto_choice: Option<ModelKind>,
@@ -54,6 +64,7 @@ impl ForecastSettings {
             horizon,
             quantile,
             trend_window: (DAY / step.max(1)) as usize,
+            sizing: None,
             auto_choice: None,
         }
     }
@@ -70,6 +81,9 @@ pub struct Forecast {
     pub model: String,
     /// Recent forecast error (MAPE as a fraction), when measured.
     pub backtest_error: Option<f64>,
+    /// The calibrated lead-window margins replicas are sized with, for decisions over the
+    /// forecast's steps (with [`ForecastSettings::sizing`] and enough history).
+    pub margins: Option<Margins>,
 }
 
 impl Forecast {
@@ -92,11 +106,20 @@ impl Forecast {
     /// The highest upper value with its time, among points in `[from, to]`. `None` when the
     /// forecast does not reach `to`: a forecast that ends early cannot vouch for the window.
     pub fn max_upper_in(&self, from: i64, to: i64) -> Option<(i64, f64)> {
+        self.max_in(&self.upper, from, to)
+    }
+
+    /// [`Forecast::max_upper_in`] for the point forecast.
+    pub fn max_point_in(&self, from: i64, to: i64) -> Option<(i64, f64)> {
+        self.max_in(&self.point, from, to)
+    }
+
+    fn max_in(&self, values: &[f64], from: i64, to: i64) -> Option<(i64, f64)> {
         if to >= self.end() {
             return None;
         }
         let mut best: Option<(i64, f64)> = None;
-        for (i, &u) in self.upper.iter().enumerate() {
+        for (i, &u) in values.iter().enumerate() {
             let t = self.start + i as i64 * self.step;
             // a point may stand for the step before it (Prometheus rates) or after it (traces):
             // take every point whose step on either side overlaps the window
@@ -162,6 +185,7 @@ pub fn fit_forecast(
             upper: vec![max; horizon],
             model: "Constant".into(),
             backtest_error: Some(0.0),
+            margins: None,
         });
     }
 
@@ -192,9 +216,17 @@ pub fn fit_forecast(
         .collect();
     let backtest_error = backtest(&model, &yc, &origins, backtest_horizon, trend_window);
 
+    // the margins first: with a budget they choose the quantile the band is drawn for too
+    let calibrated = settings
+        .sizing
+        .as_ref()
+        .and_then(|sizing| margins(&y, start, step, sizing, settings.quantile, horizon));
+    let quantile = calibrated
+        .as_ref()
+        .map_or(settings.quantile, |m| m.quantile);
     let coarse_horizon = horizon.div_ceil(factor) + 1;
     let (pc, sc) = model.predict(&yc, coarse_horizon, trend_window)?;
-    let z = normal_quantile(settings.quantile);
+    let z = normal_quantile(quantile);
     let mut point = Vec::with_capacity(horizon);
     let mut upper = Vec::with_capacity(horizon);
     for j in 0..horizon {
@@ -217,6 +249,7 @@ pub fn fit_forecast(
         upper,
         model: model.name(coarse_step),
         backtest_error,
+        margins: calibrated,
     })
 }
 
@@ -503,7 +536,7 @@ pub fn choose_periods(configured: &[i64], step: i64, len: usize) -> Vec<usize> {
 /// Strips leading and trailing gaps, fills interior gaps linearly, clamps negatives to 0.
 /// Returns the cleaned values and the index in `series` of the first one.
 fn clean(series: &Series) -> Result<(Vec<f64>, usize), ForecastError> {
-    let v = &series.values;
+    let v = &zero_runs_as_missing(&series.values);
     let Some(first) = v.iter().position(|x| x.is_finite()) else {
         return Err(ForecastError::Empty);
     };
@@ -536,6 +569,39 @@ fn clean(series: &Series) -> Result<(Vec<f64>, usize), ForecastError> {
     }
     debug_assert_eq!(y.len(), raw.len());
     Ok((y, first))
+}
+
+/// A run of at least this many zeros after steady load is an outage or a collection gap.
+const ZERO_RUN: usize = 10;
+/// Steps before such a run that must all be non-zero for it to count as sudden.
+const STEADY_BEFORE: usize = 60;
+
+/// Sudden all-zero runs as missing data: a run of [`ZERO_RUN`] or more zeros right after
+/// [`STEADY_BEFORE`] steps that all carried load is an outage or a gap in collection, not idle
+/// traffic (idle traffic thins out before it stops). Sparse series, whose zeros are spread
+/// out, are left as they are.
+pub fn zero_runs_as_missing(v: &[f64]) -> Vec<f64> {
+    let mut out = v.to_vec();
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] != 0.0 {
+            i += 1;
+            continue;
+        }
+        let end = v[i..]
+            .iter()
+            .position(|x| *x != 0.0)
+            .map_or(v.len(), |k| i + k);
+        let steady = i >= STEADY_BEFORE
+            && v[i - STEADY_BEFORE..i]
+                .iter()
+                .all(|x| x.is_finite() && *x > 0.0);
+        if end - i >= ZERO_RUN && steady {
+            out[i..end].fill(f64::NAN);
+        }
+        i = end;
+    }
+    out
 }
 
 enum Model {
@@ -751,6 +817,37 @@ mod tests {
     }
 
     #[test]
+    fn a_sudden_zero_run_is_missing_data_and_sparse_zeros_are_load() {
+        // steady load, then 15 zeros (an outage), then load again
+        let mut v = vec![50.0; 100];
+        v.extend([0.0; 15]);
+        v.extend([50.0; 20]);
+        let out = zero_runs_as_missing(&v);
+        assert!(out[100..115].iter().all(|x| x.is_nan()));
+        assert_eq!(out[..100], v[..100]);
+        // a short pause, or zeros in sparse traffic, are real
+        let mut short = vec![50.0; 100];
+        short.extend([0.0; 5]);
+        assert_eq!(zero_runs_as_missing(&short), short);
+        let sparse: Vec<f64> = (0..300)
+            .map(|i| if i % 7 == 0 { 3.0 } else { 0.0 })
+            .collect();
+        assert_eq!(zero_runs_as_missing(&sparse), sparse);
+        // the fit interpolates the outage instead of learning a drop to zero
+        let mut s = daily(3, 300);
+        let n = s.values.len();
+        for x in &mut s.values[n - 300..n - 100] {
+            *x = 0.0;
+        }
+        let fc = fit_forecast(
+            &s,
+            &ForecastSettings::new(ModelKind::Ets, vec![], 12, 0.9, 300),
+        )
+        .unwrap();
+        assert!(fc.point.iter().all(|p| *p > 20.0), "{:?}", fc.point);
+    }
+
+    #[test]
     fn normal_quantile_matches_tables() {
         assert!((normal_quantile(0.5)).abs() < 1e-9);
         assert!((normal_quantile(0.9) - 1.281_551_565_5).abs() < 1e-6);
@@ -859,6 +956,7 @@ mod tests {
             upper: vec![1.0, 2.0, 9.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
             model: "x".into(),
             backtest_error: None,
+            margins: None,
         };
         assert_eq!(
             fc.max_upper_in(600, 700),

@@ -5,15 +5,17 @@
 //! would have made.
 
 pub mod forecast;
+pub mod margin;
 pub mod series;
 
 use std::time::Duration;
 
 use crate::api::{Fallback, conditions::reasons};
 pub use forecast::{
-    Forecast, ForecastError, ForecastSettings, SELECTION_INTERVAL, Selection, fit_forecast,
-    select_model,
+    DEFAULT_BAND_QUANTILE, Forecast, ForecastError, ForecastSettings, SELECTION_INTERVAL,
+    Selection, fit_forecast, select_model,
 };
+pub use margin::Sizing;
 pub use series::Series;
 
 /// Scaling rules from the spec, in numbers.
@@ -190,17 +192,21 @@ pub fn plan(
     let window_end = now + (policy.lead_time + policy.interval).as_secs() as i64;
     let mut decisions = Vec::with_capacity(metrics.len());
     for m in metrics {
-        let reactive = m
-            .observed
-            .filter(|v| v.is_finite())
-            .map(|v| replicas_for(v, m.target_per_replica));
+        let observed = m.observed.filter(|v| v.is_finite());
+        let reactive = observed.map(|v| replicas_for(v, m.target_per_replica));
         let (forecast_replicas, peak, unavailable) = match &m.forecast {
             Ok(fc) => match fc.max_upper_in(now, window_end) {
                 Some((_, upper)) => {
                     let peak = fc
                         .max_upper_in(now, fc.end() - 1)
                         .map(|(t, v)| (t, v, replicas_for(v, m.target_per_replica)));
-                    (Some(replicas_for(upper, m.target_per_replica)), peak, None)
+                    // the calibrated margin on the latest load when there is one, else the
+                    // model's band
+                    let sized = match (&fc.margins, observed) {
+                        (Some(margins), Some(last)) => margins.sized_load(now, last),
+                        _ => upper,
+                    };
+                    (Some(replicas_for(sized, m.target_per_replica)), peak, None)
                 }
                 None => (
                     None,

@@ -22,8 +22,17 @@ pub const FAMILY_FACTORS: [f64; 12] = [
 /// One operating point.
 #[derive(Debug, Clone)]
 pub struct FrontierPoint {
-    pub quantile: f64,
+    /// `None`: the settings as given (the default budget unless a quantile was set).
+    pub quantile: Option<f64>,
     pub report: SimReport,
+}
+
+impl FrontierPoint {
+    /// `q0.9`, or `default` for the settings as given.
+    pub fn label(&self) -> String {
+        self.quantile
+            .map_or_else(|| "default".to_string(), |q| format!("q{q}"))
+    }
 }
 
 impl FrontierPoint {
@@ -64,21 +73,27 @@ pub fn cost_ratio(plan: &Score, reactive: &Score) -> f64 {
 
 /// How many fits [`frontier`] makes: the length of its progress bar.
 pub fn work_units(series: &Series, s: &SimSettings, quantiles: &[f64]) -> usize {
-    sim_units(series, s) * quantiles.len()
+    sim_units(series, s) * (quantiles.len() + 1)
 }
 
-/// Runs `series` at each quantile (everything else as in `s`) and the reactive family.
+/// Runs `series` with the settings as given, then at each quantile (everything else as in
+/// `s`), and the reactive family.
 pub fn frontier(
     series: &Series,
     s: &SimSettings,
     quantiles: &[f64],
     progress: &(dyn Fn() + Sync),
 ) -> Frontier {
-    let points: Vec<FrontierPoint> = quantiles
-        .iter()
-        .map(|&q| {
+    let points: Vec<FrontierPoint> = std::iter::once(None)
+        .chain(quantiles.iter().copied().map(Some))
+        .map(|q| {
             let mut at = s.clone();
-            at.forecast.quantile = q;
+            if let Some(q) = q {
+                at.forecast.quantile = q;
+                if let Some(sizing) = &mut at.forecast.sizing {
+                    sizing.cost_ratio = None;
+                }
+            }
             FrontierPoint {
                 quantile: q,
                 report: simulate_observed(series, &at, progress),

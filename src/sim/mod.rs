@@ -84,6 +84,8 @@ pub struct SimReport {
     pub models: Vec<(String, usize)>,
     /// Wall time of each `Auto` model selection.
     pub selection_times: Vec<Duration>,
+    /// The quantile each fit's calibrated margin is for (chosen per fit under a budget).
+    pub quantiles: Vec<f64>,
     /// The reactive baseline with its target lowered to spend prescale's replica-steps: the
     /// factor and its score (see [`reactive_at_cost`]).
     pub reactive_at_cost: Option<(f64, Score)>,
@@ -198,6 +200,10 @@ pub fn simulate_observed(
         fit_times,
         models,
         selection_times,
+        quantiles: fits
+            .iter()
+            .filter_map(|(_, fc, _)| fc.as_ref().ok()?.margins.as_ref().map(|m| m.quantile))
+            .collect(),
         rows,
     }
 }

@@ -1,0 +1,425 @@
+//! The calibrated lead-window margin: how much the load may grow over the lead window, learnt
+//! from the same time of day in the history. Replicas are sized with it.
+//!
+//! For every past step `s` whose lead window lies in the history, the growth is
+//! `g(s) = max(load[s .. s + window]) / (load[s - 1] + floor)`: the highest load of the lead
+//! window after `s` relative to the last load seen before it, plus a floor (the mean load of
+//! the last day) that keeps idle moments from dividing by zero and makes the margin additive
+//! for sparse traffic. The margin for a decision at some time of day is a quantile of `g` over
+//! the past steps within [`SLOT`] of that time of day on each of the last [`DAYS`] days (with
+//! less than a day of history, over all of it). Replicas are then sized for
+//! `margin * (load[now - 1] + floor)`: headroom that is wide where the history shows rises and
+//! bursts at that time of day (the morning ramp, a busy hour) and narrow where it shows none,
+//! instead of the same headroom all day. It is calibrated by construction: at that time of day
+//! the load over the lead window stayed under it with the quantile's probability.
+//!
+//! The quantile is the spec's `forecast.quantile`; unset, it is chosen at each fit so that
+//! sizing with it, replayed over the calibration history with the scale-down hold, would have
+//! cost [`DEFAULT_COST_RATIO`] times the replica-steps of a reactive autoscaler at the same
+//! target: the operating point is a budget, which means the same thing on smooth and on bursty
+//! traffic, where a fixed quantile costs very different amounts.
+//!
+//! Pure and cheap: `O(history * window)` per fit, plus `O(history * hold)` per step of the
+//! quantile search.
+
+const DAY: i64 = 86_400;
+/// Days of history the margin is calibrated on.
+pub const DAYS: i64 = 7;
+/// Half-width of the time-of-day slot, in seconds.
+pub const SLOT: i64 = 30 * 60;
+/// Fewest samples a margin is computed from.
+const MIN_SAMPLES: usize = 20;
+/// The replica budget of the default operating point, relative to a reactive autoscaler at
+/// the same target (see the module docs).
+pub const DEFAULT_COST_RATIO: f64 = 1.15;
+/// Steps a reactive autoscaler holds a higher count (the HPA's default five minutes at 1m).
+const REACTIVE_HOLD: usize = 5;
+/// The quantiles the budget search may choose from.
+const QUANTILE_RANGE: (f64, f64) = (0.05, 0.995);
+
+/// How replicas are sized from the margin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sizing {
+    /// Steps of the lead window: the lead time plus one decision interval.
+    pub window: usize,
+    pub target_per_replica: f64,
+    /// Steps the planner holds a higher recommendation before scaling down (the
+    /// stabilisation window), so the budget search counts what the plan will really spend.
+    pub hold_steps: usize,
+    /// Share of the replicas that may go per step, in (0, 1]: the scale-down rate limit.
+    pub scale_down_per_step: f64,
+    /// `None`: size for `ForecastSettings::quantile`; `Some(r)`: choose the quantile whose
+    /// sizing costs `r` times a reactive autoscaler's replica-steps.
+    pub cost_ratio: Option<f64>,
+}
+
+impl Sizing {
+    /// The sizing a scaler's settings describe: the lead window is the lead time plus one
+    /// decision interval, in steps of `step` seconds; `quantile` unset means the budget of
+    /// [`DEFAULT_COST_RATIO`].
+    pub fn new(
+        lead_time: std::time::Duration,
+        interval: std::time::Duration,
+        stabilization_window: std::time::Duration,
+        max_percent_per_minute: u32,
+        step: i64,
+        target_per_replica: f64,
+        quantile: Option<f64>,
+    ) -> Self {
+        let step = step.max(1) as u64;
+        let steps = |d: std::time::Duration| d.as_secs().div_ceil(step) as usize;
+        Self {
+            window: (steps(lead_time) + steps(interval)).max(1),
+            target_per_replica,
+            hold_steps: steps(stabilization_window),
+            scale_down_per_step: if max_percent_per_minute == 0 {
+                1.0
+            } else {
+                (max_percent_per_minute as f64 / 100.0 * step as f64 / 60.0).min(1.0)
+            },
+            cost_ratio: quantile.is_none().then_some(DEFAULT_COST_RATIO),
+        }
+    }
+}
+
+/// Margins for decisions at `start + i * step`, `i < horizon`, the floor they apply to and the
+/// quantile they are for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Margins {
+    pub start: i64,
+    pub step: i64,
+    pub margin: Vec<f64>,
+    pub floor: f64,
+    pub quantile: f64,
+}
+
+impl Margins {
+    /// The load to size for at `now`, after the last observed load `last`: the margin of the
+    /// step holding `now` (the last one past the end) times `last + floor`.
+    pub fn sized_load(&self, now: i64, last: f64) -> f64 {
+        self.at(&self.margin, now) * (last.max(0.0) + self.floor)
+    }
+
+    fn at(&self, margins: &[f64], now: i64) -> f64 {
+        let i = ((now - self.start).max(0) / self.step.max(1)) as usize;
+        margins.get(i).or(margins.last()).copied().unwrap_or(1.0)
+    }
+}
+
+/// Growth samples for one window length, and the slots they are drawn from.
+struct Growth {
+    /// `values[k]` is for step `k + 1` of the history, at unix second `t0 + k * step`.
+    values: Vec<f64>,
+    t0: i64,
+    step: i64,
+    oldest: i64,
+    whole_day: bool,
+}
+
+impl Growth {
+    fn new(y: &[f64], start: i64, step: i64, window: usize, floor: f64) -> Option<Self> {
+        let n = y.len();
+        if n < 1 + window + MIN_SAMPLES {
+            return None;
+        }
+        let values = (1..=n - window)
+            .map(|s| {
+                let future = y[s..s + window].iter().copied().fold(0.0, f64::max);
+                future / (y[s - 1] + floor)
+            })
+            .collect();
+        let day_steps = (DAY / step) as usize;
+        Some(Self {
+            values,
+            t0: start - (n - 1) as i64 * step,
+            step,
+            oldest: start - DAYS * DAY,
+            whole_day: n >= day_steps + 1 + window,
+        })
+    }
+
+    /// Indices whose time lies in `[from, to]`, not before the oldest calibrated day.
+    fn range(&self, from: i64, to: i64) -> Option<std::ops::RangeInclusive<usize>> {
+        let last = self.values.len() as i64 - 1;
+        let from = from.max(self.oldest);
+        let lo = (from - self.t0 + self.step - 1)
+            .div_euclid(self.step)
+            .max(0);
+        let hi = (to - self.t0).div_euclid(self.step).min(last);
+        (lo <= hi).then_some(lo as usize..=hi as usize)
+    }
+
+    /// The sorted sample a decision at `at` is calibrated on.
+    fn sample(&self, at: i64, into: &mut Vec<f64>) {
+        into.clear();
+        if self.whole_day {
+            for d in 0..=DAYS {
+                let centre = at - d * DAY;
+                if let Some(r) = self.range(centre - SLOT, centre + SLOT) {
+                    into.extend_from_slice(&self.values[r]);
+                }
+            }
+        } else if let Some(r) = self.range(self.oldest, i64::MAX / 2) {
+            into.extend_from_slice(&self.values[r]);
+        }
+        into.sort_by(f64::total_cmp);
+    }
+
+    /// The margin at each of `horizon` steps from `start`; `None` if a sample is too small.
+    fn margins(&self, start: i64, horizon: usize, quantile: f64) -> Option<Vec<f64>> {
+        let mut sample = Vec::new();
+        (0..horizon)
+            .map(|i| {
+                self.sample(start + i as i64 * self.step, &mut sample);
+                (sample.len() >= MIN_SAMPLES).then(|| quantile_of(&sample, quantile))
+            })
+            .collect()
+    }
+}
+
+/// The margins over `y` (cleaned and finite, at `step` seconds, its last value at
+/// `start - step`), for `quantile` or the quantile `sizing.cost_ratio` chooses. `None` when
+/// the history is too short for [`MIN_SAMPLES`] samples.
+pub fn margins(
+    y: &[f64],
+    start: i64,
+    step: i64,
+    sizing: &Sizing,
+    quantile: f64,
+    horizon: usize,
+) -> Option<Margins> {
+    let n = y.len();
+    let step = step.max(1);
+    let day_steps = (DAY / step) as usize;
+    let recent_from = n.saturating_sub(day_steps);
+    if recent_from >= n {
+        return None;
+    }
+    let floor =
+        (y[recent_from..].iter().sum::<f64>() / (n - recent_from) as f64).max(f64::MIN_POSITIVE);
+    let lead = Growth::new(y, start, step, sizing.window.max(1), floor)?;
+    let quantile = match sizing.cost_ratio {
+        None => quantile,
+        Some(ratio) => budget_quantile(y, floor, sizing, ratio, &lead)?,
+    };
+    Some(Margins {
+        start,
+        step,
+        margin: lead.margins(start, horizon, quantile)?,
+        floor,
+        quantile,
+    })
+}
+
+/// The quantile whose sizing, replayed over the last [`DAYS`] days of `y` the way the planner
+/// sizes (the reactive floor, the stabilisation hold, the scale-down rate limit),
+/// spends `ratio` times the replica-steps of a reactive autoscaler at the same target.
+/// Margins are looked up once per [`SLOT`] of the replay (they change slowly with the time of
+/// day).
+fn budget_quantile(
+    y: &[f64],
+    floor: f64,
+    sizing: &Sizing,
+    ratio: f64,
+    lead: &Growth,
+) -> Option<f64> {
+    let n = y.len();
+    let step = lead.step;
+    let from = n
+        .saturating_sub(DAYS as usize * (DAY / step) as usize)
+        .max(1);
+    let tpr = sizing.target_per_replica;
+    let replicas = |load: f64| (load.max(0.0) / tpr).ceil();
+    // step s is decided at unix second time(s), after load y[s - 1]
+    let time = |s: usize| lead.t0 + (s as i64 - 1) * step;
+    let mut slots: Vec<Vec<f64>> = Vec::new();
+    let mut slot_of = Vec::with_capacity(n - from);
+    let mut current = None;
+    for s in from..n {
+        let key = time(s).div_euclid(SLOT);
+        if current != Some(key) {
+            let mut sample = Vec::new();
+            lead.sample(key * SLOT + SLOT / 2, &mut sample);
+            if sample.len() < MIN_SAMPLES {
+                return None;
+            }
+            slots.push(sample);
+            current = Some(key);
+        }
+        slot_of.push(slots.len() - 1);
+    }
+    // the reactive autoscaler: the latest load's count, held for REACTIVE_HOLD steps
+    let reactive: f64 = (from..n)
+        .map(|s| {
+            y[s.saturating_sub(REACTIVE_HOLD).max(1) - 1..s]
+                .iter()
+                .map(|&v| replicas(v))
+                .fold(0.0, f64::max)
+        })
+        .sum();
+    if reactive <= 0.0 {
+        return Some(QUANTILE_RANGE.0);
+    }
+    let hold_steps = sizing.hold_steps.max(1);
+    let cost = |q: f64| {
+        let margins: Vec<f64> = slots.iter().map(|v| quantile_of(v, q)).collect();
+        let mut wanted: Vec<f64> = Vec::with_capacity(n - from);
+        let mut current: f64 = 0.0;
+        let mut total = 0.0;
+        for s in from..n {
+            let last = y[s - 1];
+            let want = replicas(margins[slot_of[s - from]] * (last + floor)).max(replicas(last));
+            wanted.push(want);
+            let held = wanted[wanted.len().saturating_sub(hold_steps)..]
+                .iter()
+                .copied()
+                .fold(0.0, f64::max);
+            current = if held >= current {
+                held
+            } else {
+                let allowed = (current * sizing.scale_down_per_step).floor().max(1.0);
+                held.max(current - allowed)
+            };
+            total += current;
+        }
+        total / reactive
+    };
+    let (mut lo, mut hi) = QUANTILE_RANGE;
+    if cost(hi) <= ratio {
+        return Some(hi);
+    }
+    if cost(lo) >= ratio {
+        return Some(lo);
+    }
+    for _ in 0..12 {
+        let mid = (lo + hi) / 2.0;
+        if cost(mid) <= ratio {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
+}
+
+/// The empirical `q`-quantile of sorted `v` (linear between order statistics).
+fn quantile_of(v: &[f64], q: f64) -> f64 {
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let i = pos.floor() as usize;
+    let f = pos - i as f64;
+    if i + 1 < v.len() {
+        v[i] + (v[i + 1] - v[i]) * f
+    } else {
+        v[i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60;
+
+    /// `days` of per-minute load: a level of 100 with deterministic noise, and from 09:00 to
+    /// 09:30 each day a ramp to 300.
+    fn trace(days: usize) -> Vec<f64> {
+        let mut seed: u64 = 11;
+        (0..days * 1440)
+            .map(|i| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let noise = ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 20.0;
+                let minute = i % 1440;
+                let ramp = if (540..570).contains(&minute) {
+                    200.0 * (minute - 540) as f64 / 30.0
+                } else if (570..600).contains(&minute) {
+                    200.0
+                } else {
+                    0.0
+                };
+                100.0 + ramp + noise
+            })
+            .collect()
+    }
+
+    /// Lead 5m at 1m decisions, a 15m hold, 10%/min down, 10 per replica; a budget or none.
+    fn sizing(cost_ratio: Option<f64>) -> Sizing {
+        let mut s = Sizing::new(
+            std::time::Duration::from_secs(300),
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(900),
+            10,
+            MIN,
+            10.0,
+            Some(0.9),
+        );
+        assert_eq!((s.window, s.hold_steps, s.cost_ratio), (6, 15, None));
+        s.cost_ratio = cost_ratio;
+        s
+    }
+
+    #[test]
+    fn the_margin_is_wide_before_the_daily_ramp_and_narrow_elsewhere() {
+        let y = trace(8);
+        let start = y.len() as i64 * MIN; // the history starts at 0, a midnight
+        let m = margins(&y, start, MIN, &sizing(None), 0.9, 24 * 60).unwrap();
+        assert_eq!(m.margin.len(), 1440);
+        assert_eq!(m.quantile, 0.9);
+        // at 09:00 the next six minutes rise ~40 above the last value; at 03:00 only noise
+        let (ramp, night) = (m.margin[540], m.margin[180]);
+        assert!(ramp > night * 1.1, "ramp {ramp} vs night {night}");
+        let sized = |i: usize| m.sized_load(start + i as i64 * MIN, 100.0);
+        assert!(sized(540) > sized(180));
+        // the floor is the mean load of the last day
+        assert!((104.0..109.0).contains(&m.floor), "floor {}", m.floor);
+    }
+
+    #[test]
+    fn the_margin_covers_the_next_day_as_often_as_asked() {
+        let y = trace(9);
+        let day = 1440;
+        let history = &y[..8 * day];
+        let start = history.len() as i64 * MIN;
+        for q in [0.5, 0.9] {
+            let m = margins(history, start, MIN, &sizing(None), q, day).unwrap();
+            // out of sample: the ninth day's lead windows against its margins
+            let (mut covered, mut total) = (0, 0);
+            for i in 1..day - 6 {
+                let s = 8 * day + i;
+                let need = m.sized_load(start + i as i64 * MIN, y[s - 1]);
+                let future = y[s..s + 6].iter().copied().fold(0.0, f64::max);
+                covered += usize::from(future <= need);
+                total += 1;
+            }
+            let coverage = covered as f64 / total as f64;
+            assert!((coverage - q).abs() < 0.06, "q {q}: coverage {coverage}");
+        }
+    }
+
+    #[test]
+    fn a_budget_chooses_the_quantile_and_a_bigger_one_buys_a_higher_quantile() {
+        let y = trace(8);
+        let start = y.len() as i64 * MIN;
+        let at = |r: f64| {
+            margins(&y, start, MIN, &sizing(Some(r)), 0.9, 60)
+                .unwrap()
+                .quantile
+        };
+        let (low, high) = (at(1.05), at(1.4));
+        assert!(low < high, "{low} vs {high}");
+        assert!(
+            (QUANTILE_RANGE.0..=QUANTILE_RANGE.1).contains(&low),
+            "{low}"
+        );
+        // a budget below what even the lowest quantile costs gets the lowest
+        assert_eq!(at(0.1), QUANTILE_RANGE.0);
+    }
+
+    #[test]
+    fn short_or_idle_histories_give_no_margin_or_a_finite_one() {
+        assert_eq!(margins(&[1.0; 10], 600, MIN, &sizing(None), 0.9, 5), None);
+        let idle = vec![0.0; 3000];
+        let m = margins(&idle, 3000 * MIN, MIN, &sizing(Some(1.15)), 0.9, 5).unwrap();
+        assert!(m.margin.iter().all(|v| v.is_finite()));
+        assert!(m.sized_load(3000 * MIN, 0.0) < 1e-6);
+    }
+}
