@@ -165,7 +165,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             prescale::cli::forecast::run(&args).await
         }
-        Command::Simulate(args) => prescale::cli::simulate::run(&args),
+        Command::Simulate(args) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            prescale::cli::simulate::run(&args).await
+        }
         Command::Bench(args) => {
             let table = match args.scalers {
                 Some(n) => prescale::cli::fleet::run(n.max(1), args.rounds.max(1)).await?,

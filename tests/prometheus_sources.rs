@@ -1184,3 +1184,126 @@ fn forecast_command_prints_the_forecast_and_the_replicas() {
          auth from flags; --scaler with two metrics from two sources"
     ));
 }
+
+#[test]
+fn simulate_reads_its_history_from_prometheus_by_query_and_by_scaler() {
+    let env = env();
+    let dir = TestDir::new("simulate-prometheus");
+    // 1. a query from a URL, 3 days at 1m, scored as a trace would be
+    let (code, out, err) = prescale(
+        &[
+            "simulate",
+            "--source-url",
+            &env.plain.url(),
+            "--query",
+            LOAD,
+            "--lookback",
+            "3d",
+            "--target-per-replica",
+            "10",
+            "--refresh",
+            "1h",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.starts_with(&format!(
+            "prescale simulate: {LOAD} from source \"default\""
+        )),
+        "{out}"
+    );
+    assert!(out.contains("4321 rows at 1m"), "{out}");
+    assert!(out.contains("prescale / reactive"), "{out}");
+    // the same history at two operating points
+    let (code, out, err) = prescale(
+        &[
+            "simulate",
+            "--source-url",
+            &env.plain.url(),
+            "--query",
+            LOAD,
+            "--lookback",
+            "3d",
+            "--target-per-replica",
+            "10",
+            "--refresh",
+            "1h",
+            "--frontier",
+            "0.9",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("2 operating points"), "{out}");
+
+    // 2. a PredictiveScaler: its query, source and settings
+    let kube = KubeCluster::shared();
+    let ns = "sources-simulate";
+    kube.create_namespace(ns);
+    let mut llm = scaler("llm", "2d", one_metric("default", LOAD));
+    llm["metadata"]["namespace"] = json!(ns);
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        llm,
+    );
+    let sources_file = dir.path().join("sources.yaml");
+    std::fs::write(&sources_file, env.sources_yaml()).unwrap();
+    let kubeconfig = ("KUBECONFIG", kube.kubeconfig_path().display().to_string());
+    let (code, out, err) = prescale(
+        &[
+            "simulate",
+            "--scaler",
+            &format!("{ns}/llm"),
+            "--sources-file",
+            &sources_file.display().to_string(),
+            "--refresh",
+            "30m",
+        ],
+        std::slice::from_ref(&kubeconfig),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.starts_with(&format!("prescale simulate: PredictiveScaler {ns}/llm: ")),
+        "{out}"
+    );
+    // the scaler's lookback (2d at 1m), its targetPerReplica and its lead time
+    assert!(out.contains("2881 rows at 1m"), "{out}");
+    assert!(
+        out.contains("targetPerReplica 10.000") && out.contains("lead 5m"),
+        "{out}"
+    );
+
+    // 3. a dead source or a missing scaler: one line, exit 1
+    let (code, _, err) = prescale(
+        &[
+            "simulate",
+            "--source-url",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "--query",
+            LOAD,
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("MetricsSourceUnavailable") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (code, _, err) = prescale(
+        &[
+            "simulate",
+            "--scaler",
+            &format!("{ns}/missing"),
+            "--sources-file",
+            &sources_file.display().to_string(),
+        ],
+        &[kubeconfig],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!("error: reading PredictiveScaler {ns}/missing"))
+            && err.lines().count() == 1,
+        "{err}"
+    );
+}

@@ -171,6 +171,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<String> {
             plot: None,
             threads: None,
             frontier: None,
+            query: None,
+            scaler: None,
+            source: "default".into(),
+            lookback: None,
+            step: None,
+            sources: Default::default(),
         };
         let r = simulate::resolve(&sim_args)?;
         let began = Instant::now();

@@ -304,13 +304,18 @@ fn from_flags(args: &ForecastArgs) -> anyhow::Result<Plan> {
     Ok((vec![job], settings, None, label))
 }
 
-async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
+/// Reads a PredictiveScaler (`NAMESPACE/NAME`) from the cluster kubeconfig points at, and
+/// validates it: its namespace, settings and namespace labels (for the sources' rules).
+pub async fn read_scaler(
+    which: &str,
+) -> anyhow::Result<(
+    String,
+    ScalerConfig,
+    std::collections::BTreeMap<String, String>,
+)> {
     let Some((namespace, name)) = which.split_once('/') else {
         bail!("--scaler must be NAMESPACE/NAME, got {which:?}");
     };
-    if args.target_per_replica.is_some() {
-        bail!("--target-per-replica comes from the scaler's metrics with --scaler");
-    }
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
@@ -327,6 +332,15 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
         .and_then(|n| n.metadata.labels)
         .unwrap_or_default();
     let config = validate(&ps.spec).map_err(|e| anyhow!("PredictiveScaler {which}: {e}"))?;
+    Ok((namespace.to_string(), config, labels))
+}
+
+async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
+    if args.target_per_replica.is_some() {
+        bail!("--target-per-replica comes from the scaler's metrics with --scaler");
+    }
+    let (namespace, config, labels) = read_scaler(which).await?;
+    let namespace = namespace.as_str();
     let settings = settings(args, Some(&config))?;
     let jobs = config
         .metrics

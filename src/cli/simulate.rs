@@ -17,11 +17,32 @@ use crate::{
 
 /// Settings of a simulation, as flags.
 #[derive(clap::Args, Debug, Clone)]
+#[command(group = clap::ArgGroup::new("history").args(["input", "query", "scaler"]))]
 pub struct SimulateArgs {
     /// Trace CSV: `timestamp,value...` (unix seconds or RFC 3339). Default: the bundled
     /// synthetic LLM-proxy trace.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Read the history from Prometheus instead: a PromQL query returning one series, from
+    /// the source --source names (configured as for `run`: --source-url or --sources-file).
+    #[arg(long)]
+    pub query: Option<String>,
+    /// Read the history and the settings of a PredictiveScaler (NAMESPACE/NAME, from the
+    /// cluster kubeconfig points at): its first metric's query from its source, with the
+    /// source's namespace rules, and its spec as with --spec.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub scaler: Option<String>,
+    /// The source of --query, by name (the one --source-url defines is `default`).
+    #[arg(long, default_value = "default")]
+    pub source: String,
+    /// History to read with --query or --scaler [default: 14d, or the scaler's].
+    #[arg(long)]
+    pub lookback: Option<String>,
+    /// Resolution to read it at [default: 1m, or the scaler's].
+    #[arg(long)]
+    pub step: Option<String>,
+    #[command(flatten)]
+    pub sources: crate::sources::config::SourceFlags,
     /// Value column (default: the second column).
     #[arg(long)]
     pub column: Option<String>,
@@ -91,8 +112,103 @@ pub struct Resolved {
     pub warmup: Duration,
 }
 
+/// A history read from Prometheus, with the scaler it belongs to (`--scaler`).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub label: String,
+    pub series: Series,
+    pub scaler: Option<crate::api::ScalerConfig>,
+}
+
+/// Reads `--query`'s or `--scaler`'s history from its source, as the controller reads it
+/// (chunked under Prometheus' point limit, the source's namespace rules for a scaler).
+pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
+    use crate::sources::{HistoryKey, HistoryStore, Resolved as Query};
+    let scaler = match &args.scaler {
+        Some(which) => Some(crate::cli::forecast::read_scaler(which).await?),
+        None => None,
+    };
+    let config = scaler.as_ref().map(|(_, c, _)| c);
+    let dur =
+        |flag: &str, v: &Option<String>, from: Option<Duration>, default: &str| match (v, from) {
+            (Some(v), _) => parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}")),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Ok(parse_duration(default).expect("valid default")),
+        };
+    let lookback = dur(
+        "lookback",
+        &args.lookback,
+        config.map(|c| c.lookback),
+        "14d",
+    )?;
+    let step = dur("step", &args.step, config.map(|c| c.step), "1m")?;
+    if step.as_secs() < 1 || step >= lookback {
+        bail!("--step must be at least 1s and shorter than --lookback");
+    }
+    let sources = args.sources.build()?;
+    let (source_name, query, scope) = match (&scaler, &args.query) {
+        (Some((ns, config, labels)), _) => {
+            let m = config
+                .metrics
+                .first()
+                .context("the scaler has no metrics")?;
+            (
+                m.source.clone(),
+                m.query.clone(),
+                Some((ns.clone(), labels.clone())),
+            )
+        }
+        (None, Some(q)) => (args.source.clone(), q.clone(), None),
+        (None, None) => bail!("give --query or --scaler"),
+    };
+    let Query { source, query } = match &scope {
+        Some((ns, labels)) => sources.resolve(ns, Some(labels), &source_name, &query),
+        None => sources.get(&source_name).map(|source| Query {
+            source,
+            query: query.clone(),
+        }),
+    }
+    .map_err(|e| anyhow::anyhow!("source {source_name:?}: {e} ({})", e.reason()))?;
+    let key = HistoryKey {
+        source: source_name.clone(),
+        query: query.clone(),
+        step: step.as_secs() as i64,
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let history = HistoryStore::new(usize::MAX)
+        .update(
+            "simulate",
+            source.as_ref(),
+            &key,
+            lookback.as_secs() as i64,
+            now,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e} ({})", e.reason()))?;
+    if history.finite_count() == 0 {
+        bail!(
+            "the query returned no data in the last {} (EmptyQueryResult)",
+            format_duration(lookback)
+        );
+    }
+    let label = match &args.scaler {
+        Some(which) => format!("PredictiveScaler {which}: {query} from source {source_name:?}"),
+        None => format!("{query} from source {source_name:?}"),
+    };
+    Ok(Fetched {
+        label,
+        series: (*history).clone(),
+        scaler: scaler.map(|(_, c, _)| c),
+    })
+}
+
 /// Reads the trace and resolves the settings.
 pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
+    resolve_with(args, None)
+}
+
+/// [`resolve`] for a history already read from a source (`fetched`), or the trace file.
+pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Result<Resolved> {
     // fail before a long simulation, not after it
     if let Some(plot) = &args.plot {
         let ext = plot
@@ -107,12 +223,30 @@ pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
             );
         }
     }
-    let (label, tr) = match &args.input {
-        Some(path) => (
+    let mut from_scaler = None;
+    let (label, tr) = match (&args.input, fetched) {
+        (_, Some(f)) => {
+            if f.series.len() < trace::MIN_ROWS {
+                bail!(
+                    "the source returned {} points; at least {} are needed",
+                    f.series.len(),
+                    trace::MIN_ROWS
+                );
+            }
+            from_scaler = f.scaler;
+            (
+                f.label,
+                trace::Trace {
+                    column: "value".into(),
+                    series: f.series,
+                },
+            )
+        }
+        (Some(path), None) => (
             path.display().to_string(),
             trace::read_trace(path, args.column.as_deref())?,
         ),
-        None => (
+        (None, None) => (
             format!("{BUNDLED_TRACE} (bundled synthetic trace; pass --input FILE for your own)"),
             trace::parse_trace(BUNDLED_TEXT, args.column.as_deref())?,
         ),
@@ -121,7 +255,7 @@ pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
     let step = series.step;
 
     // defaults are the CRD's defaults; a spec overrides them; flags override both
-    let mut spec_cfg = None;
+    let mut spec_cfg = from_scaler;
     if let Some(path) = &args.spec {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -324,8 +458,13 @@ pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
 const BUNDLED_TEXT: &str = include_str!("../../examples/traces/llm-proxy-21d.csv");
 
 /// Runs the subcommand.
-pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
-    let r = resolve(args)?;
+pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    let fetched = if args.query.is_some() || args.scaler.is_some() {
+        Some(fetch(args).await?)
+    } else {
+        None
+    };
+    let r = resolve_with(args, fetched)?;
     if let Some(quantiles) = &args.frontier {
         return run_frontier(args, &r, quantiles);
     }

@@ -169,7 +169,7 @@ pub struct TlsConfig {
 }
 
 /// Flags (and environment variables) for the source named `default`, and the sources file.
-/// Shared by `prescale run` and `prescale forecast`.
+/// Shared by `prescale run`, `prescale forecast` and `prescale simulate`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct SourceFlags {
     /// A YAML file of named sources (`sources: [{name, url, timeout, bearerTokenFile,
