@@ -202,7 +202,12 @@ fn cli_frontier_prints_each_point_beside_the_same_budget_reactive_and_plots_both
     assert_eq!(rows.len(), 3, "one row per operating point:\n{stdout}");
     assert!(rows.iter().all(|r| r.contains("(target x")), "{rows:?}");
     let plot = std::fs::read_to_string(&svg).unwrap();
-    assert!(plot.contains("<svg") && plot.contains("q0.95") && plot.contains("x0.5"));
+    assert!(
+        plot.contains("<svg")
+            && plot.contains("\nq0.95\n")
+            && plot.contains("\nx1\n")
+            && plot.contains("\ndefault\n")
+    );
     // alone, --frontier runs the default operating points
     let out = run(&["--frontier"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -540,10 +540,18 @@ fn run_frontier(args: &SimulateArgs, r: &Resolved, quantiles: &[f64]) -> anyhow:
             .iter()
             .map(|p| mark(p.label(), &p.report.prescale))
             .collect();
+        // the reactive family over the plan's cost range (and a little beyond), so the two
+        // curves are compared where they overlap
+        let widest = plan
+            .iter()
+            .map(|m| m.cost)
+            .filter(|c| c.is_finite())
+            .fold(1.0, f64::max);
         let family: Vec<_> = f
             .family
             .iter()
             .map(|(factor, sc)| mark(format!("x{factor}"), sc))
+            .filter(|m| m.cost <= widest * 1.15)
             .collect();
         sim::plot::write_frontier_plot(
             path,
