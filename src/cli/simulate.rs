@@ -420,15 +420,18 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
         quantile.unwrap_or(DEFAULT_BAND_QUANTILE),
         step,
     );
-    forecast.sizing = Some(Sizing::new(
-        lead_time,
-        policy.interval,
-        stabilization,
-        policy.max_percent_per_minute,
-        step,
-        target_per_replica,
-        quantile,
-    ));
+    forecast.sizing = Some(
+        Sizing::new(
+            lead_time,
+            policy.interval,
+            stabilization,
+            policy.max_percent_per_minute,
+            step,
+            target_per_replica,
+            quantile,
+        )
+        .with_periods(&forecast.periods),
+    );
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

@@ -692,15 +692,18 @@ async fn evaluate_metrics(
             lookback,
             settings: ForecastSettings {
                 // replicas are sized with the calibrated margin (planner::margin)
-                sizing: Some(Sizing::new(
-                    config.lead_time,
-                    ctx.config.sync_interval,
-                    config.stabilization_window,
-                    config.max_percent_per_minute,
-                    step,
-                    m.target_per_replica,
-                    config.quantile,
-                )),
+                sizing: Some(
+                    Sizing::new(
+                        config.lead_time,
+                        ctx.config.sync_interval,
+                        config.stabilization_window,
+                        config.max_percent_per_minute,
+                        step,
+                        m.target_per_replica,
+                        config.quantile,
+                    )
+                    .with_periods(&periods),
+                ),
                 ..ForecastSettings::new(
                     config.model,
                     periods.clone(),

@@ -25,7 +25,8 @@
 const DAY: i64 = 86_400;
 /// Days of history the margin is calibrated on.
 pub const DAYS: i64 = 7;
-/// Half-width of the time-of-day slot, in seconds.
+/// Half-width of the time-of-day slot on a daily cycle, in seconds; other cycles scale it
+/// (a 48th of the period, at least one step).
 pub const SLOT: i64 = 30 * 60;
 /// Fewest samples a margin is computed from.
 const MIN_SAMPLES: usize = 20;
@@ -51,6 +52,9 @@ pub struct Sizing {
     /// `None`: size for `ForecastSettings::quantile`; `Some(r)`: choose the quantile whose
     /// sizing costs `r` times a reactive autoscaler's replica-steps.
     pub cost_ratio: Option<f64>,
+    /// The cycle "the same time of day" follows, in seconds: a day, or the shortest seasonal
+    /// period the spec sets.
+    pub period: i64,
 }
 
 impl Sizing {
@@ -78,7 +82,19 @@ impl Sizing {
                 (max_percent_per_minute as f64 / 100.0 * step as f64 / 60.0).min(1.0)
             },
             cost_ratio: quantile.is_none().then_some(DEFAULT_COST_RATIO),
+            period: DAY,
         }
+    }
+}
+
+impl Sizing {
+    /// "The same time of day" follows the shortest of `periods` (seconds), when the spec sets
+    /// seasonal periods; a day otherwise.
+    pub fn with_periods(mut self, periods: &[i64]) -> Self {
+        if let Some(&p) = periods.iter().filter(|p| **p > 0).min() {
+            self.period = p;
+        }
+        self
     }
 }
 
@@ -113,11 +129,22 @@ struct Growth {
     t0: i64,
     step: i64,
     oldest: i64,
-    whole_day: bool,
+    /// The cycle and the half-width of a slot in it, in seconds.
+    period: i64,
+    half_slot: i64,
+    /// The history holds a whole cycle (else every sample is used).
+    whole_cycle: bool,
 }
 
 impl Growth {
-    fn new(y: &[f64], start: i64, step: i64, window: usize, floor: f64) -> Option<Self> {
+    fn new(
+        y: &[f64],
+        start: i64,
+        step: i64,
+        window: usize,
+        floor: f64,
+        period: i64,
+    ) -> Option<Self> {
         let n = y.len();
         if n < 1 + window + MIN_SAMPLES {
             return None;
@@ -128,13 +155,16 @@ impl Growth {
                 future / (y[s - 1] + floor)
             })
             .collect();
-        let day_steps = (DAY / step) as usize;
+        let period = period.max(step);
+        let cycle_steps = (period / step) as usize;
         Some(Self {
             values,
             t0: start - (n - 1) as i64 * step,
             step,
             oldest: start - DAYS * DAY,
-            whole_day: n >= day_steps + 1 + window,
+            period,
+            half_slot: (SLOT * period / DAY).max(step),
+            whole_cycle: n >= cycle_steps + 1 + window,
         })
     }
 
@@ -152,12 +182,13 @@ impl Growth {
     /// The sorted sample a decision at `at` is calibrated on.
     fn sample(&self, at: i64, into: &mut Vec<f64>) {
         into.clear();
-        if self.whole_day {
-            for d in 0..=DAYS {
-                let centre = at - d * DAY;
-                if let Some(r) = self.range(centre - SLOT, centre + SLOT) {
+        if self.whole_cycle {
+            let mut centre = at;
+            while centre + self.half_slot >= self.oldest.max(self.t0) {
+                if let Some(r) = self.range(centre - self.half_slot, centre + self.half_slot) {
                     into.extend_from_slice(&self.values[r]);
                 }
+                centre -= self.period;
             }
         } else if let Some(r) = self.range(self.oldest, i64::MAX / 2) {
             into.extend_from_slice(&self.values[r]);
@@ -197,7 +228,7 @@ pub fn margins(
     }
     let floor =
         (y[recent_from..].iter().sum::<f64>() / (n - recent_from) as f64).max(f64::MIN_POSITIVE);
-    let lead = Growth::new(y, start, step, sizing.window.max(1), floor)?;
+    let lead = Growth::new(y, start, step, sizing.window.max(1), floor, sizing.period)?;
     let quantile = match sizing.cost_ratio {
         None => quantile,
         Some(ratio) => budget_quantile(y, floor, sizing, ratio, &lead)?,
@@ -214,8 +245,8 @@ pub fn margins(
 /// The quantile whose sizing, replayed over the last [`DAYS`] days of `y` the way the planner
 /// sizes (the reactive floor, the stabilisation hold, the scale-down rate limit),
 /// spends `ratio` times the replica-steps of a reactive autoscaler at the same target.
-/// Margins are looked up once per [`SLOT`] of the replay (they change slowly with the time of
-/// day).
+/// Margins are looked up once per half-slot ([`SLOT`] on a daily cycle) of the replay: they
+/// change slowly with the time of day.
 fn budget_quantile(
     y: &[f64],
     floor: f64,
@@ -236,10 +267,10 @@ fn budget_quantile(
     let mut slot_of = Vec::with_capacity(n - from);
     let mut current = None;
     for s in from..n {
-        let key = time(s).div_euclid(SLOT);
+        let key = time(s).div_euclid(lead.half_slot);
         if current != Some(key) {
             let mut sample = Vec::new();
-            lead.sample(key * SLOT + SLOT / 2, &mut sample);
+            lead.sample(key * lead.half_slot + lead.half_slot / 2, &mut sample);
             if sample.len() < MIN_SAMPLES {
                 return None;
             }
