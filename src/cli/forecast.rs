@@ -10,9 +10,7 @@ use plotters::prelude::*;
 
 use crate::{
     api::{
-        ModelKind, PredictiveScaler, ScalerConfig,
-        duration::{format_duration, parse_duration},
-        quantity::parse_quantity,
+        PredictiveScaler, ScalerConfig, duration::format_duration, quantity::parse_quantity,
         validate,
     },
     planner::{DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, Series, fit_forecast},
@@ -212,15 +210,9 @@ struct Settings {
 type Plan = (Vec<Job>, Settings, Option<(u32, u32)>, String);
 
 fn settings(args: &ForecastArgs, base: Option<&ScalerConfig>) -> anyhow::Result<Settings> {
-    let dur =
-        |flag: &str, value: &Option<String>, from: Option<std::time::Duration>, default: &str| {
-            match (value, from) {
-                (Some(v), _) => parse_duration(v).map_err(|e| anyhow!("--{flag}: {e}")),
-                (None, Some(d)) => Ok(d),
-                (None, None) => Ok(parse_duration(default).expect("valid default")),
-            }
-            .map(|d| d.as_secs() as i64)
-        };
+    let dur = |flag: &str, value: &Option<String>, from, default: &str| {
+        super::duration_flag(flag, value, from, default).map(|d| d.as_secs() as i64)
+    };
     let lookback = dur("lookback", &args.lookback, base.map(|c| c.lookback), "14d")?;
     let step = dur("step", &args.step, base.map(|c| c.step), "1m")?;
     let horizon = dur("horizon", &args.horizon, base.map(|c| c.horizon), "2h")?;
@@ -237,14 +229,7 @@ fn settings(args: &ForecastArgs, base: Option<&ScalerConfig>) -> anyhow::Result<
     if !(quantile > 0.0 && quantile < 1.0) {
         bail!("--quantile must be between 0 and 1, exclusive; got {quantile}");
     }
-    let model = match args.model.as_deref() {
-        None => base.map(|c| c.model).unwrap_or(ModelKind::Auto),
-        Some("auto") => ModelKind::Auto,
-        Some("mstl") => ModelKind::Mstl,
-        Some("ets") => ModelKind::Ets,
-        Some("seasonal-naive") => ModelKind::SeasonalNaive,
-        Some(other) => bail!("--model must be auto, mstl, ets or seasonal-naive; got {other:?}"),
-    };
+    let model = super::model_flag(args.model.as_deref(), base.map(|c| c.model))?;
     let periods = base
         .map(|c| {
             c.seasonal_periods

@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     api::{
-        Fallback, ModelKind, PredictiveScaler,
+        Fallback, PredictiveScaler,
         duration::{format_duration, parse_duration},
         validate,
     },
@@ -129,12 +129,7 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
         None => None,
     };
     let config = scaler.as_ref().map(|(_, c, _)| c);
-    let dur =
-        |flag: &str, v: &Option<String>, from: Option<Duration>, default: &str| match (v, from) {
-            (Some(v), _) => parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}")),
-            (None, Some(d)) => Ok(d),
-            (None, None) => Ok(parse_duration(default).expect("valid default")),
-        };
+    let dur = super::duration_flag;
     let lookback = dur(
         "lookback",
         &args.lookback,
@@ -281,16 +276,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
         scale_down: Default::default(),
         fallback: Fallback::Reactive,
     };
-    let dur = |flag: &str,
-               v: &Option<String>,
-               from_spec: Option<Duration>,
-               default: &str|
-     -> anyhow::Result<Duration> {
-        match v {
-            Some(s) => parse_duration(s).map_err(|e| anyhow::anyhow!("--{flag}: {e}")),
-            None => Ok(from_spec.unwrap_or(parse_duration(default).expect("valid default"))),
-        }
-    };
+    let dur = super::duration_flag;
     let sc = spec_cfg.as_ref();
     let lead_time = dur(
         "lead-time",
@@ -322,14 +308,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
     if let Some(q) = quantile.filter(|q| !(*q > 0.0 && *q < 1.0)) {
         bail!("--quantile must be between 0 and 1, exclusive; got {q}");
     }
-    let model = match args.model.as_deref() {
-        None => sc.map(|c| c.model).unwrap_or(ModelKind::Auto),
-        Some("auto") => ModelKind::Auto,
-        Some("mstl") => ModelKind::Mstl,
-        Some("ets") => ModelKind::Ets,
-        Some("seasonal-naive") => ModelKind::SeasonalNaive,
-        Some(other) => bail!("--model must be auto, mstl, ets or seasonal-naive; got {other:?}"),
-    };
+    let model = super::model_flag(args.model.as_deref(), sc.map(|c| c.model))?;
     let periods: Vec<i64> = match &args.seasonal_periods {
         Some(ps) => ps
             .iter()
