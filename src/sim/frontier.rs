@@ -102,16 +102,8 @@ pub fn frontier(
         .collect();
     let warm = s.warmup_steps.min(series.len());
     let family = reactive_family(&series.values, s, &FAMILY_FACTORS, warm);
-    let reactive = points
-        .first()
-        .map(|p| p.report.reactive)
-        .unwrap_or_else(|| {
-            family
-                .iter()
-                .find(|(f, _)| *f == 1.0)
-                .map(|(_, sc)| *sc)
-                .unwrap_or_default()
-        });
+    // the first point is the settings as given, always run: its reactive baseline is everyone's
+    let reactive = points[0].report.reactive;
     Frontier {
         points,
         family,
