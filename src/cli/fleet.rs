@@ -17,8 +17,8 @@ use crate::{
     api::{Fallback, ModelKind},
     cli::bench::{peak_rss_mib, proc_status_mib},
     planner::{
-        self, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
-        fit_forecast, select_model, series::align_down,
+        self, ForecastSettings, MetricInput, PlannerState, Policy, Selection, choice,
+        series::align_down,
     },
     sources::{HistoryKey, HistoryStore, MetricsSource, SourceError},
 };
@@ -134,15 +134,15 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
     //    6-hour selection epoch, and after a restart reuses the choice its status remembers;
     //    here they are run back to back to time them.
     let settings = ForecastSettings::new(ModelKind::Auto, vec![], 120, 0.9, STEP);
-    let epoch = align_down(now, SELECTION_INTERVAL);
     let histories = Arc::new(histories);
     let began = Instant::now();
     let choices = on_all_cores(threads, scalers, {
         let (histories, settings) = (histories.clone(), settings.clone());
         move |i| {
             let t = Instant::now();
-            let sel = select_model(&histories[i], &settings, epoch);
-            (sel.model, t.elapsed())
+            let epoch = choice::selection_epoch(&format!("ns/s{i}"), now);
+            let sel = choice::choose_model(&histories[i], &settings, epoch, None);
+            (sel, t.elapsed())
         }
     })
     .await?;
@@ -154,12 +154,11 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
     let began = Instant::now();
     let fits = on_all_cores(threads, scalers, {
         let (histories, settings) = (histories.clone(), settings.clone());
-        let models: Vec<ModelKind> = choices.iter().map(|c| c.0).collect();
+        let chosen: Vec<Option<Selection>> = choices.iter().map(|c| c.0.clone()).collect();
         move |i| {
-            let mut s = settings.clone();
-            s.auto_choice = Some(models[i]);
             let t = Instant::now();
-            (fit_forecast(&histories[i], &s), t.elapsed())
+            let fc = choice::fit_chosen(&histories[i], &settings, chosen[i].as_ref());
+            (fc, t.elapsed())
         }
     })
     .await?;

@@ -10,10 +10,12 @@ use plotters::prelude::*;
 
 use crate::{
     api::{
-        PredictiveScaler, ScalerConfig, duration::format_duration, quantity::parse_quantity,
-        validate,
+        ForecastStatus, PredictiveScaler, ScalerConfig, duration::format_duration,
+        quantity::parse_quantity, validate,
     },
-    planner::{DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, Series, fit_forecast},
+    planner::{
+        DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, Series, choice, forecast::kind_of,
+    },
     sim::plot::{BITMAP_FAMILY, SVG_FAMILY, bitmap_font, number},
     sources::{HistoryKey, HistoryStore, Resolved, SourceError, config::SourceFlags},
 };
@@ -69,6 +71,12 @@ struct Job {
     /// With `--scaler`: its namespace and that namespace's labels, so the query goes out as the
     /// operator would send it (the source's allowed namespaces and namespace isolation).
     scope: Option<(String, std::collections::BTreeMap<String, String>)>,
+    /// The scaler's `namespace/name` ([`choice::UNNAMED_SCALER`] with `--query`): where `Auto`'s
+    /// selection epochs start.
+    scaler: String,
+    /// The forecast the scaler's status reports for this metric: its model is `Auto`'s choice
+    /// for the epoch, reused as the operator reuses it.
+    remembered: Option<ForecastStatus>,
 }
 
 /// What a metric gave.
@@ -132,7 +140,14 @@ pub async fn run(args: &ForecastArgs) -> anyhow::Result<()> {
         let fetch = t.elapsed();
         let requests = source.requests().unwrap_or(0) - before;
         let t = Instant::now();
-        let forecast = match fit_forecast(&history, &settings.forecast) {
+        // Auto's model: the operator's choice for this epoch if its status has one, else
+        // chosen now by the same rule
+        let epoch = choice::selection_epoch(&job.scaler, now);
+        let previous = job.remembered.as_ref().and_then(|f| {
+            choice::remembered_choice(kind_of(&f.model), f.generated_at.0.as_second(), epoch)
+        });
+        let (fitted, _) = choice::fit_with_choice(&history, &settings.forecast, epoch, previous);
+        let forecast = match fitted {
             Ok(f) => f,
             Err(e) if history.finite_count() == 0 => {
                 let _ = e;
@@ -285,19 +300,15 @@ fn from_flags(args: &ForecastArgs) -> anyhow::Result<Plan> {
         query,
         target,
         scope: None,
+        scaler: choice::UNNAMED_SCALER.to_string(),
+        remembered: None,
     };
     Ok((vec![job], settings, None, label))
 }
 
 /// Reads a PredictiveScaler (`NAMESPACE/NAME`) from the cluster kubeconfig points at, and
 /// validates it: its namespace, settings and namespace labels (for the sources' rules).
-pub async fn read_scaler(
-    which: &str,
-) -> anyhow::Result<(
-    String,
-    ScalerConfig,
-    std::collections::BTreeMap<String, String>,
-)> {
+pub async fn read_scaler(which: &str) -> anyhow::Result<ScalerRead> {
     let Some((namespace, name)) = which.split_once('/') else {
         bail!("--scaler must be NAMESPACE/NAME, got {which:?}");
     };
@@ -317,15 +328,34 @@ pub async fn read_scaler(
         .and_then(|n| n.metadata.labels)
         .unwrap_or_default();
     let config = validate(&ps.spec).map_err(|e| anyhow!("PredictiveScaler {which}: {e}"))?;
-    Ok((namespace.to_string(), config, labels))
+    Ok(ScalerRead {
+        namespace: namespace.to_string(),
+        config,
+        labels,
+        remembered: ps.status.and_then(|s| s.forecast),
+    })
+}
+
+/// A PredictiveScaler as `--scaler` reads it.
+pub struct ScalerRead {
+    pub namespace: String,
+    pub config: ScalerConfig,
+    /// The namespace's labels (empty without the right to read them).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The forecast its status reports: the operator's model choice for the current epoch.
+    pub remembered: Option<ForecastStatus>,
 }
 
 async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
     if args.target_per_replica.is_some() {
         bail!("--target-per-replica comes from the scaler's metrics with --scaler");
     }
-    let (namespace, config, labels) = read_scaler(which).await?;
-    let namespace = namespace.as_str();
+    let ScalerRead {
+        namespace,
+        config,
+        labels,
+        remembered,
+    } = read_scaler(which).await?;
     let settings = settings(args, Some(&config))?;
     let jobs = config
         .metrics
@@ -335,7 +365,9 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
             source: m.source.clone(),
             query: m.query.clone(),
             target: Some(m.target_per_replica),
-            scope: Some((namespace.to_string(), labels.clone())),
+            scope: Some((namespace.clone(), labels.clone())),
+            scaler: which.to_string(),
+            remembered: remembered.clone().filter(|f| f.metric == m.name),
         })
         .collect();
     let label = format!(

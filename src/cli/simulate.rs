@@ -11,7 +11,7 @@ use crate::{
         duration::{format_duration, parse_duration},
         validate,
     },
-    planner::{DEFAULT_BAND_QUANTILE, ForecastSettings, Policy, Series, Sizing},
+    planner::{DEFAULT_BAND_QUANTILE, ForecastSettings, Policy, Series, Sizing, choice},
     sim::{self, SimReport, SimSettings, trace},
 };
 
@@ -128,7 +128,7 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
         Some(which) => Some(crate::cli::forecast::read_scaler(which).await?),
         None => None,
     };
-    let config = scaler.as_ref().map(|(_, c, _)| c);
+    let config = scaler.as_ref().map(|s| &s.config);
     let dur = super::duration_flag;
     let lookback = dur(
         "lookback",
@@ -142,15 +142,16 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
     }
     let sources = args.sources.build()?;
     let (source_name, query, scope) = match (&scaler, &args.query) {
-        (Some((ns, config, labels)), _) => {
-            let m = config
+        (Some(scaler), _) => {
+            let m = scaler
+                .config
                 .metrics
                 .first()
                 .context("the scaler has no metrics")?;
             (
                 m.source.clone(),
                 m.query.clone(),
-                Some((ns.clone(), labels.clone())),
+                Some((scaler.namespace.clone(), scaler.labels.clone())),
             )
         }
         (None, Some(q)) => (args.source.clone(), q.clone(), None),
@@ -193,7 +194,7 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
     Ok(Fetched {
         label,
         series: (*history).clone(),
-        scaler: scaler.map(|(_, c, _)| c),
+        scaler: scaler.map(|s| s.config),
     })
 }
 
@@ -219,6 +220,11 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
         }
     }
     let mut from_scaler = None;
+    // the scaler's identity offsets Auto's selection epochs, as in the controller
+    let mut scaler = args
+        .scaler
+        .clone()
+        .unwrap_or_else(|| choice::UNNAMED_SCALER.to_string());
     let (label, tr) = match (&args.input, fetched) {
         (_, Some(f)) => {
             if f.series.len() < trace::MIN_ROWS {
@@ -256,6 +262,10 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let ps: PredictiveScaler = serde_yaml::from_str(&text)
             .with_context(|| format!("{} is not a PredictiveScaler manifest", path.display()))?;
+        if let Some(name) = &ps.metadata.name {
+            let namespace = ps.metadata.namespace.as_deref().unwrap_or("default");
+            scaler = format!("{namespace}/{name}");
+        }
         spec_cfg =
             Some(validate(&ps.spec).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
     }
@@ -428,6 +438,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
             policy,
             forecast,
             threads,
+            scaler,
         },
         series,
         lead_time,

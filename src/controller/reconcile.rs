@@ -19,7 +19,7 @@ use super::{Context, status, target};
 use crate::{
     Error, Result,
     api::{
-        ForecastStatus, Mode, ModelKind, PredictiveScaler, ScalerConfig,
+        ForecastStatus, Mode, PredictiveScaler, ScalerConfig,
         conditions::{Cond, Status, reasons, types},
         validate_with,
     },
@@ -29,10 +29,7 @@ use crate::{
     },
     planner::{
         self, DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, MetricInput, PlannerState, Policy,
-        SELECTION_INTERVAL, Selection, Sizing, Unavailable, fit_forecast,
-        forecast::kind_name,
-        select_model,
-        series::{Series, align_down},
+        Selection, Sizing, Unavailable, choice, forecast, series::Series,
     },
     sources::{HistoryKey, MetricsSource, SourceError},
 };
@@ -132,26 +129,12 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
     result
 }
 
-/// The start of `user`'s current model-selection epoch. Epochs are
-/// [`SELECTION_INTERVAL`] long and offset per scaler (by a stable hash of its key), so that a
-/// fleet's model choices spread over the interval instead of all falling at one instant.
-fn selection_epoch(user: &str, now: i64) -> i64 {
-    // FNV-1a: stable across processes and releases
-    let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    });
-    let offset = (hash % SELECTION_INTERVAL as u64) as i64;
-    align_down(now - offset, SELECTION_INTERVAL) + offset
-}
-
 /// The first requeue of a scaler, spread over up to half a sync interval (by a stable hash of
 /// its key): a start or a failover reconciles every scaler at once, and without this they would
 /// stay in lockstep ever after.
 fn jitter_first(action: Action, key: &str, sync_interval: Duration) -> Action {
     if action == Action::requeue(sync_interval) {
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = choice::stable_hash(key);
         let extra = sync_interval.mul_f64((hash % 1000) as f64 / 2000.0);
         Action::requeue(sync_interval + extra)
     } else {
@@ -179,25 +162,19 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The model chosen in this epoch before a restart, as the status remembers it: a new leader
-/// (or a restarted operator) reuses it instead of running every scaler's model choice at once.
+/// The model chosen in this epoch before a restart, as the status remembers it (the status
+/// edge of [`choice::remembered_choice`]): only a forecast of this metric counts.
 fn remembered_choice(
     remembered: Option<&ForecastStatus>,
     metric: &str,
     epoch: i64,
 ) -> Option<Selection> {
     let f = remembered.filter(|f| f.metric == metric)?;
-    if f.generated_at.0.as_second() < epoch {
-        return None;
-    }
-    let model = [ModelKind::Mstl, ModelKind::Ets, ModelKind::SeasonalNaive]
-        .into_iter()
-        .find(|k| kind_name(*k) == model_kind(&f.model))?;
-    Some(Selection {
-        model,
-        scores: vec![],
+    choice::remembered_choice(
+        forecast::kind_of(&f.model),
+        f.generated_at.0.as_second(),
         epoch,
-    })
+    )
 }
 
 /// The model kind of a model name (`MSTL(1d,7d)+AutoETS` -> `MSTL`), a bounded label.
@@ -726,8 +703,8 @@ async fn evaluate_metrics(
         let fit = match reusable {
             Some(f) => f.clone(),
             None => {
-                let mut settings = fit_key.settings.clone();
-                let epoch = selection_epoch(user, now);
+                let settings = fit_key.settings.clone();
+                let epoch = choice::selection_epoch(user, now);
                 let previous = state
                     .fits
                     .get(&m.name)
@@ -749,14 +726,7 @@ async fn evaluate_metrics(
                 let started = std::time::Instant::now();
                 let (result, selection) = tokio::task::spawn_blocking(move || {
                     let _slot = slot;
-                    // Auto chooses its model once per selection epoch
-                    let selection = match (settings.model, previous) {
-                        (ModelKind::Auto, Some(s)) => Some(s),
-                        (ModelKind::Auto, None) => Some(select_model(&series, &settings, epoch)),
-                        _ => None,
-                    };
-                    settings.auto_choice = selection.as_ref().map(|s| s.model);
-                    (fit_forecast(&series, &settings), selection)
+                    choice::fit_with_choice(&series, &settings, epoch, previous)
                 })
                 .await
                 .map_err(|e| Error::ForecastTask(e.to_string()))?;
@@ -1010,25 +980,7 @@ pub fn backoff(sync_interval: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod epoch_tests {
     use super::*;
-
-    #[test]
-    fn selection_epochs_are_stable_per_scaler_and_spread_over_the_interval() {
-        let now = 1_767_225_600 + 12_345;
-        let a = selection_epoch("ns/a", now);
-        assert_eq!(a, selection_epoch("ns/a", now), "stable");
-        assert!(a <= now && now < a + SELECTION_INTERVAL);
-        // the same epoch until its end, then the next one
-        assert_eq!(selection_epoch("ns/a", a + SELECTION_INTERVAL - 1), a);
-        assert_eq!(
-            selection_epoch("ns/a", a + SELECTION_INTERVAL),
-            a + SELECTION_INTERVAL
-        );
-        // a fleet's epochs start at many different times
-        let starts: std::collections::HashSet<i64> = (0..100)
-            .map(|i| selection_epoch(&format!("ns/s{i}"), now) % SELECTION_INTERVAL)
-            .collect();
-        assert!(starts.len() > 90, "{} distinct offsets", starts.len());
-    }
+    use crate::api::ModelKind;
 
     #[test]
     fn a_restart_reuses_the_choice_the_status_remembers_for_this_epoch() {

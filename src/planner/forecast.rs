@@ -432,6 +432,14 @@ pub fn kind_name(kind: ModelKind) -> &'static str {
     }
 }
 
+/// The model kind a fitted model's name stands for (`MSTL(1d,7d)+AutoETS` -> `Mstl`);
+/// `None` for `Constant` and names no model fit gives.
+pub fn kind_of(name: &str) -> Option<ModelKind> {
+    [ModelKind::Mstl, ModelKind::SeasonalNaive, ModelKind::Ets]
+        .into_iter()
+        .find(|k| name.starts_with(kind_name(*k)))
+}
+
 /// `Auto`'s model choice: MSTL+AutoETS, ETS and seasonal naive (over the longest period) are
 /// each backtested over the forecast horizon (one to six hours) from six origins spread over
 /// the series' last day, and the one whose upper quantile band has the lowest pinball loss

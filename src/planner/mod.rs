@@ -4,6 +4,7 @@
 //! `prescale simulate` call exactly this code, so a simulated plan is the plan the controller
 //! would have made.
 
+pub mod choice;
 pub mod forecast;
 pub mod margin;
 pub mod series;

@@ -18,8 +18,8 @@ use std::{
 use crate::{
     api::{ModelKind, conditions::reasons},
     planner::{
-        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, SELECTION_INTERVAL,
-        Selection, Series, Unavailable, fit_forecast, select_model, series::align_down,
+        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Selection, Series,
+        Unavailable, choice,
     },
 };
 
@@ -43,6 +43,9 @@ pub struct SimSettings {
     pub forecast: ForecastSettings,
     /// Worker threads for model fits (fits only see the past, so they can run ahead).
     pub threads: usize,
+    /// The simulated scaler's `namespace/name`: `Auto`'s selection epochs are offset by it,
+    /// as the controller's are ([`choice::selection_epoch`]).
+    pub scaler: String,
 }
 
 /// One row of the plan, for `--output`.
@@ -101,7 +104,10 @@ pub fn simulate(series: &Series, s: &SimSettings) -> SimReport {
 pub fn work_units(series: &Series, s: &SimSettings) -> usize {
     let at = fit_rows(series, s);
     let selections = if s.forecast.model == ModelKind::Auto {
-        selection_firsts(series, &at).len()
+        selection_firsts(&at, |t| {
+            choice::selection_epoch(&s.scaler, series.time_of(t))
+        })
+        .len()
     } else {
         0
     };
@@ -230,8 +236,9 @@ fn reason(d: &planner::Decision) -> String {
 type Fit = (usize, Result<Forecast, Unavailable>, Duration);
 
 /// Fits at every `refresh_steps`, in parallel: a fit at row `t` sees rows `0..t` only. With
-/// `Auto`, the model is chosen once per selection epoch, as the controller does, on the
-/// history of the epoch's first fit.
+/// `Auto`, the model is chosen once per selection epoch ([`choice::selection_epoch`] of
+/// [`SimSettings::scaler`]) on the history of the epoch's first fit, and reused by the
+/// epoch's other fits: the controller's rule.
 fn fit_all(
     series: &Series,
     s: &SimSettings,
@@ -246,27 +253,29 @@ fn fit_all(
             series.values[from..t].to_vec(),
         )
     };
-    let epoch_of = |t: usize| align_down(series.time_of(t), SELECTION_INTERVAL);
+    let epoch_of = |t: usize| choice::selection_epoch(&s.scaler, series.time_of(t));
     let firsts = if s.forecast.model == ModelKind::Auto {
-        selection_firsts(series, &at)
+        selection_firsts(&at, epoch_of)
     } else {
         Vec::new()
     };
     let selections: Vec<(Selection, Duration)> = par_map(&firsts, s.threads, |&t| {
         let began = Instant::now();
-        let sel = select_model(&history(t), &s.forecast, epoch_of(t));
+        let sel = choice::choose_model(&history(t), &s.forecast, epoch_of(t), None);
         progress();
-        (sel, began.elapsed())
-    });
+        sel.map(|sel| (sel, began.elapsed()))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     let fits = par_map(&at, s.threads, |&t| {
-        let mut settings = s.forecast.clone();
-        settings.auto_choice = selections
+        let selection = selections
             .iter()
-            .find(|(sel, _)| sel.epoch == epoch_of(t))
-            .map(|(sel, _)| sel.model);
+            .map(|(sel, _)| sel)
+            .find(|sel| sel.epoch == epoch_of(t));
         let began = Instant::now();
-        let fc =
-            fit_forecast(&history(t), &settings).map_err(|e| Unavailable::from_forecast_error(&e));
+        let fc = choice::fit_chosen(&history(t), &s.forecast, selection)
+            .map_err(|e| Unavailable::from_forecast_error(&e));
         progress();
         (t, fc, began.elapsed())
     });
@@ -280,8 +289,7 @@ fn fit_rows(series: &Series, s: &SimSettings) -> Vec<usize> {
 }
 
 /// The first fit row of each `Auto` selection epoch: where the model choice is made.
-fn selection_firsts(series: &Series, at: &[usize]) -> Vec<usize> {
-    let epoch_of = |t: usize| align_down(series.time_of(t), SELECTION_INTERVAL);
+fn selection_firsts(at: &[usize], epoch_of: impl Fn(usize) -> i64) -> Vec<usize> {
     let mut firsts: Vec<usize> = Vec::new();
     for &t in at {
         if firsts.last().is_none_or(|&f| epoch_of(f) != epoch_of(t)) {
