@@ -1,4 +1,6 @@
-//! The operator's own metrics, served on `/metrics` in the Prometheus text format.
+//! The operator's own metrics, served on `/metrics` in the Prometheus text format. They are
+//! recorded by the controller (src/controller/reconcile.rs) and the history cache; this file
+//! registers them and removes a scaler's series when it goes.
 //!
 //! Names are prefixed `prescale_`, in base units (seconds), counters end in `_total`. Labels
 //! are bounded: a reason is one of the condition reasons, a source one of the configured
@@ -144,8 +146,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Every metric, registered in the order `/metrics` lists them: the build info, then one
-    /// group per part of the operator ([`Self::register_reconciles`],
-    /// [`Self::register_history`], [`Self::register_fits`], [`Self::register_scalers`]).
+    /// group per part of the operator (`register_reconciles`, `register_history`,
+    /// `register_fits`, `register_scalers`).
     pub fn new() -> Self {
         let mut m = Self {
             registry: Registry::default(),

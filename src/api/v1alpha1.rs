@@ -2,7 +2,7 @@
 //!
 //! Types, defaults, schema and CEL rules only: every `///` here becomes `kubectl explain` text,
 //! so it is written for the person filling in the manifest. Reading the strings into numbers
-//! lives in [`crate::api::validate`].
+//! lives in [`crate::api::validate`](mod@crate::api::validate).
 
 use k8s_openapi::apimachinery::pkg::{
     api::resource::Quantity,

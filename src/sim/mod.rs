@@ -1,9 +1,13 @@
-//! `prescale simulate`: replay a recorded trace through the controller's own forecaster and
-//! planner, walking forward so the decision for row `t` sees only rows `0..t`, and score it
-//! against a reactive (HPA-like) baseline and a perfect-foresight oracle, as
-//! `shared/design/EVALUATION.md` defines them.
+//! The evaluation behind `prescale simulate`: replay a load trace through the controller's own
+//! forecaster and planner ([`planner::choice`], [`planner::plan`]), walking forward so the
+//! decision for row `t` sees only the rows before it, and score the plan against a reactive
+//! (HPA-like) baseline, that baseline given the plan's replica budget ([`reactive_at_cost`]),
+//! and a perfect-foresight oracle. `docs/evaluation.md` describes the model and the scores.
 //!
-//! CPU only, no IO: reading files and writing CSV and plots is the CLI's job.
+//! This file does no IO (fits run on worker threads). Of its modules, [`trace`] reads the trace
+//! file and [`plot`] writes the image (and reads a font for PNG); [`synthetic`] and
+//! [`frontier`] compute only. The CLI (`crate::cli::simulate`) fetches history from
+//! Prometheus and writes the plan CSV.
 
 pub mod frontier;
 pub mod plot;
