@@ -329,7 +329,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
     done.into_iter().map(|(_, r)| r).collect()
 }
 
-/// The reactive baseline of EVALUATION.md (HPA defaults): `want = ceil(load[t-1] / target)`,
+/// The reactive baseline of docs/evaluation.md (HPA defaults): `want = ceil(load[t-1] / target)`,
 /// unchanged within a 10% tolerance, scale-down only to the highest want of the last 5 steps,
 /// no scale-up limit, clamped to [min, max]. A missing load holds.
 pub fn reactive_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
@@ -365,7 +365,7 @@ fn reactive_plan_for(loads: &[f64], s: &SimSettings, target_per_replica: f64) ->
 /// the replicas (x4).
 const FACTOR_RANGE: (f64, f64) = (0.05, 4.0);
 
-/// The reactive baseline given the same replica budget as a plan (EVALUATION.md's equal-budget
+/// The reactive baseline given the same replica budget as a plan (docs/evaluation.md's equal-budget
 /// comparison): the HPA with its target scaled by a factor (below 1: more headroom, above 1:
 /// less) until its replica-steps reach `budget`. It answers "would a reactive autoscaler with
 /// more headroom have done as well for the same money?". Returns the largest factor whose cost
@@ -425,7 +425,7 @@ pub fn reactive_family(
         .collect()
 }
 
-/// The oracle of EVALUATION.md: `need[t] = ceil(load[t] / capacity)`,
+/// The oracle of docs/evaluation.md: `need[t] = ceil(load[t] / capacity)`,
 /// `oracle[t] = max(need[t ..= t + startup])`.
 pub fn oracle_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
     let capacity = s.target_per_replica / UTILISATION;

@@ -88,7 +88,7 @@ pub enum PlotError {
 
 /// Writes a chart of `rows` to `path` (`.svg` or `.png`). `capacity` is what one replica
 /// serves in a step and `startup` the steps a new replica takes to serve, as in
-/// EVALUATION.md; they decide which steps are marked as short of capacity.
+/// docs/evaluation.md; they decide which steps are marked as short of capacity.
 pub fn write_plot(
     path: &Path,
     rows: &[PlanRow],
