@@ -82,7 +82,7 @@ pub struct Forecast {
     pub upper: Vec<f64>,
     /// e.g. `MSTL(1d,7d)+AutoETS`.
     pub model: String,
-    /// Recent forecast error (MAPE as a fraction), when measured.
+    /// Recent forecast error (WAPE as a fraction: the backtest of [`fit_forecast`]), when measured.
     pub backtest_error: Option<f64>,
     /// The calibrated lead-window margins replicas are sized with, for decisions over the
     /// forecast's steps (with [`ForecastSettings::sizing`] and enough history).
