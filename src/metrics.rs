@@ -418,10 +418,10 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_name_is_exposed_once_with_help_and_type() {
+    /// Metrics with one series in every family, so that each shows samples; the scaler
+    /// `ns/a` has the metric `requests` and the condition Ready=False StaleMetric.
+    fn populated() -> Metrics {
         let m = Metrics::new();
-        // give every family one series so that it shows samples
         m.reconcile_duration.observe(0.01);
         m.reconcile_errors
             .get_or_create(&ReasonLabels {
@@ -470,7 +470,12 @@ mod tests {
                 direction: "up".into(),
             })
             .inc();
-        let text = m.encode();
+        m
+    }
+
+    #[test]
+    fn every_name_is_exposed_once_with_help_and_type() {
+        let text = populated().encode();
         for name in NAMES {
             assert_eq!(
                 text.matches(&format!("# TYPE {name} ")).count(),
@@ -488,7 +493,12 @@ mod tests {
             "prescale_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         )));
+    }
 
+    #[test]
+    fn a_scalers_series_follow_its_conditions_and_metrics_and_go_with_it() {
+        let m = populated();
+        let text = m.encode();
         assert!(text.contains(
             "prescale_scaler_condition{namespace=\"ns\",name=\"a\",type=\"Ready\",status=\"False\",reason=\"StaleMetric\"} 1"
         ));
