@@ -1,6 +1,6 @@
 //! A small HTTP endpoint for probes and metrics: `/healthz` (the process answers),
 //! `/readyz` (the controller has listed its PredictiveScalers and its watch is not failing) and
-//! `/metrics`.
+//! `/metrics`. IO: a TCP listener.
 
 use std::{
     sync::{

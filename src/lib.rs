@@ -1,13 +1,33 @@
 //! prescale: a Kubernetes operator that scales AI/LLM API proxies before their traffic
 //! arrives.
 //!
-//! # Layout
-//! - [`api`]: the `PredictiveScaler` resource, conditions, spec validation (no IO).
-//! - [`planner`]: series, forecasting (augurs) and the replica decision: the pure core that
-//!   both the controller and `prescale simulate` call. No IO, no clock.
-//! - [`sources`]: load history from Prometheus, chunked and cached (IO).
-//! - [`controller`]: the reconciler: `/scale`, status, events (IO).
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! # Data flow
+//! Prometheus -> [`sources`] (history, chunked and cached) -> [`planner`] forecast (model fit,
+//! band, calibrated margin) -> [`planner`] plan (the replica decision) -> [`controller`] (the
+//! target's `/scale`, the status, events). `prescale simulate` ([`sim`]) replays a trace through
+//! the same forecast and plan.
+//!
+//! # Crate map
+//! Pure means no IO and no clock (time is an argument); IO names what is read or written.
+//! - [`api`]: the `PredictiveScaler` resource (its `///` docs are the CRD's `kubectl explain`
+//!   text), condition vocabulary, durations, quantities, spec validation. Pure.
+//! - [`planner`]: series, forecasting with augurs, the calibrated lead-window margin and the
+//!   replica decision; `planner::choice` is the one rule for when `Auto` chooses its model,
+//!   used by the controller, `simulate`, `forecast` and the fleet bench. Pure (CPU only).
+//! - [`sources`]: where history comes from: the sources a cluster admin configures, the
+//!   Prometheus HTTP client, the shared history cache, namespace rules for queries. IO: HTTP to
+//!   the sources, and the sources file, secret and TLS files.
+//! - [`controller`]: the reconciler over PredictiveScalers and leader election. IO: the
+//!   Kubernetes API (`/scale`, status, events, Lease, HPAs, namespaces) and the sources.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`. IO: a TCP listener.
+//! - [`metrics`]: the operator's own Prometheus metrics (in memory; served by [`http`]).
+//! - [`cli`]: the subcommands besides `run`: `forecast`, `simulate`, `bench`. IO: flags, files,
+//!   Prometheus, the cluster (with `--scaler`), stdout.
+//! - [`sim`]: the evaluation behind `simulate`: walk-forward replay, the reactive baseline, the
+//!   oracle and the scores (`docs/evaluation.md`); trace reading and plots. CPU, except
+//!   [`sim::trace`] (reads the trace) and [`sim::plot`] (writes the image).
+//! - [`error`]: the reconcile's error type, each with a fixed reason for conditions and
+//!   metrics. Pure.
 
 pub mod api;
 pub mod cli;

@@ -1,5 +1,7 @@
 //! The `prescale` binary: `run` (the controller), `forecast` (one forecast, printed), `crd`
-//! (print the CRD), `simulate` and `bench`.
+//! (print the CRD), `simulate` and `bench`. This file parses the flags, sets up logging and
+//! wires `run` (sources, controller, HTTP endpoint); the other subcommands live in
+//! `prescale::cli`.
 
 use std::{io::IsTerminal, net::SocketAddr, sync::Arc, time::Duration};
 

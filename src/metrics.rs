@@ -1,4 +1,6 @@
-//! The operator's own metrics, served on `/metrics` in the Prometheus text format.
+//! The operator's own metrics, served on `/metrics` in the Prometheus text format. They are
+//! recorded by the controller (src/controller/reconcile.rs) and the history cache; this file
+//! registers them and removes a scaler's series when it goes.
 //!
 //! Names are prefixed `prescale_`, in base units (seconds), counters end in `_total`. Labels
 //! are bounded: a reason is one of the condition reasons, a source one of the configured
@@ -143,20 +145,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric, registered in the order `/metrics` lists them: the build info, then one
+    /// group per part of the operator (`register_reconciles`, `register_history`,
+    /// `register_fits`, `register_scalers`).
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let build_info = Family::<BuildLabels, Gauge>::default();
-        build_info
-            .get_or_create(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION").into(),
-            })
-            .set(1);
-        registry.register(
-            "prescale_build_info",
-            "The running prescale version (always 1)",
-            build_info,
-        );
-        let m = Self {
+        let mut m = Self {
+            registry: Registry::default(),
             reconcile_duration: seconds_histogram(),
             reconcile_errors: Family::default(),
             query_duration: Family::new_with_constructor(seconds_histogram),
@@ -173,88 +167,136 @@ impl Metrics {
             backtest_error: Family::default(),
             scale_operations: Family::default(),
             known: Mutex::default(),
-            registry: Registry::default(),
         };
-        registry.register(
+        m.register_build_info();
+        m.register_reconciles();
+        m.register_history();
+        m.register_fits();
+        m.register_scalers();
+        m
+    }
+
+    /// `prescale_build_info`: a constant 1 labelled with the version.
+    fn register_build_info(&mut self) {
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        self.registry.register(
+            "prescale_build_info",
+            "The running prescale version (always 1)",
+            build_info,
+        );
+    }
+
+    /// The reconcile loop (src/controller/reconcile.rs `reconcile`): its duration, the
+    /// reconciles that end not ready, and how many run at once.
+    fn register_reconciles(&mut self) {
+        self.registry.register(
             "prescale_reconcile_duration_seconds",
             "Time of one reconcile, including metric queries and model fits",
-            m.reconcile_duration.clone(),
+            self.reconcile_duration.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_reconcile_errors",
-            "Reconciles that did not end ready: an error, or a Ready=False condition (invalid spec, missing \
-             target, no metric data, ...), by reason",
-            m.reconcile_errors.clone(),
+            "Reconciles that ended without Ready=True, one count per reconcile (a scaler that stays \
+             unready counts at every sync), by reason: the error's reason when the reconcile failed \
+             (ResolveTargetFailed, FailedGetScale, FailedUpdateScale, FailedPatchStatus, \
+             ForecastTaskFailed, NoNamespace), else the reason of its Ready condition (InvalidSpec, \
+             TargetNotFound, StaleMetric, ...)",
+            self.reconcile_errors.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_reconciles_in_flight",
             "Reconciles running now (bounded by --max-concurrent-reconciles)",
-            m.reconciles_in_flight.clone(),
+            self.reconciles_in_flight.clone(),
         );
-        registry.register(
+    }
+
+    /// The history of each metric (the history cache of src/sources and its sources).
+    fn register_history(&mut self) {
+        self.registry.register(
             "prescale_prometheus_query_duration_seconds",
-            "Time of one metric's history update (its query_range requests, or none when cached or backing \
-             off), by source and result (ok, or the failure reason)",
-            m.query_duration.clone(),
+            "Time of one metric's history update in a reconcile, by source (the name the scaler \
+             gives) and result (ok, or the failure reason): waiting for the cached series (another \
+             scaler may be updating it) and for a free query slot of the source, then the \
+             query_range requests (the new points since the cached ones, or the whole lookback in \
+             chunks the first time); about 0 s with the last failure's reason while a failed query \
+             backs off. Not observed when the source cannot be used (UnknownSource, \
+             SourceNotAllowed, QueryNotAllowed)",
+            self.query_duration.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_metric_unavailable",
             "Metric evaluations without usable data (a failed query, no data, stale data, ...), by reason",
-            m.metric_unavailable.clone(),
+            self.metric_unavailable.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_history_evictions",
             "Series dropped from the history cache to stay within --history-cache-points (then fetched whole \
              again when needed)",
-            m.history_evictions.clone(),
+            self.history_evictions.clone(),
         );
-        registry.register(
+    }
+
+    /// Model fits (the forecasting of src/planner, run by the controller).
+    fn register_fits(&mut self) {
+        self.registry.register(
             "prescale_forecast_fit_duration_seconds",
             "Time of one model fit (and Auto's model selection when it runs), by model",
-            m.fit_duration.clone(),
+            self.fit_duration.clone(),
         );
-        registry.register(
+    }
+
+    /// Per-scaler series: replicas, forecasts, scale writes and conditions. They are removed
+    /// with their scaler ([`Metrics::remove_scaler`]) or metric.
+    fn register_scalers(&mut self) {
+        self.registry.register(
             "prescale_scaler_current_replicas",
             "Replicas of the scale target, as last read",
-            m.current_replicas.clone(),
+            self.current_replicas.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_scaler_desired_replicas",
             "Replicas the scaler wants now",
-            m.desired_replicas.clone(),
+            self.desired_replicas.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_scaler_forecast_peak",
             "Highest upper-quantile value of the metric's forecast over its horizon",
-            m.forecast_peak.clone(),
+            self.forecast_peak.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_scaler_forecast_load",
             "The metric's point forecast for now (compare with prescale_scaler_observed_load)",
-            m.forecast_now.clone(),
+            self.forecast_now.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_scaler_observed_load",
             "The metric's latest observed value",
-            m.observed_load.clone(),
+            self.observed_load.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_scaler_forecast_backtest_error",
-            "Recent forecast error of the metric's model (weighted absolute percentage error, a fraction)",
-            m.backtest_error.clone(),
+            "The latest fit's backtest error for the metric: its point forecasts of the last two hours, \
+             made from two origins two hours and one hour back (each an hour ahead, or the horizon if \
+             shorter), as the summed absolute error over the summed load (weighted absolute percentage \
+             error, a fraction)",
+            self.backtest_error.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_scale_operations",
             "Writes of the target's replica count, by direction (up, down)",
-            m.scale_operations.clone(),
+            self.scale_operations.clone(),
         );
-        registry.register(
+        self.registry.register(
             "prescale_scaler_condition",
             "Each scaler's conditions: 1 for its current status and reason of each type (alert on \
              type=\"Ready\",status=\"False\")",
-            m.scaler_condition.clone(),
+            self.scaler_condition.clone(),
         );
-        Self { registry, ..m }
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -376,10 +418,10 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_name_is_exposed_once_with_help_and_type() {
+    /// Metrics with one series in every family, so that each shows samples; the scaler
+    /// `ns/a` has the metric `requests` and the condition Ready=False StaleMetric.
+    fn populated() -> Metrics {
         let m = Metrics::new();
-        // give every family one series so that it shows samples
         m.reconcile_duration.observe(0.01);
         m.reconcile_errors
             .get_or_create(&ReasonLabels {
@@ -428,7 +470,12 @@ mod tests {
                 direction: "up".into(),
             })
             .inc();
-        let text = m.encode();
+        m
+    }
+
+    #[test]
+    fn every_name_is_exposed_once_with_help_and_type() {
+        let text = populated().encode();
         for name in NAMES {
             assert_eq!(
                 text.matches(&format!("# TYPE {name} ")).count(),
@@ -446,7 +493,12 @@ mod tests {
             "prescale_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         )));
+    }
 
+    #[test]
+    fn a_scalers_series_follow_its_conditions_and_metrics_and_go_with_it() {
+        let m = populated();
+        let text = m.encode();
         assert!(text.contains(
             "prescale_scaler_condition{namespace=\"ns\",name=\"a\",type=\"Ready\",status=\"False\",reason=\"StaleMetric\"} 1"
         ));

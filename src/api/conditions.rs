@@ -112,8 +112,11 @@ impl Cond {
     }
 }
 
-/// Merges `new` into `existing`: `lastTransitionTime` moves only when the status flips, every
-/// condition gets `observedGeneration`, and the order of [`types::ALL`] is kept.
+/// Merges `new` into `existing`. The result holds `new`'s conditions first, in the order
+/// `new` gives them (the controller builds them in the order of [`types::ALL`]), each with
+/// `observedGeneration` set to `generation` and a `lastTransitionTime` that is the existing
+/// condition's of that type when its status is unchanged, else `now`. Existing conditions of
+/// types `new` does not have (written by someone else) follow, unchanged and in their order.
 pub fn merge(
     existing: &[Condition],
     new: &[Cond],

@@ -2,7 +2,7 @@
 //!
 //! Types, defaults, schema and CEL rules only: every `///` here becomes `kubectl explain` text,
 //! so it is written for the person filling in the manifest. Reading the strings into numbers
-//! lives in [`crate::api::validate`].
+//! lives in [`crate::api::validate`](mod@crate::api::validate).
 
 use k8s_openapi::apimachinery::pkg::{
     api::resource::Quantity,
@@ -37,6 +37,7 @@ macro_rules! cel_duration_ms {
     group = "prescale.dev",
     version = "v1alpha1",
     kind = "PredictiveScaler",
+    doc = "A PredictiveScaler forecasts the load of a workload from its Prometheus history and sets the workload's replicas through its /scale subresource ahead of the forecast rise, never below what the load observed now needs. status reports the decision, the forecast and four conditions (Ready, ForecastAvailable, AbleToScale, ScalingLimited).",
     plural = "predictivescalers",
     shortname = "psc",
     namespaced,
@@ -135,7 +136,9 @@ pub struct PredictiveScalerSpec {
 
     /// What to do when no forecast can be made (no data, a failed query, too little history):
     /// `Reactive` sizes for the latest observed load like an HPA would; `Hold` keeps the
-    /// current replica count. Missing data is never read as zero load.
+    /// current replica count, raised to what the latest observed load needs when there is
+    /// one. Without any data both keep the current count: missing data is never read as zero
+    /// load.
     #[serde(default)]
     pub fallback: Fallback,
 }
@@ -168,7 +171,7 @@ pub enum Fallback {
     /// Size for the latest observed load, like a reactive autoscaler.
     #[default]
     Reactive,
-    /// Keep the current replica count.
+    /// Keep the current replica count (raised to what the latest observed load needs).
     Hold,
 }
 
@@ -242,7 +245,10 @@ impl Default for HistorySpec {
 /// Which forecasting model to use.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ModelKind {
-    /// Let prescale choose per series.
+    /// Let prescale choose per series, every 6 hours: MSTL, ETS and SeasonalNaive each
+    /// forecast the horizon (1-6 h) from six origins over the last day, and the one whose
+    /// upper quantile band has the lowest pinball loss wins. ETS while the history holds less
+    /// than two cycles of a seasonal period.
     #[default]
     Auto,
     /// MSTL decomposition (daily/weekly seasonality) with an AutoETS trend.
@@ -259,7 +265,10 @@ pub enum ModelKind {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ForecastSpec {
-    /// `Auto`, `MSTL`, `ETS` or `SeasonalNaive`.
+    /// `Auto` (the default), `MSTL`, `ETS` or `SeasonalNaive`. `Auto` chooses per series
+    /// every 6 hours: each candidate forecasts the horizon (1-6 h) from six origins over the
+    /// last day, and the one whose upper quantile band has the lowest pinball loss wins; ETS
+    /// while the history holds less than two cycles of a seasonal period.
     #[serde(default)]
     pub model: ModelKind,
 
@@ -414,8 +423,10 @@ pub struct ForecastStatus {
     /// The highest upper-quantile value in the forecast horizon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<ForecastPeak>,
-    /// Recent forecast error (mean absolute percentage error, as a fraction) measured against
-    /// what really came.
+    /// The model's recent forecast error, as a fraction (0.1 = 10%): its point forecasts of the
+    /// last two hours, made from two origins two hours and one hour back (each an hour ahead,
+    /// or the horizon if shorter), as the summed absolute error over the summed load (the
+    /// weighted absolute percentage error, WAPE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backtest_error: Option<String>,
 }

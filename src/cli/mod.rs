@@ -1,4 +1,6 @@
-//! Subcommands besides `run`: `simulate` and `bench` (no cluster), `forecast`.
+//! Subcommands besides `run`: `forecast` (one forecast now), `simulate` (a replay, scored),
+//! `bench` (speed figures). `bench` and `simulate` of a trace file need no cluster;
+//! `forecast` and `simulate --query`/`--scaler` read Prometheus, and `--scaler` the cluster.
 
 pub mod bench;
 pub mod fleet;

@@ -1,5 +1,7 @@
-//! `prescale simulate`: read a trace (or the bundled one), replay it through the controller's
-//! forecaster and planner, print the score table, write the plan CSV and a plot.
+//! `prescale simulate`: read a trace (a CSV file, the bundled one, or history fetched from
+//! Prometheus for `--query` or `--scaler`), replay it through the controller's forecaster and
+//! planner ([`crate::sim`]), print the score table, write the plan CSV and a plot. How the plan
+//! is scored: `docs/evaluation.md`.
 
 use std::{fmt::Write as _, path::PathBuf, time::Duration};
 
@@ -15,9 +17,17 @@ use crate::{
     sim::{self, SimReport, SimSettings, trace},
 };
 
-/// Settings of a simulation, as flags.
+/// Settings of a simulation, as flags. `--help` ends with how the plan is scored
+/// (`docs/evaluation.md`).
 #[derive(clap::Args, Debug, Clone)]
 #[command(group = clap::ArgGroup::new("history").args(["input", "query", "scaler"]))]
+#[command(after_help = "\
+How the plan is scored (docs/evaluation.md in the repository): a replica ordered at a step \
+serves after --startup; a violation step is one whose load exceeds the ready replicas times \
+targetPerReplica / 0.8; cost is the sum of the replicas over the steps. prescale is compared \
+with a reactive HPA-like baseline (the last load's replicas, 10% tolerance, 5-step \
+scale-down window), with that baseline at the target that spends prescale's replica budget \
+(equal budget), and with a perfect-foresight oracle.")]
 pub struct SimulateArgs {
     /// Trace CSV: `timestamp,value...` (unix seconds or RFC 3339). Default: the bundled
     /// synthetic LLM-proxy trace.

@@ -1,8 +1,10 @@
 //! The operator: a kube-runtime `Controller` over PredictiveScalers.
 //!
-//! [`Context`] carries what reconciles share (client, sources, event recorder, per-scaler
-//! memory); [`reconcile`] is in `reconcile.rs`, the pure status building in `status.rs`, the
-//! `/scale` IO in `target.rs`.
+//! [`Context`] carries what reconciles share (client, sources, history cache, event recorder,
+//! per-scaler memory); [`reconcile`](fn@reconcile) is in `reconcile.rs`, the pure status building in
+//! `status.rs`, the `/scale` IO in `target.rs`, leader election in `leader.rs`. This file wires
+//! the watch, the HPA reflectors, the sweep of deleted scalers and the start-up retries. IO: the
+//! Kubernetes API.
 
 pub mod leader;
 pub mod reconcile;

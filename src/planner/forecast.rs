@@ -1,4 +1,7 @@
-//! Forecasting: a cleaned series in, a point forecast and an upper quantile band out.
+//! Forecasting: a cleaned series in, a point forecast and an upper quantile band out, with the
+//! fit's backtest error (the weighted absolute percentage error of the last two hours) and,
+//! with a sizing, the calibrated margins ([`super::margin`]). Also `Auto`'s model selection
+//! ([`select_model`]: the lowest pinball loss of the upper band in a rolling backtest).
 //!
 //! CPU only, no IO and no clock; the controller runs it on a blocking thread. augurs does the
 //! modelling (MSTL decomposition with an AutoETS trend, or plain AutoETS); everything augurs
@@ -79,7 +82,7 @@ pub struct Forecast {
     pub upper: Vec<f64>,
     /// e.g. `MSTL(1d,7d)+AutoETS`.
     pub model: String,
-    /// Recent forecast error (MAPE as a fraction), when measured.
+    /// Recent forecast error (WAPE as a fraction: the backtest of [`fit_forecast`]), when measured.
     pub backtest_error: Option<f64>,
     /// The calibrated lead-window margins replicas are sized with, for decisions over the
     /// forecast's steps (with [`ForecastSettings::sizing`] and enough history).

@@ -2,7 +2,9 @@
 //!
 //! Nothing here does IO or reads a clock: `now` is an argument. The reconciler and
 //! `prescale simulate` call exactly this code, so a simulated plan is the plan the controller
-//! would have made.
+//! would have made. [`series`] is the data shape, [`forecast`] the model fit and `Auto`'s
+//! selection, [`margin`] the calibrated lead-window margin replicas are sized with, [`choice`]
+//! when `Auto` chooses; this file is the decision ([`plan`]).
 
 pub mod choice;
 pub mod forecast;

@@ -1,9 +1,10 @@
-//! The frontier of EVALUATION.md: a plan's cost/violation curve over its operating points (the
-//! quantile it sizes for) beside the reactive family's (the HPA at other targets), so a user
-//! picks the operating point for their own traffic.
+//! The frontier (`docs/evaluation.md`): a plan's cost/violation curve over its operating points
+//! (the quantile it sizes for) beside the reactive family's (the HPA at other targets), so a
+//! user picks the operating point for their own traffic.
 //!
 //! Each operating point is a full walk-forward [`simulate`](super::simulate) with only the
 //! quantile changed; each is compared with the reactive baseline given the same replica budget.
+//! CPU only, no IO.
 
 use super::{
     Score, SimReport, SimSettings, reactive_family, simulate_observed, work_units as sim_units,

@@ -1,9 +1,13 @@
-//! `prescale simulate`: replay a recorded trace through the controller's own forecaster and
-//! planner, walking forward so the decision for row `t` sees only rows `0..t`, and score it
-//! against a reactive (HPA-like) baseline and a perfect-foresight oracle, as
-//! `shared/design/EVALUATION.md` defines them.
+//! The evaluation behind `prescale simulate`: replay a load trace through the controller's own
+//! forecaster and planner ([`planner::choice`], [`planner::plan`]), walking forward so the
+//! decision for row `t` sees only the rows before it, and score the plan against a reactive
+//! (HPA-like) baseline, that baseline given the plan's replica budget ([`reactive_at_cost`]),
+//! and a perfect-foresight oracle. `docs/evaluation.md` describes the model and the scores.
 //!
-//! CPU only, no IO: reading files and writing CSV and plots is the CLI's job.
+//! This file does no IO (fits run on worker threads). Of its modules, [`trace`] reads the trace
+//! file and [`plot`] writes the image (and reads a font for PNG); [`synthetic`] and
+//! [`frontier`] compute only. The CLI (`crate::cli::simulate`) fetches history from
+//! Prometheus and writes the plan CSV.
 
 pub mod frontier;
 pub mod plot;
@@ -325,7 +329,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
     done.into_iter().map(|(_, r)| r).collect()
 }
 
-/// The reactive baseline of EVALUATION.md (HPA defaults): `want = ceil(load[t-1] / target)`,
+/// The reactive baseline of docs/evaluation.md (HPA defaults): `want = ceil(load[t-1] / target)`,
 /// unchanged within a 10% tolerance, scale-down only to the highest want of the last 5 steps,
 /// no scale-up limit, clamped to [min, max]. A missing load holds.
 pub fn reactive_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
@@ -361,7 +365,7 @@ fn reactive_plan_for(loads: &[f64], s: &SimSettings, target_per_replica: f64) ->
 /// the replicas (x4).
 const FACTOR_RANGE: (f64, f64) = (0.05, 4.0);
 
-/// The reactive baseline given the same replica budget as a plan (EVALUATION.md's equal-budget
+/// The reactive baseline given the same replica budget as a plan (docs/evaluation.md's equal-budget
 /// comparison): the HPA with its target scaled by a factor (below 1: more headroom, above 1:
 /// less) until its replica-steps reach `budget`. It answers "would a reactive autoscaler with
 /// more headroom have done as well for the same money?". Returns the largest factor whose cost
@@ -421,7 +425,7 @@ pub fn reactive_family(
         .collect()
 }
 
-/// The oracle of EVALUATION.md: `need[t] = ceil(load[t] / capacity)`,
+/// The oracle of docs/evaluation.md: `need[t] = ceil(load[t] / capacity)`,
 /// `oracle[t] = max(need[t ..= t + startup])`.
 pub fn oracle_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
     let capacity = s.target_per_replica / UTILISATION;

@@ -2,8 +2,8 @@
 //!
 //! Two panels share the time axis:
 //! - top: the load, the forecast in use (point) with the band up to its upper quantile, the
-//!   capacity prescale had ready (`ready * capacity`, EVALUATION.md), and red marks on the
-//!   steps where the load exceeded it;
+//!   capacity prescale had ready (`ready * capacity`, `docs/evaluation.md`), and red marks on
+//!   the steps where the load exceeded it;
 //! - bottom: replicas as step lines: prescale's `desired`, the reactive baseline and the oracle.
 //!
 //! The format comes from the file extension: `.svg` needs no font at all (text is left to the
@@ -11,6 +11,8 @@
 //! `PRESCALE_PLOT_FONT`). Long plans are reduced to one bucket per pixel column (the maximum
 //! of the load and replicas, the minimum of the ready capacity), so a 40,000-row plan draws
 //! as fast and as small as a 1,300-row one.
+//!
+//! IO: writes the image file, and for PNG reads the font file once per process.
 
 use std::{path::Path, sync::OnceLock};
 
@@ -86,7 +88,7 @@ pub enum PlotError {
 
 /// Writes a chart of `rows` to `path` (`.svg` or `.png`). `capacity` is what one replica
 /// serves in a step and `startup` the steps a new replica takes to serve, as in
-/// EVALUATION.md; they decide which steps are marked as short of capacity.
+/// docs/evaluation.md; they decide which steps are marked as short of capacity.
 pub fn write_plot(
     path: &Path,
     rows: &[PlanRow],

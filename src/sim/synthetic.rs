@@ -10,7 +10,8 @@
 //! - a few bursts (batch jobs, retries, a launch): minutes long, 1.5-3x the load around them.
 //!
 //! The generator only uses `+ - * /` and `sqrt` on `f64` (IEEE 754 correctly rounded), and its
-//! own PRNG, so a seed gives the same trace byte for byte on every platform.
+//! own PRNG, so a seed gives the same trace byte for byte on every platform. No IO: the
+//! bundled trace file is written by a test (`tests/bundled_trace.rs`).
 
 use crate::planner::Series;
 

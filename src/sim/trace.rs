@@ -1,6 +1,6 @@
 //! Reading a recorded load trace: CSV with a header, first column `timestamp` (unix seconds or
 //! RFC 3339), one row per step, and a value column (default: the second). Every problem is one
-//! clear error line, never a panic.
+//! clear error line, never a panic. IO: [`read_trace`] reads the file; [`parse_trace`] is pure.
 
 use std::path::Path;
 

@@ -17,6 +17,8 @@
 //! ```
 //!
 //! Everything is checked at start-up, with one line naming the source and the key at fault.
+//! IO: [`read_sources_file`] reads the file; building the sources opens their secret and TLS
+//! files (through [`super::prometheus`]). Parsing ([`parse_sources`]) is pure.
 
 use std::{
     collections::BTreeMap,

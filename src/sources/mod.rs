@@ -1,7 +1,11 @@
 //! Where load history comes from. A [`MetricsSource`] answers range queries; the
-//! [`HistoryCache`] keeps each series between reconciles so later ones fetch only new points.
+//! [`HistoryStore`] keeps each series between reconciles (shared by every scaler with the same
+//! source, query and step) so later ones fetch only new points, and backs off a failing query;
+//! [`Sources`] holds the configured sources by name and decides who may use which.
 //!
-//! This module and the controller are the only places that do IO.
+//! IO: this file calls the sources (through [`MetricsSource`]) but opens nothing itself;
+//! [`prometheus`] sends the HTTP requests and reads its TLS files, [`secret`] reads credential
+//! files, [`config`] reads the sources file. [`access`] and [`promql`] are pure.
 
 pub mod access;
 pub mod config;

@@ -7,6 +7,9 @@
 //! ([`SourceError::Unavailable`], [`SourceError::Timeout`]), or the PromQL
 //! ([`SourceError::InvalidQuery`]). Messages never carry credentials, and URLs only without
 //! their query string.
+//!
+//! IO: the HTTP requests, and the source's files: its TLS files (checked for changes every
+//! minute) and its secret files (through [`super::secret`]).
 
 use std::{
     error::Error as StdError,

@@ -1,6 +1,6 @@
 //! Credentials read from files: a [`Secret`] never shows its value in `Debug` or `Display`,
 //! and a [`SecretFile`] re-reads its file at most once per interval, so rotated tokens (e.g.
-//! projected service-account tokens) are picked up without a restart.
+//! projected service-account tokens) are picked up without a restart. IO: reads those files.
 
 use std::{
     fmt,
