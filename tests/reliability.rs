@@ -73,12 +73,12 @@ fn replicas(kube: &KubeCluster, ns: &str, name: &str) -> i64 {
         .expect("spec.replicas")
 }
 
-fn psc(kube: &KubeCluster, ns: &str, name: &str) -> Value {
+fn get_scaler(kube: &KubeCluster, ns: &str, name: &str) -> Value {
     kube.get(&format!("{}/{name}", scalers(ns)))
 }
 
 fn reason(kube: &KubeCluster, ns: &str, name: &str, type_: &str) -> Option<String> {
-    let s = psc(kube, ns, name);
+    let s = get_scaler(kube, ns, name);
     find_condition(&s, type_).and_then(|c| c["reason"].as_str().map(str::to_string))
 }
 
@@ -162,7 +162,7 @@ fn a_deleted_target_clears_status_and_gauge_is_visible_to_alerting_and_is_writte
     let took = op.wait("TargetNotFound", Duration::from_secs(30), |_| {
         reason(kube, ns, "gone", "AbleToScale").as_deref() == Some("TargetNotFound")
     });
-    let status = psc(kube, ns, "gone")["status"].clone();
+    let status = get_scaler(kube, ns, "gone")["status"].clone();
     assert!(
         status.get("currentReplicas").is_none(),
         "currentReplicas must be cleared: {status}"
@@ -414,7 +414,8 @@ fn two_scalers_or_an_hpa_on_one_target_are_ambiguous_and_write_nothing() {
         3,
         "nobody writes an ambiguous target"
     );
-    let message = find_condition(&psc(kube, ns, "a"), "AbleToScale").unwrap()["message"].clone();
+    let message =
+        find_condition(&get_scaler(kube, ns, "a"), "AbleToScale").unwrap()["message"].clone();
     assert!(
         message
             .to_string()
@@ -442,7 +443,7 @@ fn two_scalers_or_an_hpa_on_one_target_are_ambiguous_and_write_nothing() {
         "AmbiguousTarget beside an HPA",
         Duration::from_secs(60),
         |_| {
-            let s = psc(kube, ns, "c");
+            let s = get_scaler(kube, ns, "c");
             find_condition(&s, "AbleToScale").is_some_and(|c| {
                 c["reason"] == "AmbiguousTarget"
                     && c["message"]
@@ -485,7 +486,7 @@ fn a_hanging_discovery_or_event_call_is_bounded_by_the_request_timeout() {
         "FailedGetScale within the bound",
         Duration::from_secs(45),
         |_| {
-            let s = psc(kube, ns, "hung");
+            let s = get_scaler(kube, ns, "hung");
             find_condition(&s, "AbleToScale").is_some_and(|c| {
                 c["reason"] == "FailedGetScale"
                     && c["message"]

@@ -94,7 +94,7 @@ fn create_pair(kube: &KubeCluster, ns: &str, name: &str, source: &str, query: &s
     );
 }
 
-fn psc(kube: &KubeCluster, ns: &str, name: &str) -> Value {
+fn get_scaler(kube: &KubeCluster, ns: &str, name: &str) -> Value {
     kube.get(&format!(
         "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}"
     ))
@@ -116,7 +116,7 @@ fn wait_refused(
 ) -> String {
     wait_until(Duration::from_secs(60), Duration::from_millis(250), || {
         ctrl.assert_running();
-        let s = psc(kube, ns, name);
+        let s = get_scaler(kube, ns, name);
         find_condition(&s, "ForecastAvailable")
             .filter(|c| c["status"] == "False" && c["reason"] == reason)
             .and_then(|c| c["message"].as_str().map(str::to_string))
@@ -124,7 +124,7 @@ fn wait_refused(
     .unwrap_or_else(|| {
         panic!(
             "{ns}/{name}: no ForecastAvailable=False/{reason}: {}\n{}",
-            psc(kube, ns, name)["status"],
+            get_scaler(kube, ns, name)["status"],
             ctrl.log_tail(30)
         )
     })
@@ -316,7 +316,7 @@ fn sources_are_per_namespace_and_isolated_queries_read_only_their_namespace() {
             panic!(
                 "{ns}/{name} not at {want}: {} replicas, {}\n{}",
                 replicas(kube, ns, name),
-                psc(kube, ns, name)["status"],
+                get_scaler(kube, ns, name)["status"],
                 ctrl.log_tail(30)
             )
         });
@@ -333,7 +333,7 @@ fn sources_are_per_namespace_and_isolated_queries_read_only_their_namespace() {
         assert_eq!(replicas(kube, ns, name), 3, "{ns}/{name} held its replicas");
     }
     // what Prometheus ran for team-a's isolated scaler: its namespace matcher added
-    let iso = psc(kube, "team-a", "iso");
+    let iso = get_scaler(kube, "team-a", "iso");
     let peak = iso
         .pointer("/status/forecast/peak/value")
         .cloned()
