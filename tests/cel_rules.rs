@@ -6,7 +6,7 @@
 mod support;
 
 use kube::{CustomResourceExt, core::cel::Validator};
-use prescale::api::PredictiveScaler;
+use prescale::api::{PredictiveScaler, ScalerFixture};
 use serde_json::{Value, json};
 
 fn schema() -> Value {
@@ -14,24 +14,19 @@ fn schema() -> Value {
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 
+/// The chart's example scaler, every field spelt out: valid.
+fn example() -> ScalerFixture {
+    PredictiveScaler::test("ai-gateway", "llm-proxy")
+        .min_max(2, 60)
+        .metric("requests", "sum(rate(x[2m]))", "40")
+        .history("14d", "1m")
+        .horizon("2h")
+        .quantile(0.9)
+        .scale_down("15m", 10)
+}
+
 fn manifest() -> Value {
-    json!({
-        "apiVersion": "prescale.dev/v1alpha1",
-        "kind": "PredictiveScaler",
-        "metadata": {"name": "llm-proxy", "namespace": "ai-gateway"},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-proxy"},
-            "minReplicas": 2,
-            "maxReplicas": 60,
-            "mode": "Active",
-            "metrics": [{"name": "requests", "source": "default", "query": "sum(rate(x[2m]))", "targetPerReplica": "40"}],
-            "history": {"lookback": "14d", "step": "1m"},
-            "forecast": {"model": "Auto", "seasonalPeriods": [], "horizon": "2h", "refreshInterval": "10m", "quantile": 0.9},
-            "scaleUp": {"leadTime": "5m", "maxReplicasPerMinute": 0},
-            "scaleDown": {"stabilizationWindow": "15m", "maxPercentPerMinute": 10},
-            "fallback": "Reactive"
-        }
-    })
+    example().json()
 }
 
 fn check(obj: &Value) -> Result<(), String> {
@@ -40,14 +35,9 @@ fn check(obj: &Value) -> Result<(), String> {
         .map_err(|e| format!("{e:?}"))
 }
 
-fn with(path: &[&str], value: Value) -> Value {
-    let mut m = manifest();
-    let mut cur = &mut m["spec"];
-    for p in &path[..path.len() - 1] {
-        cur = &mut cur[*p];
-    }
-    cur[path[path.len() - 1]] = value;
-    m
+/// The example with the field at the JSON pointer `pointer` under `spec` set to `value`.
+fn with(pointer: &str, value: Value) -> Value {
+    example().with(&format!("/spec{pointer}"), value).json()
 }
 
 #[test]
@@ -57,71 +47,65 @@ fn the_example_is_valid() {
 
 #[test]
 fn typed_validate_cel_accepts_defaults() {
-    let ps: PredictiveScaler = serde_json::from_value(manifest()).unwrap();
-    ps.validate_cel().unwrap();
+    example().build().validate_cel().unwrap();
 }
 
 #[test]
 fn min_must_not_exceed_max() {
-    let err = check(&with(&["minReplicas"], json!(61))).unwrap_err();
+    let err = check(&with("/minReplicas", json!(61))).unwrap_err();
     assert!(
         err.contains("minReplicas must be less than or equal to maxReplicas"),
         "{err}"
     );
-    check(&with(&["minReplicas"], json!(60))).unwrap();
+    check(&with("/minReplicas", json!(60))).unwrap();
 }
 
 #[test]
 fn min_must_not_be_negative_and_zero_needs_the_opt_in() {
-    let err = check(&with(&["minReplicas"], json!(-1))).unwrap_err();
+    let err = check(&with("/minReplicas", json!(-1))).unwrap_err();
     assert!(err.contains("minReplicas must be 0 or more"), "{err}");
-    let err = check(&with(&["minReplicas"], json!(0))).unwrap_err();
+    let err = check(&with("/minReplicas", json!(0))).unwrap_err();
     assert!(
         err.contains("minReplicas 0 needs allowScaleToZero: true"),
         "{err}"
     );
-    let mut zero = with(&["minReplicas"], json!(0));
-    zero["spec"]["allowScaleToZero"] = json!(true);
-    check(&zero).unwrap();
+    check(&example().min_max(0, 60).allow_scale_to_zero().json()).unwrap();
 }
 
 #[test]
 fn quantile_is_strictly_between_0_and_1() {
     for bad in [0.0, 1.0, 1.5, -0.1] {
-        let err = check(&with(&["forecast", "quantile"], json!(bad))).unwrap_err();
+        let err = check(&with("/forecast/quantile", json!(bad))).unwrap_err();
         assert!(
             err.contains("quantile must be between 0 and 1"),
             "{bad}: {err}"
         );
     }
-    check(&with(&["forecast", "quantile"], json!(0.5))).unwrap();
-    check(&with(&["forecast", "quantile"], json!(0.99))).unwrap();
+    check(&with("/forecast/quantile", json!(0.5))).unwrap();
+    check(&with("/forecast/quantile", json!(0.99))).unwrap();
 }
 
 #[test]
 fn at_least_one_metric() {
-    let err = check(&with(&["metrics"], json!([]))).unwrap_err();
+    let err = check(&with("/metrics", json!([]))).unwrap_err();
     assert!(err.contains("at least one metric is required"), "{err}");
 }
 
 #[test]
 fn metric_names_are_unique() {
     let m = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
-    let err = check(&with(&["metrics"], json!([m.clone(), m]))).unwrap_err();
+    let err = check(&with("/metrics", json!([m.clone(), m]))).unwrap_err();
     assert!(err.contains("metric names must be unique"), "{err}");
 }
 
 #[test]
 fn target_per_replica_is_a_positive_quantity() {
     for good in [json!("40"), json!(40), json!("1.5k"), json!("500m")] {
-        let mut m = manifest();
-        m["spec"]["metrics"][0]["targetPerReplica"] = good.clone();
-        check(&m).unwrap_or_else(|e| panic!("{good}: {e}"));
+        check(&with("/metrics/0/targetPerReplica", good.clone()))
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
     }
     for bad in [json!("0"), json!("-3"), json!("abc")] {
-        let mut m = manifest();
-        m["spec"]["metrics"][0]["targetPerReplica"] = bad.clone();
-        let err = check(&m).unwrap_err();
+        let err = check(&with("/metrics/0/targetPerReplica", bad.clone())).unwrap_err();
         assert!(
             err.contains("targetPerReplica must be a positive quantity"),
             "{bad}: {err}"
@@ -148,10 +132,7 @@ fn lead_time_shorter_than_horizon_in_every_duration_format() {
         ("2d", "1d", false),
     ];
     for (lead, horizon, valid) in cases {
-        let mut m = manifest();
-        m["spec"]["scaleUp"]["leadTime"] = json!(lead);
-        m["spec"]["forecast"]["horizon"] = json!(horizon);
-        let result = check(&m);
+        let result = check(&example().lead_time(lead).horizon(horizon).json());
         if valid {
             result
                 .unwrap_or_else(|e| panic!("leadTime {lead} < horizon {horizon} should pass: {e}"));
@@ -168,8 +149,8 @@ fn lead_time_shorter_than_horizon_in_every_duration_format() {
 
 #[test]
 fn step_shorter_than_lookback() {
-    check(&with(&["history", "step"], json!("1d"))).unwrap();
-    let err = check(&with(&["history"], json!({"lookback": "1h", "step": "1h"}))).unwrap_err();
+    check(&with("/history/step", json!("1d"))).unwrap();
+    let err = check(&with("/history", json!({"lookback": "1h", "step": "1h"}))).unwrap_err();
     assert!(
         err.contains("history.step must be shorter than history.lookback"),
         "{err}"
@@ -197,101 +178,95 @@ fn malformed_durations_are_rejected_by_the_schema_pattern() {
 /// One invalid spec per rule of the CRD (CEL and schema), with the words the refusal must carry.
 fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     let metric = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
-    let mut tpr = manifest();
-    tpr["spec"]["metrics"][0]["targetPerReplica"] = json!("0");
-    let mut source = manifest();
-    source["spec"]["metrics"][0]["source"] = json!("http://prometheus:9090");
-    let mut unknown = manifest();
-    unknown["spec"]["maxReplica"] = json!(3);
     vec![
         (
             "minReplicas > maxReplicas",
-            with(&["minReplicas"], json!(61)),
+            with("/minReplicas", json!(61)),
             "spec.minReplicas: Invalid value: minReplicas must be less than or equal to maxReplicas",
         ),
         (
             "minReplicas < 0",
-            with(&["minReplicas"], json!(-1)),
+            with("/minReplicas", json!(-1)),
             "minReplicas must be 0 or more",
         ),
         (
             "minReplicas 0 without the opt-in",
-            with(&["minReplicas"], json!(0)),
+            with("/minReplicas", json!(0)),
             "spec.minReplicas: Invalid value: minReplicas 0 needs allowScaleToZero: true",
         ),
         (
             "maxReplicas 0",
-            with(&["maxReplicas"], json!(0)),
+            with("/maxReplicas", json!(0)),
             "maxReplicas must be 1 or more",
         ),
         (
             "quantile 1",
-            with(&["forecast", "quantile"], json!(1.0)),
+            with("/forecast/quantile", json!(1.0)),
             "quantile must be between 0 and 1",
         ),
         (
             "no metric",
-            with(&["metrics"], json!([])),
+            with("/metrics", json!([])),
             "at least one metric is required",
         ),
         (
             "two metrics with one name",
-            with(&["metrics"], json!([metric.clone(), metric])),
+            with("/metrics", json!([metric.clone(), metric])),
             "metric names must be unique",
         ),
         (
             "targetPerReplica 0",
-            tpr,
+            with("/metrics/0/targetPerReplica", json!("0")),
             "targetPerReplica must be a positive quantity",
         ),
         (
             "leadTime = horizon, in days",
-            with(&["scaleUp", "leadTime"], json!("1d")),
+            with("/scaleUp/leadTime", json!("1d")),
             "spec.scaleUp.leadTime: Invalid value: scaleUp.leadTime must be shorter than forecast.horizon",
         ),
         (
             "step = lookback",
-            with(&["history"], json!({"lookback": "1h", "step": "1h"})),
+            with("/history", json!({"lookback": "1h", "step": "1h"})),
             "spec.history.step: Invalid value: history.step must be shorter than history.lookback",
         ),
         (
             "maxPercentPerMinute 101",
-            with(&["scaleDown", "maxPercentPerMinute"], json!(101)),
+            with("/scaleDown/maxPercentPerMinute", json!(101)),
             "maxPercentPerMinute must be between 0 and 100",
         ),
         (
             "a malformed duration",
-            with(&["scaleUp", "leadTime"], json!("5min")),
+            with("/scaleUp/leadTime", json!("5min")),
             "spec.scaleUp.leadTime",
         ),
-        ("a URL as source", source, "spec.metrics[0].source"),
+        (
+            "a URL as source",
+            with("/metrics/0/source", json!("http://prometheus:9090")),
+            "spec.metrics[0].source",
+        ),
         (
             "a 365-day horizon at a 1m step",
-            with(&["forecast", "horizon"], json!("365d")),
+            with("/forecast/horizon", json!("365d")),
             "spec.forecast.horizon: Invalid value: forecast.horizon / history.step must be at most 20000 points",
         ),
         (
             "ten years of history at 1 s",
-            with(&["history"], json!({"lookback": "3650d", "step": "1s"})),
+            with("/history", json!({"lookback": "3650d", "step": "1s"})),
             "spec.history.lookback: Invalid value: history.lookback / history.step must be at most 50000 points",
         ),
         (
             "a step below one second",
-            with(&["history", "step"], json!("500ms")),
+            with("/history/step", json!("500ms")),
             "spec.history.step: Invalid value: history.step must be at least 1s",
         ),
         (
             "a metric name with a newline",
-            {
-                let mut m = manifest();
-                m["spec"]["metrics"][0]["name"] = json!("req\nfake");
-                m
-            },
+            with("/metrics/0/name", json!("req\nfake")),
             "spec.metrics[0].name",
         ),
         (
             "an unknown field",
-            unknown,
+            with("/maxReplica", json!(3)),
             "unknown field \"spec.maxReplica\"",
         ),
     ]

@@ -16,6 +16,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use prescale::api::{Fallback, Mode, ModelKind, PredictiveScaler};
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
 use support::{
@@ -69,7 +70,7 @@ fn replicas(kube: &KubeCluster) -> i64 {
         .expect("spec.replicas")
 }
 
-fn scaler(kube: &KubeCluster) -> Value {
+fn get_scaler(kube: &KubeCluster) -> Value {
     kube.get(&format!("{SCALERS}/llm-proxy"))
 }
 
@@ -143,26 +144,17 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     );
     kube.create(
         SCALERS,
-        json!({
-            "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-            "metadata": {"name": "llm-proxy", "namespace": NS},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-proxy"},
-                "minReplicas": 2,
-                "maxReplicas": 60,
-                "mode": "Active",
-                "metrics": [{
-                    "name": "requests",
-                    "query": format!("{METRIC}{{app=\"llm-proxy\"}}"),
-                    "targetPerReplica": "10"
-                }],
-                "history": {"lookback": "14d", "step": "1m"},
-                "forecast": {"model": "Auto", "horizon": "1h", "refreshInterval": "10m", "quantile": 0.9},
-                "scaleUp": {"leadTime": "5m"},
-                "scaleDown": {"stabilizationWindow": "15m", "maxPercentPerMinute": 10},
-                "fallback": "Reactive"
-            }
-        }),
+        PredictiveScaler::test(NS, "llm-proxy")
+            .min_max(2, 60)
+            .mode(Mode::Active)
+            .metric("requests", &format!("{METRIC}{{app=\"llm-proxy\"}}"), "10")
+            .history("14d", "1m")
+            .model(ModelKind::Auto)
+            .quantile(0.9)
+            .lead_time("5m")
+            .scale_down("15m", 10)
+            .fallback(Fallback::Reactive)
+            .json(),
     );
     let setup_time = t0.elapsed();
 
@@ -198,7 +190,7 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
             "the Deployment was not scaled above 2 replicas before the peak ({}s after the controller started); \
              scaler: {}",
             ctrl.started.elapsed().as_secs(),
-            scaler(&kube)
+            get_scaler(&kube)
         )
     });
     let time_to_scale = ctrl.started.elapsed();
@@ -252,12 +244,12 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     };
     let status = wait_until(Duration::from_secs(60), Duration::from_millis(500), || {
         ctrl.assert_running();
-        Some(scaler(&kube)).filter(status_complete)
+        Some(get_scaler(&kube)).filter(status_complete)
     })
     .unwrap_or_else(|| {
         panic!(
             "the scaler's status never became complete: {}",
-            scaler(&kube)
+            get_scaler(&kube)
         )
     });
     eprintln!("[e2e] status: {}", status["status"]);
@@ -414,14 +406,14 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     let stopped = Instant::now();
     let failed = wait_until(Duration::from_secs(90), Duration::from_millis(500), || {
         ctrl.assert_running();
-        let s = scaler(&kube);
+        let s = get_scaler(&kube);
         find_condition(&s, "ForecastAvailable")
             .filter(|c| c["status"] == "False" && c["reason"] == "MetricsSourceUnavailable")
             .cloned()
     })
     .unwrap_or_else(|| {
         panic!("ForecastAvailable did not become False/MetricsSourceUnavailable within 90 s of Prometheus stopping: {}", {
-            scaler(&kube)["status"].clone()
+            get_scaler(&kube)["status"].clone()
         })
     });
     report(&format!(

@@ -9,6 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::{ApiProxy, Fault, KubeCluster};
 use support::{
@@ -40,12 +41,12 @@ fn set_replicas(kube: &KubeCluster, ns: &str, name: &str, n: i64) {
     );
 }
 
-fn scaler(kube: &KubeCluster, ns: &str, name: &str) -> Value {
+fn get_scaler(kube: &KubeCluster, ns: &str, name: &str) -> Value {
     kube.get(&format!("{}/{name}", scalers(ns)))
 }
 
 fn condition(kube: &KubeCluster, ns: &str, name: &str, type_: &str) -> Option<(String, String)> {
-    let s = scaler(kube, ns, name);
+    let s = get_scaler(kube, ns, name);
     let c = find_condition(&s, type_)?;
     Some((
         c["status"].as_str()?.to_string(),
@@ -57,19 +58,8 @@ fn setup(kube: &KubeCluster, ns: &str, name: &str, replicas: i64) {
     setup_deployment(kube, ns, name, replicas);
     kube.create(
         &scalers(ns),
-        json!({
-            "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "minReplicas": 1, "maxReplicas": 50,
-                "metrics": [{"name": "requests", "query": "proxy_rps", "targetPerReplica": "10"}],
-                "history": {"lookback": "1d", "step": "1m"},
-                "forecast": {"horizon": "1h", "refreshInterval": "10m"},
-                "scaleDown": {"stabilizationWindow": "0s"},
-                "fallback": "Reactive"
-            }
-        }),
+        // the fixture's defaults: `proxy_rps` at 10 per replica, a day of history, no stabilization
+        PredictiveScaler::test(ns, name).json(),
     );
 }
 
@@ -169,7 +159,7 @@ fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
     // the status of a failed write (FailedUpdateScale) may land first; the one after the write
     // that landed must follow
     let stored = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
-        let s = scaler(kube, ns, "api-faults");
+        let s = get_scaler(kube, ns, "api-faults");
         (s.pointer("/status/desiredReplicas") == Some(&json!(WANT))
             && find_condition(&s, "AbleToScale").is_some_and(|c| c["status"] == "True"))
         .then_some(s)
@@ -177,7 +167,7 @@ fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
     .unwrap_or_else(|| {
         panic!(
             "the status never settled at {WANT}, AbleToScale=True: {}\n{}",
-            scaler(kube, ns, "api-faults")["status"],
+            get_scaler(kube, ns, "api-faults")["status"],
             ctrl.log_tail(40)
         )
     });
@@ -290,7 +280,7 @@ fn a_failing_prometheus_never_lowers_replicas_and_the_scaler_recovers_by_itself(
 }
 
 fn generation_observed(kube: &KubeCluster, ns: &str, name: &str) -> bool {
-    let s = scaler(kube, ns, name);
+    let s = get_scaler(kube, ns, name);
     s["metadata"]["generation"].is_number()
         && s.pointer("/status/observedGeneration") == Some(&s["metadata"]["generation"])
 }
@@ -312,7 +302,7 @@ fn a_recreated_target_and_an_edited_scaler_are_honoured_at_once() {
         .unwrap_or_else(|| {
             panic!(
                 "{what}: {}\n{}",
-                scaler(kube, ns, "edits"),
+                get_scaler(kube, ns, "edits"),
                 ctrl.log_tail(30)
             )
         })
@@ -359,7 +349,7 @@ fn a_recreated_target_and_an_edited_scaler_are_honoured_at_once() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(replicas(kube, ns, "edits"), 2, "DryRun wrote the target");
     assert_eq!(
-        scaler(kube, ns, "edits").pointer("/status/desiredReplicas"),
+        get_scaler(kube, ns, "edits").pointer("/status/desiredReplicas"),
         Some(&json!(6))
     );
 

@@ -11,6 +11,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use prescale::api::PredictiveScaler;
 use serde_json::json;
 use support::cluster::{ApiProxy, Fault, KubeCluster};
 use support::{Controller, Prometheus, openmetrics_gauge, report, unix_now, wait_until};
@@ -59,18 +60,9 @@ impl Env {
         );
         kube.create(
             &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-            json!({
-                "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-                "metadata": {"name": "proxy", "namespace": ns},
-                "spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "proxy"},
-                    "minReplicas": 1, "maxReplicas": 50,
-                    "metrics": [{"name": "requests", "query": "proxy_rps{app=\"proxy\"}", "targetPerReplica": "10"}],
-                    "history": {"lookback": "1d", "step": "1m"},
-                    "forecast": {"horizon": "1h", "refreshInterval": "10m"},
-                    "scaleDown": {"stabilizationWindow": "0s"}
-                }
-            }),
+            PredictiveScaler::test(ns, "proxy")
+                .metric("requests", r#"proxy_rps{app="proxy"}"#, "10")
+                .json(),
         );
         Env {
             ns,

@@ -22,6 +22,7 @@ use std::{
 };
 
 use prescale::{
+    api::{PredictiveScaler, ScalerFixture},
     planner::{ForecastSettings, fit_forecast},
     sources::{
         HistoryKey, HistoryStore, MetricsSource, SourceError,
@@ -615,26 +616,22 @@ fn deployment(name: &str, replicas: i64) -> Value {
     })
 }
 
-fn scaler(name: &str, lookback: &str, metrics: Value) -> Value {
-    json!({
-        "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": 1,
-            "maxReplicas": 60,
-            "metrics": metrics,
-            "history": {"lookback": lookback, "step": "1m"},
-            "forecast": {"horizon": "1h", "refreshInterval": "10m"},
-            "scaleUp": {"leadTime": "5m"},
-            "scaleDown": {"stabilizationWindow": "1m", "maxPercentPerMinute": 100},
-            "fallback": "Reactive"
-        }
-    })
+/// A scaler of the Deployment `name` in `ns` on `lookback` of history: up to 60 replicas, and
+/// scale-down after a minute, by as much as needed. Its metrics are the caller's.
+fn scaler_fixture(ns: &str, name: &str, lookback: &str) -> ScalerFixture {
+    PredictiveScaler::test(ns, name)
+        .min_max(1, 60)
+        .history(lookback, "1m")
+        .scale_down("1m", 100)
 }
 
-fn one_metric(source: &str, query: &str) -> Value {
-    json!([{"name": "requests", "source": source, "query": query, "targetPerReplica": "10"}])
+/// `requests` from the source `proxied` and `tokens` from `secure`.
+fn requests_and_tokens(scaler: ScalerFixture) -> ScalerFixture {
+    scaler
+        .metric("requests", r#"prescale_test_requests{app="llm"}"#, "10")
+        .source("proxied")
+        .metric("tokens", r#"prescale_test_tokens{app="llm"}"#, "1k")
+        .source("secure")
 }
 
 fn replicas_of(kube: &KubeCluster, name: &str) -> i64 {
@@ -688,26 +685,26 @@ fn controller_reports_each_source_failure_never_scales_down_and_names_the_drivin
     ];
     for (name, source, query, _) in failures {
         kube.create(DEPLOYMENTS, deployment(name, 5));
-        kube.create(SCALERS, scaler(name, "1d", one_metric(source, query)));
+        kube.create(
+            SCALERS,
+            scaler_fixture(NS, name, "1d")
+                .metric("requests", query, "10")
+                .source(source)
+                .json(),
+        );
     }
     kube.create(DEPLOYMENTS, deployment("two-metrics", 2));
     kube.create(
         SCALERS,
-        scaler(
-            "two-metrics",
-            "1d",
-            json!([
-                {"name": "requests", "source": "proxied", "query": r#"prescale_test_requests{app="llm"}"#,
-                 "targetPerReplica": "10"},
-                {"name": "tokens", "source": "secure", "query": r#"prescale_test_tokens{app="llm"}"#,
-                 "targetPerReplica": "1k"}
-            ]),
-        ),
+        requests_and_tokens(scaler_fixture(NS, "two-metrics", "1d")).json(),
     );
     kube.create(DEPLOYMENTS, deployment("cache", 5));
     kube.create(
         SCALERS,
-        scaler("cache", "14d", one_metric("default", cache_query)),
+        scaler_fixture(NS, "cache", "14d")
+            .metric("requests", cache_query, "10")
+            .source("default")
+            .json(),
     );
 
     let sources_file = env.files.path().join("sources-e2e.yaml");
@@ -1116,20 +1113,9 @@ fn forecast_command_prints_the_forecast_and_the_replicas() {
     // 4. a PredictiveScaler from the cluster, its sources by name from the sources file
     let kube = KubeCluster::shared();
     kube.create_namespace(FORECAST_NS);
-    let mut llm_proxy = scaler(
-        "llm-proxy",
-        "1d",
-        json!([
-            {"name": "requests", "source": "proxied", "query": r#"prescale_test_requests{app="llm"}"#,
-             "targetPerReplica": "10"},
-            {"name": "tokens", "source": "secure", "query": r#"prescale_test_tokens{app="llm"}"#,
-             "targetPerReplica": "1k"}
-        ]),
-    );
-    llm_proxy["metadata"]["namespace"] = json!(FORECAST_NS);
     kube.create(
         &format!("/apis/prescale.dev/v1alpha1/namespaces/{FORECAST_NS}/predictivescalers"),
-        llm_proxy,
+        requests_and_tokens(scaler_fixture(FORECAST_NS, "llm-proxy", "1d")).json(),
     );
     let sources_file = dir.path().join("sources.yaml");
     std::fs::write(&sources_file, env.sources_yaml()).unwrap();
@@ -1241,11 +1227,12 @@ fn simulate_reads_its_history_from_prometheus_by_query_and_by_scaler() {
     let kube = KubeCluster::shared();
     let ns = "sources-simulate";
     kube.create_namespace(ns);
-    let mut llm = scaler("llm", "2d", one_metric("default", LOAD));
-    llm["metadata"]["namespace"] = json!(ns);
     kube.create(
         &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        llm,
+        scaler_fixture(ns, "llm", "2d")
+            .metric("requests", LOAD, "10")
+            .source("default")
+            .json(),
     );
     let sources_file = dir.path().join("sources.yaml");
     std::fs::write(&sources_file, env.sources_yaml()).unwrap();

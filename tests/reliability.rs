@@ -10,6 +10,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use prescale::api::{PredictiveScaler, ScalerFixture};
 use serde_json::{Value, json};
 use support::cluster::{ApiProxy, Fault, KubeCluster};
 use support::{
@@ -53,27 +54,17 @@ fn deployment(kube: &KubeCluster, ns: &str, name: &str, replicas: i64) {
     );
 }
 
-fn scaler_spec(target: &str) -> Value {
-    json!({
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-        "minReplicas": 1, "maxReplicas": 50,
-        "metrics": [{"name": "requests", "query": "proxy_rps", "targetPerReplica": "10"}],
-        "history": {"lookback": "12h", "step": "1m"},
-        "forecast": {"horizon": "1h", "refreshInterval": "10m"},
-        "scaleDown": {"stabilizationWindow": "0s"},
-        "fallback": "Reactive"
-    })
+/// The scaler `name` most tests here create: the fixture's defaults on half a day of history,
+/// scaling the Deployment of its own name.
+fn scaler_fixture(ns: &str, name: &str) -> ScalerFixture {
+    PredictiveScaler::test(ns, name).history("12h", "1m")
 }
 
-fn scaler(kube: &KubeCluster, ns: &str, name: &str, spec: Value) {
-    kube.create(
-        &scalers(ns),
-        json!({
-            "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": spec
-        }),
-    );
+/// Creates the scaler on the API server, in the fixture's namespace.
+fn create_scaler(kube: &KubeCluster, scaler: ScalerFixture) {
+    let json = scaler.json();
+    let path = scalers(json["metadata"]["namespace"].as_str().expect("a namespace"));
+    kube.create(&path, json);
 }
 
 fn replicas(kube: &KubeCluster, ns: &str, name: &str) -> i64 {
@@ -82,12 +73,12 @@ fn replicas(kube: &KubeCluster, ns: &str, name: &str) -> i64 {
         .expect("spec.replicas")
 }
 
-fn psc(kube: &KubeCluster, ns: &str, name: &str) -> Value {
+fn get_scaler(kube: &KubeCluster, ns: &str, name: &str) -> Value {
     kube.get(&format!("{}/{name}", scalers(ns)))
 }
 
 fn reason(kube: &KubeCluster, ns: &str, name: &str, type_: &str) -> Option<String> {
-    let s = psc(kube, ns, name);
+    let s = get_scaler(kube, ns, name);
     find_condition(&s, type_).and_then(|c| c["reason"].as_str().map(str::to_string))
 }
 
@@ -158,7 +149,7 @@ fn a_deleted_target_clears_status_and_gauge_is_visible_to_alerting_and_is_writte
     let proxy = ApiProxy::start(kube);
     let kubeconfig = kube.operator_kubeconfig(ns, Some(&proxy.url()));
     deployment(kube, ns, "gone", 3);
-    scaler(kube, ns, "gone", scaler_spec("gone"));
+    create_scaler(kube, scaler_fixture(ns, "gone"));
     let mut op = Operator::start(&kubeconfig, &prom.url(), ns, &[]);
     let gauge =
         format!("prescale_scaler_current_replicas{{namespace=\"{ns}\",name=\"gone\"}} {WANT}");
@@ -171,7 +162,7 @@ fn a_deleted_target_clears_status_and_gauge_is_visible_to_alerting_and_is_writte
     let took = op.wait("TargetNotFound", Duration::from_secs(30), |_| {
         reason(kube, ns, "gone", "AbleToScale").as_deref() == Some("TargetNotFound")
     });
-    let status = psc(kube, ns, "gone")["status"].clone();
+    let status = get_scaler(kube, ns, "gone")["status"].clone();
     assert!(
         status.get("currentReplicas").is_none(),
         "currentReplicas must be cleared: {status}"
@@ -222,7 +213,7 @@ fn every_scale_has_an_event_with_its_own_numbers() {
     let ns = "rel-events";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
     deployment(kube, ns, "steps", 2);
-    scaler(kube, ns, "steps", scaler_spec("steps"));
+    create_scaler(kube, scaler_fixture(ns, "steps"));
     let mut op = Operator::start(&kubeconfig, &prom.url(), ns, &[]);
     for (min, want) in [(None, WANT), (Some(20), 20), (Some(30), 30)] {
         if let Some(min) = min {
@@ -273,7 +264,7 @@ fn nothing_of_a_scaler_outlives_it() {
     let ns = "rel-leaks";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
     deployment(kube, ns, "leaky", 3);
-    scaler(kube, ns, "leaky", scaler_spec("leaky"));
+    create_scaler(kube, scaler_fixture(ns, "leaky"));
     // 12 h at 1 m is 721 points: within a 1,000-point cache; a day (1,441) is not
     let mut op = Operator::start(
         &kubeconfig,
@@ -313,9 +304,8 @@ fn nothing_of_a_scaler_outlives_it() {
 
     // a scaler that keeps failing (a kind with no API), deleted and re-created: the new one
     // starts its backoff from the beginning
-    let mut bad = scaler_spec("x");
-    bad["scaleTargetRef"] = json!({"apiVersion": "example.com/v1", "kind": "Nope", "name": "x"});
-    scaler(kube, ns, "failing", bad.clone());
+    let bad = scaler_fixture(ns, "failing").target_ref("example.com/v1", "Nope", "x");
+    create_scaler(kube, bad.clone());
     op.wait("a long backoff", Duration::from_secs(60), |o| {
         o.ctrl.log().contains("retry_in_s=16")
     });
@@ -328,7 +318,7 @@ fn nothing_of_a_scaler_outlives_it() {
     .expect("deleted");
     std::thread::sleep(Duration::from_secs(2));
     let from = op.ctrl.log().len();
-    scaler(kube, ns, "failing", bad);
+    create_scaler(kube, bad);
     op.wait(
         "the re-created scaler's first failure",
         Duration::from_secs(30),
@@ -358,7 +348,7 @@ fn a_target_at_zero_is_left_alone_unless_the_scaler_owns_zero() {
     let ns = "rel-zero";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
     deployment(kube, ns, "paused", 0);
-    scaler(kube, ns, "paused", scaler_spec("paused"));
+    create_scaler(kube, scaler_fixture(ns, "paused"));
     let mut op = Operator::start(&kubeconfig, &prom.url(), ns, &[]);
     op.wait("ScalingDisabled", Duration::from_secs(60), |_| {
         reason(kube, ns, "paused", "AbleToScale").as_deref() == Some("ScalingDisabled")
@@ -376,22 +366,17 @@ fn a_target_at_zero_is_left_alone_unless_the_scaler_owns_zero() {
         |_| replicas(kube, ns, "paused") == WANT,
     );
     // the API server refuses minReplicas 0 without the opt-in, and takes it with it
-    let mut spec = scaler_spec("zero");
-    spec["minReplicas"] = json!(0);
+    let zero = scaler_fixture(ns, "zero").min_max(0, 50);
     let resp = kube.request(
         "POST",
         &format!("{}?dryRun=All", scalers(ns)),
         Some("application/json"),
-        Some(
-            &json!({"apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-                     "metadata": {"name": "zero", "namespace": ns}, "spec": spec}),
-        ),
+        Some(&zero.clone().json()),
     );
     assert_eq!(resp.status, 422, "{}", resp.body);
     assert!(resp.body.contains("allowScaleToZero"), "{}", resp.body);
-    spec["allowScaleToZero"] = json!(true);
     deployment(kube, ns, "zero", 0);
-    scaler(kube, ns, "zero", spec);
+    create_scaler(kube, zero.allow_scale_to_zero());
     op.wait(
         "scaled up from 0 with allowScaleToZero",
         Duration::from_secs(60),
@@ -410,10 +395,13 @@ fn two_scalers_or_an_hpa_on_one_target_are_ambiguous_and_write_nothing() {
     let ns = "rel-ambiguous";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
     deployment(kube, ns, "shared", 3);
-    let mut other = scaler_spec("shared");
-    other["metrics"][0]["targetPerReplica"] = json!("5");
-    scaler(kube, ns, "a", scaler_spec("shared"));
-    scaler(kube, ns, "b", other);
+    create_scaler(kube, scaler_fixture(ns, "a").target("shared"));
+    create_scaler(
+        kube,
+        scaler_fixture(ns, "b")
+            .target("shared")
+            .metric("requests", "proxy_rps", "5"),
+    );
     let mut op = Operator::start(&kubeconfig, &prom.url(), ns, &[]);
     let took = op.wait("both AmbiguousTarget", Duration::from_secs(60), |_| {
         ["a", "b"]
@@ -426,7 +414,8 @@ fn two_scalers_or_an_hpa_on_one_target_are_ambiguous_and_write_nothing() {
         3,
         "nobody writes an ambiguous target"
     );
-    let message = find_condition(&psc(kube, ns, "a"), "AbleToScale").unwrap()["message"].clone();
+    let message =
+        find_condition(&get_scaler(kube, ns, "a"), "AbleToScale").unwrap()["message"].clone();
     assert!(
         message
             .to_string()
@@ -449,12 +438,12 @@ fn two_scalers_or_an_hpa_on_one_target_are_ambiguous_and_write_nothing() {
                      "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}
         }),
     );
-    scaler(kube, ns, "c", scaler_spec("hpa-target"));
+    create_scaler(kube, scaler_fixture(ns, "c").target("hpa-target"));
     op.wait(
         "AmbiguousTarget beside an HPA",
         Duration::from_secs(60),
         |_| {
-            let s = psc(kube, ns, "c");
+            let s = get_scaler(kube, ns, "c");
             find_condition(&s, "AbleToScale").is_some_and(|c| {
                 c["reason"] == "AmbiguousTarget"
                     && c["message"]
@@ -488,15 +477,16 @@ fn a_hanging_discovery_or_event_call_is_bounded_by_the_request_timeout() {
             .after(Duration::from_secs(60))
             .times(100),
     ]);
-    let mut spec = scaler_spec("x");
-    spec["scaleTargetRef"] = json!({"apiVersion": "example.com/v1", "kind": "Widget", "name": "x"});
-    scaler(kube, ns, "hung", spec);
+    create_scaler(
+        kube,
+        scaler_fixture(ns, "hung").target_ref("example.com/v1", "Widget", "x"),
+    );
     let mut op = Operator::start(&kubeconfig, &prom.url(), ns, &[]);
     let took = op.wait(
         "FailedGetScale within the bound",
         Duration::from_secs(45),
         |_| {
-            let s = psc(kube, ns, "hung");
+            let s = get_scaler(kube, ns, "hung");
             find_condition(&s, "AbleToScale").is_some_and(|c| {
                 c["reason"] == "FailedGetScale"
                     && c["message"]

@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
 use support::{Controller, Prometheus, find_condition, report, unix_now, wait_until};
@@ -79,22 +80,6 @@ fn deployment(ns: &str, name: &str, replicas: i64) -> Value {
     })
 }
 
-fn scaler(ns: &str, name: &str, source: &str, query: &str, tpr: &str) -> Value {
-    json!({
-        "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": 1, "maxReplicas": 50,
-            "metrics": [{"name": "requests", "source": source, "query": query, "targetPerReplica": tpr}],
-            "history": {"lookback": "1d", "step": "1m"},
-            "forecast": {"horizon": "1h", "refreshInterval": "10m"},
-            "scaleDown": {"stabilizationWindow": "0s"},
-            "fallback": "Reactive"
-        }
-    })
-}
-
 fn create_pair(kube: &KubeCluster, ns: &str, name: &str, source: &str, query: &str, tpr: &str) {
     kube.create(
         &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
@@ -102,11 +87,14 @@ fn create_pair(kube: &KubeCluster, ns: &str, name: &str, source: &str, query: &s
     );
     kube.create(
         &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler(ns, name, source, query, tpr),
+        PredictiveScaler::test(ns, name)
+            .metric("requests", query, tpr)
+            .source(source)
+            .json(),
     );
 }
 
-fn psc(kube: &KubeCluster, ns: &str, name: &str) -> Value {
+fn get_scaler(kube: &KubeCluster, ns: &str, name: &str) -> Value {
     kube.get(&format!(
         "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}"
     ))
@@ -128,7 +116,7 @@ fn wait_refused(
 ) -> String {
     wait_until(Duration::from_secs(60), Duration::from_millis(250), || {
         ctrl.assert_running();
-        let s = psc(kube, ns, name);
+        let s = get_scaler(kube, ns, name);
         find_condition(&s, "ForecastAvailable")
             .filter(|c| c["status"] == "False" && c["reason"] == reason)
             .and_then(|c| c["message"].as_str().map(str::to_string))
@@ -136,7 +124,7 @@ fn wait_refused(
     .unwrap_or_else(|| {
         panic!(
             "{ns}/{name}: no ForecastAvailable=False/{reason}: {}\n{}",
-            psc(kube, ns, name)["status"],
+            get_scaler(kube, ns, name)["status"],
             ctrl.log_tail(30)
         )
     })
@@ -328,7 +316,7 @@ fn sources_are_per_namespace_and_isolated_queries_read_only_their_namespace() {
             panic!(
                 "{ns}/{name} not at {want}: {} replicas, {}\n{}",
                 replicas(kube, ns, name),
-                psc(kube, ns, name)["status"],
+                get_scaler(kube, ns, name)["status"],
                 ctrl.log_tail(30)
             )
         });
@@ -345,7 +333,7 @@ fn sources_are_per_namespace_and_isolated_queries_read_only_their_namespace() {
         assert_eq!(replicas(kube, ns, name), 3, "{ns}/{name} held its replicas");
     }
     // what Prometheus ran for team-a's isolated scaler: its namespace matcher added
-    let iso = psc(kube, "team-a", "iso");
+    let iso = get_scaler(kube, "team-a", "iso");
     let peak = iso
         .pointer("/status/forecast/peak/value")
         .cloned()
@@ -396,7 +384,10 @@ fn a_hundred_scalers_keep_reconciling_beside_a_deliberately_slow_one() {
         );
         kube.create(
             &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-            scaler(ns, &name, "default", &format!("load{{id=\"{i}\"}}"), "10"),
+            PredictiveScaler::test(ns, &name)
+                .metric("requests", &format!("load{{id=\"{i}\"}}"), "10")
+                .source("default")
+                .json(),
         );
     }
     // the deliberately slow source: in front of the same Prometheus, it never answers
@@ -465,7 +456,10 @@ fn a_hundred_scalers_keep_reconciling_beside_a_deliberately_slow_one() {
     );
     kube.create(
         &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler(ns, "slow", "slow", r#"load{id="0"}"#, "10"),
+        PredictiveScaler::test(ns, "slow")
+            .metric("requests", r#"load{id="0"}"#, "10")
+            .source("slow")
+            .json(),
     );
     let slow = wait_refused(kube, &mut ctrl, ns, "slow", "MetricsQueryTimeout");
     let (p50s, p99s, ns_, fewest_s) = measure(&mut ctrl);

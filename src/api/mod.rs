@@ -1,12 +1,14 @@
 //! The user-facing API: the `PredictiveScaler` resource, its condition vocabulary, and the
 //! parsing of its strings (durations, quantities) into a validated [`ScalerConfig`].
 
+pub mod builder;
 pub mod conditions;
 pub mod duration;
 pub mod quantity;
 pub mod v1alpha1;
 pub mod validate;
 
+pub use builder::ScalerFixture;
 pub use v1alpha1::*;
 pub use validate::{Limits, MetricConfig, ScalerConfig, validate, validate_with};
 

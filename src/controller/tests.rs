@@ -52,21 +52,18 @@ impl MetricsSource for FakeSource {
     }
 }
 
+/// The scaler every reconcile test reconciles, as an API server returns it: `mode` is
+/// `"Active"` or `"DryRun"`; horizon and scale-down keep the CRD's defaults.
 fn scaler(mode: &str, min: i32, max: i32) -> PredictiveScaler {
-    serde_json::from_value(json!({
-        "apiVersion": "prescale.dev/v1alpha1",
-        "kind": "PredictiveScaler",
-        "metadata": {"name": "llm-proxy", "namespace": "default", "generation": 3, "uid": "u1", "resourceVersion": "7"},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-proxy"},
-            "minReplicas": min,
-            "maxReplicas": max,
-            "mode": mode,
-            "metrics": [{"name": "requests", "query": "sum(rate(x[2m]))", "targetPerReplica": "10"}],
-            "history": {"lookback": "1d", "step": "5m"},
-        }
-    }))
-    .unwrap()
+    PredictiveScaler::test("default", "llm-proxy")
+        .stored(3, "u1", "7")
+        .mode(serde_json::from_value(json!(mode)).expect("Active or DryRun"))
+        .min_max(min, max)
+        .metric("requests", "sum(rate(x[2m]))", "10")
+        .history("1d", "5m")
+        .horizon("2h")
+        .scale_down("15m", 10)
+        .build()
 }
 
 fn context(value: Option<f64>) -> (Arc<Context>, Handle, Arc<FakeSource>) {
