@@ -96,9 +96,8 @@ struct RunArgs {
 
 fn parse_namespace(s: &str) -> Result<String, String> {
     let s = s.trim();
-    // a namespace name is a DNS label, as a source name is; an empty entry (say
-    // PRESCALE_NAMESPACES="") adds nothing
-    if s.is_empty() || prescale::api::validate::is_dns_label(s) {
+    // an empty entry (say PRESCALE_NAMESPACES="") adds nothing
+    if s.is_empty() || prescale::names::is_dns_label(s) {
         Ok(s.to_string())
     } else {
         Err(format!(
