@@ -24,8 +24,7 @@ use std::{
 use prescale::{
     planner::{ForecastSettings, fit_forecast},
     sources::{
-        HistoryKey, HistoryStore, MetricsSource, SourceError,
-        config::{build_sources, parse_sources},
+        HistoryKey, HistoryStore, MetricsSource, SourceError, build_sources, config::parse_sources,
         prometheus::PrometheusSource,
     },
 };

@@ -21,13 +21,12 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Arc,
     time::Duration,
 };
 
 use serde::Deserialize;
 
-use super::{SourceAccess, Sources, access::NamespaceSelector, prometheus::PrometheusSource};
+use super::access::{NamespaceSelector, SourceAccess};
 use crate::{
     api::duration::parse_duration,
     names::{is_dns_label, is_prometheus_label_name},
@@ -319,8 +318,8 @@ impl SourceFlags {
     }
 
     /// Builds every configured source (reading certificates and secret files now).
-    pub fn build(&self) -> Result<Sources, ConfigError> {
-        build_sources(&self.configs()?, self.prometheus_timeout)
+    pub fn build(&self) -> Result<super::Sources, ConfigError> {
+        super::build_sources(&self.configs()?, self.prometheus_timeout)
     }
 }
 
@@ -367,30 +366,10 @@ fn check_names(sources: &[SourceConfig]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Builds a [`Sources`] registry; fails on the first bad source.
-pub fn build_sources(
-    configs: &[SourceConfig],
-    default_timeout: Duration,
-) -> Result<Sources, ConfigError> {
-    let mut sources = Sources::default();
-    for c in configs {
-        let access = c.access()?;
-        let source = PrometheusSource::from_config(c, default_timeout)?;
-        if !access.all_namespaces && access.namespaces.is_empty() && access.selector.is_none() {
-            tracing::warn!(
-                source = %c.name,
-                "no namespace may use this source: set allowedNamespaces (names, or \"*\" for every namespace) \
-                 or allowedNamespaceSelector in the sources file"
-            );
-        }
-        sources.insert_with_access(c.name.clone(), Arc::new(source), access);
-    }
-    Ok(sources)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::build_sources;
 
     fn err(yaml: &str) -> String {
         match parse_sources(yaml) {

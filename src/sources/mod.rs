@@ -12,10 +12,16 @@ pub mod secret;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use futures::future::BoxFuture;
 
+use self::{
+    access::SourceAccess,
+    config::{ConfigError, SourceConfig},
+    prometheus::PrometheusSource,
+};
 use crate::{
     api::conditions::reasons,
     planner::series::{Series, align_down},
@@ -418,51 +424,6 @@ impl HistoryStore {
     }
 }
 
-/// Which namespaces may use a source, and whether their queries are confined to their own
-/// series. Configured per source by the cluster admin (the sources file).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SourceAccess {
-    /// Every namespace may use the source.
-    pub all_namespaces: bool,
-    /// These namespaces may use it.
-    pub namespaces: Vec<String>,
-    /// And the namespaces whose labels match this selector.
-    pub selector: Option<access::NamespaceSelector>,
-    /// Every vector selector of a query gets `<label>="<the scaler's namespace>"`.
-    pub enforce_namespace_label: Option<String>,
-}
-
-impl SourceAccess {
-    /// Open to every namespace, no isolation (a source built in code, or `default` when the
-    /// admin configured nothing).
-    pub fn open() -> Self {
-        Self {
-            all_namespaces: true,
-            ..Default::default()
-        }
-    }
-
-    /// Whether a namespace's labels are needed to decide.
-    pub fn needs_labels(&self) -> bool {
-        !self.all_namespaces && self.selector.is_some()
-    }
-
-    /// May `namespace` (with `labels`, when [`SourceAccess::needs_labels`]) use the source?
-    pub fn allows(
-        &self,
-        namespace: &str,
-        labels: Option<&std::collections::BTreeMap<String, String>>,
-    ) -> bool {
-        self.all_namespaces
-            || self.namespaces.iter().any(|n| n == namespace)
-            || self
-                .selector
-                .as_ref()
-                .zip(labels)
-                .is_some_and(|(s, l)| s.matches(l))
-    }
-}
-
 /// A source a scaler may use, and the query to send to it.
 pub struct Resolved {
     pub source: Arc<dyn MetricsSource>,
@@ -548,6 +509,27 @@ impl Sources {
             query,
         })
     }
+}
+
+/// Builds a [`Sources`] registry; fails on the first bad source.
+pub fn build_sources(
+    configs: &[SourceConfig],
+    default_timeout: Duration,
+) -> Result<Sources, ConfigError> {
+    let mut sources = Sources::default();
+    for c in configs {
+        let access = c.access()?;
+        let source = PrometheusSource::from_config(c, default_timeout)?;
+        if !access.all_namespaces && access.namespaces.is_empty() && access.selector.is_none() {
+            tracing::warn!(
+                source = %c.name,
+                "no namespace may use this source: set allowedNamespaces (names, or \"*\" for every namespace) \
+                 or allowedNamespaceSelector in the sources file"
+            );
+        }
+        sources.insert_with_access(c.name.clone(), Arc::new(source), access);
+    }
+    Ok(sources)
 }
 
 #[cfg(test)]
