@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
 use prescale::{
     api::{PredictiveScaler, duration::parse_duration},
+    cli::source_flags::SourceFlags,
     controller::{self, ControllerConfig},
-    sources::config::{DEFAULT_SOURCE, SourceFlags},
+    sources::config::DEFAULT_SOURCE,
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
