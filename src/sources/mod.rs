@@ -174,10 +174,13 @@ impl RetryPolicy {
     }
 }
 
+/// A cached series (none before its first fetch), locked across a fetch, so users of one key
+/// never fetch it twice at once.
+type SeriesCell = Arc<tokio::sync::Mutex<Option<Arc<Series>>>>;
+
 /// One cached series and who uses it.
 struct Slot {
-    /// Locked across a fetch, so users of one key never fetch it twice at once.
-    series: Arc<tokio::sync::Mutex<Option<Arc<Series>>>>,
+    series: SeriesCell,
     /// Users (scalers, by `namespace/name`) and the lookback each wants.
     users: HashMap<String, i64>,
     last_used: u64,
@@ -260,93 +263,69 @@ impl HistoryStore {
         lookback: i64,
         now: i64,
     ) -> Result<Arc<Series>, SourceError> {
-        let step = key.step;
-        let (cell, keep) = {
-            let mut inner = self.inner.lock().expect("history lock");
-            inner.tick += 1;
-            let tick = inner.tick;
-            let slot = inner.slots.entry(key.clone()).or_insert_with(|| Slot {
-                series: Arc::default(),
-                users: HashMap::new(),
-                last_used: tick,
-                points: 0,
-                failure: None,
-            });
-            slot.users.insert(user.to_string(), lookback);
-            slot.last_used = tick;
-            if let Some(f) = slot.failure.as_ref().filter(|f| now < f.retry_at) {
-                return Err(f.error.clone());
-            }
-            let keep = slot.users.values().copied().max().unwrap_or(lookback);
-            (slot.series.clone(), keep.max(lookback))
-        };
-
-        let result = {
+        let (cell, keep) = self.register(user, key, lookback, now)?;
+        let fetched = {
             let mut cached = cell.lock().await;
-            let end = align_down(now, step);
-            let start = end - align_down(keep, step);
-            // a cached series that ends after now (the clock stepped back) is fetched again
-            // whole: kept, its "future" points would freeze the observed load and the fetches
-            let covers = cached.as_ref().filter(|s| {
-                !s.is_empty() && s.start <= start + step && s.end() > start && s.end() <= end + step
-            });
-            let fetch_from = match covers {
-                Some(s) => (s.end() - REFETCH_STEPS * step).max(start),
-                None => start,
-            };
-            let fresh = covers.is_none();
-            let samples = match source.range(&key.query, fetch_from, end, step).await {
+            let window = Window::new(cached.as_deref(), key.step, keep, now);
+            let samples = match source
+                .range(&key.query, window.fetch_from, window.end, key.step)
+                .await
+            {
                 Ok(samples) => samples,
                 Err(e) => {
                     self.record_failure(key, &cell, e.clone(), now);
                     return Err(e);
                 }
             };
-            // values that are not finite (NaN, +Inf) are gaps, not load; cached values were
-            // cleaned when they arrived
-            let samples: Vec<(i64, f64)> = samples
-                .into_iter()
-                .map(|(t, v)| (t, if v.is_finite() { v } else { f64::NAN }))
-                .collect();
-            if fresh {
-                *cached = Some(Arc::new(Series::empty(start, step)));
-            }
-            let arc = cached.as_mut().expect("set above");
-            // copies only when a fit of the previous reconcile still holds the old series
-            let series = Arc::make_mut(arc);
-            series.upsert(&samples);
-            series.extend_to(end + step);
-            series.trim_before(start);
-            let len = series.len();
-            let want_start = end - align_down(lookback, step);
-            if want_start > series.start {
-                let mut view = series.clone();
-                view.trim_before(want_start);
-                (Arc::new(view), len)
-            } else {
-                (arc.clone(), len)
-            }
+            merge(&mut cached, &window, samples, lookback)
         };
+        self.record_success(key, &cell, fetched.points);
+        Ok(fetched.view)
+    }
 
+    /// Marks `user` as a user of `key` wanting `lookback`, and returns the series' cell and the
+    /// longest lookback any of its users wants; or the last error, while its retry wait lasts.
+    fn register(
+        &self,
+        user: &str,
+        key: &HistoryKey,
+        lookback: i64,
+        now: i64,
+    ) -> Result<(SeriesCell, i64), SourceError> {
+        let mut inner = self.inner.lock().expect("history lock");
+        inner.tick += 1;
+        let tick = inner.tick;
+        let slot = inner.slots.entry(key.clone()).or_insert_with(|| Slot {
+            series: Arc::default(),
+            users: HashMap::new(),
+            last_used: tick,
+            points: 0,
+            failure: None,
+        });
+        slot.users.insert(user.to_string(), lookback);
+        slot.last_used = tick;
+        if let Some(f) = slot.failure.as_ref().filter(|f| now < f.retry_at) {
+            return Err(f.error.clone());
+        }
+        let keep = slot.users.values().copied().max().unwrap_or(lookback);
+        Ok((slot.series.clone(), keep.max(lookback)))
+    }
+
+    /// Records the size of `key`'s series after a fetch (when `cell` is still its series),
+    /// forgets its last failure and evicts others if the store is past its bound.
+    fn record_success(&self, key: &HistoryKey, cell: &SeriesCell, points: usize) {
         let mut inner = self.inner.lock().expect("history lock");
         if let Some(slot) = inner.slots.get_mut(key)
-            && Arc::ptr_eq(&slot.series, &cell)
+            && Arc::ptr_eq(&slot.series, cell)
         {
-            slot.points = result.1;
+            slot.points = points;
             slot.failure = None;
         }
         self.evict(&mut inner, key);
-        Ok(result.0)
     }
 
     /// Remembers that fetching `key` failed at `now`, so its users wait before the next try.
-    fn record_failure(
-        &self,
-        key: &HistoryKey,
-        cell: &Arc<tokio::sync::Mutex<Option<Arc<Series>>>>,
-        error: SourceError,
-        now: i64,
-    ) {
+    fn record_failure(&self, key: &HistoryKey, cell: &SeriesCell, error: SourceError, now: i64) {
         let mut inner = self.inner.lock().expect("history lock");
         if let Some(slot) = inner.slots.get_mut(key)
             && Arc::ptr_eq(&slot.series, cell)
@@ -422,6 +401,87 @@ impl HistoryStore {
             .slots
             .contains_key(key)
     }
+}
+
+/// The points one update asks for, all aligned to `step`: the series is kept from `start` to
+/// `end`, and fetched from `fetch_from` (from `start` when `fresh`: nothing cached can be
+/// extended).
+struct Window {
+    step: i64,
+    start: i64,
+    end: i64,
+    fetch_from: i64,
+    fresh: bool,
+}
+
+impl Window {
+    /// The window of an update at `now` keeping `keep` seconds at `step`, given the `cached`
+    /// series.
+    fn new(cached: Option<&Series>, step: i64, keep: i64, now: i64) -> Self {
+        let end = align_down(now, step);
+        let start = end - align_down(keep, step);
+        // a cached series that ends after now (the clock stepped back) is fetched again
+        // whole: kept, its "future" points would freeze the observed load and the fetches
+        let covers = cached.filter(|s| {
+            !s.is_empty() && s.start <= start + step && s.end() > start && s.end() <= end + step
+        });
+        let fetch_from = match covers {
+            Some(s) => (s.end() - REFETCH_STEPS * step).max(start),
+            None => start,
+        };
+        Self {
+            step,
+            start,
+            end,
+            fetch_from,
+            fresh: covers.is_none(),
+        }
+    }
+}
+
+/// What an update leaves: the view its caller asked for, and the points the cache now holds for
+/// the key.
+struct Fetched {
+    view: Arc<Series>,
+    points: usize,
+}
+
+/// Puts fetched `samples` into the `cached` series of `window` and returns the last `lookback`
+/// seconds of it.
+fn merge(
+    cached: &mut Option<Arc<Series>>,
+    window: &Window,
+    samples: Vec<(i64, f64)>,
+    lookback: i64,
+) -> Fetched {
+    let Window {
+        step, start, end, ..
+    } = *window;
+    // values that are not finite (NaN, +Inf) are gaps, not load; cached values were cleaned
+    // when they arrived
+    let samples: Vec<(i64, f64)> = samples
+        .into_iter()
+        .map(|(t, v)| (t, if v.is_finite() { v } else { f64::NAN }))
+        .collect();
+    if window.fresh {
+        *cached = Some(Arc::new(Series::empty(start, step)));
+    }
+    let arc = cached.as_mut().expect("set above");
+    // copies only when a fit of the previous reconcile still holds the old series
+    let series = Arc::make_mut(arc);
+    series.upsert(&samples);
+    series.extend_to(end + step);
+    series.trim_before(start);
+    let points = series.len();
+    let want_start = end - align_down(lookback, step);
+    let view = if want_start > series.start {
+        let mut view = series.clone();
+        view.trim_before(want_start);
+        Arc::new(view)
+    } else {
+        arc.clone()
+    };
+    Fetched { view, points }
 }
 
 /// A source a scaler may use, and the query to send to it.
