@@ -172,13 +172,9 @@ pub fn read_sources_file(path: &Path) -> Result<SourcesFile, ConfigError> {
 /// Parses the YAML of a sources file.
 pub fn parse_sources(yaml: &str) -> Result<SourcesFile, ConfigError> {
     let file: SourcesFile =
-        serde_yaml::from_str(yaml).map_err(|e| ConfigError(one_line(&e.to_string())))?;
+        serde_yaml::from_str(yaml).map_err(|e| ConfigError(super::one_line(&e.to_string())))?;
     check_names(&file.sources)?;
     Ok(file)
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Every source has a name PredictiveScalers can give (a DNS label), and no name is used twice.

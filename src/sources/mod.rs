@@ -394,7 +394,8 @@ impl HistoryStore {
     }
 
     /// Whether a series for `key` is cached.
-    pub fn contains(&self, key: &HistoryKey) -> bool {
+    #[cfg(test)]
+    fn contains(&self, key: &HistoryKey) -> bool {
         self.inner
             .lock()
             .expect("history lock")
@@ -510,7 +511,8 @@ impl Sources {
         self.insert_with_access(name, source, SourceAccess::open());
     }
 
-    pub fn insert_with_access(
+    /// Adds a source that the namespaces `access` allows may use.
+    fn insert_with_access(
         &mut self,
         name: impl Into<String>,
         source: Arc<dyn MetricsSource>,
@@ -590,6 +592,11 @@ pub fn build_sources(
         sources.insert_with_access(c.name.clone(), Arc::new(source), access);
     }
     Ok(sources)
+}
+
+/// A parser's message on one line (sources' errors are one line each, for logs and conditions).
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use super::{
 use crate::api::duration::{format_duration, parse_duration};
 
 /// Prometheus refuses more than 11,000 points per series in one range query.
-pub const MAX_POINTS_PER_QUERY: i64 = 10_000;
+const MAX_POINTS_PER_QUERY: i64 = 10_000;
 
 /// How often the TLS files are checked for changes (a changed file rebuilds the client, so new
 /// connections use the rotated certificate).
@@ -205,7 +205,7 @@ impl PrometheusSource {
 
     /// One line for the start-up log: URL, timeout, auth kind, TLS files, header names (never
     /// values or secrets).
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let mut s = format!(
             "source {:?}: {} (timeout {}",
             self.name,
@@ -233,10 +233,6 @@ impl PrometheusSource {
         }
         s.push(')');
         s
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// HTTP requests sent so far.
@@ -637,7 +633,7 @@ const BYTES_PER_POINT: u64 = 64;
 const ANSWER_OVERHEAD: u64 = 64 * 1024;
 
 /// The most bytes an answer of one series of `points` samples may have.
-pub fn answer_limit(points: i64) -> u64 {
+fn answer_limit(points: i64) -> u64 {
     points.max(1) as u64 * BYTES_PER_POINT + ANSWER_OVERHEAD
 }
 

@@ -32,7 +32,7 @@ pub enum Refused {
 /// `query` with `label="namespace"` on every vector selector (matrix selectors and subqueries
 /// included), printed as PromQL.
 pub fn enforce_label(query: &str, label: &str, namespace: &str) -> Result<String, Refused> {
-    let mut expr = parser::parse(query).map_err(|e| Refused::Syntax(one_line(&e)))?;
+    let mut expr = parser::parse(query).map_err(|e| Refused::Syntax(super::one_line(&e)))?;
     enforce_expr(&mut expr, label, namespace)?;
     Ok(expr.to_string())
 }
@@ -101,10 +101,6 @@ fn enforce_group(group: &mut Vec<Matcher>, label: &str, ns: &str) -> Result<(), 
         group.push(Matcher::new(MatchOp::Equal, label, ns));
     }
     Ok(())
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The matchers of one selector (or one `or` group of it), as `(label, operator, value)`.

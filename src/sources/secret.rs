@@ -59,7 +59,7 @@ pub fn io_reason(e: &std::io::Error) -> String {
 
 /// Reads a secret file: the content without the trailing newline (as Kubernetes secrets and
 /// `echo` write them). An empty file is an error.
-pub fn read_secret_file(path: &Path) -> Result<Secret, SecretFileError> {
+fn read_secret_file(path: &Path) -> Result<Secret, SecretFileError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| SecretFileError::Read {
         path: shown.clone(),
@@ -94,10 +94,6 @@ impl SecretFile {
             refresh,
             state: Mutex::new((secret, Instant::now())),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The current value, re-read from the file when the last read is older than `refresh`.
