@@ -194,6 +194,15 @@ struct StoreInner {
     tick: u64,
 }
 
+/// What a [`HistoryStore`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Series cached.
+    pub series: usize,
+    /// Points held, all series together.
+    pub points: usize,
+}
+
 /// The history of every (source, query, step) in use, shared by all scalers, so each
 /// reconcile fetches only the points after the cached ones.
 ///
@@ -217,10 +226,10 @@ impl Default for HistoryStore {
 
 impl std::fmt::Debug for HistoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (entries, points) = self.usage();
+        let usage = self.usage();
         f.debug_struct("HistoryStore")
-            .field("entries", &entries)
-            .field("points", &points)
+            .field("entries", &usage.series)
+            .field("points", &usage.points)
             .field("max_points", &self.max_points)
             .finish()
     }
@@ -385,12 +394,12 @@ impl HistoryStore {
     }
 
     /// Series cached and points held in all.
-    pub fn usage(&self) -> (usize, usize) {
+    pub fn usage(&self) -> Usage {
         let inner = self.inner.lock().expect("history lock");
-        (
-            inner.slots.len(),
-            inner.slots.values().map(|s| s.points).sum(),
-        )
+        Usage {
+            series: inner.slots.len(),
+            points: inner.slots.values().map(|s| s.points).sum(),
+        }
     }
 
     /// Whether a series for `key` is cached.
@@ -495,7 +504,14 @@ pub struct Resolved {
 /// The sources configured in the operator, by name, with who may use them.
 #[derive(Default, Clone)]
 pub struct Sources {
-    by_name: HashMap<String, (Arc<dyn MetricsSource>, SourceAccess)>,
+    by_name: HashMap<String, Configured>,
+}
+
+/// One configured source and who may use it.
+#[derive(Clone)]
+struct Configured {
+    source: Arc<dyn MetricsSource>,
+    access: SourceAccess,
 }
 
 impl Sources {
@@ -518,22 +534,26 @@ impl Sources {
         source: Arc<dyn MetricsSource>,
         access: SourceAccess,
     ) {
-        self.by_name.insert(name.into(), (source, access));
+        self.by_name
+            .insert(name.into(), Configured { source, access });
     }
 
     /// The source `name`, whoever asks (for the operator's own tools).
     pub fn get(&self, name: &str) -> Result<Arc<dyn MetricsSource>, SourceError> {
-        self.by_name
-            .get(name)
-            .map(|(s, _)| s.clone())
-            .ok_or_else(|| SourceError::UnknownSource {
-                source_name: name.to_string(),
-            })
+        self.configured(name).map(|c| c.source.clone())
     }
 
     /// Who may use source `name`.
     pub fn access(&self, name: &str) -> Option<&SourceAccess> {
-        self.by_name.get(name).map(|(_, a)| a)
+        self.by_name.get(name).map(|c| &c.access)
+    }
+
+    fn configured(&self, name: &str) -> Result<&Configured, SourceError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| SourceError::UnknownSource {
+                source_name: name.to_string(),
+            })
     }
 
     /// The source `name` for a scaler in `namespace` (whose labels are `labels`, when the
@@ -545,12 +565,7 @@ impl Sources {
         name: &str,
         query: &str,
     ) -> Result<Resolved, SourceError> {
-        let (source, access) =
-            self.by_name
-                .get(name)
-                .ok_or_else(|| SourceError::UnknownSource {
-                    source_name: name.to_string(),
-                })?;
+        let Configured { source, access } = self.configured(name)?;
         if !access.allows(namespace, labels) {
             return Err(SourceError::NotAllowed {
                 source_name: name.to_string(),
@@ -660,7 +675,13 @@ mod tests {
             (99_960 + 60 - 5 * 60, 100_560),
             "only the new minutes and a few before"
         );
-        assert_eq!(store.usage(), (1, 61));
+        assert_eq!(
+            store.usage(),
+            Usage {
+                series: 1,
+                points: 61
+            }
+        );
     }
 
     #[tokio::test]
@@ -726,11 +747,17 @@ mod tests {
         let (a, b, c) = (key("a", 60), key("b", 60), key("c", 60));
         store.update("ns/1", &src, &a, 3600, 100_000).await.unwrap();
         store.update("ns/1", &src, &b, 3600, 100_000).await.unwrap();
-        assert_eq!(store.usage(), (2, 122));
+        assert_eq!(
+            store.usage(),
+            Usage {
+                series: 2,
+                points: 122
+            }
+        );
         store.update("ns/1", &src, &a, 3600, 100_000).await.unwrap(); // a is now newer than b
         store.update("ns/1", &src, &c, 3600, 100_000).await.unwrap();
         assert!(store.contains(&a) && store.contains(&c) && !store.contains(&b));
-        assert!(store.usage().1 <= 150, "{:?}", store.usage());
+        assert!(store.usage().points <= 150, "{:?}", store.usage());
         assert_eq!(evictions.get(), 1, "the eviction is counted");
         // one series larger than the bound is still served (and kept alone)
         let big = store
@@ -738,7 +765,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(big.len(), 601);
-        assert_eq!(store.usage(), (1, 601));
+        assert_eq!(
+            store.usage(),
+            Usage {
+                series: 1,
+                points: 601
+            }
+        );
     }
 
     #[tokio::test]
