@@ -16,8 +16,6 @@ pub enum Error {
     ForecastTask(String),
     #[error("the PredictiveScaler has no namespace")]
     NoNamespace,
-    #[error("reading the metric sources: {0}")]
-    Sources(String),
 }
 
 impl Error {
@@ -30,7 +28,6 @@ impl Error {
             Error::PatchStatus(_) => "FailedPatchStatus",
             Error::ForecastTask(_) => "ForecastTaskFailed",
             Error::NoNamespace => "NoNamespace",
-            Error::Sources(_) => "SourcesInvalid",
         }
     }
 }

@@ -12,7 +12,7 @@ use std::{
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
+    net::{TcpListener, TcpStream},
 };
 use tracing::{debug, info};
 
@@ -23,8 +23,15 @@ use crate::metrics::Metrics;
 pub struct Health {
     /// The PredictiveScalers were listed (or this is a standby, ready to take over).
     started: AtomicBool,
-    /// Since when the watch fails, and its last error; `None` while it works.
-    watch_failing: Mutex<Option<(Instant, String)>>,
+    /// `None` while the watch works.
+    watch_failing: Mutex<Option<WatchFailure>>,
+}
+
+/// Since when the watch fails, and its last error.
+#[derive(Debug)]
+struct WatchFailure {
+    since: Instant,
+    last_error: String,
 }
 
 impl Health {
@@ -44,8 +51,13 @@ impl Health {
     pub fn watch_failed(&self, error: &str) {
         let mut f = self.watch_failing.lock().expect("health lock");
         match f.as_mut() {
-            Some((_, last)) => *last = error.to_string(),
-            None => *f = Some((Instant::now(), error.to_string())),
+            Some(failure) => failure.last_error = error.to_string(),
+            None => {
+                *f = Some(WatchFailure {
+                    since: Instant::now(),
+                    last_error: error.to_string(),
+                })
+            }
         }
     }
 
@@ -57,8 +69,8 @@ impl Health {
             );
         }
         match &*self.watch_failing.lock().expect("health lock") {
-            Some((since, e)) => Err(format!(
-                "the PredictiveScaler watch has been failing for {}s: {e}",
+            Some(WatchFailure { since, last_error }) => Err(format!(
+                "the PredictiveScaler watch has been failing for {}s: {last_error}",
                 since.elapsed().as_secs()
             )),
             None => Ok(()),
@@ -74,45 +86,44 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     info!(addr = %listener.local_addr()?, "serving /healthz, /readyz, /metrics");
     loop {
-        let (mut stream, _) = listener.accept().await?;
-        let health = health.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let n = match tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                stream.read(&mut buf),
-            )
-            .await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let probe = |r: Result<(), String>| match r {
-                Ok(()) => (200, "ok\n".to_string()),
-                Err(why) => (503, format!("{why}\n")),
-            };
-            let (code, body) = match path {
-                // the process answers: the controller loop ends the process when it stops
-                "/healthz" => probe(Ok(())),
-                "/readyz" => probe(health.ready()),
-                "/metrics" => (200, metrics.encode()),
-                _ => (404, "not found\n".to_string()),
-            };
-            let status = match code {
-                200 => "200 OK",
-                503 => "503 Service Unavailable",
-                _ => "404 Not Found",
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if let Err(e) = stream.write_all(response.as_bytes()).await {
-                debug!(error = %e, "probe response");
-            }
-        });
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(answer(stream, health.clone(), metrics.clone()));
+    }
+}
+
+/// Reads one request from `stream` (waiting at most 5 seconds) and writes its answer.
+async fn answer(mut stream: TcpStream, health: Arc<Health>, metrics: Arc<Metrics>) {
+    let mut buf = [0u8; 2048];
+    let n = match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        .await
+    {
+        Ok(Ok(n)) => n,
+        _ => return,
+    };
+    let request = String::from_utf8_lossy(&buf[..n]);
+    let path = request.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = route(path, &health, &metrics);
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if let Err(e) = stream.write_all(response.as_bytes()).await {
+        debug!(error = %e, "probe response");
+    }
+}
+
+/// The status line and body of the answer to `path`.
+fn route(path: &str, health: &Health, metrics: &Metrics) -> (&'static str, String) {
+    const OK: &str = "200 OK";
+    let probe = |r: Result<(), String>| match r {
+        Ok(()) => (OK, "ok\n".to_string()),
+        Err(why) => ("503 Service Unavailable", format!("{why}\n")),
+    };
+    match path {
+        // the process answers: the controller loop ends the process when it stops
+        "/healthz" => probe(Ok(())),
+        "/readyz" => probe(health.ready()),
+        "/metrics" => (OK, metrics.encode()),
+        _ => ("404 Not Found", "not found\n".to_string()),
     }
 }

@@ -35,6 +35,7 @@ pub mod controller;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod names;
 pub mod planner;
 pub mod sim;
 pub mod sources;

@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
 use prescale::{
     api::{PredictiveScaler, duration::parse_duration},
+    cli::source_flags::SourceFlags,
     controller::{self, ControllerConfig},
-    sources::config::{DEFAULT_SOURCE, SourceFlags},
+    sources::config::DEFAULT_SOURCE,
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -98,9 +99,8 @@ struct RunArgs {
 
 fn parse_namespace(s: &str) -> Result<String, String> {
     let s = s.trim();
-    // a namespace name is a DNS label, as a source name is; an empty entry (say
-    // PRESCALE_NAMESPACES="") adds nothing
-    if s.is_empty() || prescale::api::validate::is_dns_label(s) {
+    // an empty entry (say PRESCALE_NAMESPACES="") adds nothing
+    if s.is_empty() || prescale::names::is_dns_label(s) {
         Ok(s.to_string())
     } else {
         Err(format!(

@@ -144,25 +144,25 @@ proptest! {
     /// `namespace="team-a"`; a selector that matched `namespace` otherwise makes the query refused.
     #[test]
     fn the_rewrite_never_drops_a_selector_or_widens_a_match(q in query()) {
-        use prescale::sources::promql::{enforce_label, selector_groups, Refused};
+        use prescale::sources::promql::{enforce_label, selector_groups, LabelMatcher, Refused};
         let before = selector_groups(&q);
         // not every generated query type-checks (e.g. a number where a vector goes); proptest
         // fails if too many are thrown away
         prop_assume!(before.is_ok());
         let before = before.unwrap();
-        let foreign = before.iter().flatten().any(|(l, op, v)| l == "namespace" && !(op == "=" && v == "team-a"));
+        let foreign = before.iter().flatten().any(|m| m.label == "namespace" && !(m.op == "=" && m.value == "team-a"));
         match enforce_label(&q, "namespace", "team-a") {
             Ok(rewritten) => {
                 prop_assert!(!foreign, "{q} reads another namespace but was accepted as {rewritten}");
                 let after = selector_groups(&rewritten).expect("the rewrite parses again");
                 prop_assert_eq!(after.len(), before.len(), "selectors: {} -> {}", q, rewritten);
-                let want = ("namespace".to_string(), "=".to_string(), "team-a".to_string());
+                let want = LabelMatcher::new("namespace", "=", "team-a");
                 for (b, a) in before.iter().zip(&after) {
                     for m in b {
                         prop_assert!(a.contains(m), "{:?} lost from {} -> {}", m, q, rewritten);
                     }
                     prop_assert!(a.contains(&want), "no namespace matcher: {} -> {}", q, rewritten);
-                    prop_assert!(a.iter().filter(|(l, ..)| l == "namespace").all(|m| *m == want));
+                    prop_assert!(a.iter().filter(|m| m.label == "namespace").all(|m| *m == want));
                     prop_assert!(a.iter().all(|m| b.contains(m) || *m == want), "added more than the matcher");
                 }
                 // applying it again changes nothing

@@ -25,8 +25,7 @@ use prescale::{
     api::{PredictiveScaler, ScalerFixture},
     planner::{ForecastSettings, fit_forecast},
     sources::{
-        HistoryKey, HistoryStore, MetricsSource, SourceError,
-        config::{build_sources, parse_sources},
+        HistoryKey, HistoryStore, MetricsSource, SourceError, build_sources, config::parse_sources,
         prometheus::PrometheusSource,
     },
 };

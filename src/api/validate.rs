@@ -11,6 +11,7 @@ use super::{
     duration::{format_duration, parse_duration},
     quantity::parse_quantity,
 };
+use crate::names::is_dns_label;
 
 /// A spec read into numbers, ready for the planner and the forecaster.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,18 +84,6 @@ impl Limits {
             ..d
         }
     }
-}
-
-/// A name shown in status, events, metrics and logs, or used as a source name: a DNS label
-/// (lower case letters, digits and `-`, at most 63, starting and ending with a letter or digit).
-pub fn is_dns_label(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
 }
 
 /// Why a spec cannot be used.
@@ -382,25 +371,5 @@ mod limit_tests {
             "{err}"
         );
         assert_eq!(Limits::with_cache_points(10_000_000), Limits::default());
-    }
-
-    #[test]
-    fn dns_labels() {
-        for ok in ["default", "a", "mimir-team-a", "x1", &"a".repeat(63)] {
-            assert!(is_dns_label(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "A",
-            "a_b",
-            "-a",
-            "a-",
-            "a.b",
-            "http://x",
-            &"a".repeat(64),
-            "a\nb",
-        ] {
-            assert!(!is_dns_label(bad), "{bad}");
-        }
     }
 }

@@ -127,7 +127,7 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
         );
     }
     let fetch_all = began.elapsed();
-    let (_, points) = store.usage();
+    let points = store.usage().points;
     let after_fetch = proc_status_mib("VmRSS:");
 
     // 2. Auto's model choice for every scaler. The operator spreads these over each scaler's

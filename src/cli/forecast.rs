@@ -17,7 +17,7 @@ use crate::{
         DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, Series, choice, forecast::kind_of,
     },
     sim::plot::{BITMAP_FAMILY, SVG_FAMILY, bitmap_font, number},
-    sources::{HistoryKey, HistoryStore, Resolved, SourceError, config::SourceFlags},
+    sources::{HistoryKey, HistoryStore, Resolved, SourceError},
 };
 
 /// Flags of `prescale forecast`.
@@ -25,7 +25,7 @@ use crate::{
 #[command(group = clap::ArgGroup::new("what").required(true).args(["query", "scaler"]))]
 pub struct ForecastArgs {
     #[command(flatten)]
-    pub sources: SourceFlags,
+    pub sources: super::source_flags::SourceFlags,
     /// A PredictiveScaler as NAMESPACE/NAME: forecast each of its metrics with its settings
     /// (read from the cluster, kubeconfig as kubectl finds it).
     #[arg(long, value_name = "NAMESPACE/NAME")]

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod fleet;
 pub mod forecast;
 pub mod simulate;
+pub mod source_flags;
 
 use std::time::Duration;
 

@@ -52,7 +52,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub step: Option<String>,
     #[command(flatten)]
-    pub sources: crate::sources::config::SourceFlags,
+    pub sources: super::source_flags::SourceFlags,
     /// Value column (default: the second column).
     #[arg(long)]
     pub column: Option<String>,

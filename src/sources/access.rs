@@ -74,6 +74,47 @@ impl NamespaceSelector {
     }
 }
 
+/// Which namespaces may use a source, and whether their queries are confined to their own
+/// series. Configured per source by the cluster admin (the sources file).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourceAccess {
+    /// Every namespace may use the source.
+    pub all_namespaces: bool,
+    /// These namespaces may use it.
+    pub namespaces: Vec<String>,
+    /// And the namespaces whose labels match this selector.
+    pub selector: Option<NamespaceSelector>,
+    /// Every vector selector of a query gets `<label>="<the scaler's namespace>"`.
+    pub enforce_namespace_label: Option<String>,
+}
+
+impl SourceAccess {
+    /// Open to every namespace, no isolation (a source built in code, or `default` when the
+    /// admin configured nothing).
+    pub fn open() -> Self {
+        Self {
+            all_namespaces: true,
+            ..Default::default()
+        }
+    }
+
+    /// Whether a namespace's labels are needed to decide.
+    pub fn needs_labels(&self) -> bool {
+        !self.all_namespaces && self.selector.is_some()
+    }
+
+    /// May `namespace` (with `labels`, when [`SourceAccess::needs_labels`]) use the source?
+    pub fn allows(&self, namespace: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
+        self.all_namespaces
+            || self.namespaces.iter().any(|n| n == namespace)
+            || self
+                .selector
+                .as_ref()
+                .zip(labels)
+                .is_some_and(|(s, l)| s.matches(l))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

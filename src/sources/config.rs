@@ -23,14 +23,12 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
 };
 
 use serde::Deserialize;
 
-use super::{SourceAccess, Sources, access::NamespaceSelector, prometheus::PrometheusSource};
-use crate::api::duration::parse_duration;
+use super::access::{NamespaceSelector, SourceAccess};
+use crate::names::{is_dns_label, is_prometheus_label_name};
 
 /// The name a PredictiveScaler's metric uses when it names no source.
 pub const DEFAULT_SOURCE: &str = "default";
@@ -116,7 +114,7 @@ impl SourceConfig {
                 for n in names.iter().flatten() {
                     if n == "*" {
                         access.all_namespaces = true;
-                    } else if crate::api::validate::is_dns_label(n) {
+                    } else if is_dns_label(n) {
                         access.namespaces.push(n.clone());
                     } else {
                         return Err(bad(format!(
@@ -133,15 +131,6 @@ impl SourceConfig {
         }
         Ok(access)
     }
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, as Prometheus requires of label names.
-fn is_prometheus_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// HTTP basic authentication; the password comes from a file, re-read every minute.
@@ -170,168 +159,6 @@ pub struct TlsConfig {
     pub insecure_skip_verify: bool,
 }
 
-/// Flags (and environment variables) for the source named `default`, and the sources file.
-/// Shared by `prescale run`, `prescale forecast` and `prescale simulate`.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct SourceFlags {
-    /// A YAML file of named sources (`sources: [{name, url, timeout, bearerTokenFile,
-    /// basicAuth, tls, headers}]`), e.g. mounted from a ConfigMap.
-    #[arg(long, visible_alias = "sources", env = "PRESCALE_SOURCES_FILE")]
-    pub sources_file: Option<PathBuf>,
-    /// URL of the Prometheus HTTP API that defines the source named `default`.
-    #[arg(long, visible_alias = "source-url", env = "PRESCALE_PROMETHEUS_URL")]
-    pub prometheus_url: Option<String>,
-    /// Timeout of one request (the default of every source that sets none).
-    #[arg(
-        long,
-        visible_alias = "timeout",
-        env = "PRESCALE_PROMETHEUS_TIMEOUT",
-        default_value = "30s",
-        value_parser = parse_duration_arg
-    )]
-    pub prometheus_timeout: Duration,
-    /// `default` source: a file holding a bearer token (re-read every minute).
-    #[arg(
-        long,
-        visible_alias = "bearer-token-file",
-        env = "PRESCALE_PROMETHEUS_BEARER_TOKEN_FILE"
-    )]
-    pub prometheus_bearer_token_file: Option<PathBuf>,
-    /// `default` source: basic-auth user name (with --prometheus-password-file).
-    #[arg(long, visible_alias = "username", env = "PRESCALE_PROMETHEUS_USERNAME")]
-    pub prometheus_username: Option<String>,
-    /// `default` source: a file holding the basic-auth password (re-read every minute).
-    #[arg(
-        long,
-        visible_alias = "password-file",
-        env = "PRESCALE_PROMETHEUS_PASSWORD_FILE"
-    )]
-    pub prometheus_password_file: Option<PathBuf>,
-    /// `default` source: PEM CA certificate(s) to trust instead of the system's.
-    #[arg(long, visible_alias = "ca-file", env = "PRESCALE_PROMETHEUS_CA_FILE")]
-    pub prometheus_ca_file: Option<PathBuf>,
-    /// `default` source: PEM client certificate for mutual TLS.
-    #[arg(
-        long,
-        visible_alias = "cert-file",
-        env = "PRESCALE_PROMETHEUS_CERT_FILE"
-    )]
-    pub prometheus_cert_file: Option<PathBuf>,
-    /// `default` source: PEM private key of the client certificate.
-    #[arg(long, visible_alias = "key-file", env = "PRESCALE_PROMETHEUS_KEY_FILE")]
-    pub prometheus_key_file: Option<PathBuf>,
-    /// `default` source: accept any server certificate (insecure; logged as a warning).
-    #[arg(
-        long,
-        visible_alias = "insecure-skip-verify",
-        env = "PRESCALE_PROMETHEUS_INSECURE_SKIP_VERIFY"
-    )]
-    pub prometheus_insecure_skip_verify: bool,
-    /// `default` source: an extra request header NAME=VALUE (repeatable; comma-separated in
-    /// the environment), e.g. X-Scope-OrgID=team-a.
-    #[arg(
-        long = "prometheus-header",
-        visible_alias = "header",
-        value_name = "NAME=VALUE",
-        env = "PRESCALE_PROMETHEUS_HEADERS",
-        value_delimiter = ','
-    )]
-    pub prometheus_headers: Vec<String>,
-}
-
-fn parse_duration_arg(s: &str) -> Result<Duration, String> {
-    parse_duration(s).map_err(|e| e.to_string())
-}
-
-impl SourceFlags {
-    /// The `default` source the flags describe, if a URL is given. Auth/TLS flags without a
-    /// URL are an error.
-    pub fn default_source(&self) -> Result<Option<SourceConfig>, ConfigError> {
-        let Some(url) = &self.prometheus_url else {
-            let any = self.prometheus_bearer_token_file.is_some()
-                || self.prometheus_username.is_some()
-                || self.prometheus_password_file.is_some()
-                || self.prometheus_ca_file.is_some()
-                || self.prometheus_cert_file.is_some()
-                || self.prometheus_key_file.is_some()
-                || self.prometheus_insecure_skip_verify
-                || !self.prometheus_headers.is_empty();
-            if any {
-                return Err(ConfigError(
-                    "authentication, TLS and header flags apply to --prometheus-url, which is not set"
-                        .into(),
-                ));
-            }
-            return Ok(None);
-        };
-        let basic_auth = match (&self.prometheus_username, &self.prometheus_password_file) {
-            (Some(u), Some(p)) => Some(BasicAuthConfig {
-                username: u.clone(),
-                password_file: p.clone(),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(ConfigError(
-                    "--prometheus-username and --prometheus-password-file go together".into(),
-                ));
-            }
-        };
-        let tls = TlsConfig {
-            ca_file: self.prometheus_ca_file.clone(),
-            cert_file: self.prometheus_cert_file.clone(),
-            key_file: self.prometheus_key_file.clone(),
-            insecure_skip_verify: self.prometheus_insecure_skip_verify,
-        };
-        let mut headers = BTreeMap::new();
-        for h in &self.prometheus_headers {
-            let Some((k, v)) = h.split_once('=') else {
-                return Err(ConfigError(format!(
-                    "--prometheus-header {h:?}: expected NAME=VALUE"
-                )));
-            };
-            headers.insert(k.trim().to_string(), v.trim().to_string());
-        }
-        Ok(Some(SourceConfig {
-            name: DEFAULT_SOURCE.into(),
-            url: url.clone(),
-            timeout: None,
-            bearer_token_file: self.prometheus_bearer_token_file.clone(),
-            basic_auth,
-            tls: (tls != TlsConfig::default()).then_some(tls),
-            headers,
-            ..Default::default()
-        }))
-    }
-
-    /// Every configured source: the file's and the flags' `default`, checked.
-    pub fn configs(&self) -> Result<Vec<SourceConfig>, ConfigError> {
-        let mut all = match &self.sources_file {
-            Some(path) => read_sources_file(path)?.sources,
-            None => Vec::new(),
-        };
-        if let Some(d) = self.default_source()? {
-            if all.iter().any(|s| s.name == DEFAULT_SOURCE) {
-                return Err(ConfigError(format!(
-                    "the source \"default\" is defined twice: by --prometheus-url (or \
-                     PRESCALE_PROMETHEUS_URL) and in {}; keep one",
-                    self.sources_file
-                        .as_deref()
-                        .unwrap_or(Path::new("the sources file"))
-                        .display()
-                )));
-            }
-            all.insert(0, d);
-        }
-        check_names(&all)?;
-        Ok(all)
-    }
-
-    /// Builds every configured source (reading certificates and secret files now).
-    pub fn build(&self) -> Result<Sources, ConfigError> {
-        build_sources(&self.configs()?, self.prometheus_timeout)
-    }
-}
-
 /// Reads and parses a sources file (unknown keys are errors).
 pub fn read_sources_file(path: &Path) -> Result<SourcesFile, ConfigError> {
     let shown = path.display();
@@ -347,26 +174,15 @@ pub fn read_sources_file(path: &Path) -> Result<SourcesFile, ConfigError> {
 /// Parses the YAML of a sources file.
 pub fn parse_sources(yaml: &str) -> Result<SourcesFile, ConfigError> {
     let file: SourcesFile =
-        serde_yaml::from_str(yaml).map_err(|e| ConfigError(one_line(&e.to_string())))?;
+        serde_yaml::from_str(yaml).map_err(|e| ConfigError(super::one_line(&e.to_string())))?;
     check_names(&file.sources)?;
     Ok(file)
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Whether `name` is a valid source name: a DNS label (lower case letters, digits, `-`, at
-/// most 63 characters, starting and ending with a letter or digit). The CRD puts the same
-/// pattern on `metrics[].source`, so a URL can never be one.
-/// A source name: a DNS label, as PredictiveScalers name it in `metrics[].source`.
-pub fn is_valid_source_name(name: &str) -> bool {
-    crate::api::validate::is_dns_label(name)
-}
-
-fn check_names(sources: &[SourceConfig]) -> Result<(), ConfigError> {
+/// Every source has a name PredictiveScalers can give (a DNS label), and no name is used twice.
+pub fn check_names(sources: &[SourceConfig]) -> Result<(), ConfigError> {
     for (i, s) in sources.iter().enumerate() {
-        if !is_valid_source_name(&s.name) {
+        if !is_dns_label(&s.name) {
             return Err(ConfigError(format!(
                 "sources[{i}].name {:?}: use lower case letters, digits and '-' (at most 63), as \
                  PredictiveScalers name it in metrics[].source",
@@ -383,30 +199,12 @@ fn check_names(sources: &[SourceConfig]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Builds a [`Sources`] registry; fails on the first bad source.
-pub fn build_sources(
-    configs: &[SourceConfig],
-    default_timeout: Duration,
-) -> Result<Sources, ConfigError> {
-    let mut sources = Sources::default();
-    for c in configs {
-        let access = c.access()?;
-        let source = PrometheusSource::from_config(c, default_timeout)?;
-        if !access.all_namespaces && access.namespaces.is_empty() && access.selector.is_none() {
-            tracing::warn!(
-                source = %c.name,
-                "no namespace may use this source: set allowedNamespaces (names, or \"*\" for every namespace) \
-                 or allowedNamespaceSelector in the sources file"
-            );
-        }
-        sources.insert_with_access(c.name.clone(), Arc::new(source), access);
-    }
-    Ok(sources)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::sources::build_sources;
 
     fn err(yaml: &str) -> String {
         match parse_sources(yaml) {
@@ -611,60 +409,5 @@ sources:
             assert!(!e.contains("s3cret"), "no secret in {e:?}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn flags_define_default_and_clash_with_the_file() {
-        let flags = SourceFlags {
-            prometheus_url: Some("http://p:9090".into()),
-            prometheus_headers: vec!["X-Scope-OrgID=t1".into()],
-            ..Default::default()
-        };
-        let d = flags.default_source().unwrap().unwrap();
-        assert_eq!(
-            (d.name.as_str(), d.url.as_str()),
-            ("default", "http://p:9090")
-        );
-        assert_eq!(d.headers["X-Scope-OrgID"], "t1");
-        assert!(d.tls.is_none());
-
-        let dir = std::env::temp_dir().join(format!("prescale-cfg2-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("sources.yaml");
-        std::fs::write(&file, "sources:\n- name: default\n  url: http://q\n").unwrap();
-        let both = SourceFlags {
-            sources_file: Some(file.clone()),
-            ..flags.clone()
-        };
-        let e = both.configs().unwrap_err().0;
-        assert!(e.contains("\"default\" is defined twice"), "{e}");
-        let file_only = SourceFlags {
-            sources_file: Some(file),
-            ..Default::default()
-        };
-        assert_eq!(file_only.configs().unwrap()[0].url, "http://q");
-
-        let orphan = SourceFlags {
-            prometheus_ca_file: Some("/ca".into()),
-            ..Default::default()
-        };
-        assert!(orphan.default_source().unwrap_err().0.contains("not set"));
-        let half = SourceFlags {
-            prometheus_url: Some("http://p".into()),
-            prometheus_username: Some("u".into()),
-            ..Default::default()
-        };
-        assert!(half.default_source().unwrap_err().0.contains("go together"));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn source_names_are_dns_labels() {
-        for ok in ["default", "a", "mimir-team-a", "p1"] {
-            assert!(is_valid_source_name(ok), "{ok}");
-        }
-        for bad in ["", "-a", "a-", "A", "http://x", "a.b", &"a".repeat(64)] {
-            assert!(!is_valid_source_name(bad), "{bad}");
-        }
     }
 }

@@ -16,10 +16,16 @@ pub mod secret;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use futures::future::BoxFuture;
 
+use self::{
+    access::SourceAccess,
+    config::{ConfigError, SourceConfig},
+    prometheus::PrometheusSource,
+};
 use crate::{
     api::conditions::reasons,
     planner::series::{Series, align_down},
@@ -172,10 +178,13 @@ impl RetryPolicy {
     }
 }
 
+/// A cached series (none before its first fetch), locked across a fetch, so users of one key
+/// never fetch it twice at once.
+type SeriesCell = Arc<tokio::sync::Mutex<Option<Arc<Series>>>>;
+
 /// One cached series and who uses it.
 struct Slot {
-    /// Locked across a fetch, so users of one key never fetch it twice at once.
-    series: Arc<tokio::sync::Mutex<Option<Arc<Series>>>>,
+    series: SeriesCell,
     /// Users (scalers, by `namespace/name`) and the lookback each wants.
     users: HashMap<String, i64>,
     last_used: u64,
@@ -187,6 +196,15 @@ struct Slot {
 struct StoreInner {
     slots: HashMap<HistoryKey, Slot>,
     tick: u64,
+}
+
+/// What a [`HistoryStore`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Series cached.
+    pub series: usize,
+    /// Points held, all series together.
+    pub points: usize,
 }
 
 /// The history of every (source, query, step) in use, shared by all scalers, so each
@@ -212,10 +230,10 @@ impl Default for HistoryStore {
 
 impl std::fmt::Debug for HistoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (entries, points) = self.usage();
+        let usage = self.usage();
         f.debug_struct("HistoryStore")
-            .field("entries", &entries)
-            .field("points", &points)
+            .field("entries", &usage.series)
+            .field("points", &usage.points)
             .field("max_points", &self.max_points)
             .finish()
     }
@@ -258,93 +276,69 @@ impl HistoryStore {
         lookback: i64,
         now: i64,
     ) -> Result<Arc<Series>, SourceError> {
-        let step = key.step;
-        let (cell, keep) = {
-            let mut inner = self.inner.lock().expect("history lock");
-            inner.tick += 1;
-            let tick = inner.tick;
-            let slot = inner.slots.entry(key.clone()).or_insert_with(|| Slot {
-                series: Arc::default(),
-                users: HashMap::new(),
-                last_used: tick,
-                points: 0,
-                failure: None,
-            });
-            slot.users.insert(user.to_string(), lookback);
-            slot.last_used = tick;
-            if let Some(f) = slot.failure.as_ref().filter(|f| now < f.retry_at) {
-                return Err(f.error.clone());
-            }
-            let keep = slot.users.values().copied().max().unwrap_or(lookback);
-            (slot.series.clone(), keep.max(lookback))
-        };
-
-        let result = {
+        let (cell, keep) = self.register(user, key, lookback, now)?;
+        let fetched = {
             let mut cached = cell.lock().await;
-            let end = align_down(now, step);
-            let start = end - align_down(keep, step);
-            // a cached series that ends after now (the clock stepped back) is fetched again
-            // whole: kept, its "future" points would freeze the observed load and the fetches
-            let covers = cached.as_ref().filter(|s| {
-                !s.is_empty() && s.start <= start + step && s.end() > start && s.end() <= end + step
-            });
-            let fetch_from = match covers {
-                Some(s) => (s.end() - REFETCH_STEPS * step).max(start),
-                None => start,
-            };
-            let fresh = covers.is_none();
-            let samples = match source.range(&key.query, fetch_from, end, step).await {
+            let window = Window::new(cached.as_deref(), key.step, keep, now);
+            let samples = match source
+                .range(&key.query, window.fetch_from, window.end, key.step)
+                .await
+            {
                 Ok(samples) => samples,
                 Err(e) => {
                     self.record_failure(key, &cell, e.clone(), now);
                     return Err(e);
                 }
             };
-            // values that are not finite (NaN, +Inf) are gaps, not load; cached values were
-            // cleaned when they arrived
-            let samples: Vec<(i64, f64)> = samples
-                .into_iter()
-                .map(|(t, v)| (t, if v.is_finite() { v } else { f64::NAN }))
-                .collect();
-            if fresh {
-                *cached = Some(Arc::new(Series::empty(start, step)));
-            }
-            let arc = cached.as_mut().expect("set above");
-            // copies only when a fit of the previous reconcile still holds the old series
-            let series = Arc::make_mut(arc);
-            series.upsert(&samples);
-            series.extend_to(end + step);
-            series.trim_before(start);
-            let len = series.len();
-            let want_start = end - align_down(lookback, step);
-            if want_start > series.start {
-                let mut view = series.clone();
-                view.trim_before(want_start);
-                (Arc::new(view), len)
-            } else {
-                (arc.clone(), len)
-            }
+            merge(&mut cached, &window, samples, lookback)
         };
+        self.record_success(key, &cell, fetched.points);
+        Ok(fetched.view)
+    }
 
+    /// Marks `user` as a user of `key` wanting `lookback`, and returns the series' cell and the
+    /// longest lookback any of its users wants; or the last error, while its retry wait lasts.
+    fn register(
+        &self,
+        user: &str,
+        key: &HistoryKey,
+        lookback: i64,
+        now: i64,
+    ) -> Result<(SeriesCell, i64), SourceError> {
+        let mut inner = self.inner.lock().expect("history lock");
+        inner.tick += 1;
+        let tick = inner.tick;
+        let slot = inner.slots.entry(key.clone()).or_insert_with(|| Slot {
+            series: Arc::default(),
+            users: HashMap::new(),
+            last_used: tick,
+            points: 0,
+            failure: None,
+        });
+        slot.users.insert(user.to_string(), lookback);
+        slot.last_used = tick;
+        if let Some(f) = slot.failure.as_ref().filter(|f| now < f.retry_at) {
+            return Err(f.error.clone());
+        }
+        let keep = slot.users.values().copied().max().unwrap_or(lookback);
+        Ok((slot.series.clone(), keep.max(lookback)))
+    }
+
+    /// Records the size of `key`'s series after a fetch (when `cell` is still its series),
+    /// forgets its last failure and evicts others if the store is past its bound.
+    fn record_success(&self, key: &HistoryKey, cell: &SeriesCell, points: usize) {
         let mut inner = self.inner.lock().expect("history lock");
         if let Some(slot) = inner.slots.get_mut(key)
-            && Arc::ptr_eq(&slot.series, &cell)
+            && Arc::ptr_eq(&slot.series, cell)
         {
-            slot.points = result.1;
+            slot.points = points;
             slot.failure = None;
         }
         self.evict(&mut inner, key);
-        Ok(result.0)
     }
 
     /// Remembers that fetching `key` failed at `now`, so its users wait before the next try.
-    fn record_failure(
-        &self,
-        key: &HistoryKey,
-        cell: &Arc<tokio::sync::Mutex<Option<Arc<Series>>>>,
-        error: SourceError,
-        now: i64,
-    ) {
+    fn record_failure(&self, key: &HistoryKey, cell: &SeriesCell, error: SourceError, now: i64) {
         let mut inner = self.inner.lock().expect("history lock");
         if let Some(slot) = inner.slots.get_mut(key)
             && Arc::ptr_eq(&slot.series, cell)
@@ -404,16 +398,17 @@ impl HistoryStore {
     }
 
     /// Series cached and points held in all.
-    pub fn usage(&self) -> (usize, usize) {
+    pub fn usage(&self) -> Usage {
         let inner = self.inner.lock().expect("history lock");
-        (
-            inner.slots.len(),
-            inner.slots.values().map(|s| s.points).sum(),
-        )
+        Usage {
+            series: inner.slots.len(),
+            points: inner.slots.values().map(|s| s.points).sum(),
+        }
     }
 
     /// Whether a series for `key` is cached.
-    pub fn contains(&self, key: &HistoryKey) -> bool {
+    #[cfg(test)]
+    fn contains(&self, key: &HistoryKey) -> bool {
         self.inner
             .lock()
             .expect("history lock")
@@ -422,49 +417,85 @@ impl HistoryStore {
     }
 }
 
-/// Which namespaces may use a source, and whether their queries are confined to their own
-/// series. Configured per source by the cluster admin (the sources file).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SourceAccess {
-    /// Every namespace may use the source.
-    pub all_namespaces: bool,
-    /// These namespaces may use it.
-    pub namespaces: Vec<String>,
-    /// And the namespaces whose labels match this selector.
-    pub selector: Option<access::NamespaceSelector>,
-    /// Every vector selector of a query gets `<label>="<the scaler's namespace>"`.
-    pub enforce_namespace_label: Option<String>,
+/// The points one update asks for, all aligned to `step`: the series is kept from `start` to
+/// `end`, and fetched from `fetch_from` (from `start` when `fresh`: nothing cached can be
+/// extended).
+struct Window {
+    step: i64,
+    start: i64,
+    end: i64,
+    fetch_from: i64,
+    fresh: bool,
 }
 
-impl SourceAccess {
-    /// Open to every namespace, no isolation (a source built in code, or `default` when the
-    /// admin configured nothing).
-    pub fn open() -> Self {
+impl Window {
+    /// The window of an update at `now` keeping `keep` seconds at `step`, given the `cached`
+    /// series.
+    fn new(cached: Option<&Series>, step: i64, keep: i64, now: i64) -> Self {
+        let end = align_down(now, step);
+        let start = end - align_down(keep, step);
+        // a cached series that ends after now (the clock stepped back) is fetched again
+        // whole: kept, its "future" points would freeze the observed load and the fetches
+        let covers = cached.filter(|s| {
+            !s.is_empty() && s.start <= start + step && s.end() > start && s.end() <= end + step
+        });
+        let fetch_from = match covers {
+            Some(s) => (s.end() - REFETCH_STEPS * step).max(start),
+            None => start,
+        };
         Self {
-            all_namespaces: true,
-            ..Default::default()
+            step,
+            start,
+            end,
+            fetch_from,
+            fresh: covers.is_none(),
         }
     }
+}
 
-    /// Whether a namespace's labels are needed to decide.
-    pub fn needs_labels(&self) -> bool {
-        !self.all_namespaces && self.selector.is_some()
-    }
+/// What an update leaves: the view its caller asked for, and the points the cache now holds for
+/// the key.
+struct Fetched {
+    view: Arc<Series>,
+    points: usize,
+}
 
-    /// May `namespace` (with `labels`, when [`SourceAccess::needs_labels`]) use the source?
-    pub fn allows(
-        &self,
-        namespace: &str,
-        labels: Option<&std::collections::BTreeMap<String, String>>,
-    ) -> bool {
-        self.all_namespaces
-            || self.namespaces.iter().any(|n| n == namespace)
-            || self
-                .selector
-                .as_ref()
-                .zip(labels)
-                .is_some_and(|(s, l)| s.matches(l))
+/// Puts fetched `samples` into the `cached` series of `window` and returns the last `lookback`
+/// seconds of it.
+fn merge(
+    cached: &mut Option<Arc<Series>>,
+    window: &Window,
+    samples: Vec<(i64, f64)>,
+    lookback: i64,
+) -> Fetched {
+    let Window {
+        step, start, end, ..
+    } = *window;
+    // values that are not finite (NaN, +Inf) are gaps, not load; cached values were cleaned
+    // when they arrived
+    let samples: Vec<(i64, f64)> = samples
+        .into_iter()
+        .map(|(t, v)| (t, if v.is_finite() { v } else { f64::NAN }))
+        .collect();
+    if window.fresh {
+        *cached = Some(Arc::new(Series::empty(start, step)));
     }
+    let arc = cached.as_mut().expect("set above");
+    // copies only when a fit of the previous reconcile still holds the old series
+    let series = Arc::make_mut(arc);
+    series.upsert(&samples);
+    series.extend_to(end + step);
+    series.trim_before(start);
+    let points = series.len();
+    let want_start = end - align_down(lookback, step);
+    let view = if want_start > series.start {
+        let mut view = series.clone();
+        view.trim_before(want_start);
+        Arc::new(view)
+    } else {
+        arc.clone()
+    };
+    Fetched { view, points }
 }
 
 /// A source a scaler may use, and the query to send to it.
@@ -477,7 +508,14 @@ pub struct Resolved {
 /// The sources configured in the operator, by name, with who may use them.
 #[derive(Default, Clone)]
 pub struct Sources {
-    by_name: HashMap<String, (Arc<dyn MetricsSource>, SourceAccess)>,
+    by_name: HashMap<String, Configured>,
+}
+
+/// One configured source and who may use it.
+#[derive(Clone)]
+struct Configured {
+    source: Arc<dyn MetricsSource>,
+    access: SourceAccess,
 }
 
 impl Sources {
@@ -493,28 +531,33 @@ impl Sources {
         self.insert_with_access(name, source, SourceAccess::open());
     }
 
-    pub fn insert_with_access(
+    /// Adds a source that the namespaces `access` allows may use.
+    fn insert_with_access(
         &mut self,
         name: impl Into<String>,
         source: Arc<dyn MetricsSource>,
         access: SourceAccess,
     ) {
-        self.by_name.insert(name.into(), (source, access));
+        self.by_name
+            .insert(name.into(), Configured { source, access });
     }
 
     /// The source `name`, whoever asks (for the operator's own tools).
     pub fn get(&self, name: &str) -> Result<Arc<dyn MetricsSource>, SourceError> {
-        self.by_name
-            .get(name)
-            .map(|(s, _)| s.clone())
-            .ok_or_else(|| SourceError::UnknownSource {
-                source_name: name.to_string(),
-            })
+        self.configured(name).map(|c| c.source.clone())
     }
 
     /// Who may use source `name`.
     pub fn access(&self, name: &str) -> Option<&SourceAccess> {
-        self.by_name.get(name).map(|(_, a)| a)
+        self.by_name.get(name).map(|c| &c.access)
+    }
+
+    fn configured(&self, name: &str) -> Result<&Configured, SourceError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| SourceError::UnknownSource {
+                source_name: name.to_string(),
+            })
     }
 
     /// The source `name` for a scaler in `namespace` (whose labels are `labels`, when the
@@ -526,12 +569,7 @@ impl Sources {
         name: &str,
         query: &str,
     ) -> Result<Resolved, SourceError> {
-        let (source, access) =
-            self.by_name
-                .get(name)
-                .ok_or_else(|| SourceError::UnknownSource {
-                    source_name: name.to_string(),
-                })?;
+        let Configured { source, access } = self.configured(name)?;
         if !access.allows(namespace, labels) {
             return Err(SourceError::NotAllowed {
                 source_name: name.to_string(),
@@ -552,6 +590,32 @@ impl Sources {
             query,
         })
     }
+}
+
+/// Builds a [`Sources`] registry; fails on the first bad source.
+pub fn build_sources(
+    configs: &[SourceConfig],
+    default_timeout: Duration,
+) -> Result<Sources, ConfigError> {
+    let mut sources = Sources::default();
+    for c in configs {
+        let access = c.access()?;
+        let source = PrometheusSource::from_config(c, default_timeout)?;
+        if !access.all_namespaces && access.namespaces.is_empty() && access.selector.is_none() {
+            tracing::warn!(
+                source = %c.name,
+                "no namespace may use this source: set allowedNamespaces (names, or \"*\" for every namespace) \
+                 or allowedNamespaceSelector in the sources file"
+            );
+        }
+        sources.insert_with_access(c.name.clone(), Arc::new(source), access);
+    }
+    Ok(sources)
+}
+
+/// A parser's message on one line (sources' errors are one line each, for logs and conditions).
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -615,7 +679,13 @@ mod tests {
             (99_960 + 60 - 5 * 60, 100_560),
             "only the new minutes and a few before"
         );
-        assert_eq!(store.usage(), (1, 61));
+        assert_eq!(
+            store.usage(),
+            Usage {
+                series: 1,
+                points: 61
+            }
+        );
     }
 
     #[tokio::test]
@@ -681,11 +751,17 @@ mod tests {
         let (a, b, c) = (key("a", 60), key("b", 60), key("c", 60));
         store.update("ns/1", &src, &a, 3600, 100_000).await.unwrap();
         store.update("ns/1", &src, &b, 3600, 100_000).await.unwrap();
-        assert_eq!(store.usage(), (2, 122));
+        assert_eq!(
+            store.usage(),
+            Usage {
+                series: 2,
+                points: 122
+            }
+        );
         store.update("ns/1", &src, &a, 3600, 100_000).await.unwrap(); // a is now newer than b
         store.update("ns/1", &src, &c, 3600, 100_000).await.unwrap();
         assert!(store.contains(&a) && store.contains(&c) && !store.contains(&b));
-        assert!(store.usage().1 <= 150, "{:?}", store.usage());
+        assert!(store.usage().points <= 150, "{:?}", store.usage());
         assert_eq!(evictions.get(), 1, "the eviction is counted");
         // one series larger than the bound is still served (and kept alone)
         let big = store
@@ -693,7 +769,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(big.len(), 601);
-        assert_eq!(store.usage(), (1, 601));
+        assert_eq!(
+            store.usage(),
+            Usage {
+                series: 1,
+                points: 601
+            }
+        );
     }
 
     #[tokio::test]

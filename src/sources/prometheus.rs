@@ -12,6 +12,7 @@
 //! minute) and its secret files (through [`super::secret`]).
 
 use std::{
+    collections::BTreeMap,
     error::Error as StdError,
     fmt,
     path::PathBuf,
@@ -34,13 +35,13 @@ use tracing::{debug, info, warn};
 
 use super::{
     MetricsSource, SourceError,
-    config::{ConfigError, SourceConfig, TlsConfig},
+    config::{ConfigError, DEFAULT_MAX_CONCURRENT_QUERIES, SourceConfig, TlsConfig},
     secret::{SECRET_REFRESH, SecretFile, io_reason},
 };
 use crate::api::duration::{format_duration, parse_duration};
 
 /// Prometheus refuses more than 11,000 points per series in one range query.
-pub const MAX_POINTS_PER_QUERY: i64 = 10_000;
+const MAX_POINTS_PER_QUERY: i64 = 10_000;
 
 /// How often the TLS files are checked for changes (a changed file rebuilds the client, so new
 /// connections use the rotated certificate).
@@ -68,6 +69,28 @@ enum Auth {
 }
 
 impl Auth {
+    /// The credentials `c` configures (`bearerTokenFile` or `basicAuth`), read now.
+    fn from_config(c: &SourceConfig) -> Result<Option<Self>, String> {
+        match (&c.bearer_token_file, &c.basic_auth) {
+            (Some(_), Some(_)) => Err("use either bearerTokenFile or basicAuth, not both".into()),
+            (Some(path), None) => Ok(Some(Auth::Bearer(
+                SecretFile::open(path, SECRET_REFRESH)
+                    .map_err(|e| format!("bearerTokenFile: {e}"))?,
+            ))),
+            (None, Some(b)) => {
+                if b.username.is_empty() || b.username.contains(':') {
+                    return Err("basicAuth.username must be non-empty and without ':'".into());
+                }
+                Ok(Some(Auth::Basic {
+                    username: b.username.clone(),
+                    password: SecretFile::open(&b.password_file, SECRET_REFRESH)
+                        .map_err(|e| format!("basicAuth.passwordFile: {e}"))?,
+                }))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The `Authorization` header, marked sensitive (hidden from `Debug` output by `http`).
     fn header(&self) -> Option<HeaderValue> {
         let text = match self {
@@ -147,66 +170,13 @@ impl PrometheusSource {
     pub fn from_config(c: &SourceConfig, default_timeout: Duration) -> Result<Self, ConfigError> {
         let bad = |what: String| ConfigError(format!("source {:?}: {what}", c.name));
         let url = parse_url(&c.url).map_err(|e| bad(format!("url: {e}")))?;
-        let timeout = match &c.timeout {
-            Some(t) => parse_duration(t).map_err(|e| bad(format!("timeout: {e}")))?,
-            None => default_timeout,
-        };
-        if timeout.is_zero() {
-            return Err(bad("timeout must be more than 0".into()));
-        }
-        let auth = match (&c.bearer_token_file, &c.basic_auth) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "use either bearerTokenFile or basicAuth, not both".into()
-                ));
-            }
-            (Some(path), None) => Some(Auth::Bearer(
-                SecretFile::open(path, SECRET_REFRESH)
-                    .map_err(|e| bad(format!("bearerTokenFile: {e}")))?,
-            )),
-            (None, Some(b)) => {
-                if b.username.is_empty() || b.username.contains(':') {
-                    return Err(bad(
-                        "basicAuth.username must be non-empty and without ':'".into()
-                    ));
-                }
-                Some(Auth::Basic {
-                    username: b.username.clone(),
-                    password: SecretFile::open(&b.password_file, SECRET_REFRESH)
-                        .map_err(|e| bad(format!("basicAuth.passwordFile: {e}")))?,
-                })
-            }
-            (None, None) => None,
-        };
-        if let Some(tls) = &c.tls {
-            if url.scheme() != "https" {
-                return Err(bad("tls is set but the URL is http://; use https://".into()));
-            }
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return Err(bad("tls.certFile and keyFile go together".into()));
-            }
-        }
-        let mut headers = HeaderMap::new();
-        for (k, v) in &c.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| bad(format!("headers.{k}: not a valid header name")))?;
-            if RESERVED_HEADERS.contains(&name.as_str()) {
-                return Err(bad(format!(
-                    "headers.{k}: not allowed here; credentials go in bearerTokenFile or basicAuth"
-                )));
-            }
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| bad(format!("headers.{k}: not a valid header value")))?;
-            headers.insert(name, value);
-        }
-        let max_concurrent = c
-            .max_concurrent_queries
-            .unwrap_or(super::config::DEFAULT_MAX_CONCURRENT_QUERIES);
-        if max_concurrent == 0 {
-            return Err(bad("maxConcurrentQueries must be 1 or more".into()));
-        }
+        let timeout = timeout_of(c, default_timeout).map_err(bad)?;
+        let auth = Auth::from_config(c).map_err(bad)?;
+        check_tls(&url, c.tls.as_ref()).map_err(bad)?;
+        let headers = header_map(&c.headers).map_err(bad)?;
+        let max_concurrent = max_concurrent_of(c).map_err(bad)?;
         let tls = c.tls.clone();
-        let (client, stamps) = build_client(&url, timeout, tls.as_ref(), &headers).map_err(bad)?;
+        let built = build_client(&url, timeout, tls.as_ref(), &headers).map_err(bad)?;
         let source = Self {
             name: c.name.clone(),
             url,
@@ -214,30 +184,31 @@ impl PrometheusSource {
             auth,
             tls,
             headers,
-            built: Mutex::new(Built {
-                client,
-                stamps,
-                checked: Instant::now(),
-            }),
+            built: Mutex::new(built),
             slots: tokio::sync::Semaphore::new(max_concurrent),
             max_concurrent,
             requests: AtomicU64::new(0),
             points: AtomicU64::new(0),
         };
-        if source.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+        source.log_configured();
+        Ok(source)
+    }
+
+    /// Logs the source at start-up, with a warning when it does not verify certificates.
+    fn log_configured(&self) {
+        if self.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
             warn!(
-                source = %source.name,
+                source = %self.name,
                 "TLS certificate verification is OFF for this source (tls.insecureSkipVerify): anyone on the \
                  network path can read its credentials and forge its metrics; use tls.caFile instead"
             );
         }
-        info!(source = %source.name, "{}", source.describe());
-        Ok(source)
+        info!(source = %self.name, "{}", self.describe());
     }
 
     /// One line for the start-up log: URL, timeout, auth kind, TLS files, header names (never
     /// values or secrets).
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let mut s = format!(
             "source {:?}: {} (timeout {}",
             self.name,
@@ -267,10 +238,6 @@ impl PrometheusSource {
         s
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// HTTP requests sent so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -290,10 +257,10 @@ impl PrometheusSource {
             built.checked = Instant::now();
             if tls_stamps(tls) != built.stamps {
                 match build_client(&self.url, self.timeout, Some(tls), &self.headers) {
-                    Ok((client, stamps)) => {
+                    Ok(new) => {
                         info!(source = %self.name, "TLS files changed; new connections use them");
-                        built.client = client;
-                        built.stamps = stamps;
+                        built.client = new.client;
+                        built.stamps = new.stamps;
                     }
                     Err(e) => {
                         warn!(source = %self.name, error = %e, "TLS files changed but cannot be used; keeping the old ones")
@@ -339,34 +306,9 @@ impl PrometheusSource {
         end: i64,
         step: i64,
     ) -> Result<Vec<(i64, f64)>, SourceError> {
-        // a slow or heavy query holds one slot for at most its timeout; the others go on
-        let _slot = tokio::time::timeout(self.timeout, self.slots.acquire())
-            .await
-            .map_err(|_| SourceError::Timeout {
-                source_name: self.name.clone(),
-                message: format!(
-                    "no free query slot within {} ({} queries in flight: maxConcurrentQueries)",
-                    format_duration(self.timeout),
-                    self.max_concurrent
-                ),
-            })?
-            .map_err(|_| self.failed("the source is shutting down".into()))?;
+        let _slot = self.query_slot().await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut request = self
-            .client()
-            .query_range(query, start, end, step as f64)
-            // the server stops evaluating when the client stops waiting
-            .timeout(self.timeout.as_millis() as i64);
-        if let Some(value) = self.auth.as_ref().and_then(Auth::header) {
-            request = request.header(AUTHORIZATION, value);
-        }
-        let response = request.get_raw().await.map_err(|e| match e {
-            prometheus_http_query::Error::Client(c) => match c.inner() {
-                Some(r) => self.transport_error(r),
-                None => self.failed(c.to_string()),
-            },
-            other => self.failed(other.to_string()),
-        })?;
+        let response = self.send(query, start, end, step).await?;
         let status = response.status();
         let content_type = response
             .headers()
@@ -376,26 +318,92 @@ impl PrometheusSource {
             .to_string();
         let points = (end - start) / step + 1;
         let body = self.read_capped(response, points).await?;
+        let data = self.answer_data(status, &content_type, &body)?;
+        drop(body);
+        let samples = self.samples_in(data, start, end)?;
+        self.points
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        Ok(samples)
+    }
+
+    /// One of the `maxConcurrentQueries` slots: a slow or heavy query holds one for at most its
+    /// timeout; the others go on.
+    async fn query_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, SourceError> {
+        tokio::time::timeout(self.timeout, self.slots.acquire())
+            .await
+            .map_err(|_| SourceError::Timeout {
+                source_name: self.name.clone(),
+                message: format!(
+                    "no free query slot within {} ({} queries in flight: maxConcurrentQueries)",
+                    format_duration(self.timeout),
+                    self.max_concurrent
+                ),
+            })?
+            .map_err(|_| self.failed("the source is shutting down".into()))
+    }
+
+    /// Sends the `query_range` request, with the credentials, and returns the response as it
+    /// starts to arrive.
+    async fn send(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<reqwest::Response, SourceError> {
+        let mut request = self
+            .client()
+            .query_range(query, start, end, step as f64)
+            // the server stops evaluating when the client stops waiting
+            .timeout(self.timeout.as_millis() as i64);
+        if let Some(value) = self.auth.as_ref().and_then(Auth::header) {
+            request = request.header(AUTHORIZATION, value);
+        }
+        request.get_raw().await.map_err(|e| match e {
+            prometheus_http_query::Error::Client(c) => match c.inner() {
+                Some(r) => self.transport_error(r),
+                None => self.failed(c.to_string()),
+            },
+            other => self.failed(other.to_string()),
+        })
+    }
+
+    /// The `data` of a successful API answer; or the error the answer (or the HTTP status, when
+    /// it is not API JSON) tells.
+    fn answer_data(
+        &self,
+        status: StatusCode,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<AnswerData, SourceError> {
         let answer = content_type
             .starts_with("application/json")
-            .then(|| serde_json::from_slice::<Answer>(&body).ok())
+            .then(|| serde_json::from_slice::<Answer>(body).ok())
             .flatten();
-        drop(body);
-        let data = match answer {
+        match answer {
             Some(Answer {
                 status: s,
                 data: Some(data),
                 ..
-            }) if s == "success" => data,
+            }) if s == "success" => Ok(data),
             Some(Answer {
                 error_type: Some(kind),
                 error,
                 ..
-            }) => return Err(self.api_error(status, &kind, error.as_deref().unwrap_or(""))),
-            _ => return Err(self.http_error(status, &content_type)),
-        };
-        let samples = match (data.result_type.as_str(), data.result) {
-            (_, FirstSeries { first: None, .. }) => Vec::new(),
+            }) => Err(self.api_error(status, &kind, error.as_deref().unwrap_or(""))),
+            _ => Err(self.http_error(status, content_type)),
+        }
+    }
+
+    /// The samples of the one series of `data` (none if it has none) from `start` to `end`.
+    fn samples_in(
+        &self,
+        data: AnswerData,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(i64, f64)>, SourceError> {
+        match (data.result_type.as_str(), data.result) {
+            (_, FirstSeries { first: None, .. }) => Ok(Vec::new()),
             (
                 "matrix",
                 FirstSeries {
@@ -406,26 +414,19 @@ impl PrometheusSource {
                 let series: MatrixSeries = serde_json::from_value(first)
                     .map_err(|_| self.failed("the answer was not valid Prometheus JSON".into()))?;
                 // an answer outside the asked range (a bogus or intercepted source) is not stored
-                series
+                Ok(series
                     .values
                     .into_iter()
                     .map(|(t, v)| (t.round() as i64, parse_value(&v)))
                     .filter(|(t, _)| (start..=end).contains(t))
-                    .collect()
+                    .collect())
             }
-            ("matrix", FirstSeries { count, .. }) => {
-                return Err(SourceError::MultipleSeries { count });
-            }
-            (other, _) => {
-                return Err(SourceError::InvalidQuery {
-                    source_name: self.name.clone(),
-                    message: format!("expected a range vector, got a {other}"),
-                });
-            }
-        };
-        self.points
-            .fetch_add(samples.len() as u64, Ordering::Relaxed);
-        Ok(samples)
+            ("matrix", FirstSeries { count, .. }) => Err(SourceError::MultipleSeries { count }),
+            (other, _) => Err(SourceError::InvalidQuery {
+                source_name: self.name.clone(),
+                message: format!("expected a range vector, got a {other}"),
+            }),
+        }
     }
 
     /// The body, read as it arrives, refused as soon as it is larger than one series of
@@ -635,7 +636,7 @@ const BYTES_PER_POINT: u64 = 64;
 const ANSWER_OVERHEAD: u64 = 64 * 1024;
 
 /// The most bytes an answer of one series of `points` samples may have.
-pub fn answer_limit(points: i64) -> u64 {
+fn answer_limit(points: i64) -> u64 {
     points.max(1) as u64 * BYTES_PER_POINT + ANSWER_OVERHEAD
 }
 
@@ -655,6 +656,60 @@ fn parse_value(s: &str) -> f64 {
         "-Inf" => f64::NEG_INFINITY,
         _ => s.parse().unwrap_or(f64::NAN),
     }
+}
+
+/// The source's `timeout`, else `default_timeout`; more than 0.
+fn timeout_of(c: &SourceConfig, default_timeout: Duration) -> Result<Duration, String> {
+    let timeout = match &c.timeout {
+        Some(t) => parse_duration(t).map_err(|e| format!("timeout: {e}"))?,
+        None => default_timeout,
+    };
+    if timeout.is_zero() {
+        return Err("timeout must be more than 0".into());
+    }
+    Ok(timeout)
+}
+
+/// TLS settings need an `https://` URL, and a client certificate its key.
+fn check_tls(url: &Url, tls: Option<&TlsConfig>) -> Result<(), String> {
+    if let Some(tls) = tls {
+        if url.scheme() != "https" {
+            return Err("tls is set but the URL is http://; use https://".into());
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err("tls.certFile and keyFile go together".into());
+        }
+    }
+    Ok(())
+}
+
+/// The source's extra `headers`, checked: valid, and none of [`RESERVED_HEADERS`].
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("headers.{k}: not a valid header name"))?;
+        if RESERVED_HEADERS.contains(&name.as_str()) {
+            return Err(format!(
+                "headers.{k}: not allowed here; credentials go in bearerTokenFile or basicAuth"
+            ));
+        }
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| format!("headers.{k}: not a valid header value"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// `maxConcurrentQueries`, else [`DEFAULT_MAX_CONCURRENT_QUERIES`]; 1 or more.
+fn max_concurrent_of(c: &SourceConfig) -> Result<usize, String> {
+    let max_concurrent = c
+        .max_concurrent_queries
+        .unwrap_or(DEFAULT_MAX_CONCURRENT_QUERIES);
+    if max_concurrent == 0 {
+        return Err("maxConcurrentQueries must be 1 or more".into());
+    }
+    Ok(max_concurrent)
 }
 
 /// Checks a source URL: http(s), a host, no credentials, no query string or fragment. The
@@ -701,7 +756,7 @@ fn build_client(
     timeout: Duration,
     tls: Option<&TlsConfig>,
     headers: &HeaderMap,
-) -> Result<(Client, Vec<Option<SystemTime>>), String> {
+) -> Result<Built, String> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -741,7 +796,11 @@ fn build_client(
         .build()
         .map_err(|e| format!("building the HTTP client: {}", root_cause(&e)))?;
     let client = Client::from(http, url.as_str()).map_err(|e| format!("url: {e}"))?;
-    Ok((client, stamps))
+    Ok(Built {
+        client,
+        stamps,
+        checked: Instant::now(),
+    })
 }
 
 /// The innermost error's text.

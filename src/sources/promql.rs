@@ -32,7 +32,7 @@ pub enum Refused {
 /// `query` with `label="namespace"` on every vector selector (matrix selectors and subqueries
 /// included), printed as PromQL.
 pub fn enforce_label(query: &str, label: &str, namespace: &str) -> Result<String, Refused> {
-    let mut expr = parser::parse(query).map_err(|e| Refused::Syntax(one_line(&e)))?;
+    let mut expr = parser::parse(query).map_err(|e| Refused::Syntax(super::one_line(&e)))?;
     enforce_expr(&mut expr, label, namespace)?;
     Ok(expr.to_string())
 }
@@ -103,12 +103,27 @@ fn enforce_group(group: &mut Vec<Matcher>, label: &str, ns: &str) -> Result<(), 
     Ok(())
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// One label matcher of a selector, e.g. `namespace="team-a"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelMatcher {
+    pub label: String,
+    /// `=`, `!=`, `=~` or `!~`.
+    pub op: String,
+    pub value: String,
 }
 
-/// The matchers of one selector (or one `or` group of it), as `(label, operator, value)`.
-pub type MatcherGroup = Vec<(String, String, String)>;
+impl LabelMatcher {
+    pub fn new(label: &str, op: &str, value: &str) -> Self {
+        Self {
+            label: label.into(),
+            op: op.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The matchers of one selector (or one `or` group of it).
+pub type MatcherGroup = Vec<LabelMatcher>;
 
 /// Every group of matchers of every selector in `query` (for tests and checks), in the order
 /// they appear; a metric name counts as `__name__="..."`.
@@ -123,10 +138,10 @@ pub fn selector_groups(query: &str) -> Result<Vec<MatcherGroup>, String> {
             for g in groups {
                 let mut v: MatcherGroup = g
                     .iter()
-                    .map(|m| (m.name.clone(), m.op.to_string(), m.value.clone()))
+                    .map(|m| LabelMatcher::new(&m.name, &m.op.to_string(), &m.value))
                     .collect();
                 if let Some(name) = &vs.name {
-                    v.push(("__name__".into(), "=".into(), name.clone()));
+                    v.push(LabelMatcher::new("__name__", "=", name));
                 }
                 out.push(v);
             }
@@ -217,6 +232,6 @@ mod tests {
         let q = enforce_label("x", "tenant", "a\"b\\c").unwrap();
         assert_eq!(q, r#"x{tenant="a\"b\\c"}"#);
         let groups = selector_groups(&q).unwrap();
-        assert!(groups[0].contains(&("tenant".into(), "=".into(), "a\"b\\c".into())));
+        assert!(groups[0].contains(&LabelMatcher::new("tenant", "=", "a\"b\\c")));
     }
 }

@@ -59,7 +59,7 @@ pub fn io_reason(e: &std::io::Error) -> String {
 
 /// Reads a secret file: the content without the trailing newline (as Kubernetes secrets and
 /// `echo` write them). An empty file is an error.
-pub fn read_secret_file(path: &Path) -> Result<Secret, SecretFileError> {
+fn read_secret_file(path: &Path) -> Result<Secret, SecretFileError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| SecretFileError::Read {
         path: shown.clone(),
@@ -81,7 +81,14 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, SecretFileError> {
 pub struct SecretFile {
     path: PathBuf,
     refresh: Duration,
-    state: Mutex<(Secret, Instant)>,
+    last: Mutex<LastRead>,
+}
+
+/// The value a [`SecretFile`] holds, and when its file was last read.
+#[derive(Debug)]
+struct LastRead {
+    secret: Secret,
+    at: Instant,
 }
 
 impl SecretFile {
@@ -92,23 +99,22 @@ impl SecretFile {
         Ok(Self {
             path,
             refresh,
-            state: Mutex::new((secret, Instant::now())),
+            last: Mutex::new(LastRead {
+                secret,
+                at: Instant::now(),
+            }),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The current value, re-read from the file when the last read is older than `refresh`.
     pub fn get(&self) -> Secret {
-        let mut state = self.state.lock().expect("secret lock");
-        if state.1.elapsed() >= self.refresh {
-            state.1 = Instant::now();
+        let mut last = self.last.lock().expect("secret lock");
+        if last.at.elapsed() >= self.refresh {
+            last.at = Instant::now();
             match read_secret_file(&self.path) {
-                Ok(s) if s != state.0 => {
+                Ok(s) if s != last.secret => {
                     info!(file = %self.path.display(), "secret file changed; using the new value");
-                    state.0 = s;
+                    last.secret = s;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -116,7 +122,7 @@ impl SecretFile {
                 }
             }
         }
-        state.0.clone()
+        last.secret.clone()
     }
 }
 
