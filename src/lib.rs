@@ -26,6 +26,8 @@
 //! - [`sim`]: the evaluation behind `simulate`: walk-forward replay, the reactive baseline, the
 //!   oracle and the scores (`docs/evaluation.md`); trace reading and plots. CPU, except
 //!   [`sim::trace`] (reads the trace) and [`sim::plot`] (writes the image).
+//! - [`names`]: the name rules of Kubernetes and Prometheus (DNS-1123 labels, label names), used by
+//!   validation, the sources file and `--namespaces`. Pure.
 //! - [`error`]: the reconcile's error type, each with a fixed reason for conditions and
 //!   metrics. Pure.
 

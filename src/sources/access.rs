@@ -1,6 +1,7 @@
 //! A namespace label selector for a source's `allowedNamespaceSelector`, with the semantics of a
 //! Kubernetes `LabelSelector` (`matchLabels` and `matchExpressions` with `In`, `NotIn`, `Exists`,
-//! `DoesNotExist`; all must hold). Pure.
+//! `DoesNotExist`; all must hold), and [`SourceAccess`], which namespaces may use a source (by
+//! name or by that selector). Pure.
 
 use std::collections::BTreeMap;
 

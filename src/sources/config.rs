@@ -1,5 +1,6 @@
 //! The metric sources a cluster admin configures: a YAML file (`--sources-file`) and/or flags
-//! for a single source named `default`. A PredictiveScaler only names a source; it can never
+//! for a single source named `default` (the flags themselves are `cli::source_flags`; this
+//! module checks and holds what they and the file say). A PredictiveScaler only names a source; it can never
 //! give a URL or credentials.
 //!
 //! ```yaml
