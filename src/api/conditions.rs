@@ -4,6 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::planner::{Limit, NoForecast};
+
 /// Condition types.
 pub mod types {
     /// Summary: the scaler is doing its job.
@@ -63,6 +65,28 @@ pub mod reasons {
     pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
     pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
     pub const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
+}
+
+/// The `ScalingLimited` reason for what limited a decision.
+pub fn limit_reason(limit: Limit) -> &'static str {
+    match limit {
+        Limit::WithinRange => reasons::DESIRED_WITHIN_RANGE,
+        Limit::TooFewReplicas => reasons::TOO_FEW_REPLICAS,
+        Limit::TooManyReplicas => reasons::TOO_MANY_REPLICAS,
+        Limit::ScaleUpLimit => reasons::SCALE_UP_LIMIT,
+        Limit::ScaleDownLimit => reasons::SCALE_DOWN_LIMIT,
+    }
+}
+
+/// The `ForecastAvailable` reason for why a metric has no forecast.
+pub fn unavailable_reason(cause: NoForecast) -> &'static str {
+    match cause {
+        NoForecast::Empty => reasons::EMPTY_QUERY_RESULT,
+        NoForecast::InsufficientHistory => reasons::INSUFFICIENT_HISTORY,
+        NoForecast::ModelFitFailed => reasons::MODEL_FIT_FAILED,
+        NoForecast::StaleForecast => reasons::STALE_FORECAST,
+        NoForecast::Metric(reason) => reason,
+    }
 }
 
 /// The `status` of a condition.

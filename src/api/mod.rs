@@ -10,7 +10,5 @@ pub mod validate;
 pub use v1alpha1::*;
 pub use validate::{Limits, MetricConfig, ScalerConfig, validate, validate_with};
 
-/// The API group of prescale's resources.
-pub const GROUP: &str = "prescale.dev";
 /// The field manager prescale writes with.
 pub const FIELD_MANAGER: &str = "prescale";

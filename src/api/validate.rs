@@ -11,8 +11,10 @@ use super::{
     duration::{format_duration, parse_duration},
     quantity::parse_quantity,
 };
+use crate::planner;
 
-/// A spec read into numbers, ready for the planner and the forecaster.
+/// A spec read into numbers and the planner's vocabulary, ready for the planner and the
+/// forecaster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalerConfig {
     pub min_replicas: u32,
@@ -23,7 +25,7 @@ pub struct ScalerConfig {
     pub metrics: Vec<MetricConfig>,
     pub lookback: Duration,
     pub step: Duration,
-    pub model: ModelKind,
+    pub model: planner::ModelKind,
     /// Seasonal periods given in the spec; empty means "detect".
     pub seasonal_periods: Vec<Duration>,
     pub horizon: Duration,
@@ -34,7 +36,43 @@ pub struct ScalerConfig {
     pub max_replicas_per_minute: u32,
     pub stabilization_window: Duration,
     pub max_percent_per_minute: u32,
-    pub fallback: Fallback,
+    pub fallback: planner::Fallback,
+}
+
+impl ScalerConfig {
+    /// The planner's policy for this spec, with the controller's evaluation interval.
+    pub fn policy(&self, interval: Duration) -> planner::Policy {
+        planner::Policy {
+            min_replicas: self.min_replicas,
+            max_replicas: self.max_replicas,
+            lead_time: self.lead_time,
+            interval,
+            max_replicas_per_minute: self.max_replicas_per_minute,
+            stabilization_window: self.stabilization_window,
+            max_percent_per_minute: self.max_percent_per_minute,
+            fallback: self.fallback,
+        }
+    }
+}
+
+impl From<ModelKind> for planner::ModelKind {
+    fn from(kind: ModelKind) -> Self {
+        match kind {
+            ModelKind::Auto => Self::Auto,
+            ModelKind::Mstl => Self::Mstl,
+            ModelKind::Ets => Self::Ets,
+            ModelKind::SeasonalNaive => Self::SeasonalNaive,
+        }
+    }
+}
+
+impl From<Fallback> for planner::Fallback {
+    fn from(fallback: Fallback) -> Self {
+        match fallback {
+            Fallback::Reactive => Self::Reactive,
+            Fallback::Hold => Self::Hold,
+        }
+    }
 }
 
 /// One metric of a [`ScalerConfig`].
@@ -256,7 +294,7 @@ pub fn validate_with(
         metrics,
         lookback,
         step,
-        model: spec.forecast.model,
+        model: spec.forecast.model.into(),
         seasonal_periods,
         horizon,
         refresh_interval,
@@ -265,7 +303,7 @@ pub fn validate_with(
         max_replicas_per_minute: spec.scale_up.max_replicas_per_minute as u32,
         stabilization_window,
         max_percent_per_minute: spec.scale_down.max_percent_per_minute as u32,
-        fallback: spec.fallback,
+        fallback: spec.fallback.into(),
     })
 }
 
