@@ -22,7 +22,6 @@ pub mod types {
 
 /// Condition reasons (one CamelCase word naming the cause).
 pub mod reasons {
-    pub const INITIALIZING: &str = "Initializing";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const SCALER_ACTIVE: &str = "ScalerActive";
     pub const FORECAST_SUCCEEDED: &str = "ForecastSucceeded";
@@ -185,7 +184,7 @@ mod tests {
             &[Cond::new(
                 types::READY,
                 Status::False,
-                reasons::INITIALIZING,
+                reasons::INVALID_SPEC,
                 "starting",
             )],
             Some(1),

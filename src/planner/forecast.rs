@@ -106,20 +106,11 @@ impl Forecast {
     /// The highest upper value with its time, among points in `[from, to]`. `None` when the
     /// forecast does not reach `to`: a forecast that ends early cannot vouch for the window.
     pub fn max_upper_in(&self, from: i64, to: i64) -> Option<Point> {
-        self.max_in(&self.upper, from, to)
-    }
-
-    /// [`Forecast::max_upper_in`] for the point forecast.
-    pub fn max_point_in(&self, from: i64, to: i64) -> Option<Point> {
-        self.max_in(&self.point, from, to)
-    }
-
-    fn max_in(&self, values: &[f64], from: i64, to: i64) -> Option<Point> {
         if to >= self.end() {
             return None;
         }
         let mut best: Option<Point> = None;
-        for (i, &u) in values.iter().enumerate() {
+        for (i, &u) in self.upper.iter().enumerate() {
             let t = self.start + i as i64 * self.step;
             // a point may stand for the step before it (Prometheus rates) or after it (traces):
             // take every point whose step on either side overlaps the window
@@ -607,7 +598,7 @@ fn insufficient(have: usize, step: i64, periods: &[i64]) -> ForecastError {
 
 /// Seasonal periods in steps that the history can support: two full cycles of each. With no
 /// periods configured: a day, and a week too, when they are whole numbers of steps.
-pub fn choose_periods(configured: &[i64], step: i64, len: usize) -> Vec<usize> {
+fn choose_periods(configured: &[i64], step: i64, len: usize) -> Vec<usize> {
     let candidates: Vec<i64> = if configured.is_empty() {
         vec![DAY, WEEK]
     } else {
@@ -671,7 +662,7 @@ const STEADY_BEFORE: usize = 60;
 /// [`STEADY_BEFORE`] steps that all carried load is an outage or a gap in collection, not idle
 /// traffic (idle traffic thins out before it stops). Sparse series, whose zeros are spread
 /// out, are left as they are.
-pub fn zero_runs_as_missing(v: &[f64]) -> Vec<f64> {
+fn zero_runs_as_missing(v: &[f64]) -> Vec<f64> {
     let mut out = v.to_vec();
     let mut i = 0;
     while i < v.len() {
@@ -840,7 +831,7 @@ impl TrendModel for TailTrend {
 }
 
 /// The standard normal quantile function (Acklam's rational approximation, |error| < 1.2e-9).
-pub fn normal_quantile(p: f64) -> f64 {
+fn normal_quantile(p: f64) -> f64 {
     const A: [f64; 6] = [
         -3.969683028665376e1,
         2.209460984245205e2,

@@ -210,7 +210,7 @@ impl Growth {
 
 /// The margins over `y` (cleaned and finite, at `step` seconds, its last value at
 /// `start - step`), for `quantile` or the quantile `sizing.cost_ratio` chooses. `None` when
-/// the history is too short for [`MIN_SAMPLES`] samples.
+/// the history is too short for `MIN_SAMPLES` (20) samples.
 pub fn margins(
     y: &[f64],
     start: i64,

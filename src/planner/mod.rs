@@ -6,13 +6,16 @@
 //! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
 //! reads a spec into it and maps its outcomes to condition reasons.
 //!
-//! [`plan`] decides in the steps the HPA's controller takes:
-//! 1. [`metric_need`]: per metric, the replicas its forecast and its latest observation ask for;
-//! 2. [`highest_need`]: the most any metric asks for (a metric that cannot say holds the count);
-//! 3. [`clamp_to_bounds`]: into `[minReplicas, maxReplicas]`;
-//! 4. [`stabilize`]: a scale-down only to the highest recommendation of the window;
-//! 5. [`rate_limit`]: scale-up and scale-down budgets over the last minute;
-//! 6. [`enforce_bounds`]: a count already outside the bounds is brought inside at once.
+//! [`plan`] decides in the steps the HPA's controller takes, each a function of its own that
+//! returns its count and, where it limited the count, its [`Limit`] and message:
+//! 1. `metric_need`: per metric, the replicas its forecast and its latest observation ask for;
+//! 2. `highest_need`: the most any metric asks for (a metric that cannot say holds the count);
+//! 3. `clamp_to_bounds`: into `[minReplicas, maxReplicas]`;
+//! 4. `stabilize`: a scale-down only to the highest recommendation of the window;
+//! 5. `rate_limit`: scale-up and scale-down budgets over the last minute;
+//! 6. `enforce_bounds`: a count already outside the bounds is brought inside at once.
+//!
+//! The last step that limited the count names the decision's [`Limit`].
 
 pub mod choice;
 pub mod forecast;
@@ -188,11 +191,11 @@ pub enum Limit {
     ScaleDownLimit,
 }
 
-/// A [`Limit`] with its message.
+/// A [`Limit`] with its message, as a step of [`plan`] returns it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Limited {
-    pub limit: Limit,
-    pub message: String,
+struct Limited {
+    limit: Limit,
+    message: String,
 }
 
 impl Limited {
@@ -225,7 +228,7 @@ impl Decision {
 }
 
 /// Replicas that carry `load` at `target_per_replica` each (saturating at `u32::MAX`).
-pub fn replicas_for(load: f64, target_per_replica: f64) -> u32 {
+fn replicas_for(load: f64, target_per_replica: f64) -> u32 {
     let r = (load.max(0.0) / target_per_replica).ceil();
     if r >= u32::MAX as f64 {
         u32::MAX
@@ -289,7 +292,7 @@ pub fn plan(
 /// latest load when there is one, else the model's band), and at least the reactive floor;
 /// without one, the floor (`Reactive`) or the floor and at least `current` (`Hold`); with
 /// neither, nothing (`replicas: None`).
-pub fn metric_need(
+fn metric_need(
     m: &MetricInput<'_>,
     now: i64,
     window_end: i64,
@@ -341,7 +344,7 @@ pub fn metric_need(
 
 /// Step 2: the most replicas any metric asks for, and that metric; a metric that cannot say
 /// counts as `current`, and with no metrics the count is `current`.
-pub fn highest_need(decisions: &[MetricDecision], current: u32) -> (u32, Option<String>) {
+fn highest_need(decisions: &[MetricDecision], current: u32) -> (u32, Option<String>) {
     decisions
         .iter()
         .map(|d| (d.replicas.unwrap_or(current), Some(d.name.clone())))
@@ -350,7 +353,7 @@ pub fn highest_need(decisions: &[MetricDecision], current: u32) -> (u32, Option<
 }
 
 /// Step 3: `raw` clamped to `[minReplicas, maxReplicas]`, and the limit when it was clamped.
-pub fn clamp_to_bounds(raw: u32, policy: &Policy) -> (u32, Option<Limited>) {
+fn clamp_to_bounds(raw: u32, policy: &Policy) -> (u32, Option<Limited>) {
     if raw < policy.min_replicas {
         let message = format!(
             "the desired count {raw} is below minReplicas {}",
@@ -377,7 +380,7 @@ pub fn clamp_to_bounds(raw: u32, policy: &Policy) -> (u32, Option<Limited>) {
 /// Step 4: scale-down stabilisation. Records `recommended` in `state` and returns the count
 /// to go to: up at once, down only to the highest recommendation of the window (never above
 /// `current`), and whether that held a scale-down back.
-pub fn stabilize(
+fn stabilize(
     now: i64,
     current: u32,
     recommended: u32,
@@ -417,7 +420,7 @@ pub fn stabilize(
 /// a minute ago). At most `maxReplicasPerMinute` added; at most `maxPercentPerMinute` of the
 /// count a minute ago removed, and at least one replica a minute, or small targets could
 /// never scale down. Returns the count and the limit when one applied.
-pub fn rate_limit(
+fn rate_limit(
     current: u32,
     desired: u32,
     recommended: u32,
@@ -470,7 +473,7 @@ pub fn rate_limit(
 /// edited, or someone scaled by hand) is brought inside at once, as the HPA does: the bounds
 /// are hard limits, not subject to the stabilisation window or the rate limits. `None` when
 /// `desired` stands.
-pub fn enforce_bounds(current: u32, desired: u32, policy: &Policy) -> Option<(u32, Limited)> {
+fn enforce_bounds(current: u32, desired: u32, policy: &Policy) -> Option<(u32, Limited)> {
     if current > policy.max_replicas {
         let message = format!(
             "the current count {current} is above maxReplicas {}",
@@ -543,4 +546,83 @@ pub fn plan_dry_run(
         real: current,
     });
     decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            min_replicas: 2,
+            max_replicas: 20,
+            lead_time: Duration::from_secs(300),
+            interval: Duration::from_secs(60),
+            max_replicas_per_minute: 4,
+            stabilization_window: Duration::from_secs(300),
+            max_percent_per_minute: 10,
+            fallback: Fallback::Reactive,
+        }
+    }
+
+    #[test]
+    fn clamping_names_the_bound() {
+        let p = policy();
+        assert_eq!(clamp_to_bounds(7, &p), (7, None));
+        let (r, l) = clamp_to_bounds(1, &p);
+        assert_eq!((r, l.map(|l| l.limit)), (2, Some(Limit::TooFewReplicas)));
+        let (r, l) = clamp_to_bounds(25, &p);
+        assert_eq!((r, l.map(|l| l.limit)), (20, Some(Limit::TooManyReplicas)));
+    }
+
+    #[test]
+    fn stabilisation_holds_a_scale_down_to_the_window_and_never_a_scale_up() {
+        let p = policy();
+        let mut state = PlannerState::default();
+        // a cold start counts the current size as recommended now
+        assert_eq!(stabilize(0, 10, 4, &p, &mut state), (10, true));
+        assert_eq!(stabilize(60, 10, 12, &p, &mut state), (12, false));
+        let mut state = PlannerState::default();
+        let zero = Policy {
+            stabilization_window: Duration::ZERO,
+            ..p
+        };
+        assert_eq!(stabilize(0, 10, 4, &zero, &mut state), (4, false));
+        assert!(state.recommendations.is_empty());
+    }
+
+    #[test]
+    fn rate_limits_count_the_last_minute() {
+        let p = policy();
+        let up = [ScaleEvent {
+            at: 0,
+            from: 4,
+            to: 7,
+        }];
+        // 3 of 4 added already: one more
+        let (r, l) = rate_limit(7, 12, 12, &p, &up);
+        assert_eq!((r, l.map(|l| l.limit)), (8, Some(Limit::ScaleUpLimit)));
+        // 10% of 10 is one replica a minute; at least one may always go
+        let (r, l) = rate_limit(10, 5, 5, &p, &[]);
+        assert_eq!((r, l.map(|l| l.limit)), (9, Some(Limit::ScaleDownLimit)));
+        let down = [ScaleEvent {
+            at: 0,
+            from: 10,
+            to: 9,
+        }];
+        let (r, _) = rate_limit(9, 5, 5, &p, &down);
+        assert_eq!(r, 9, "the minute's budget is spent");
+        assert_eq!(rate_limit(9, 9, 9, &p, &down), (9, None));
+    }
+
+    #[test]
+    fn a_count_outside_the_bounds_is_brought_inside_at_once() {
+        let p = policy();
+        let (r, l) = enforce_bounds(30, 25, &p).expect("above max");
+        assert_eq!((r, l.limit), (20, Limit::TooManyReplicas));
+        let (r, l) = enforce_bounds(1, 1, &p).expect("below min");
+        assert_eq!((r, l.limit), (2, Limit::TooFewReplicas));
+        assert_eq!(enforce_bounds(1, 3, &p), None, "already rising past min");
+        assert_eq!(enforce_bounds(10, 9, &p), None);
+    }
 }
