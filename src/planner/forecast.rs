@@ -4,6 +4,13 @@
 //! modelling (MSTL decomposition with an AutoETS trend, or plain AutoETS); everything augurs
 //! cannot take is guarded here first, because augurs answers bad input slowly rather than
 //! quickly: a single NaN costs ~25 s of CPU before it fails, a constant series ~27 s.
+//!
+//! [`fit_forecast`] prepares the series (`Prepared`: gaps filled, fine steps averaged into
+//! 5-minute blocks, the seasonal periods the history holds two cycles of), takes the model the
+//! settings name (`model_for`), measures its recent backtest error, calibrates the margins
+//! ([`super::margin`]) and draws the band at the series' step (`band`). [`select_model`] is
+//! `Auto`'s choice among the models, backtested on the same prepared series. The forecast
+//! names its model with a [`FittedModel`].
 
 use std::borrow::Cow;
 
@@ -426,25 +433,7 @@ fn backtest_losses(
         if origin + h > y.len() {
             return None;
         }
-        // a history of exactly two cycles of a period has too little left for the origins:
-        // backtest MSTL with the periods that fit there
-        let shorter;
-        let model = match model {
-            Model::Mstl(periods) => {
-                shorter = Model::Mstl(
-                    periods
-                        .iter()
-                        .copied()
-                        .filter(|&p| origin >= 2 * p)
-                        .collect(),
-                );
-                match &shorter {
-                    Model::Mstl(ps) if ps.is_empty() => return None,
-                    m => m,
-                }
-            }
-            m => m,
-        };
+        let model = model.at_origin(origin)?;
         let (p, sigma) = model.predict(&y[..origin], h, trend_window).ok()?;
         for (i, &actual) in y[origin..origin + h].iter().enumerate() {
             abs_err += (actual - p[i].max(0.0)).abs();
@@ -686,6 +675,8 @@ fn zero_runs_as_missing(v: &[f64]) -> Vec<f64> {
     out
 }
 
+/// A model to fit, its periods in steps of the series it is fitted on.
+#[derive(Clone)]
 enum Model {
     Mstl(Vec<usize>),
     Ets,
@@ -693,6 +684,23 @@ enum Model {
 }
 
 impl Model {
+    /// The model a backtest fits on the first `origin` values: a history of exactly two
+    /// cycles of a period has too little left before the origins, so MSTL keeps the periods
+    /// that fit there (`None` when none does); other models are as they are.
+    fn at_origin(&self, origin: usize) -> Option<Cow<'_, Model>> {
+        match self {
+            Model::Mstl(periods) => {
+                let fit: Vec<usize> = periods
+                    .iter()
+                    .copied()
+                    .filter(|&p| origin >= 2 * p)
+                    .collect();
+                (!fit.is_empty()).then_some(Cow::Owned(Model::Mstl(fit)))
+            }
+            m => Some(Cow::Borrowed(m)),
+        }
+    }
+
     /// What the model is called in a [`Forecast`], its periods of `step` seconds each.
     fn fitted(&self, step: i64) -> FittedModel {
         match self {
