@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use prescale::{
-    api::{Fallback, ModelKind, conditions::reasons},
+    api::conditions::{limit_reason, reasons, unavailable_reason},
     planner::{
-        Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Series, Unavailable,
-        fit_forecast, plan, plan_dry_run, record_scale,
+        Fallback, FittedModel, Forecast, ForecastSettings, MetricInput, ModelKind, NoForecast,
+        PlannerState, Policy, Series, Unavailable, fit_forecast, plan, plan_dry_run, record_scale,
     },
 };
 
@@ -34,7 +34,7 @@ fn forecast(start: i64, len: usize, upper: impl Fn(i64) -> f64) -> Forecast {
         step: MIN,
         point: up.clone(),
         upper: up,
-        model: "test".into(),
+        model: FittedModel::Constant,
         backtest_error: None,
         margins: None,
     }
@@ -167,7 +167,11 @@ fn clamps_to_min_and_max() {
             &[metric(&fc, None)],
             &mut PlannerState::default(),
         );
-        assert_eq!((d.desired, d.limit_reason), (want, reason), "load {load}");
+        assert_eq!(
+            (d.desired, limit_reason(d.limit)),
+            (want, reason),
+            "load {load}"
+        );
     }
 }
 
@@ -185,7 +189,7 @@ fn scale_up_step_limit() {
         let d = plan(now, current, &p, &[metric(&fc, None)], &mut state);
         seen.push(d.desired);
         if d.desired < 40 {
-            assert_eq!(d.limit_reason, reasons::SCALE_UP_LIMIT);
+            assert_eq!(limit_reason(d.limit), reasons::SCALE_UP_LIMIT);
         }
         record_scale(&mut state, now, current, d.desired);
         current = d.desired;
@@ -292,7 +296,10 @@ fn scale_down_percent_limit() {
     };
     let mut state = PlannerState::default();
     let d = plan(T0, 40, &p, &[metric(&fc, None)], &mut state);
-    assert_eq!((d.desired, d.limit_reason), (36, reasons::SCALE_DOWN_LIMIT));
+    assert_eq!(
+        (d.desired, limit_reason(d.limit)),
+        (36, reasons::SCALE_DOWN_LIMIT)
+    );
     // small targets still scale down, one replica a minute
     let d = plan(
         T0,
@@ -345,16 +352,12 @@ fn no_data_holds_never_zero() {
             assert!(d.metrics[0].unavailable.is_some());
         }
     }
-    assert_eq!(
-        Unavailable::from_forecast_error(&fit_forecast(&histories[0], &settings).unwrap_err())
-            .reason,
-        reasons::EMPTY_QUERY_RESULT
-    );
-    assert_eq!(
-        Unavailable::from_forecast_error(&fit_forecast(&histories[2], &settings).unwrap_err())
-            .reason,
-        reasons::INSUFFICIENT_HISTORY
-    );
+    let reason = |i: usize| {
+        let e = fit_forecast(&histories[i], &settings).unwrap_err();
+        unavailable_reason(Unavailable::from_forecast_error(&e).cause)
+    };
+    assert_eq!(reason(0), reasons::EMPTY_QUERY_RESULT);
+    assert_eq!(reason(2), reasons::INSUFFICIENT_HISTORY);
 }
 
 #[test]
@@ -363,7 +366,7 @@ fn reactive_fallback_follows_the_observed_load_up() {
         name: "requests",
         target_per_replica: 10.0,
         observed: Some(300.0),
-        forecast: Err(Unavailable::new(reasons::INSUFFICIENT_HISTORY, "short")),
+        forecast: Err(Unavailable::new(NoForecast::InsufficientHistory, "short")),
     };
     let d = plan(
         T0,
@@ -394,7 +397,7 @@ fn a_stale_forecast_is_not_trusted() {
     );
     assert_eq!(d.desired, 12);
     assert_eq!(
-        d.metrics[0].unavailable.as_ref().unwrap().reason,
+        unavailable_reason(d.metrics[0].unavailable.as_ref().unwrap().cause),
         reasons::STALE_FORECAST
     );
 }
@@ -434,7 +437,10 @@ fn bounds_edited_below_the_current_count_apply_at_once() {
     };
     let mut state = PlannerState::default();
     let d = plan(T0, 10, &p, &[metric(&fc, Some(100.0))], &mut state);
-    assert_eq!((d.desired, d.limit_reason), (6, reasons::TOO_MANY_REPLICAS));
+    assert_eq!(
+        (d.desired, limit_reason(d.limit)),
+        (6, reasons::TOO_MANY_REPLICAS)
+    );
     assert!(!d.stabilized);
     let p = Policy {
         min_replicas: 12,
@@ -448,7 +454,10 @@ fn bounds_edited_below_the_current_count_apply_at_once() {
         &[metric(&fc, Some(100.0))],
         &mut PlannerState::default(),
     );
-    assert_eq!((d.desired, d.limit_reason), (12, reasons::TOO_FEW_REPLICAS));
+    assert_eq!(
+        (d.desired, limit_reason(d.limit)),
+        (12, reasons::TOO_FEW_REPLICAS)
+    );
     // within the bounds the limits still apply
     let p = Policy {
         max_percent_per_minute: 10,
@@ -463,7 +472,10 @@ fn bounds_edited_below_the_current_count_apply_at_once() {
         &[metric(&low, Some(10.0))],
         &mut PlannerState::default(),
     );
-    assert_eq!((d.desired, d.limit_reason), (9, reasons::SCALE_DOWN_LIMIT));
+    assert_eq!(
+        (d.desired, limit_reason(d.limit)),
+        (9, reasons::SCALE_DOWN_LIMIT)
+    );
 }
 
 #[test]

@@ -4,8 +4,7 @@
 use std::{process::Command, time::Duration};
 
 use prescale::{
-    api::{Fallback, ModelKind},
-    planner::{ForecastSettings, Policy, Series},
+    planner::{Fallback, ForecastSettings, ModelKind, Policy, Series},
     sim::{SimSettings, simulate, synthetic::synthetic_trace},
 };
 

@@ -4,6 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::planner::{Limit, NoForecast};
+
 /// Condition types.
 pub mod types {
     /// Summary: the scaler is doing its job.
@@ -20,7 +22,6 @@ pub mod types {
 
 /// Condition reasons (one CamelCase word naming the cause).
 pub mod reasons {
-    pub const INITIALIZING: &str = "Initializing";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const SCALER_ACTIVE: &str = "ScalerActive";
     pub const FORECAST_SUCCEEDED: &str = "ForecastSucceeded";
@@ -63,6 +64,28 @@ pub mod reasons {
     pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
     pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
     pub const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
+}
+
+/// The `ScalingLimited` reason for what limited a decision.
+pub fn limit_reason(limit: Limit) -> &'static str {
+    match limit {
+        Limit::WithinRange => reasons::DESIRED_WITHIN_RANGE,
+        Limit::TooFewReplicas => reasons::TOO_FEW_REPLICAS,
+        Limit::TooManyReplicas => reasons::TOO_MANY_REPLICAS,
+        Limit::ScaleUpLimit => reasons::SCALE_UP_LIMIT,
+        Limit::ScaleDownLimit => reasons::SCALE_DOWN_LIMIT,
+    }
+}
+
+/// The `ForecastAvailable` reason for why a metric has no forecast.
+pub fn unavailable_reason(cause: NoForecast) -> &'static str {
+    match cause {
+        NoForecast::Empty => reasons::EMPTY_QUERY_RESULT,
+        NoForecast::InsufficientHistory => reasons::INSUFFICIENT_HISTORY,
+        NoForecast::ModelFitFailed => reasons::MODEL_FIT_FAILED,
+        NoForecast::StaleForecast => reasons::STALE_FORECAST,
+        NoForecast::Metric(reason) => reason,
+    }
 }
 
 /// The `status` of a condition.
@@ -164,7 +187,7 @@ mod tests {
             &[Cond::new(
                 types::READY,
                 Status::False,
-                reasons::INITIALIZING,
+                reasons::INVALID_SPEC,
                 "starting",
             )],
             Some(1),

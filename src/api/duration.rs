@@ -6,6 +6,10 @@
 
 use std::time::Duration;
 
+/// Formatting lives with the planner, which names models by their periods; it is the inverse
+/// of [`parse_duration`] for whole seconds.
+pub use crate::planner::series::format_duration;
+
 /// The regular expression the CRD schema puts on every duration field: a whole number of
 /// days, or a Go duration made of `ms`, `s`, `m` and `h` parts.
 pub const DURATION_PATTERN: &str = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$";
@@ -59,25 +63,6 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
         return Err(err("too large"));
     }
     Ok(Duration::from_millis(total_ms.round() as u64))
-}
-
-/// Formats a duration compactly (`14d`, `2h`, `5m`, `90s`), the inverse of [`parse_duration`]
-/// for whole seconds.
-pub fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs == 0 {
-        return if d.is_zero() {
-            "0s".into()
-        } else {
-            format!("{}ms", d.as_millis())
-        };
-    }
-    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs.is_multiple_of(size) {
-            return format!("{}{unit}", secs / size);
-        }
-    }
-    format!("{secs}s")
 }
 
 #[cfg(test)]

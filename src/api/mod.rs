@@ -12,7 +12,5 @@ pub use builder::ScalerFixture;
 pub use v1alpha1::*;
 pub use validate::{Limits, MetricConfig, ScalerConfig, validate, validate_with};
 
-/// The API group of prescale's resources.
-pub const GROUP: &str = "prescale.dev";
 /// The field manager prescale writes with.
 pub const FIELD_MANAGER: &str = "prescale";

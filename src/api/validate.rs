@@ -12,8 +12,10 @@ use super::{
     quantity::parse_quantity,
 };
 use crate::names::is_dns_label;
+use crate::planner;
 
-/// A spec read into numbers, ready for the planner and the forecaster.
+/// A spec read into numbers and the planner's vocabulary, ready for the planner and the
+/// forecaster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalerConfig {
     pub min_replicas: u32,
@@ -24,7 +26,7 @@ pub struct ScalerConfig {
     pub metrics: Vec<MetricConfig>,
     pub lookback: Duration,
     pub step: Duration,
-    pub model: ModelKind,
+    pub model: planner::ModelKind,
     /// Seasonal periods given in the spec; empty means "detect".
     pub seasonal_periods: Vec<Duration>,
     pub horizon: Duration,
@@ -35,7 +37,43 @@ pub struct ScalerConfig {
     pub max_replicas_per_minute: u32,
     pub stabilization_window: Duration,
     pub max_percent_per_minute: u32,
-    pub fallback: Fallback,
+    pub fallback: planner::Fallback,
+}
+
+impl ScalerConfig {
+    /// The planner's policy for this spec, with the controller's evaluation interval.
+    pub fn policy(&self, interval: Duration) -> planner::Policy {
+        planner::Policy {
+            min_replicas: self.min_replicas,
+            max_replicas: self.max_replicas,
+            lead_time: self.lead_time,
+            interval,
+            max_replicas_per_minute: self.max_replicas_per_minute,
+            stabilization_window: self.stabilization_window,
+            max_percent_per_minute: self.max_percent_per_minute,
+            fallback: self.fallback,
+        }
+    }
+}
+
+impl From<ModelKind> for planner::ModelKind {
+    fn from(kind: ModelKind) -> Self {
+        match kind {
+            ModelKind::Auto => Self::Auto,
+            ModelKind::Mstl => Self::Mstl,
+            ModelKind::Ets => Self::Ets,
+            ModelKind::SeasonalNaive => Self::SeasonalNaive,
+        }
+    }
+}
+
+impl From<Fallback> for planner::Fallback {
+    fn from(fallback: Fallback) -> Self {
+        match fallback {
+            Fallback::Reactive => Self::Reactive,
+            Fallback::Hold => Self::Hold,
+        }
+    }
 }
 
 /// One metric of a [`ScalerConfig`].
@@ -96,15 +134,52 @@ pub fn validate(spec: &PredictiveScalerSpec) -> Result<ScalerConfig, InvalidSpec
     validate_with(spec, &Limits::default())
 }
 
-/// Reads and checks a spec, refusing one that asks for more work than `limits` allow.
+/// Reads and checks a spec, refusing one that asks for more work than `limits` allow. The
+/// checks run in the order of the spec's fields, and the first problem is the one reported.
 pub fn validate_with(
     spec: &PredictiveScalerSpec,
     limits: &Limits,
 ) -> Result<ScalerConfig, InvalidSpec> {
-    let bad = |msg: String| Err(InvalidSpec(msg));
-    let dur = |field: &str, value: &str| {
-        parse_duration(value).map_err(|e| InvalidSpec(format!("{field}: {e}")))
-    };
+    check_replicas(spec)?;
+    let metrics = read_metrics(spec)?;
+    let w = read_windows(spec)?;
+    check_points(spec, &w, limits)?;
+    let quantile = read_quantile(spec)?;
+    let seasonal_periods = read_seasonal_periods(spec, w.step)?;
+    check_rates(spec)?;
+    Ok(ScalerConfig {
+        min_replicas: spec.min_replicas as u32,
+        allow_scale_to_zero: spec.allow_scale_to_zero,
+        max_replicas: spec.max_replicas as u32,
+        mode: spec.mode,
+        metrics,
+        lookback: w.lookback,
+        step: w.step,
+        model: spec.forecast.model.into(),
+        seasonal_periods,
+        horizon: w.horizon,
+        refresh_interval: w.refresh_interval,
+        quantile,
+        lead_time: w.lead_time,
+        max_replicas_per_minute: spec.scale_up.max_replicas_per_minute as u32,
+        stabilization_window: w.stabilization_window,
+        max_percent_per_minute: spec.scale_down.max_percent_per_minute as u32,
+        fallback: spec.fallback.into(),
+    })
+}
+
+fn bad<T>(message: String) -> Result<T, InvalidSpec> {
+    Err(InvalidSpec(message))
+}
+
+/// The duration in `field`, or an error naming the field.
+fn duration(field: &str, value: &str) -> Result<Duration, InvalidSpec> {
+    parse_duration(value).map_err(|e| InvalidSpec(format!("{field}: {e}")))
+}
+
+/// `minReplicas` and `maxReplicas`: at least 0 (0 only with `allowScaleToZero`) and 1, in
+/// order.
+fn check_replicas(spec: &PredictiveScalerSpec) -> Result<(), InvalidSpec> {
     if spec.min_replicas < 0 {
         return bad(format!(
             "minReplicas is {}, must be 0 or more",
@@ -126,6 +201,12 @@ pub fn validate_with(
             spec.min_replicas, spec.max_replicas
         ));
     }
+    Ok(())
+}
+
+/// The metrics: one or more, unique DNS-label names, a source name (never a URL), a query and
+/// a positive `targetPerReplica`.
+fn read_metrics(spec: &PredictiveScalerSpec) -> Result<Vec<MetricConfig>, InvalidSpec> {
     if spec.metrics.is_empty() {
         return bad("at least one metric is required".into());
     }
@@ -165,8 +246,24 @@ pub fn validate_with(
             target_per_replica: target,
         });
     }
-    let lookback = dur("history.lookback", &spec.history.lookback)?;
-    let step = dur("history.step", &spec.history.step)?;
+    Ok(metrics)
+}
+
+/// The spec's durations, read.
+struct Windows {
+    lookback: Duration,
+    step: Duration,
+    horizon: Duration,
+    refresh_interval: Duration,
+    lead_time: Duration,
+    stabilization_window: Duration,
+}
+
+/// The durations, and how they must relate: a step of at least 1s and shorter than the
+/// lookback, a lead time shorter than the horizon, a horizon of at least one step.
+fn read_windows(spec: &PredictiveScalerSpec) -> Result<Windows, InvalidSpec> {
+    let lookback = duration("history.lookback", &spec.history.lookback)?;
+    let step = duration("history.step", &spec.history.step)?;
     if step < Duration::from_secs(1) {
         return bad(format!(
             "history.step is {}, must be at least 1s",
@@ -179,10 +276,10 @@ pub fn validate_with(
             spec.history.step, spec.history.lookback
         ));
     }
-    let horizon = dur("forecast.horizon", &spec.forecast.horizon)?;
-    let refresh_interval = dur("forecast.refreshInterval", &spec.forecast.refresh_interval)?;
-    let lead_time = dur("scaleUp.leadTime", &spec.scale_up.lead_time)?;
-    let stabilization_window = dur(
+    let horizon = duration("forecast.horizon", &spec.forecast.horizon)?;
+    let refresh_interval = duration("forecast.refreshInterval", &spec.forecast.refresh_interval)?;
+    let lead_time = duration("scaleUp.leadTime", &spec.scale_up.lead_time)?;
+    let stabilization_window = duration(
         "scaleDown.stabilizationWindow",
         &spec.scale_down.stabilization_window,
     )?;
@@ -198,7 +295,23 @@ pub fn validate_with(
             spec.forecast.horizon, spec.history.step
         ));
     }
-    let history_points = lookback.as_millis() / step.as_millis().max(1);
+    Ok(Windows {
+        lookback,
+        step,
+        horizon,
+        refresh_interval,
+        lead_time,
+        stabilization_window,
+    })
+}
+
+/// The points of history and of forecast one metric asks for, against `limits`.
+fn check_points(
+    spec: &PredictiveScalerSpec,
+    w: &Windows,
+    limits: &Limits,
+) -> Result<(), InvalidSpec> {
+    let history_points = w.lookback.as_millis() / w.step.as_millis().max(1);
     if history_points > u128::from(limits.max_history_points) {
         return bad(format!(
             "history.lookback / history.step is {history_points} points ({} at {}); at most {} may be fetched \
@@ -206,7 +319,7 @@ pub fn validate_with(
             spec.history.lookback, spec.history.step, limits.max_history_points
         ));
     }
-    let forecast_points = horizon.as_millis() / step.as_millis().max(1);
+    let forecast_points = w.horizon.as_millis() / w.step.as_millis().max(1);
     if forecast_points > u128::from(limits.max_forecast_points) {
         return bad(format!(
             "forecast.horizon / history.step is {forecast_points} points ({} at {}); at most {} may be \
@@ -214,15 +327,28 @@ pub fn validate_with(
             spec.forecast.horizon, spec.history.step, limits.max_forecast_points
         ));
     }
+    Ok(())
+}
+
+/// `forecast.quantile`, strictly between 0 and 1 when set.
+fn read_quantile(spec: &PredictiveScalerSpec) -> Result<Option<f64>, InvalidSpec> {
     let q = spec.forecast.quantile;
     if let Some(q) = q.filter(|q| !(*q > 0.0 && *q < 1.0)) {
         return bad(format!(
             "forecast.quantile is {q}, must be between 0 and 1, exclusive"
         ));
     }
+    Ok(q)
+}
+
+/// `forecast.seasonalPeriods`: each a whole number of steps, at least two.
+fn read_seasonal_periods(
+    spec: &PredictiveScalerSpec,
+    step: Duration,
+) -> Result<Vec<Duration>, InvalidSpec> {
     let mut seasonal_periods = Vec::new();
     for (i, p) in spec.forecast.seasonal_periods.iter().enumerate() {
-        let d = dur(&format!("forecast.seasonalPeriods[{i}]"), p)?;
+        let d = duration(&format!("forecast.seasonalPeriods[{i}]"), p)?;
         if d.as_secs() < 2 * step.as_secs() || d.as_secs() % step.as_secs() != 0 {
             return bad(format!(
                 "forecast.seasonalPeriods[{i}] ({p}) must be a whole number of steps ({}), at least two",
@@ -231,31 +357,18 @@ pub fn validate_with(
         }
         seasonal_periods.push(d);
     }
+    Ok(seasonal_periods)
+}
+
+/// The rate limits: `maxReplicasPerMinute` 0 or more, `maxPercentPerMinute` 0 to 100.
+fn check_rates(spec: &PredictiveScalerSpec) -> Result<(), InvalidSpec> {
     if spec.scale_up.max_replicas_per_minute < 0 {
         return bad("scaleUp.maxReplicasPerMinute must be 0 or more".into());
     }
     if !(0..=100).contains(&spec.scale_down.max_percent_per_minute) {
         return bad("scaleDown.maxPercentPerMinute must be between 0 and 100".into());
     }
-    Ok(ScalerConfig {
-        min_replicas: spec.min_replicas as u32,
-        allow_scale_to_zero: spec.allow_scale_to_zero,
-        max_replicas: spec.max_replicas as u32,
-        mode: spec.mode,
-        metrics,
-        lookback,
-        step,
-        model: spec.forecast.model,
-        seasonal_periods,
-        horizon,
-        refresh_interval,
-        quantile: q,
-        lead_time,
-        max_replicas_per_minute: spec.scale_up.max_replicas_per_minute as u32,
-        stabilization_window,
-        max_percent_per_minute: spec.scale_down.max_percent_per_minute as u32,
-        fallback: spec.fallback,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

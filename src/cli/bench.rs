@@ -9,9 +9,8 @@ use std::{
 use augurs::{ets::AutoETS, mstl::MSTLModel, prelude::*};
 
 use crate::{
-    api::ModelKind,
     cli::simulate::{self, SimulateArgs},
-    planner::{ForecastSettings, Series, fit_forecast, select_model},
+    planner::{ForecastSettings, ModelKind, Series, fit_forecast, select_model},
     sim::synthetic::synthetic_trace,
 };
 

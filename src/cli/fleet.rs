@@ -14,11 +14,10 @@ use std::{
 use futures::future::BoxFuture;
 
 use crate::{
-    api::{Fallback, ModelKind},
     cli::bench::{peak_rss_mib, proc_status_mib},
     planner::{
-        self, ForecastSettings, MetricInput, PlannerState, Policy, Selection, choice,
-        series::align_down,
+        self, Fallback, ForecastSettings, MetricInput, ModelKind, PlannerState, Policy, Selection,
+        choice, series::align_down,
     },
     sources::{HistoryKey, HistoryStore, MetricsSource, SourceError},
 };
@@ -169,9 +168,10 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
     let mut models: Vec<(String, usize)> = Vec::new();
     for (fc, d) in fits {
         let fc = fc.map_err(|e| anyhow::anyhow!("fit failed: {e}"))?;
-        match models.iter_mut().find(|(m, _)| *m == fc.model) {
+        let name = fc.model.to_string();
+        match models.iter_mut().find(|(m, _)| *m == name) {
             Some((_, c)) => *c += 1,
-            None => models.push((fc.model.clone(), 1)),
+            None => models.push((name, 1)),
         }
         forecasts.push(fc);
         fit_times.push(d);

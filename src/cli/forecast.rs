@@ -13,9 +13,7 @@ use crate::{
         ForecastStatus, PredictiveScaler, ScalerConfig, duration::format_duration,
         quantity::parse_quantity, validate,
     },
-    planner::{
-        DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, Series, choice, forecast::kind_of,
-    },
+    planner::{DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastSettings, Series, choice},
     sim::plot::{BITMAP_FAMILY, SVG_FAMILY, bitmap_font, number},
     sources::{HistoryKey, HistoryStore, Resolved, SourceError},
 };
@@ -144,7 +142,11 @@ pub async fn run(args: &ForecastArgs) -> anyhow::Result<()> {
         // chosen now by the same rule
         let epoch = choice::selection_epoch(&job.scaler, now);
         let previous = job.remembered.as_ref().and_then(|f| {
-            choice::remembered_choice(kind_of(&f.model), f.generated_at.0.as_second(), epoch)
+            choice::remembered_choice(
+                FittedModel::kind_of_name(&f.model),
+                f.generated_at.0.as_second(),
+                epoch,
+            )
         });
         let (fitted, _) = choice::fit_with_choice(&history, &settings.forecast, epoch, previous);
         let forecast = match fitted {

@@ -10,7 +10,7 @@ pub mod source_flags;
 
 use std::time::Duration;
 
-use crate::api::{ModelKind, duration::parse_duration};
+use crate::{api::duration::parse_duration, planner::ModelKind};
 
 /// A duration flag: its value if given, else the spec's (or scaler's), else `default`.
 pub(crate) fn duration_flag(

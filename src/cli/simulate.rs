@@ -9,11 +9,11 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     api::{
-        Fallback, PredictiveScaler,
+        PredictiveScaler,
         duration::{format_duration, parse_duration},
         validate,
     },
-    planner::{DEFAULT_BAND_QUANTILE, ForecastSettings, Policy, Series, Sizing, choice},
+    planner::{DEFAULT_BAND_QUANTILE, Fallback, ForecastSettings, Policy, Series, Sizing, choice},
     sim::{self, SimReport, SimSettings, trace},
 };
 
@@ -294,7 +294,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
         forecast: Default::default(),
         scale_up: Default::default(),
         scale_down: Default::default(),
-        fallback: Fallback::Reactive,
+        fallback: crate::api::Fallback::Reactive,
     };
     let dur = super::duration_flag;
     let sc = spec_cfg.as_ref();

@@ -20,7 +20,7 @@ use crate::{
     Error, Result,
     api::{
         ForecastStatus, Mode, PredictiveScaler, ScalerConfig,
-        conditions::{Cond, Status, reasons, types},
+        conditions::{Cond, Status, reasons, types, unavailable_reason},
         validate_with,
     },
     metrics::{
@@ -28,8 +28,8 @@ use crate::{
         ScalerMetricLabels,
     },
     planner::{
-        self, DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, MetricInput, PlannerState, Policy,
-        Selection, Sizing, Unavailable, choice, forecast, series::Series,
+        self, DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastSettings, MetricInput,
+        NoForecast, Peak, PlannerState, Selection, Sizing, Unavailable, choice, series::Series,
     },
     sources::{HistoryKey, MetricsSource, SourceError},
 };
@@ -171,18 +171,10 @@ fn remembered_choice(
 ) -> Option<Selection> {
     let f = remembered.filter(|f| f.metric == metric)?;
     choice::remembered_choice(
-        forecast::kind_of(&f.model),
+        FittedModel::kind_of_name(&f.model),
         f.generated_at.0.as_second(),
         epoch,
     )
-}
-
-/// The model kind of a model name (`MSTL(1d,7d)+AutoETS` -> `MSTL`), a bounded label.
-fn model_kind(name: &str) -> &'static str {
-    ["MSTL", "SeasonalNaive", "ETS", "Constant"]
-        .into_iter()
-        .find(|k| name.starts_with(k))
-        .unwrap_or("other")
 }
 
 async fn reconcile_inner(
@@ -311,7 +303,7 @@ async fn reconcile_inner(
                 .map_err(Clone::clone),
         })
         .collect();
-    let policy = Policy::from_config(&config, ctx.config.sync_interval);
+    let policy = config.policy(ctx.config.sync_interval);
     let decision = match config.mode {
         Mode::Active => {
             state.dry_run = planner::DryRunState::default();
@@ -324,7 +316,7 @@ async fn reconcile_inner(
             ctx.metrics
                 .metric_unavailable
                 .get_or_create(&ReasonLabels {
-                    reason: u.reason.to_string(),
+                    reason: unavailable_reason(u.cause).to_string(),
                 })
                 .inc();
         }
@@ -337,7 +329,7 @@ async fn reconcile_inner(
         };
         let forecast_now = o.forecast.as_ref().ok().and_then(|fc| fc.point_at(now_s));
         let mx = &ctx.metrics;
-        Metrics::set_or_remove(&mx.forecast_peak, &labels, m.peak.map(|(_, v, _)| v));
+        Metrics::set_or_remove(&mx.forecast_peak, &labels, m.peak.map(|p| p.value));
         Metrics::set_or_remove(&mx.forecast_now, &labels, forecast_now);
         Metrics::set_or_remove(&mx.observed_load, &labels, o.observed);
         let backtest = o.fit.as_ref().and_then(|(_, _, err)| *err);
@@ -502,7 +494,15 @@ fn why(d: &planner::Decision) -> String {
         return String::new();
     };
     match (m.forecast_replicas, m.reactive_replicas, &m.peak) {
-        (Some(f), r, Some((at, value, replicas))) if f >= r.unwrap_or(0) => format!(
+        (
+            Some(f),
+            r,
+            Some(Peak {
+                at,
+                value,
+                replicas,
+            }),
+        ) if f >= r.unwrap_or(0) => format!(
             "driven by metric {name}: its forecast needs {f} replicas within the lead time (peak {} at {} needs {replicas})",
             status::format_value(*value),
             Timestamp::from_second(*at)
@@ -533,7 +533,7 @@ fn stale(series: &Series, now: i64, step: i64) -> Option<Unavailable> {
             crate::api::duration::format_duration(Duration::from_secs(s as u64))
         };
         Unavailable::new(
-            reasons::STALE_METRIC,
+            NoForecast::Metric(reasons::STALE_METRIC),
             format!(
                 "the newest sample is {} old (stale past {}): did the series stop? check the exporter and the query's labels",
                 fmt(age),
@@ -636,10 +636,13 @@ async fn evaluate_metrics(
         let unavailable = match &series {
             Err(e) => {
                 warn!(metric = %m.name, source = %m.source, reason = e.reason(), error = %e, "metric query failed");
-                Some(Unavailable::new(e.reason(), e.to_string()))
+                Some(Unavailable::new(
+                    NoForecast::Metric(e.reason()),
+                    e.to_string(),
+                ))
             }
             Ok(s) if s.finite_count() == 0 => Some(Unavailable::new(
-                reasons::EMPTY_QUERY_RESULT,
+                NoForecast::Empty,
                 format!(
                     "the query returned no data in the last {}; check the metric name and labels",
                     crate::api::duration::format_duration(config.lookback)
@@ -697,7 +700,7 @@ async fn evaluate_metrics(
                 && now < f.fitted_at + refresh
                 && match &f.result {
                     Ok(fc) => fc.end() > window_end,
-                    Err(u) => u.reason == reasons::MODEL_FIT_FAILED,
+                    Err(u) => u.cause == NoForecast::ModelFitFailed,
                 }
         });
         let fit = match reusable {
@@ -732,7 +735,7 @@ async fn evaluate_metrics(
                 .map_err(|e| Error::ForecastTask(e.to_string()))?;
                 let elapsed = started.elapsed();
                 let model = match &result {
-                    Ok(fc) => model_kind(&fc.model),
+                    Ok(fc) => fc.model.family(),
                     Err(_) => "failed",
                 };
                 ctx.metrics
@@ -767,7 +770,7 @@ async fn evaluate_metrics(
             .result
             .as_ref()
             .ok()
-            .map(|fc| (fc.model.clone(), fit.fitted_at, fc.backtest_error));
+            .map(|fc| (fc.model.to_string(), fit.fitted_at, fc.backtest_error));
         out.push(MetricOutcome {
             name: m.name.clone(),
             target_per_replica: m.target_per_replica,
@@ -980,7 +983,7 @@ pub fn backoff(sync_interval: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod epoch_tests {
     use super::*;
-    use crate::api::ModelKind;
+    use crate::planner::ModelKind;
 
     #[test]
     fn a_restart_reuses_the_choice_the_status_remembers_for_this_epoch() {

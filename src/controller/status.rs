@@ -6,9 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::{
     api::{
         ForecastPeak, ForecastStatus, PredictiveScalerStatus,
-        conditions::{self, Cond, Status, reasons, types},
+        conditions::{self, Cond, Status, limit_reason, reasons, types, unavailable_reason},
     },
-    planner::{Decision, Unavailable},
+    planner::{Decision, Peak, Unavailable},
 };
 
 /// What a reconcile found, before it becomes a status.
@@ -135,7 +135,7 @@ pub fn decided(decision: &Decision, current: u32, write: &Write) -> Vec<Cond> {
             Cond::new(
                 types::FORECAST_AVAILABLE,
                 Status::False,
-                u.reason,
+                unavailable_reason(u.cause),
                 format!("metric {name}: {}{more}; {what}", u.message),
             )
         }
@@ -175,7 +175,7 @@ pub fn decided(decision: &Decision, current: u32, write: &Write) -> Vec<Cond> {
     let limited = Cond::new(
         types::SCALING_LIMITED,
         Status::from_bool(decision.is_limited()),
-        decision.limit_reason,
+        limit_reason(decision.limit),
         decision.limit_message.clone(),
     );
     let ready = if forecast.status != Status::True {
@@ -216,10 +216,14 @@ pub fn forecast_status(
         .max_by_key(|m| {
             (
                 decision.driving_metric.as_deref() == Some(m.name.as_str()),
-                m.peak.map(|p| p.2),
+                m.peak.map(|p| p.replicas),
             )
         })?;
-    let (at, value, replicas) = best.peak?;
+    let Peak {
+        at,
+        value,
+        replicas,
+    } = best.peak?;
     let (_, model, generated_at, backtest) = fits.iter().find(|f| f.0 == best.name)?;
     Some(ForecastStatus {
         metric: best.name.clone(),

@@ -9,9 +9,9 @@
 
 use super::{
     forecast::{Forecast, ForecastError, ForecastSettings, Selection, fit_forecast, select_model},
+    model::ModelKind,
     series::{Series, align_down},
 };
-use crate::api::ModelKind;
 
 pub use super::forecast::SELECTION_INTERVAL;
 
@@ -136,7 +136,7 @@ mod tests {
         };
         let (fc, sel) = fit_with_choice(&s, &settings, epoch, Some(kept.clone()));
         assert_eq!(sel, Some(kept));
-        assert!(fc.expect("fit").model.starts_with("ETS"));
+        assert!(fc.expect("fit").model.to_string().starts_with("ETS"));
         // one from the epoch before is made again, with its backtest scores
         let stale = Selection {
             model: ModelKind::Ets,
@@ -157,7 +157,12 @@ mod tests {
         let settings = ForecastSettings::new(ModelKind::SeasonalNaive, vec![DAY], 24, 0.9, 300);
         let (fc, sel) = fit_with_choice(&s, &settings, 0, None);
         assert_eq!(sel, None);
-        assert!(fc.expect("fit").model.starts_with("SeasonalNaive"));
+        assert!(
+            fc.expect("fit")
+                .model
+                .to_string()
+                .starts_with("SeasonalNaive")
+        );
     }
 
     #[test]

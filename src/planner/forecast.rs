@@ -7,6 +7,13 @@
 //! modelling (MSTL decomposition with an AutoETS trend, or plain AutoETS); everything augurs
 //! cannot take is guarded here first, because augurs answers bad input slowly rather than
 //! quickly: a single NaN costs ~25 s of CPU before it fails, a constant series ~27 s.
+//!
+//! [`fit_forecast`] prepares the series (`Prepared`: gaps filled, fine steps averaged into
+//! 5-minute blocks, the seasonal periods the history holds two cycles of), takes the model the
+//! settings name (`model_for`), measures its recent backtest error, calibrates the margins
+//! ([`super::margin`]) and draws the band at the series' step (`band`). [`select_model`] is
+//! `Auto`'s choice among the models, backtested on the same prepared series. The forecast
+//! names its model with a [`FittedModel`].
 
 use std::borrow::Cow;
 
@@ -18,9 +25,9 @@ use augurs::{
 
 use super::{
     margin::{Margins, Sizing, margins},
-    series::Series,
+    model::{FittedModel, ModelKind},
+    series::{Series, format_duration},
 };
-use crate::api::ModelKind;
 
 const DAY: i64 = 86_400;
 const WEEK: i64 = 7 * DAY;
@@ -80,8 +87,8 @@ pub struct Forecast {
     pub step: i64,
     pub point: Vec<f64>,
     pub upper: Vec<f64>,
-    /// e.g. `MSTL(1d,7d)+AutoETS`.
-    pub model: String,
+    /// The model it came from.
+    pub model: FittedModel,
     /// Recent forecast error (WAPE as a fraction: the backtest of [`fit_forecast`]), when measured.
     pub backtest_error: Option<f64>,
     /// The calibrated lead-window margins replicas are sized with, for decisions over the
@@ -108,33 +115,32 @@ impl Forecast {
 
     /// The highest upper value with its time, among points in `[from, to]`. `None` when the
     /// forecast does not reach `to`: a forecast that ends early cannot vouch for the window.
-    pub fn max_upper_in(&self, from: i64, to: i64) -> Option<(i64, f64)> {
-        self.max_in(&self.upper, from, to)
-    }
-
-    /// [`Forecast::max_upper_in`] for the point forecast.
-    pub fn max_point_in(&self, from: i64, to: i64) -> Option<(i64, f64)> {
-        self.max_in(&self.point, from, to)
-    }
-
-    fn max_in(&self, values: &[f64], from: i64, to: i64) -> Option<(i64, f64)> {
+    pub fn max_upper_in(&self, from: i64, to: i64) -> Option<Point> {
         if to >= self.end() {
             return None;
         }
-        let mut best: Option<(i64, f64)> = None;
-        for (i, &u) in values.iter().enumerate() {
+        let mut best: Option<Point> = None;
+        for (i, &u) in self.upper.iter().enumerate() {
             let t = self.start + i as i64 * self.step;
             // a point may stand for the step before it (Prometheus rates) or after it (traces):
             // take every point whose step on either side overlaps the window
             if t + self.step <= from || t - self.step >= to {
                 continue;
             }
-            if best.is_none_or(|(_, b)| u > b) {
-                best = Some((t, u));
+            if best.is_none_or(|b| u > b.value) {
+                best = Some(Point { at: t, value: u });
             }
         }
         best
     }
+}
+
+/// One value of a forecast and its time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Unix second.
+    pub at: i64,
+    pub value: f64,
 }
 
 /// Why no forecast could be made.
@@ -169,91 +175,155 @@ pub fn fit_forecast(
     series: &Series,
     settings: &ForecastSettings,
 ) -> Result<Forecast, ForecastError> {
-    let (y, first) = clean(series)?;
-    let step = series.step;
-    let start = series.time_of(first + y.len());
+    let p = Prepared::new(series, settings)?;
     let horizon = settings.horizon.max(1);
+    if let Some(level) = constant_level(&p.y) {
+        // augurs takes ~27 s to fail on a constant series; its forecast is the constant
+        return Ok(Forecast {
+            start: p.start,
+            step: p.step,
+            point: vec![level; horizon],
+            upper: vec![level; horizon],
+            model: FittedModel::Constant,
+            backtest_error: Some(0.0),
+            margins: None,
+        });
+    }
+    let model = model_for(settings, &p)?;
+    let backtest_error = recent_backtest(&model, &p, horizon);
+    // the margins first: with a budget they choose the quantile the band is drawn for too
+    let calibrated = settings
+        .sizing
+        .as_ref()
+        .and_then(|sizing| margins(&p.y, p.start, p.step, sizing, settings.quantile, horizon));
+    let quantile = calibrated
+        .as_ref()
+        .map_or(settings.quantile, |m| m.quantile);
+    let (point, upper) = band(&model, &p, horizon, quantile)?;
+    Ok(Forecast {
+        start: p.start,
+        step: p.step,
+        point,
+        upper,
+        model: model.fitted(p.coarse_step),
+        backtest_error,
+        margins: calibrated,
+    })
+}
 
+/// A series made ready for the models: cleaned ([`clean`]), coarsened ([`coarsen`]), and the
+/// seasonal periods it holds two cycles of. What [`fit_forecast`] and [`select_model`] fit on.
+struct Prepared {
+    /// The cleaned series, at `step` seconds.
+    y: Vec<f64>,
+    /// Unix second just after the last cleaned value: where a forecast starts.
+    start: i64,
+    step: i64,
+    /// Fine steps per coarse step ([`coarsen_factor`]), and the coarse step in seconds.
+    factor: usize,
+    coarse_step: i64,
+    /// The coarse series, and the spread of fine values around their block means.
+    yc: Vec<f64>,
+    fine_sigma: f64,
+    /// Seasonal periods in coarse steps ([`choose_periods`]), shortest first.
+    periods: Vec<usize>,
+    /// [`ForecastSettings::trend_window`] in coarse steps.
+    trend_window: usize,
+}
+
+impl Prepared {
+    fn new(series: &Series, settings: &ForecastSettings) -> Result<Self, ForecastError> {
+        let (y, first) = clean(series)?;
+        let step = series.step;
+        let start = series.time_of(first + y.len());
+        let factor = coarsen_factor(step, &settings.periods);
+        let coarse_step = step * factor as i64;
+        let (yc, fine_sigma) = coarsen(&y, factor);
+        let periods = choose_periods(&settings.periods, coarse_step, yc.len());
+        Ok(Self {
+            y,
+            start,
+            step,
+            factor,
+            coarse_step,
+            yc,
+            fine_sigma,
+            periods,
+            trend_window: (settings.trend_window / factor).max(1),
+        })
+    }
+}
+
+/// The level of a series that is constant (to 1e-9 of its size), which augurs cannot fit.
+fn constant_level(y: &[f64]) -> Option<f64> {
     let (min, max) = y
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
         });
-    if max - min <= 1e-9 * max.abs().max(1.0) {
-        // augurs takes ~27 s to fail on a constant series; its forecast is the constant
-        return Ok(Forecast {
-            start,
-            step,
-            point: vec![max; horizon],
-            upper: vec![max; horizon],
-            model: "Constant".into(),
-            backtest_error: Some(0.0),
-            margins: None,
-        });
-    }
+    (max - min <= 1e-9 * max.abs().max(1.0)).then_some(max)
+}
 
-    let factor = coarsen_factor(step, &settings.periods);
-    let coarse_step = step * factor as i64;
-    let (yc, fine_sigma) = coarsen(&y, factor);
-    let periods = choose_periods(&settings.periods, coarse_step, yc.len());
-    let trend_window = (settings.trend_window / factor).max(1);
+/// The model to fit: the spec's, or for `Auto` the one [`select_model`] chose, and without a
+/// choice MSTL once the history holds two cycles of a period, ETS before that. A backtest over
+/// the last hours alone would prefer a flat model whenever those hours were quiet, and then
+/// miss the daily peak that MSTL has learned. MSTL and seasonal naive asked for by name need
+/// two cycles of a period.
+fn model_for(settings: &ForecastSettings, p: &Prepared) -> Result<Model, ForecastError> {
     let kind = match (settings.model, settings.auto_choice) {
         (ModelKind::Auto, Some(chosen)) => chosen,
         (kind, _) => kind,
     };
-    let model = match (kind, periods.last()) {
-        // Auto: MSTL once the history holds two cycles of a period, ETS before that. A
-        // backtest over the last hours alone would prefer a flat model whenever those hours
-        // were quiet, and then miss the daily peak that MSTL has learned.
+    Ok(match (kind, p.periods.last()) {
         (ModelKind::Auto, None) | (ModelKind::Ets, _) => Model::Ets,
-        (ModelKind::Auto | ModelKind::Mstl, Some(_)) => Model::Mstl(periods.clone()),
+        (ModelKind::Auto | ModelKind::Mstl, Some(_)) => Model::Mstl(p.periods.clone()),
         (ModelKind::SeasonalNaive, Some(&longest)) => Model::SeasonalNaive(longest),
         (ModelKind::Mstl | ModelKind::SeasonalNaive, None) => {
-            return Err(insufficient(y.len(), step, &settings.periods));
+            return Err(insufficient(p.y.len(), p.step, &settings.periods));
         }
-    };
-    let backtest_horizon = ((HOUR / coarse_step).max(1) as usize).min(horizon.div_ceil(factor));
+    })
+}
+
+/// [`Forecast::backtest_error`]: forecasts an hour ahead (the horizon, if shorter) from two
+/// origins in the last two hours.
+fn recent_backtest(model: &Model, p: &Prepared, horizon: usize) -> Option<f64> {
+    let backtest_horizon = ((HOUR / p.coarse_step).max(1) as usize).min(horizon.div_ceil(p.factor));
     let origins: Vec<usize> = [2, 1]
         .iter()
-        .filter_map(|k| yc.len().checked_sub(k * backtest_horizon))
+        .filter_map(|k| p.yc.len().checked_sub(k * backtest_horizon))
         .collect();
-    let backtest_error = backtest(&model, &yc, &origins, backtest_horizon, trend_window);
+    backtest(model, &p.yc, &origins, backtest_horizon, p.trend_window)
+}
 
-    // the margins first: with a budget they choose the quantile the band is drawn for too
-    let calibrated = settings
-        .sizing
-        .as_ref()
-        .and_then(|sizing| margins(&y, start, step, sizing, settings.quantile, horizon));
-    let quantile = calibrated
-        .as_ref()
-        .map_or(settings.quantile, |m| m.quantile);
+/// The point forecast and the `quantile` upper band over `horizon` steps of the series: the
+/// model's coarse forecast interpolated back to the series' step, with the variation inside
+/// a coarse block added to its sigma in quadrature.
+fn band(
+    model: &Model,
+    p: &Prepared,
+    horizon: usize,
+    quantile: f64,
+) -> Result<(Vec<f64>, Vec<f64>), ForecastError> {
+    let factor = p.factor;
     let coarse_horizon = horizon.div_ceil(factor) + 1;
-    let (pc, sc) = model.predict(&yc, coarse_horizon, trend_window)?;
+    let (pc, sc) = model.predict(&p.yc, coarse_horizon, p.trend_window)?;
     let z = normal_quantile(quantile);
     let mut point = Vec::with_capacity(horizon);
     let mut upper = Vec::with_capacity(horizon);
     for j in 0..horizon {
         // coarse block k holds fine steps [k*f, (k+1)*f); its mean sits at its centre
         let pos = (j as f64 - (factor as f64 - 1.0) / 2.0) / factor as f64;
-        let (p, sig) = interpolate(&pc, &sc, pos);
-        let sigma = (sig * sig + fine_sigma * fine_sigma).sqrt();
-        point.push(p.max(0.0));
-        upper.push((p + z * sigma).max(0.0));
+        let (pt, sig) = interpolate(&pc, &sc, pos);
+        let sigma = (sig * sig + p.fine_sigma * p.fine_sigma).sqrt();
+        point.push(pt.max(0.0));
+        upper.push((pt + z * sigma).max(0.0));
     }
     if point.iter().chain(&upper).any(|v| !v.is_finite()) {
         return Err(ForecastError::ModelFit(
             "the model produced non-finite values".into(),
         ));
     }
-    Ok(Forecast {
-        start,
-        step,
-        point,
-        upper,
-        model: model.name(coarse_step),
-        backtest_error,
-        margins: calibrated,
-    })
+    Ok((point, upper))
 }
 
 const HOUR: i64 = 3_600;
@@ -326,11 +396,28 @@ fn backtest(
     h: usize,
     trend_window: usize,
 ) -> Option<f64> {
-    backtest_losses(model, y, origins, h, trend_window, None).map(|(wape, _)| wape)
+    backtest_losses(model, y, origins, h, trend_window, None).map(|l| l.wape)
 }
 
-/// [`backtest`]'s error, and with `quantile` also the pinball (quantile) loss of the upper
-/// band `point + z * sigma` (`fine_sigma` added in quadrature), relative to the actual load:
+/// The upper band a backtest charges the pinball loss of: `point + z(quantile) * sigma`, with
+/// `fine_sigma` added to sigma in quadrature.
+#[derive(Debug, Clone, Copy)]
+struct BandSpec {
+    quantile: f64,
+    fine_sigma: f64,
+}
+
+/// What [`backtest_losses`] measures, both relative to the actual load.
+#[derive(Debug, Clone, Copy)]
+struct Losses {
+    /// Weighted absolute percentage error of the point forecast.
+    wape: f64,
+    /// Pinball loss of the band (0 without a [`BandSpec`]).
+    pinball: f64,
+}
+
+/// [`backtest`]'s error, and with `band` also the pinball (quantile) loss of its upper band,
+/// relative to the actual load:
 /// it charges a band that is too low by `q` per unit missed and one that is too high by
 /// `1 - q` per unit of idle capacity, the trade a scaler sizing for that quantile makes.
 fn backtest_losses(
@@ -339,8 +426,8 @@ fn backtest_losses(
     origins: &[usize],
     h: usize,
     trend_window: usize,
-    quantile: Option<(f64, f64)>,
-) -> Option<(f64, f64)> {
+    band: Option<BandSpec>,
+) -> Option<Losses> {
     if origins.is_empty() {
         return None;
     }
@@ -349,30 +436,16 @@ fn backtest_losses(
         if origin + h > y.len() {
             return None;
         }
-        // a history of exactly two cycles of a period has too little left for the origins:
-        // backtest MSTL with the periods that fit there
-        let shorter;
-        let model = match model {
-            Model::Mstl(periods) => {
-                shorter = Model::Mstl(
-                    periods
-                        .iter()
-                        .copied()
-                        .filter(|&p| origin >= 2 * p)
-                        .collect(),
-                );
-                match &shorter {
-                    Model::Mstl(ps) if ps.is_empty() => return None,
-                    m => m,
-                }
-            }
-            m => m,
-        };
+        let model = model.at_origin(origin)?;
         let (p, sigma) = model.predict(&y[..origin], h, trend_window).ok()?;
         for (i, &actual) in y[origin..origin + h].iter().enumerate() {
             abs_err += (actual - p[i].max(0.0)).abs();
             abs_val += actual.abs();
-            if let Some((q, fine_sigma)) = quantile {
+            if let Some(BandSpec {
+                quantile: q,
+                fine_sigma,
+            }) = band
+            {
                 let sd = (sigma[i] * sigma[i] + fine_sigma * fine_sigma).sqrt();
                 let upper = (p[i] + normal_quantile(q) * sd).max(0.0);
                 pinball += if actual > upper {
@@ -388,7 +461,10 @@ fn backtest_losses(
     } else {
         (origins.len() * h) as f64
     };
-    Some((abs_err / scale, pinball / scale))
+    Some(Losses {
+        wape: abs_err / scale,
+        pinball: pinball / scale,
+    })
 }
 
 /// How often `Auto` runs its model selection again: selections are made for six-hour epochs
@@ -404,11 +480,20 @@ const SELECTION_SPACING: i64 = 4 * HOUR;
 pub struct Selection {
     /// The model chosen (never `Auto`).
     pub model: ModelKind,
-    /// Rolling-backtest loss of each candidate: the pinball loss of its upper quantile band,
-    /// relative to the load; `None`: it could not be fitted at every origin.
-    pub scores: Vec<(ModelKind, Option<f64>)>,
+    /// The candidates' backtest scores, MSTL, ETS, seasonal naive; empty when only ETS could
+    /// be fitted.
+    pub scores: Vec<Score>,
     /// The selection epoch it was made for.
     pub epoch: i64,
+}
+
+/// One candidate's rolling-backtest loss in a [`Selection`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    pub model: ModelKind,
+    /// The pinball loss of its upper quantile band, relative to the load; `None`: it could
+    /// not be fitted at every origin.
+    pub loss: Option<f64>,
 }
 
 impl Selection {
@@ -416,31 +501,13 @@ impl Selection {
     pub fn describe(&self) -> String {
         self.scores
             .iter()
-            .map(|(k, e)| match e {
-                Some(e) => format!("{} {e:.3}", kind_name(*k)),
-                None => format!("{} n/a", kind_name(*k)),
+            .map(|s| match s.loss {
+                Some(e) => format!("{} {e:.3}", s.model.name()),
+                None => format!("{} n/a", s.model.name()),
             })
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-/// The spec's spelling of a model kind.
-pub fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Auto => "Auto",
-        ModelKind::Mstl => "MSTL",
-        ModelKind::Ets => "ETS",
-        ModelKind::SeasonalNaive => "SeasonalNaive",
-    }
-}
-
-/// The model kind a fitted model's name stands for (`MSTL(1d,7d)+AutoETS` -> `Mstl`);
-/// `None` for `Constant` and names no model fit gives.
-pub fn kind_of(name: &str) -> Option<ModelKind> {
-    [ModelKind::Mstl, ModelKind::SeasonalNaive, ModelKind::Ets]
-        .into_iter()
-        .find(|k| name.starts_with(kind_name(*k)))
 }
 
 /// `Auto`'s model choice: MSTL+AutoETS, ETS and seasonal naive (over the longest period) are
@@ -456,61 +523,57 @@ pub fn select_model(series: &Series, settings: &ForecastSettings, epoch: i64) ->
         scores: vec![],
         epoch,
     };
-    let Ok((y, _)) = clean(series) else {
+    let Ok(p) = Prepared::new(series, settings) else {
         return only_ets();
     };
-    let step = series.step;
-    let factor = coarsen_factor(step, &settings.periods);
-    let coarse_step = step * factor as i64;
-    let (yc, fine_sigma) = coarsen(&y, factor);
-    let periods = choose_periods(&settings.periods, coarse_step, yc.len());
-    let Some(&longest) = periods.last() else {
+    let Some(&longest) = p.periods.last() else {
         return only_ets();
     };
-    let trend_window = (settings.trend_window / factor).max(1);
     // judged over the horizon the scaler asks for (its status reports the peak over it), at
     // least an hour and at most six
-    let h = settings.horizon.div_ceil(factor).clamp(
-        (HOUR / coarse_step).max(1) as usize,
-        (6 * HOUR / coarse_step).max(1) as usize,
+    let h = settings.horizon.div_ceil(p.factor).clamp(
+        (HOUR / p.coarse_step).max(1) as usize,
+        (6 * HOUR / p.coarse_step).max(1) as usize,
     );
-    let spacing = (SELECTION_SPACING / coarse_step).max(1) as usize;
+    let spacing = (SELECTION_SPACING / p.coarse_step).max(1) as usize;
     let origins: Vec<usize> = (1..=SELECTION_ORIGINS)
-        .filter_map(|k| yc.len().checked_sub(h + (k - 1) * spacing))
+        .filter_map(|k| p.yc.len().checked_sub(h + (k - 1) * spacing))
         .filter(|&o| o > 0)
         .collect();
     let candidates = [
-        (ModelKind::Mstl, Model::Mstl(periods.clone())),
+        (ModelKind::Mstl, Model::Mstl(p.periods.clone())),
         (ModelKind::Ets, Model::Ets),
         (ModelKind::SeasonalNaive, Model::SeasonalNaive(longest)),
     ];
-    let scores: Vec<(ModelKind, Option<f64>)> = candidates
+    let band = BandSpec {
+        quantile: settings.quantile,
+        fine_sigma: p.fine_sigma,
+    };
+    let scores: Vec<Score> = candidates
         .iter()
-        .map(|(kind, model)| {
-            let loss = backtest_losses(
-                model,
-                &yc,
-                &origins,
-                h,
-                trend_window,
-                Some((settings.quantile, fine_sigma)),
-            );
-            (*kind, loss.map(|(_, pinball)| pinball))
+        .map(|(kind, model)| Score {
+            model: *kind,
+            loss: backtest_losses(model, &p.yc, &origins, h, p.trend_window, Some(band))
+                .map(|l| l.pinball),
         })
         .collect();
-    let model = scores
+    Selection {
+        model: lowest_loss(&scores),
+        scores,
+        epoch,
+    }
+}
+
+/// The model with the lowest finite loss, the first of equals; MSTL when none has one.
+fn lowest_loss(scores: &[Score]) -> ModelKind {
+    scores
         .iter()
-        .filter_map(|(k, e)| e.filter(|e| e.is_finite()).map(|e| (*k, e)))
+        .filter_map(|s| s.loss.filter(|e| e.is_finite()).map(|e| (s.model, e)))
         .fold(None, |best: Option<(ModelKind, f64)>, (k, e)| match best {
             Some((_, b)) if b <= e => best,
             _ => Some((k, e)),
         })
-        .map_or(ModelKind::Mstl, |(k, _)| k);
-    Selection {
-        model,
-        scores,
-        epoch,
-    }
+        .map_or(ModelKind::Mstl, |(k, _)| k)
 }
 
 fn insufficient(have: usize, step: i64, periods: &[i64]) -> ForecastError {
@@ -520,14 +583,14 @@ fn insufficient(have: usize, step: i64, periods: &[i64]) -> ForecastError {
         need: (2 * shortest / step) as usize,
         why: format!(
             "seasonal models need two full cycles of {}",
-            crate::api::duration::format_duration(std::time::Duration::from_secs(shortest as u64))
+            format_duration(std::time::Duration::from_secs(shortest as u64))
         ),
     }
 }
 
 /// Seasonal periods in steps that the history can support: two full cycles of each. With no
 /// periods configured: a day, and a week too, when they are whole numbers of steps.
-pub fn choose_periods(configured: &[i64], step: i64, len: usize) -> Vec<usize> {
+fn choose_periods(configured: &[i64], step: i64, len: usize) -> Vec<usize> {
     let candidates: Vec<i64> = if configured.is_empty() {
         vec![DAY, WEEK]
     } else {
@@ -591,7 +654,7 @@ const STEADY_BEFORE: usize = 60;
 /// [`STEADY_BEFORE`] steps that all carried load is an outage or a gap in collection, not idle
 /// traffic (idle traffic thins out before it stops). Sparse series, whose zeros are spread
 /// out, are left as they are.
-pub fn zero_runs_as_missing(v: &[f64]) -> Vec<f64> {
+fn zero_runs_as_missing(v: &[f64]) -> Vec<f64> {
     let mut out = v.to_vec();
     let mut i = 0;
     while i < v.len() {
@@ -615,6 +678,8 @@ pub fn zero_runs_as_missing(v: &[f64]) -> Vec<f64> {
     out
 }
 
+/// A model to fit, its periods in steps of the series it is fitted on.
+#[derive(Clone)]
 enum Model {
     Mstl(Vec<usize>),
     Ets,
@@ -622,19 +687,33 @@ enum Model {
 }
 
 impl Model {
-    fn name(&self, step: i64) -> String {
-        let fmt = |p: usize| {
-            crate::api::duration::format_duration(std::time::Duration::from_secs(
-                p as u64 * step as u64,
-            ))
-        };
+    /// The model a backtest fits on the first `origin` values: a history of exactly two
+    /// cycles of a period has too little left before the origins, so MSTL keeps the periods
+    /// that fit there (`None` when none does); other models are as they are.
+    fn at_origin(&self, origin: usize) -> Option<Cow<'_, Model>> {
         match self {
-            Model::Mstl(ps) => format!(
-                "MSTL({})+AutoETS",
-                ps.iter().map(|&p| fmt(p)).collect::<Vec<_>>().join(",")
-            ),
-            Model::Ets => "ETS".into(),
-            Model::SeasonalNaive(p) => format!("SeasonalNaive({})", fmt(*p)),
+            Model::Mstl(periods) => {
+                let fit: Vec<usize> = periods
+                    .iter()
+                    .copied()
+                    .filter(|&p| origin >= 2 * p)
+                    .collect();
+                (!fit.is_empty()).then_some(Cow::Owned(Model::Mstl(fit)))
+            }
+            m => Some(Cow::Borrowed(m)),
+        }
+    }
+
+    /// What the model is called in a [`Forecast`], its periods of `step` seconds each.
+    fn fitted(&self, step: i64) -> FittedModel {
+        match self {
+            Model::Mstl(ps) => FittedModel::Mstl {
+                periods: ps.iter().map(|&p| p as i64 * step).collect(),
+            },
+            Model::Ets => FittedModel::Ets,
+            Model::SeasonalNaive(p) => FittedModel::SeasonalNaive {
+                period: *p as i64 * step,
+            },
         }
     }
 
@@ -763,7 +842,7 @@ impl TrendModel for TailTrend {
 }
 
 /// The standard normal quantile function (Acklam's rational approximation, |error| < 1.2e-9).
-pub fn normal_quantile(p: f64) -> f64 {
+fn normal_quantile(p: f64) -> f64 {
     const A: [f64; 6] = [
         -3.969683028665376e1,
         2.209460984245205e2,
@@ -883,7 +962,7 @@ mod tests {
             &ForecastSettings::new(ModelKind::Mstl, vec![], 288, 0.9, 300),
         )
         .unwrap();
-        assert_eq!(fc.model, "MSTL(1d)+AutoETS");
+        assert_eq!(fc.model.to_string(), "MSTL(1d)+AutoETS");
         assert_eq!(fc.start, s.end());
         assert_eq!(fc.point.len(), 288);
         // the sine peaks a quarter day into the cycle, at 150 + noise
@@ -942,7 +1021,7 @@ mod tests {
         let settings = ForecastSettings::new(ModelKind::Auto, vec![], 5, 0.9, 60);
         let zeros = Series::new(0, 60, vec![0.0; 3000]);
         let fc = fit_forecast(&zeros, &settings).unwrap();
-        assert_eq!(fc.model, "Constant");
+        assert_eq!(fc.model, FittedModel::Constant);
         assert_eq!(fc.upper, vec![0.0; 5]);
     }
 
@@ -955,7 +1034,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fc.point, s.values[24..48].to_vec());
-        assert_eq!(fc.model, "SeasonalNaive(1d)");
+        assert_eq!(fc.model.to_string(), "SeasonalNaive(1d)");
     }
 
     #[test]
@@ -965,18 +1044,15 @@ mod tests {
             step: 60,
             point: vec![1.0; 10],
             upper: vec![1.0, 2.0, 9.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-            model: "x".into(),
+            model: FittedModel::Ets,
             backtest_error: None,
             margins: None,
         };
-        assert_eq!(
-            fc.max_upper_in(600, 700),
-            Some((720, 9.0)),
-            "720 covers (660, 720]"
-        );
-        assert_eq!(fc.max_upper_in(600, 660), Some((660, 2.0)));
-        assert_eq!(fc.max_upper_in(630, 720), Some((720, 9.0)));
-        assert_eq!(fc.max_upper_in(900, 1000), Some((900, 1.0)));
+        let max = |from, to| fc.max_upper_in(from, to).map(|p| (p.at, p.value));
+        assert_eq!(max(600, 700), Some((720, 9.0)), "720 covers (660, 720]");
+        assert_eq!(max(600, 660), Some((660, 2.0)));
+        assert_eq!(max(630, 720), Some((720, 9.0)));
+        assert_eq!(max(900, 1000), Some((900, 1.0)));
         assert_eq!(
             fc.max_upper_in(600, 1200),
             None,
@@ -992,13 +1068,13 @@ mod tests {
         let sel = select_model(&s, &settings, 42);
         assert_eq!(sel.epoch, 42);
         assert_eq!(sel.scores.len(), 3, "{sel:?}");
-        assert!(sel.scores.iter().all(|(_, e)| e.is_some()), "{sel:?}");
+        assert!(sel.scores.iter().all(|s| s.loss.is_some()), "{sel:?}");
         assert_ne!(sel.model, ModelKind::Ets, "{}", sel.describe());
-        let ets = sel.scores[1].1.unwrap();
+        let ets = sel.scores[1].loss.unwrap();
         let best = sel
             .scores
             .iter()
-            .filter_map(|(_, e)| *e)
+            .filter_map(|s| s.loss)
             .fold(f64::MAX, f64::min);
         assert!(best < ets, "{}", sel.describe());
         // the fit honours the choice
@@ -1011,7 +1087,7 @@ mod tests {
             "SeasonalNaive"
         };
         assert!(
-            fc.model.starts_with(expect),
+            fc.model.to_string().starts_with(expect),
             "{} for {:?}",
             fc.model,
             sel.model

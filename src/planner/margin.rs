@@ -210,7 +210,7 @@ impl Growth {
 
 /// The margins over `y` (cleaned and finite, at `step` seconds, its last value at
 /// `start - step`), for `quantile` or the quantile `sizing.cost_ratio` chooses. `None` when
-/// the history is too short for [`MIN_SAMPLES`] samples.
+/// the history is too short for `MIN_SAMPLES` (20) samples.
 pub fn margins(
     y: &[f64],
     start: i64,
@@ -244,9 +244,8 @@ pub fn margins(
 
 /// The quantile whose sizing, replayed over the last [`DAYS`] days of `y` the way the planner
 /// sizes (the reactive floor, the stabilisation hold, the scale-down rate limit),
-/// spends `ratio` times the replica-steps of a reactive autoscaler at the same target.
-/// Margins are looked up once per half-slot ([`SLOT`] on a daily cycle) of the replay: they
-/// change slowly with the time of day.
+/// spends `ratio` times the replica-steps of a reactive autoscaler at the same target: a
+/// bisection over [`QUANTILE_RANGE`] (the replay's cost rises with the quantile).
 fn budget_quantile(
     y: &[f64],
     floor: f64,
@@ -254,52 +253,106 @@ fn budget_quantile(
     ratio: f64,
     lead: &Growth,
 ) -> Option<f64> {
-    let n = y.len();
-    let step = lead.step;
-    let from = n
-        .saturating_sub(DAYS as usize * (DAY / step) as usize)
-        .max(1);
-    let tpr = sizing.target_per_replica;
-    let replicas = |load: f64| (load.max(0.0) / tpr).ceil();
-    // step s is decided at unix second time(s), after load y[s - 1]
-    let time = |s: usize| lead.t0 + (s as i64 - 1) * step;
-    let mut slots: Vec<Vec<f64>> = Vec::new();
-    let mut slot_of = Vec::with_capacity(n - from);
-    let mut current = None;
-    for s in from..n {
-        let key = time(s).div_euclid(lead.half_slot);
-        if current != Some(key) {
-            let mut sample = Vec::new();
-            lead.sample(key * lead.half_slot + lead.half_slot / 2, &mut sample);
-            if sample.len() < MIN_SAMPLES {
-                return None;
-            }
-            slots.push(sample);
-            current = Some(key);
-        }
-        slot_of.push(slots.len() - 1);
-    }
-    // the reactive autoscaler: the latest load's count, held for REACTIVE_HOLD steps
-    let reactive: f64 = (from..n)
-        .map(|s| {
-            y[s.saturating_sub(REACTIVE_HOLD).max(1) - 1..s]
-                .iter()
-                .map(|&v| replicas(v))
-                .fold(0.0, f64::max)
-        })
-        .sum();
-    if reactive <= 0.0 {
+    let replay = Replay::new(y, floor, sizing, lead)?;
+    if replay.reactive <= 0.0 {
         return Some(QUANTILE_RANGE.0);
     }
-    let hold_steps = sizing.hold_steps.max(1);
-    let cost = |q: f64| {
-        let margins: Vec<f64> = slots.iter().map(|v| quantile_of(v, q)).collect();
-        let mut wanted: Vec<f64> = Vec::with_capacity(n - from);
+    let (mut lo, mut hi) = QUANTILE_RANGE;
+    if replay.cost(hi) <= ratio {
+        return Some(hi);
+    }
+    if replay.cost(lo) >= ratio {
+        return Some(lo);
+    }
+    for _ in 0..12 {
+        let mid = (lo + hi) / 2.0;
+        if replay.cost(mid) <= ratio {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
+}
+
+/// The last [`DAYS`] days of a history, replayed as the planner would size them.
+struct Replay<'a> {
+    y: &'a [f64],
+    floor: f64,
+    sizing: &'a Sizing,
+    /// The first replayed step (decided after load `y[from - 1]`).
+    from: usize,
+    /// The growth sample of each half-slot the replay passes through, and the half-slot of
+    /// each replayed step: margins change slowly with the time of day, so they are looked up
+    /// once per half-slot ([`SLOT`] on a daily cycle), not per step.
+    slots: Vec<Vec<f64>>,
+    slot_of: Vec<usize>,
+    /// Replica-steps of the reactive autoscaler over the replay: the latest load's count,
+    /// held for [`REACTIVE_HOLD`] steps.
+    reactive: f64,
+}
+
+impl<'a> Replay<'a> {
+    /// `None` when a half-slot's sample is too small.
+    fn new(y: &'a [f64], floor: f64, sizing: &'a Sizing, lead: &Growth) -> Option<Self> {
+        let n = y.len();
+        let step = lead.step;
+        let from = n
+            .saturating_sub(DAYS as usize * (DAY / step) as usize)
+            .max(1);
+        // step s is decided at unix second time(s), after load y[s - 1]
+        let time = |s: usize| lead.t0 + (s as i64 - 1) * step;
+        let mut slots: Vec<Vec<f64>> = Vec::new();
+        let mut slot_of = Vec::with_capacity(n - from);
+        let mut current = None;
+        for s in from..n {
+            let key = time(s).div_euclid(lead.half_slot);
+            if current != Some(key) {
+                let mut sample = Vec::new();
+                lead.sample(key * lead.half_slot + lead.half_slot / 2, &mut sample);
+                if sample.len() < MIN_SAMPLES {
+                    return None;
+                }
+                slots.push(sample);
+                current = Some(key);
+            }
+            slot_of.push(slots.len() - 1);
+        }
+        let replicas = |load: f64| replicas_of(load, sizing.target_per_replica);
+        let reactive: f64 = (from..n)
+            .map(|s| {
+                y[s.saturating_sub(REACTIVE_HOLD).max(1) - 1..s]
+                    .iter()
+                    .map(|&v| replicas(v))
+                    .fold(0.0, f64::max)
+            })
+            .sum();
+        Some(Self {
+            y,
+            floor,
+            sizing,
+            from,
+            slots,
+            slot_of,
+            reactive,
+        })
+    }
+
+    /// Replica-steps of sizing with the `q` margins, relative to the reactive autoscaler's:
+    /// each step wants the margin's count (at least the latest load's), holds the highest
+    /// want of the stabilisation window and scales down at most at the rate limit.
+    fn cost(&self, q: f64) -> f64 {
+        let (y, from) = (self.y, self.from);
+        let replicas = |load: f64| replicas_of(load, self.sizing.target_per_replica);
+        let hold_steps = self.sizing.hold_steps.max(1);
+        let margins: Vec<f64> = self.slots.iter().map(|v| quantile_of(v, q)).collect();
+        let mut wanted: Vec<f64> = Vec::with_capacity(y.len() - from);
         let mut current: f64 = 0.0;
         let mut total = 0.0;
-        for s in from..n {
+        for s in from..y.len() {
             let last = y[s - 1];
-            let want = replicas(margins[slot_of[s - from]] * (last + floor)).max(replicas(last));
+            let margin = margins[self.slot_of[s - from]];
+            let want = replicas(margin * (last + self.floor)).max(replicas(last));
             wanted.push(want);
             let held = wanted[wanted.len().saturating_sub(hold_steps)..]
                 .iter()
@@ -308,29 +361,18 @@ fn budget_quantile(
             current = if held >= current {
                 held
             } else {
-                let allowed = (current * sizing.scale_down_per_step).floor().max(1.0);
+                let allowed = (current * self.sizing.scale_down_per_step).floor().max(1.0);
                 held.max(current - allowed)
             };
             total += current;
         }
-        total / reactive
-    };
-    let (mut lo, mut hi) = QUANTILE_RANGE;
-    if cost(hi) <= ratio {
-        return Some(hi);
+        total / self.reactive
     }
-    if cost(lo) >= ratio {
-        return Some(lo);
-    }
-    for _ in 0..12 {
-        let mid = (lo + hi) / 2.0;
-        if cost(mid) <= ratio {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Some(lo)
+}
+
+/// Replicas for `load` at `target_per_replica`, as a float (the replay sums them).
+fn replicas_of(load: f64, target_per_replica: f64) -> f64 {
+    (load.max(0.0) / target_per_replica).ceil()
 }
 
 /// The empirical `q`-quantile of sorted `v` (linear between order statistics).

@@ -4,22 +4,47 @@
 //! `prescale simulate` call exactly this code, so a simulated plan is the plan the controller
 //! would have made. [`series`] is the data shape, [`forecast`] the model fit and `Auto`'s
 //! selection, [`margin`] the calibrated lead-window margin replicas are sized with, [`choice`]
-//! when `Auto` chooses; this file is the decision ([`plan`]).
+//! when `Auto` chooses, [`model`] which model to fit and which one a forecast came from;
+//! this file is the decision ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
+//! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
+//! reads a spec into them and maps the planner's outcomes to condition reasons.
+//!
+//! [`plan`] decides in the steps the HPA's controller takes, each a function of its own that
+//! returns its count and, where it limited the count, its [`Limit`] and message:
+//! 1. `metric_need`: per metric, the replicas its forecast and its latest observation ask for;
+//! 2. `highest_need`: the most any metric asks for (a metric that cannot say holds the count);
+//! 3. `clamp_to_bounds`: into `[minReplicas, maxReplicas]`;
+//! 4. `stabilize`: a scale-down only to the highest recommendation of the window;
+//! 5. `rate_limit`: scale-up and scale-down budgets over the last minute;
+//! 6. `enforce_bounds`: a count already outside the bounds is brought inside at once.
+//!
+//! The last step that limited the count names the decision's [`Limit`].
 
 pub mod choice;
 pub mod forecast;
 pub mod margin;
+pub mod model;
 pub mod series;
 
 use std::time::Duration;
 
-use crate::api::{Fallback, conditions::reasons};
 pub use forecast::{
-    DEFAULT_BAND_QUANTILE, Forecast, ForecastError, ForecastSettings, SELECTION_INTERVAL,
-    Selection, fit_forecast, select_model,
+    DEFAULT_BAND_QUANTILE, Forecast, ForecastError, ForecastSettings, Point, SELECTION_INTERVAL,
+    Score, Selection, fit_forecast, select_model,
 };
 pub use margin::Sizing;
+pub use model::{FittedModel, ModelKind};
 pub use series::Series;
+
+/// What to do for a metric without a forecast.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fallback {
+    /// Size for the latest observed load, like a reactive autoscaler.
+    #[default]
+    Reactive,
+    /// Keep the current replica count (or more, if the observed load needs it).
+    Hold,
+}
 
 /// Scaling rules from the spec, in numbers.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,47 +63,48 @@ pub struct Policy {
     pub fallback: Fallback,
 }
 
-impl Policy {
-    /// The policy a validated spec describes, with the controller's evaluation interval.
-    pub fn from_config(c: &crate::api::ScalerConfig, interval: Duration) -> Self {
-        Self {
-            min_replicas: c.min_replicas,
-            max_replicas: c.max_replicas,
-            lead_time: c.lead_time,
-            interval,
-            max_replicas_per_minute: c.max_replicas_per_minute,
-            stabilization_window: c.stabilization_window,
-            max_percent_per_minute: c.max_percent_per_minute,
-            fallback: c.fallback,
-        }
-    }
+/// Why a metric has no usable forecast. Each maps to a `ForecastAvailable` condition reason
+/// (`crate::api::conditions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoForecast {
+    /// The series has no samples.
+    Empty,
+    /// Too little history (or too many gaps) for the model.
+    InsufficientHistory,
+    /// The model could not be fitted.
+    ModelFitFailed,
+    /// The forecast ends before the lead window does.
+    StaleForecast,
+    /// The metric could not be read, or is too old to act on: the condition reason the edge
+    /// that reads metrics gave. The planner passes it through.
+    Metric(&'static str),
 }
 
-/// Why a metric has no usable forecast. The reason strings are condition reasons.
+/// Why a metric has no usable forecast, and a message for a person.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unavailable {
-    pub reason: &'static str,
+    pub cause: NoForecast,
     pub message: String,
 }
 
 impl Unavailable {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(cause: NoForecast, message: impl Into<String>) -> Self {
         Self {
-            reason,
+            cause,
             message: message.into(),
         }
     }
 
-    /// Maps a forecaster error to a condition reason.
+    /// Why a fit failed.
     pub fn from_forecast_error(e: &ForecastError) -> Self {
-        let reason = match e {
-            ForecastError::Empty => reasons::EMPTY_QUERY_RESULT,
+        let cause = match e {
+            ForecastError::Empty => NoForecast::Empty,
             ForecastError::InsufficientHistory { .. } | ForecastError::TooManyGaps { .. } => {
-                reasons::INSUFFICIENT_HISTORY
+                NoForecast::InsufficientHistory
             }
-            ForecastError::ModelFit(_) => reasons::MODEL_FIT_FAILED,
+            ForecastError::ModelFit(_) => NoForecast::ModelFitFailed,
         };
-        Self::new(reason, e.to_string())
+        Self::new(cause, e.to_string())
     }
 }
 
@@ -127,6 +153,16 @@ impl PlannerState {
     }
 }
 
+/// The highest upper-quantile load of a forecast, and the replicas it needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Peak {
+    /// Unix second of the peak.
+    pub at: i64,
+    /// The upper-quantile load there.
+    pub value: f64,
+    pub replicas: u32,
+}
+
 /// One metric's contribution to a decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricDecision {
@@ -137,9 +173,38 @@ pub struct MetricDecision {
     pub forecast_replicas: Option<u32>,
     /// Replicas the latest observation asks for.
     pub reactive_replicas: Option<u32>,
-    /// The forecast peak over the whole forecast from now: (time, upper value, replicas).
-    pub peak: Option<(i64, f64, u32)>,
+    /// The forecast peak over the whole forecast from now.
+    pub peak: Option<Peak>,
     pub unavailable: Option<Unavailable>,
+}
+
+/// What limited the desired count. Each maps to a `ScalingLimited` condition reason
+/// (`crate::api::conditions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Nothing: the desired count is within range.
+    WithinRange,
+    /// Raised to `minReplicas`.
+    TooFewReplicas,
+    /// Lowered to `maxReplicas`.
+    TooManyReplicas,
+    /// Held back by `maxReplicasPerMinute`.
+    ScaleUpLimit,
+    /// Held back by `maxPercentPerMinute`.
+    ScaleDownLimit,
+}
+
+/// A [`Limit`] with its message, as a step of [`plan`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+struct Limited {
+    limit: Limit,
+    message: String,
+}
+
+impl Limited {
+    fn new(limit: Limit, message: String) -> Self {
+        Self { limit, message }
+    }
 }
 
 /// The outcome of [`plan`].
@@ -152,8 +217,8 @@ pub struct Decision {
     /// The metric that asked for the most replicas.
     pub driving_metric: Option<String>,
     pub metrics: Vec<MetricDecision>,
-    /// `ScalingLimited` reason and message.
-    pub limit_reason: &'static str,
+    /// What limited `desired` (the `ScalingLimited` reason), and the message.
+    pub limit: Limit,
     pub limit_message: String,
     /// True when a scale-down was held back by the stabilisation window.
     pub stabilized: bool,
@@ -161,10 +226,11 @@ pub struct Decision {
 
 impl Decision {
     pub fn is_limited(&self) -> bool {
-        self.limit_reason != reasons::DESIRED_WITHIN_RANGE
+        self.limit != Limit::WithinRange
     }
 }
 
+/// Replicas that carry `load` at `target_per_replica` each (saturating at `u32::MAX`).
 fn replicas_for(load: f64, target_per_replica: f64) -> u32 {
     let r = (load.max(0.0) / target_per_replica).ceil();
     if r >= u32::MAX as f64 {
@@ -183,7 +249,7 @@ fn replicas_for(load: f64, target_per_replica: f64) -> u32 {
 /// current count: no data is never read as zero load. The result is the maximum over metrics,
 /// clamped to `[minReplicas, maxReplicas]`, raised at once (up to `maxReplicasPerMinute`) and
 /// lowered only to the highest recommendation of the stabilisation window (down to
-/// `maxPercentPerMinute`).
+/// `maxPercentPerMinute`). See the module docs for the steps.
 pub fn plan(
     now: i64,
     current: u32,
@@ -193,81 +259,138 @@ pub fn plan(
 ) -> Decision {
     state.prune(now, policy);
     let window_end = now + (policy.lead_time + policy.interval).as_secs() as i64;
-    let mut decisions = Vec::with_capacity(metrics.len());
-    for m in metrics {
-        let observed = m.observed.filter(|v| v.is_finite());
-        let reactive = observed.map(|v| replicas_for(v, m.target_per_replica));
-        let (forecast_replicas, peak, unavailable) = match &m.forecast {
-            Ok(fc) => match fc.max_upper_in(now, window_end) {
-                Some((_, upper)) => {
-                    let peak = fc
-                        .max_upper_in(now, fc.end() - 1)
-                        .map(|(t, v)| (t, v, replicas_for(v, m.target_per_replica)));
-                    // the calibrated margin on the latest load when there is one, else the
-                    // model's band
-                    let sized = match (&fc.margins, observed) {
-                        (Some(margins), Some(last)) => margins.sized_load(now, last),
-                        _ => upper,
-                    };
-                    (Some(replicas_for(sized, m.target_per_replica)), peak, None)
-                }
-                None => (
-                    None,
-                    None,
-                    Some(Unavailable::new(
-                        reasons::STALE_FORECAST,
-                        "the forecast does not reach the end of the lead window; waiting for a refit",
-                    )),
-                ),
-            },
-            Err(u) => (None, None, Some(u.clone())),
-        };
-        let replicas = match (forecast_replicas, reactive) {
-            (Some(f), r) => Some(f.max(r.unwrap_or(0))),
-            (None, Some(r)) if policy.fallback == Fallback::Reactive => Some(r),
-            (None, Some(r)) => Some(r.max(current)),
-            (None, None) => None,
-        };
-        decisions.push(MetricDecision {
-            name: m.name.to_string(),
-            replicas,
-            forecast_replicas,
-            reactive_replicas: reactive,
-            peak,
-            unavailable,
-        });
+    let decisions: Vec<MetricDecision> = metrics
+        .iter()
+        .map(|m| metric_need(m, now, window_end, current, policy.fallback))
+        .collect();
+    let (raw, driving_metric) = highest_need(&decisions, current);
+    let (recommended, bounded) = clamp_to_bounds(raw, policy);
+    let (desired, stabilized) = stabilize(now, current, recommended, policy, state);
+    let (desired, rated) = rate_limit(current, desired, recommended, policy, &state.events);
+    let (desired, stabilized, enforced) = match enforce_bounds(current, desired, policy) {
+        // the bounds override the window (below minReplicas nothing was held back anyway:
+        // the recommendation is at least minReplicas)
+        Some((desired, limited)) => (desired, false, Some(limited)),
+        None => (desired, stabilized, None),
+    };
+    let limited = enforced.or(rated).or(bounded).unwrap_or_else(|| {
+        Limited::new(
+            Limit::WithinRange,
+            "the desired count is within range".into(),
+        )
+    });
+    Decision {
+        desired,
+        recommended,
+        driving_metric,
+        metrics: decisions,
+        limit: limited.limit,
+        limit_message: limited.message,
+        stabilized,
     }
+}
 
-    // a metric that cannot say holds the current count
-    let (raw, driving) = decisions
+/// Step 1: what one metric asks for. With a forecast that covers the lead window
+/// (`[now, window_end]`), its need over that window (sized with the calibrated margin on the
+/// latest load when there is one, else the model's band), and at least the reactive floor;
+/// without one, the floor (`Reactive`) or the floor and at least `current` (`Hold`); with
+/// neither, nothing (`replicas: None`).
+fn metric_need(
+    m: &MetricInput<'_>,
+    now: i64,
+    window_end: i64,
+    current: u32,
+    fallback: Fallback,
+) -> MetricDecision {
+    let observed = m.observed.filter(|v| v.is_finite());
+    let reactive = observed.map(|v| replicas_for(v, m.target_per_replica));
+    let (forecast_replicas, peak, unavailable) = match &m.forecast {
+        Ok(fc) => match fc.max_upper_in(now, window_end) {
+            Some(window_max) => {
+                let peak = fc.max_upper_in(now, fc.end() - 1).map(|p| Peak {
+                    at: p.at,
+                    value: p.value,
+                    replicas: replicas_for(p.value, m.target_per_replica),
+                });
+                let sized = match (&fc.margins, observed) {
+                    (Some(margins), Some(last)) => margins.sized_load(now, last),
+                    _ => window_max.value,
+                };
+                (Some(replicas_for(sized, m.target_per_replica)), peak, None)
+            }
+            None => (
+                None,
+                None,
+                Some(Unavailable::new(
+                    NoForecast::StaleForecast,
+                    "the forecast does not reach the end of the lead window; waiting for a refit",
+                )),
+            ),
+        },
+        Err(u) => (None, None, Some(u.clone())),
+    };
+    let replicas = match (forecast_replicas, reactive) {
+        (Some(f), r) => Some(f.max(r.unwrap_or(0))),
+        (None, Some(r)) if fallback == Fallback::Reactive => Some(r),
+        (None, Some(r)) => Some(r.max(current)),
+        (None, None) => None,
+    };
+    MetricDecision {
+        name: m.name.to_string(),
+        replicas,
+        forecast_replicas,
+        reactive_replicas: reactive,
+        peak,
+        unavailable,
+    }
+}
+
+/// Step 2: the most replicas any metric asks for, and that metric; a metric that cannot say
+/// counts as `current`, and with no metrics the count is `current`.
+fn highest_need(decisions: &[MetricDecision], current: u32) -> (u32, Option<String>) {
+    decisions
         .iter()
         .map(|d| (d.replicas.unwrap_or(current), Some(d.name.clone())))
         .max_by_key(|(r, _)| *r)
-        .unwrap_or((current, None));
+        .unwrap_or((current, None))
+}
 
-    let (mut limit_reason, mut limit_message) = (
-        reasons::DESIRED_WITHIN_RANGE,
-        String::from("the desired count is within range"),
-    );
-    let recommended = if raw < policy.min_replicas {
-        limit_reason = reasons::TOO_FEW_REPLICAS;
-        limit_message = format!(
+/// Step 3: `raw` clamped to `[minReplicas, maxReplicas]`, and the limit when it was clamped.
+fn clamp_to_bounds(raw: u32, policy: &Policy) -> (u32, Option<Limited>) {
+    if raw < policy.min_replicas {
+        let message = format!(
             "the desired count {raw} is below minReplicas {}",
             policy.min_replicas
         );
-        policy.min_replicas
+        (
+            policy.min_replicas,
+            Some(Limited::new(Limit::TooFewReplicas, message)),
+        )
     } else if raw > policy.max_replicas {
-        limit_reason = reasons::TOO_MANY_REPLICAS;
-        limit_message = format!(
+        let message = format!(
             "the desired count {raw} is above maxReplicas {}",
             policy.max_replicas
         );
-        policy.max_replicas
+        (
+            policy.max_replicas,
+            Some(Limited::new(Limit::TooManyReplicas, message)),
+        )
     } else {
-        raw
-    };
+        (raw, None)
+    }
+}
 
-    let stabilized_target = if policy.stabilization_window.is_zero() {
+/// Step 4: scale-down stabilisation. Records `recommended` in `state` and returns the count
+/// to go to: up at once, down only to the highest recommendation of the window (never above
+/// `current`), and whether that held a scale-down back.
+fn stabilize(
+    now: i64,
+    current: u32,
+    recommended: u32,
+    policy: &Policy,
+    state: &mut PlannerState,
+) -> (u32, bool) {
+    let target = if policy.stabilization_window.is_zero() {
         recommended
     } else {
         if state.recommendations.is_empty() {
@@ -289,83 +412,91 @@ pub fn plan(
             .max()
             .unwrap_or(recommended)
     };
-
-    let mut stabilized = false;
-    let mut desired = if recommended >= current {
-        recommended
+    if recommended >= current {
+        (recommended, false)
     } else {
-        if stabilized_target > recommended {
-            stabilized = true;
-        }
-        stabilized_target.min(current)
-    };
+        (target.min(current), target > recommended)
+    }
+}
 
-    // rate limits over the last minute (HPA style: relative to the count a minute ago)
+/// Step 5: the rate limits over the last minute's `events` (HPA style: relative to the count
+/// a minute ago). At most `maxReplicasPerMinute` added; at most `maxPercentPerMinute` of the
+/// count a minute ago removed, and at least one replica a minute, or small targets could
+/// never scale down. Returns the count and the limit when one applied.
+fn rate_limit(
+    current: u32,
+    desired: u32,
+    recommended: u32,
+    policy: &Policy,
+    events: &[ScaleEvent],
+) -> (u32, Option<Limited>) {
     if desired > current && policy.max_replicas_per_minute > 0 {
-        let added: u32 = state
-            .events
+        let added: u32 = events
             .iter()
             .filter(|e| e.to > e.from)
             .map(|e| e.to - e.from)
             .sum();
         let allowed = policy.max_replicas_per_minute.saturating_sub(added);
         if desired > current + allowed {
-            desired = current + allowed;
-            limit_reason = reasons::SCALE_UP_LIMIT;
-            limit_message = format!(
+            let message = format!(
                 "scale-up limited to {} replicas per minute (wanted {recommended})",
                 policy.max_replicas_per_minute
+            );
+            return (
+                current + allowed,
+                Some(Limited::new(Limit::ScaleUpLimit, message)),
             );
         }
     }
     if desired < current && policy.max_percent_per_minute > 0 {
-        let removed: u32 = state
-            .events
+        let removed: u32 = events
             .iter()
             .filter(|e| e.to < e.from)
             .map(|e| e.from - e.to)
             .sum();
         let period_start = current + removed;
-        // at least one replica a minute may go, or small targets could never scale down
         let budget =
             ((period_start as u64 * policy.max_percent_per_minute as u64) / 100).max(1) as u32;
         let allowed = budget.saturating_sub(removed);
         if current - desired > allowed {
-            desired = current - allowed;
-            limit_reason = reasons::SCALE_DOWN_LIMIT;
-            limit_message = format!(
+            let message = format!(
                 "scale-down limited to {}% per minute (wanted {recommended})",
                 policy.max_percent_per_minute
             );
+            return (
+                current - allowed,
+                Some(Limited::new(Limit::ScaleDownLimit, message)),
+            );
         }
     }
-    // a count outside [minReplicas, maxReplicas] (the bounds were just edited, or someone
-    // scaled by hand) is brought inside at once, as the HPA does: the bounds are hard limits,
-    // not subject to the stabilization window or the rate limits
+    (desired, None)
+}
+
+/// Step 6: a `current` count outside `[minReplicas, maxReplicas]` (the bounds were just
+/// edited, or someone scaled by hand) is brought inside at once, as the HPA does: the bounds
+/// are hard limits, not subject to the stabilisation window or the rate limits. `None` when
+/// `desired` stands.
+fn enforce_bounds(current: u32, desired: u32, policy: &Policy) -> Option<(u32, Limited)> {
     if current > policy.max_replicas {
-        desired = policy.max_replicas;
-        stabilized = false;
-        limit_reason = reasons::TOO_MANY_REPLICAS;
-        limit_message = format!(
+        let message = format!(
             "the current count {current} is above maxReplicas {}",
             policy.max_replicas
         );
+        Some((
+            policy.max_replicas,
+            Limited::new(Limit::TooManyReplicas, message),
+        ))
     } else if current < policy.min_replicas && desired < policy.min_replicas {
-        desired = policy.min_replicas;
-        limit_reason = reasons::TOO_FEW_REPLICAS;
-        limit_message = format!(
+        let message = format!(
             "the current count {current} is below minReplicas {}",
             policy.min_replicas
         );
-    }
-    Decision {
-        desired,
-        recommended,
-        driving_metric: driving,
-        metrics: decisions,
-        limit_reason,
-        limit_message,
-        stabilized,
+        Some((
+            policy.min_replicas,
+            Limited::new(Limit::TooFewReplicas, message),
+        ))
+    } else {
+        None
     }
 }
 
@@ -383,9 +514,15 @@ pub fn record_scale(state: &mut PlannerState, now: i64, from: u32, to: u32) {
 /// trajectory `Active` would and switching to `Active` starts with nothing spent.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DryRunState {
-    /// The count DryRun would have set, and the target's real count when it did.
-    shadow: Option<(u32, u32)>,
+    shadow: Option<Shadow>,
     pub planner: PlannerState,
+}
+
+/// The count DryRun would have set, and the target's real count when it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shadow {
+    would_set: u32,
+    real: u32,
 }
 
 /// [`plan`] for `mode: DryRun`: plans from the count it would have set (while the target's real
@@ -399,7 +536,7 @@ pub fn plan_dry_run(
     state: &mut DryRunState,
 ) -> Decision {
     let shadow = match state.shadow {
-        Some((would, real)) if real == current => would,
+        Some(s) if s.real == current => s.would_set,
         _ => {
             state.planner = PlannerState::default();
             current
@@ -407,6 +544,88 @@ pub fn plan_dry_run(
     };
     let decision = plan(now, shadow, policy, metrics, &mut state.planner);
     record_scale(&mut state.planner, now, shadow, decision.desired);
-    state.shadow = Some((decision.desired, current));
+    state.shadow = Some(Shadow {
+        would_set: decision.desired,
+        real: current,
+    });
     decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            min_replicas: 2,
+            max_replicas: 20,
+            lead_time: Duration::from_secs(300),
+            interval: Duration::from_secs(60),
+            max_replicas_per_minute: 4,
+            stabilization_window: Duration::from_secs(300),
+            max_percent_per_minute: 10,
+            fallback: Fallback::Reactive,
+        }
+    }
+
+    #[test]
+    fn clamping_names_the_bound() {
+        let p = policy();
+        assert_eq!(clamp_to_bounds(7, &p), (7, None));
+        let (r, l) = clamp_to_bounds(1, &p);
+        assert_eq!((r, l.map(|l| l.limit)), (2, Some(Limit::TooFewReplicas)));
+        let (r, l) = clamp_to_bounds(25, &p);
+        assert_eq!((r, l.map(|l| l.limit)), (20, Some(Limit::TooManyReplicas)));
+    }
+
+    #[test]
+    fn stabilisation_holds_a_scale_down_to_the_window_and_never_a_scale_up() {
+        let p = policy();
+        let mut state = PlannerState::default();
+        // a cold start counts the current size as recommended now
+        assert_eq!(stabilize(0, 10, 4, &p, &mut state), (10, true));
+        assert_eq!(stabilize(60, 10, 12, &p, &mut state), (12, false));
+        let mut state = PlannerState::default();
+        let zero = Policy {
+            stabilization_window: Duration::ZERO,
+            ..p
+        };
+        assert_eq!(stabilize(0, 10, 4, &zero, &mut state), (4, false));
+        assert!(state.recommendations.is_empty());
+    }
+
+    #[test]
+    fn rate_limits_count_the_last_minute() {
+        let p = policy();
+        let up = [ScaleEvent {
+            at: 0,
+            from: 4,
+            to: 7,
+        }];
+        // 3 of 4 added already: one more
+        let (r, l) = rate_limit(7, 12, 12, &p, &up);
+        assert_eq!((r, l.map(|l| l.limit)), (8, Some(Limit::ScaleUpLimit)));
+        // 10% of 10 is one replica a minute; at least one may always go
+        let (r, l) = rate_limit(10, 5, 5, &p, &[]);
+        assert_eq!((r, l.map(|l| l.limit)), (9, Some(Limit::ScaleDownLimit)));
+        let down = [ScaleEvent {
+            at: 0,
+            from: 10,
+            to: 9,
+        }];
+        let (r, _) = rate_limit(9, 5, 5, &p, &down);
+        assert_eq!(r, 9, "the minute's budget is spent");
+        assert_eq!(rate_limit(9, 9, 9, &p, &down), (9, None));
+    }
+
+    #[test]
+    fn a_count_outside_the_bounds_is_brought_inside_at_once() {
+        let p = policy();
+        let (r, l) = enforce_bounds(30, 25, &p).expect("above max");
+        assert_eq!((r, l.limit), (20, Limit::TooManyReplicas));
+        let (r, l) = enforce_bounds(1, 1, &p).expect("below min");
+        assert_eq!((r, l.limit), (2, Limit::TooFewReplicas));
+        assert_eq!(enforce_bounds(1, 3, &p), None, "already rising past min");
+        assert_eq!(enforce_bounds(10, 9, &p), None);
+    }
 }

@@ -112,6 +112,25 @@ pub fn align_down(t: i64, step: i64) -> i64 {
     t.div_euclid(step) * step
 }
 
+/// Formats a duration compactly (`14d`, `2h`, `5m`, `90s`), the inverse of
+/// `crate::api::duration::parse_duration` for whole seconds.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            format!("{}ms", d.as_millis())
+        };
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs.is_multiple_of(size) {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

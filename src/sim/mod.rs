@@ -20,10 +20,10 @@ use std::{
 };
 
 use crate::{
-    api::{ModelKind, conditions::reasons},
+    api::conditions::{limit_reason, unavailable_reason},
     planner::{
-        self, Forecast, ForecastSettings, MetricInput, PlannerState, Policy, Selection, Series,
-        Unavailable, choice,
+        self, Forecast, ForecastSettings, MetricInput, ModelKind, NoForecast, PlannerState, Policy,
+        Selection, Series, Unavailable, choice,
     },
 };
 
@@ -143,7 +143,7 @@ pub fn simulate_observed(
         let forecast: Result<&Forecast, Unavailable> = match fit_idx {
             Some(i) => fits[i].1.as_ref().map_err(Clone::clone),
             None => Err(Unavailable::new(
-                reasons::INSUFFICIENT_HISTORY,
+                NoForecast::InsufficientHistory,
                 "no fit yet",
             )),
         };
@@ -193,9 +193,10 @@ pub fn simulate_observed(
     let mut models: Vec<(String, usize)> = Vec::new();
     for (_, fc, _) in &fits {
         if let Ok(fc) = fc {
-            match models.iter_mut().find(|(m, _)| *m == fc.model) {
+            let name = fc.model.to_string();
+            match models.iter_mut().find(|(m, _)| *m == name) {
                 Some((_, c)) => *c += 1,
-                None => models.push((fc.model.clone(), 1)),
+                None => models.push((name, 1)),
             }
         }
     }
@@ -224,14 +225,13 @@ fn reason(d: &planner::Decision) -> String {
     if d.stabilized {
         return "stabilized".into();
     }
-    match d.limit_reason {
-        reasons::DESIRED_WITHIN_RANGE => {}
-        r => return r.to_string(),
+    if d.is_limited() {
+        return limit_reason(d.limit).to_string();
     }
     match (m.forecast_replicas, m.reactive_replicas, &m.unavailable) {
         (Some(f), r, _) if f >= r.unwrap_or(0) => "forecast".into(),
         (Some(_), Some(_), _) => "reactive-floor".into(),
-        (None, _, Some(u)) => format!("fallback:{}", u.reason),
+        (None, _, Some(u)) => format!("fallback:{}", unavailable_reason(u.cause)),
         _ => "hold".into(),
     }
 }
