@@ -31,7 +31,8 @@ use tracing::{info, warn};
 
 use leader::Election;
 pub use leader::{LeaderConfig, LeaseGate};
-pub use reconcile::{ScalerState, reconcile};
+use reconcile::ScalerState;
+pub use reconcile::reconcile;
 
 use crate::{
     Error,

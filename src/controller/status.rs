@@ -8,7 +8,7 @@ use crate::{
         ForecastPeak, ForecastStatus, PredictiveScalerStatus,
         conditions::{self, Cond, Status, reasons, types},
     },
-    planner::{Decision, Unavailable},
+    planner::{Decision, MetricDecision, Unavailable},
 };
 
 /// What a reconcile found, before it becomes a status.
@@ -20,6 +20,74 @@ pub struct Report {
     pub scaled_at: Option<Time>,
     pub forecast: Option<ForecastStatus>,
     pub conditions: Vec<Cond>,
+}
+
+impl Report {
+    /// A spec that cannot be used: the target is not read, so the stored current count stays
+    /// and nothing is desired.
+    pub fn invalid_spec(previous: Option<&PredictiveScalerStatus>, message: &str) -> Self {
+        Self {
+            current: previous
+                .and_then(|s| s.current_replicas)
+                .map(|c| c.max(0) as u32),
+            desired: None,
+            scaled_at: None,
+            forecast: None,
+            conditions: invalid_spec(message),
+        }
+    }
+
+    /// A target that cannot be read or may not be scaled (`reason`): no current count (the
+    /// caller sets one it knows), the stored desired count stays.
+    pub fn target_problem(
+        previous: Option<&PredictiveScalerStatus>,
+        reason: &'static str,
+        message: &str,
+    ) -> Self {
+        Self {
+            current: None,
+            desired: previous
+                .and_then(|s| s.desired_replicas)
+                .map(|d| d.max(0) as u32),
+            scaled_at: None,
+            forecast: None,
+            conditions: target_problem(reason, message),
+        }
+    }
+
+    /// After a decision on a target at `current` replicas: the count it has now (the desired
+    /// one when this reconcile scaled it, at `scaled_at`), the forecast summary of `fits`, and
+    /// the conditions.
+    pub fn decided(
+        decision: &Decision,
+        current: u32,
+        write: &Write,
+        scaled_at: Option<Time>,
+        fits: &[FitSummary],
+    ) -> Self {
+        Self {
+            current: Some(if scaled_at.is_some() {
+                decision.desired
+            } else {
+                current
+            }),
+            desired: Some(decision.desired),
+            scaled_at,
+            forecast: forecast_status(decision, fits),
+            conditions: decided(decision, current, write),
+        }
+    }
+}
+
+/// The fit behind a metric's forecast, as the status shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitSummary {
+    pub metric: String,
+    /// The fitted model's name (`MSTL(1d,7d)+AutoETS`).
+    pub model: String,
+    /// When it was fitted (unix seconds).
+    pub fitted_at: i64,
+    pub backtest_error: Option<f64>,
 }
 
 /// Merges a report into the previous status: keeps `lastScaleTime` unless this reconcile
@@ -48,7 +116,7 @@ pub fn build(
 }
 
 /// Conditions for a spec that cannot be used.
-pub fn invalid_spec(message: &str) -> Vec<Cond> {
+fn invalid_spec(message: &str) -> Vec<Cond> {
     vec![
         Cond::new(types::READY, Status::False, reasons::INVALID_SPEC, message),
         Cond::new(
@@ -72,8 +140,9 @@ pub fn invalid_spec(message: &str) -> Vec<Cond> {
     ]
 }
 
-/// Conditions when the target cannot be read (`reason` is `TargetNotFound` or `FailedGetScale`).
-pub fn target_problem(reason: &'static str, message: &str) -> Vec<Cond> {
+/// Conditions when the target cannot be read or may not be scaled (`reason`: `TargetNotFound`,
+/// `FailedGetScale`, `AmbiguousTarget`, `ScalingDisabled`).
+fn target_problem(reason: &'static str, message: &str) -> Vec<Cond> {
     vec![
         Cond::new(types::READY, Status::False, reason, message),
         Cond::new(
@@ -100,47 +169,58 @@ pub enum Write {
     DryRun,
 }
 
-/// Conditions after a decision.
+/// Conditions after a decision: `Ready` sums up the other three (the forecast first, then
+/// the write).
 pub fn decided(decision: &Decision, current: u32, write: &Write) -> Vec<Cond> {
-    let unavailable: Vec<(&str, &Unavailable)> = decision
+    let forecast = forecast_condition(decision, current);
+    let able = able_condition(decision, current, write);
+    let limited = Cond::new(
+        types::SCALING_LIMITED,
+        Status::from_bool(decision.is_limited()),
+        decision.limit_reason,
+        decision.limit_message.clone(),
+    );
+    let ready = ready_condition(&forecast, &able, decision, current);
+    vec![ready, forecast, able, limited]
+}
+
+/// `ForecastAvailable`: true when every metric has a forecast; otherwise the first metric
+/// without one says why, and what the scaler does instead.
+fn forecast_condition(decision: &Decision, current: u32) -> Cond {
+    let unavailable: Vec<(&MetricDecision, &Unavailable)> = decision
         .metrics
         .iter()
-        .filter_map(|m| m.unavailable.as_ref().map(|u| (m.name.as_str(), u)))
+        .filter_map(|m| m.unavailable.as_ref().map(|u| (m, u)))
         .collect();
-    let forecast = match unavailable.first() {
-        None => {
-            let driving = decision.driving_metric.as_deref().unwrap_or("-");
-            Cond::new(
-                types::FORECAST_AVAILABLE,
-                Status::True,
-                reasons::FORECAST_SUCCEEDED,
-                format!("forecasts are available for all metrics; {driving} drives the decision"),
-            )
-        }
-        Some((name, u)) => {
-            let what = match decision
-                .metrics
-                .iter()
-                .find(|m| m.name == *name)
-                .and_then(|m| m.replicas)
-            {
-                Some(r) if r != current => format!("acting on the observed load ({r} replicas)"),
-                _ => format!("holding {current} replicas"),
-            };
-            let more = if unavailable.len() > 1 {
-                format!(" (and {} more metrics)", unavailable.len() - 1)
-            } else {
-                String::new()
-            };
-            Cond::new(
-                types::FORECAST_AVAILABLE,
-                Status::False,
-                u.reason,
-                format!("metric {name}: {}{more}; {what}", u.message),
-            )
-        }
+    let Some((metric, u)) = unavailable.first() else {
+        let driving = decision.driving_metric.as_deref().unwrap_or("-");
+        return Cond::new(
+            types::FORECAST_AVAILABLE,
+            Status::True,
+            reasons::FORECAST_SUCCEEDED,
+            format!("forecasts are available for all metrics; {driving} drives the decision"),
+        );
     };
-    let able = match write {
+    let what = match metric.replicas {
+        Some(r) if r != current => format!("acting on the observed load ({r} replicas)"),
+        _ => format!("holding {current} replicas"),
+    };
+    let more = if unavailable.len() > 1 {
+        format!(" (and {} more metrics)", unavailable.len() - 1)
+    } else {
+        String::new()
+    };
+    Cond::new(
+        types::FORECAST_AVAILABLE,
+        Status::False,
+        u.reason,
+        format!("metric {}: {}{more}; {what}", metric.name, u.message),
+    )
+}
+
+/// `AbleToScale`: how the target write went (or, in DryRun, what it would have been).
+fn able_condition(decision: &Decision, current: u32, write: &Write) -> Cond {
+    match write {
         Write::DryRun => Cond::new(
             types::ABLE_TO_SCALE,
             Status::True,
@@ -171,44 +251,29 @@ pub fn decided(decision: &Decision, current: u32, write: &Write) -> Vec<Cond> {
             reasons::READY_FOR_NEW_SCALE,
             "the target can be scaled",
         ),
-    };
-    let limited = Cond::new(
-        types::SCALING_LIMITED,
-        Status::from_bool(decision.is_limited()),
-        decision.limit_reason,
-        decision.limit_message.clone(),
-    );
-    let ready = if forecast.status != Status::True {
-        Cond::new(
-            types::READY,
-            Status::False,
-            forecast.reason,
-            forecast.message.clone(),
-        )
-    } else if able.status != Status::True {
-        Cond::new(
-            types::READY,
-            Status::False,
-            able.reason,
-            able.message.clone(),
-        )
-    } else {
-        Cond::new(
+    }
+}
+
+/// `Ready`: false with the forecast's reason when it is not true, else with the write's when
+/// that is not; true (`ScalerActive`) when both are.
+fn ready_condition(forecast: &Cond, able: &Cond, decision: &Decision, current: u32) -> Cond {
+    match [forecast, able]
+        .into_iter()
+        .find(|c| c.status != Status::True)
+    {
+        Some(bad) => Cond::new(types::READY, Status::False, bad.reason, bad.message.clone()),
+        None => Cond::new(
             types::READY,
             Status::True,
             reasons::SCALER_ACTIVE,
             format!("{} replicas desired, {current} current", decision.desired),
-        )
-    };
-    vec![ready, forecast, able, limited]
+        ),
+    }
 }
 
-/// The forecast summary for status: the driving metric's peak, or the highest peak.
-pub fn forecast_status(
-    decision: &Decision,
-    fits: &[(String, String, i64, Option<f64>)],
-) -> Option<ForecastStatus> {
-    // fits: (metric, model, generated_at, backtest_error)
+/// The forecast summary for status: the driving metric's peak, or the highest peak, with the
+/// fit that made it (none without one).
+pub fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastStatus> {
     let best = decision
         .metrics
         .iter()
@@ -220,22 +285,22 @@ pub fn forecast_status(
             )
         })?;
     let (at, value, replicas) = best.peak?;
-    let (_, model, generated_at, backtest) = fits.iter().find(|f| f.0 == best.name)?;
+    let fit = fits.iter().find(|f| f.metric == best.name)?;
     Some(ForecastStatus {
         metric: best.name.clone(),
-        model: model.clone(),
-        generated_at: time(*generated_at),
+        model: fit.model.clone(),
+        generated_at: time(fit.fitted_at),
         peak: Some(ForecastPeak {
             at: time(at),
             value: format_value(value),
             replicas: replicas as i32,
         }),
-        backtest_error: backtest.map(|b| format!("{b:.3}")),
+        backtest_error: fit.backtest_error.map(|b| format!("{b:.3}")),
     })
 }
 
 /// Unix seconds as a Kubernetes time.
-pub fn time(secs: i64) -> Time {
+fn time(secs: i64) -> Time {
     Time(
         k8s_openapi::jiff::Timestamp::from_second(secs)
             .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
