@@ -171,7 +171,7 @@ pub enum Write {
 
 /// Conditions after a decision: `Ready` sums up the other three (the forecast first, then
 /// the write).
-pub fn decided(decision: &Decision, current: u32, write: &Write) -> Vec<Cond> {
+fn decided(decision: &Decision, current: u32, write: &Write) -> Vec<Cond> {
     let forecast = forecast_condition(decision, current);
     let able = able_condition(decision, current, write);
     let limited = Cond::new(
@@ -273,7 +273,7 @@ fn ready_condition(forecast: &Cond, able: &Cond, decision: &Decision, current: u
 
 /// The forecast summary for status: the driving metric's peak, or the highest peak, with the
 /// fit that made it (none without one).
-pub fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastStatus> {
+fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastStatus> {
     let best = decision
         .metrics
         .iter()
@@ -321,5 +321,453 @@ pub fn format_value(v: f64) -> String {
             .trim_end_matches('0')
             .trim_end_matches('.')
             .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    fn t(secs: i64) -> Time {
+        time(secs)
+    }
+
+    /// A metric's part of a decision: `replicas` asked for, a forecast peak `(at, value,
+    /// replicas)`, or why it has no forecast. (The one place these tests build one.)
+    fn metric(
+        name: &str,
+        replicas: Option<u32>,
+        peak: Option<(i64, f64, u32)>,
+        unavailable: Option<Unavailable>,
+    ) -> MetricDecision {
+        MetricDecision {
+            name: name.into(),
+            replicas,
+            forecast_replicas: peak.map(|p| p.2),
+            reactive_replicas: replicas,
+            peak,
+            unavailable,
+        }
+    }
+
+    /// A decision for `desired` replicas driven by `driving`, within range and not stabilised.
+    fn decision(desired: u32, driving: Option<&str>, metrics: Vec<MetricDecision>) -> Decision {
+        Decision {
+            desired,
+            recommended: desired,
+            driving_metric: driving.map(Into::into),
+            metrics,
+            limit_reason: reasons::DESIRED_WITHIN_RANGE,
+            limit_message: "the desired count is within range".into(),
+            stabilized: false,
+        }
+    }
+
+    fn find<'a>(conditions: &'a [Cond], type_: &str) -> &'a Cond {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} in {conditions:?}"))
+    }
+
+    /// (status, reason) of each condition, in the order written: Ready, ForecastAvailable,
+    /// AbleToScale, ScalingLimited.
+    fn summary(conditions: &[Cond]) -> Vec<(&str, Status, &str)> {
+        conditions
+            .iter()
+            .map(|c| (c.type_, c.status, c.reason))
+            .collect()
+    }
+
+    const OK: Write = Write::Active(Ok(()));
+
+    #[test]
+    fn a_decision_with_every_forecast_and_a_good_write_is_ready() {
+        let d = decision(
+            7,
+            Some("requests"),
+            vec![metric("requests", Some(7), None, None)],
+        );
+        let c = decided(&d, 3, &OK);
+        assert_eq!(
+            summary(&c),
+            vec![
+                (types::READY, Status::True, reasons::SCALER_ACTIVE),
+                (
+                    types::FORECAST_AVAILABLE,
+                    Status::True,
+                    reasons::FORECAST_SUCCEEDED
+                ),
+                (
+                    types::ABLE_TO_SCALE,
+                    Status::True,
+                    reasons::READY_FOR_NEW_SCALE
+                ),
+                (
+                    types::SCALING_LIMITED,
+                    Status::False,
+                    reasons::DESIRED_WITHIN_RANGE
+                ),
+            ]
+        );
+        assert_eq!(c[0].message, "7 replicas desired, 3 current");
+        assert!(
+            c[1].message.ends_with("requests drives the decision"),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_metric_without_forecast_makes_ready_false_with_its_reason_and_says_what_is_done() {
+        let stale = Unavailable::new(reasons::STALE_METRIC, "the newest sample is 1h old");
+        // held: the metric asks for nothing, or for the current count
+        for replicas in [None, Some(4)] {
+            let d = decision(
+                4,
+                None,
+                vec![metric("requests", replicas, None, Some(stale.clone()))],
+            );
+            let c = decided(&d, 4, &OK);
+            let fa = find(&c, types::FORECAST_AVAILABLE);
+            assert_eq!(
+                (fa.status, fa.reason),
+                (Status::False, reasons::STALE_METRIC)
+            );
+            assert_eq!(
+                fa.message,
+                "metric requests: the newest sample is 1h old; holding 4 replicas"
+            );
+            let ready = find(&c, types::READY);
+            assert_eq!(
+                (ready.status, ready.reason, &ready.message),
+                (Status::False, reasons::STALE_METRIC, &fa.message)
+            );
+        }
+        // another count from the observed load; the first metric without forecast speaks for
+        // the others
+        let failed = Unavailable::new(reasons::METRICS_QUERY_FAILED, "connection refused");
+        let d = decision(
+            9,
+            Some("requests"),
+            vec![
+                metric("tokens", Some(5), Some((0, 1.0, 5)), None),
+                metric("requests", Some(9), None, Some(failed)),
+                metric("errors", None, None, Some(stale)),
+            ],
+        );
+        let fa = find(&decided(&d, 4, &OK), types::FORECAST_AVAILABLE).clone();
+        assert_eq!(fa.reason, reasons::METRICS_QUERY_FAILED);
+        assert_eq!(
+            fa.message,
+            "metric requests: connection refused (and 1 more metrics); acting on the observed load (9 replicas)"
+        );
+    }
+
+    #[test]
+    fn the_write_decides_able_to_scale_and_a_failed_one_makes_ready_false() {
+        let d = decision(
+            7,
+            Some("requests"),
+            vec![metric("requests", Some(7), None, None)],
+        );
+        let failed = Write::Active(Err("updating the scale of Deployment a/b: 500".into()));
+        let c = decided(&d, 3, &failed);
+        let able = find(&c, types::ABLE_TO_SCALE);
+        assert_eq!(
+            (able.status, able.reason, able.message.as_str()),
+            (
+                Status::False,
+                reasons::FAILED_UPDATE_SCALE,
+                "updating the scale of Deployment a/b: 500"
+            )
+        );
+        let ready = find(&c, types::READY);
+        assert_eq!(
+            (ready.status, ready.reason),
+            (Status::False, reasons::FAILED_UPDATE_SCALE)
+        );
+
+        let c = decided(&d, 3, &Write::DryRun);
+        let able = find(&c, types::ABLE_TO_SCALE);
+        assert_eq!((able.status, able.reason), (Status::True, reasons::DRY_RUN));
+        assert_eq!(
+            able.message,
+            "DryRun: would set 7 replicas (now 3); the target is not written"
+        );
+        assert_eq!(find(&c, types::READY).status, Status::True);
+
+        let held = Decision {
+            recommended: 2,
+            stabilized: true,
+            ..d.clone()
+        };
+        let able = find(&decided(&held, 7, &OK), types::ABLE_TO_SCALE).clone();
+        assert_eq!(
+            (able.status, able.reason),
+            (Status::True, reasons::SCALE_DOWN_STABILIZED)
+        );
+        assert_eq!(
+            able.message,
+            "recommended 2 replicas; holding 7 until the stabilization window agrees"
+        );
+    }
+
+    #[test]
+    fn a_missing_forecast_outranks_a_failed_write_in_ready() {
+        let failed = Unavailable::new(reasons::EMPTY_QUERY_RESULT, "no data");
+        let d = decision(3, None, vec![metric("requests", None, None, Some(failed))]);
+        let c = decided(&d, 3, &Write::Active(Err("refused".into())));
+        assert_eq!(find(&c, types::READY).reason, reasons::EMPTY_QUERY_RESULT);
+    }
+
+    #[test]
+    fn scaling_limited_carries_the_planners_limit() {
+        let d = Decision {
+            limit_reason: reasons::TOO_MANY_REPLICAS,
+            limit_message: "the desired count is capped at maxReplicas (60)".into(),
+            ..decision(
+                60,
+                Some("requests"),
+                vec![metric("requests", Some(80), None, None)],
+            )
+        };
+        let limited = find(&decided(&d, 60, &OK), types::SCALING_LIMITED).clone();
+        assert_eq!(
+            (limited.status, limited.reason, limited.message.as_str()),
+            (
+                Status::True,
+                reasons::TOO_MANY_REPLICAS,
+                "the desired count is capped at maxReplicas (60)"
+            )
+        );
+    }
+
+    fn fit(metric: &str, model: &str, at: i64, backtest: Option<f64>) -> FitSummary {
+        FitSummary {
+            metric: metric.into(),
+            model: model.into(),
+            fitted_at: at,
+            backtest_error: backtest,
+        }
+    }
+
+    #[test]
+    fn the_forecast_summary_is_the_driving_metrics_peak_else_the_highest() {
+        let metrics = vec![
+            metric("requests", Some(4), Some((1_000, 38.5, 4)), None),
+            metric("tokens", Some(9), Some((2_000, 1234.4, 9)), None),
+        ];
+        let fits = [
+            fit("requests", "SeasonalNaive(1d)", 900, Some(0.12345)),
+            fit("tokens", "MSTL(1d)+AutoETS", 950, None),
+        ];
+        let driven = decision(4, Some("requests"), metrics.clone());
+        let f = forecast_status(&driven, &fits).expect("a summary");
+        assert_eq!(
+            f,
+            ForecastStatus {
+                metric: "requests".into(),
+                model: "SeasonalNaive(1d)".into(),
+                generated_at: t(900),
+                peak: Some(ForecastPeak {
+                    at: t(1_000),
+                    value: "38.5".into(),
+                    replicas: 4,
+                }),
+                backtest_error: Some("0.123".into()),
+            }
+        );
+        // no driving metric with a peak: the one that needs the most replicas
+        let undriven = decision(9, None, metrics);
+        let f = forecast_status(&undriven, &fits).expect("a summary");
+        assert_eq!(
+            (f.metric.as_str(), f.model.as_str()),
+            ("tokens", "MSTL(1d)+AutoETS")
+        );
+        assert_eq!(f.peak.unwrap().value, "1234");
+        assert_eq!(f.backtest_error, None);
+        // no fit for the chosen metric (a failed write passes none): no summary
+        assert_eq!(forecast_status(&driven, &[]), None);
+        assert_eq!(forecast_status(&decision(3, None, vec![]), &fits), None);
+    }
+
+    fn condition(type_: &str, status: &str, reason: &str, at: i64) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: t(at),
+            observed_generation: Some(1),
+        }
+    }
+
+    #[test]
+    fn build_keeps_what_the_report_does_not_change() {
+        let previous = PredictiveScalerStatus {
+            observed_generation: Some(1),
+            current_replicas: Some(5),
+            desired_replicas: Some(5),
+            last_scale_time: Some(t(100)),
+            forecast: forecast_status(
+                &decision(
+                    5,
+                    Some("requests"),
+                    vec![metric("requests", Some(5), Some((150, 48.0, 5)), None)],
+                ),
+                &[fit("requests", "ETS", 90, None)],
+            ),
+            conditions: vec![
+                condition(types::READY, "True", reasons::SCALER_ACTIVE, 50),
+                condition(
+                    types::ABLE_TO_SCALE,
+                    "True",
+                    reasons::READY_FOR_NEW_SCALE,
+                    60,
+                ),
+                condition("Custom", "True", "SomeoneElses", 70),
+            ],
+        };
+        let report = Report {
+            current: Some(5),
+            desired: Some(6),
+            scaled_at: None,
+            forecast: None,
+            conditions: vec![
+                Cond::new(
+                    types::READY,
+                    Status::True,
+                    reasons::SCALER_ACTIVE,
+                    "6 desired",
+                ),
+                Cond::new(
+                    types::ABLE_TO_SCALE,
+                    Status::False,
+                    reasons::FAILED_UPDATE_SCALE,
+                    "refused",
+                ),
+            ],
+        };
+        let s = build(Some(&previous), Some(2), &report, t(200));
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!((s.current_replicas, s.desired_replicas), (Some(5), Some(6)));
+        // not scaled now, no new forecast: the stored ones stay
+        assert_eq!(s.last_scale_time, Some(t(100)));
+        assert_eq!(s.forecast, previous.forecast);
+        assert!(s.forecast.is_some());
+        // a condition's transition time moves only when its status flips; others' stay
+        let at = |type_: &str| {
+            let c = s.conditions.iter().find(|c| c.type_ == type_).unwrap();
+            (
+                c.status.as_str(),
+                c.last_transition_time.clone(),
+                c.observed_generation,
+            )
+        };
+        assert_eq!(at(types::READY), ("True", t(50), Some(2)));
+        assert_eq!(at(types::ABLE_TO_SCALE), ("False", t(200), Some(2)));
+        assert_eq!(at("Custom"), ("True", t(70), Some(1)));
+
+        // scaled now, with a new forecast: both replace the stored ones
+        let forecast = ForecastStatus {
+            metric: "requests".into(),
+            model: "Constant".into(),
+            generated_at: t(190),
+            peak: None,
+            backtest_error: None,
+        };
+        let scaled = Report {
+            scaled_at: Some(t(200)),
+            forecast: Some(forecast.clone()),
+            ..report
+        };
+        let s = build(Some(&previous), Some(2), &scaled, t(200));
+        assert_eq!(s.last_scale_time, Some(t(200)));
+        assert_eq!(s.forecast, Some(forecast));
+    }
+
+    #[test]
+    fn build_without_a_previous_status_starts_every_condition_now() {
+        let report =
+            Report::invalid_spec(None, "minReplicas (70) is greater than maxReplicas (60)");
+        let s = build(None, Some(3), &report, t(10));
+        assert_eq!((s.current_replicas, s.desired_replicas), (None, None));
+        assert_eq!((s.last_scale_time, s.forecast), (None, None));
+        assert_eq!(s.conditions.len(), 4);
+        assert!(s.conditions.iter().all(|c| c.last_transition_time == t(10)));
+        let ready = &s.conditions[0];
+        assert_eq!(
+            (
+                ready.type_.as_str(),
+                ready.status.as_str(),
+                ready.reason.as_str()
+            ),
+            ("Ready", "False", reasons::INVALID_SPEC)
+        );
+        assert_eq!(
+            ready.message,
+            "minReplicas (70) is greater than maxReplicas (60)"
+        );
+    }
+
+    #[test]
+    fn reports_of_an_early_end_keep_the_counts_they_cannot_know() {
+        let previous = PredictiveScalerStatus {
+            current_replicas: Some(4),
+            desired_replicas: Some(6),
+            ..Default::default()
+        };
+        // an invalid spec never reads the target: the stored current count stays
+        let r = Report::invalid_spec(Some(&previous), "bad");
+        assert_eq!((r.current, r.desired), (Some(4), None));
+        // a target that cannot be read has no current count; the desired one stays
+        let r = Report::target_problem(Some(&previous), reasons::TARGET_NOT_FOUND, "gone");
+        assert_eq!((r.current, r.desired), (None, Some(6)));
+        assert_eq!(
+            summary(&r.conditions),
+            vec![
+                (types::READY, Status::False, reasons::TARGET_NOT_FOUND),
+                (
+                    types::FORECAST_AVAILABLE,
+                    Status::Unknown,
+                    reasons::TARGET_NOT_FOUND
+                ),
+                (
+                    types::ABLE_TO_SCALE,
+                    Status::False,
+                    reasons::TARGET_NOT_FOUND
+                ),
+                (
+                    types::SCALING_LIMITED,
+                    Status::Unknown,
+                    reasons::TARGET_NOT_FOUND
+                ),
+            ]
+        );
+        assert_eq!(find(&r.conditions, types::ABLE_TO_SCALE).message, "gone");
+    }
+
+    #[test]
+    fn a_decided_report_shows_the_count_the_target_has_now() {
+        let d = decision(
+            7,
+            Some("requests"),
+            vec![metric("requests", Some(7), Some((5, 66.0, 7)), None)],
+        );
+        let fits = [fit("requests", "ETS", 1, None)];
+        let r = Report::decided(&d, 3, &OK, Some(t(9)), &fits);
+        assert_eq!(
+            (r.current, r.desired, r.scaled_at),
+            (Some(7), Some(7), Some(t(9)))
+        );
+        assert_eq!(r.forecast.map(|f| f.model), Some("ETS".into()));
+        // not written (DryRun, or nothing to change): the target keeps its count
+        let r = Report::decided(&d, 3, &Write::DryRun, None, &fits);
+        assert_eq!(
+            (r.current, r.desired, r.scaled_at),
+            (Some(3), Some(7), None)
+        );
+        assert_eq!(r.conditions, decided(&d, 3, &Write::DryRun));
     }
 }
