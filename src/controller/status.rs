@@ -603,21 +603,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn build_keeps_what_the_report_does_not_change() {
-        let previous = PredictiveScalerStatus {
+    /// A stored status: scaled at 100, a forecast, and conditions from 50, 60 and (someone
+    /// else's) 70.
+    fn stored() -> PredictiveScalerStatus {
+        PredictiveScalerStatus {
             observed_generation: Some(1),
             current_replicas: Some(5),
             desired_replicas: Some(5),
             last_scale_time: Some(t(100)),
-            forecast: forecast_status(
-                &decision(
-                    5,
-                    Some("requests"),
-                    vec![metric("requests", Some(5), Some((150, 48.0, 5)), None)],
-                ),
-                &[fit("requests", "ETS", 90, None)],
-            ),
+            forecast: Some(ForecastStatus {
+                metric: "requests".into(),
+                model: "ETS".into(),
+                generated_at: t(90),
+                peak: None,
+                backtest_error: None,
+            }),
             conditions: vec![
                 condition(types::READY, "True", reasons::SCALER_ACTIVE, 50),
                 condition(
@@ -628,8 +628,12 @@ mod tests {
                 ),
                 condition("Custom", "True", "SomeoneElses", 70),
             ],
-        };
-        let report = Report {
+        }
+    }
+
+    /// A report that did not scale and has no new forecast; the write failed.
+    fn unscaled() -> Report {
+        Report {
             current: Some(5),
             desired: Some(6),
             scaled_at: None,
@@ -648,14 +652,18 @@ mod tests {
                     "refused",
                 ),
             ],
-        };
-        let s = build(Some(&previous), Some(2), &report, t(200));
+        }
+    }
+
+    #[test]
+    fn build_keeps_what_the_report_does_not_change() {
+        let previous = stored();
+        let s = build(Some(&previous), Some(2), &unscaled(), t(200));
         assert_eq!(s.observed_generation, Some(2));
         assert_eq!((s.current_replicas, s.desired_replicas), (Some(5), Some(6)));
         // not scaled now, no new forecast: the stored ones stay
         assert_eq!(s.last_scale_time, Some(t(100)));
         assert_eq!(s.forecast, previous.forecast);
-        assert!(s.forecast.is_some());
         // a condition's transition time moves only when its status flips; others' stay
         let at = |type_: &str| {
             let c = s.conditions.iter().find(|c| c.type_ == type_).unwrap();
@@ -668,8 +676,10 @@ mod tests {
         assert_eq!(at(types::READY), ("True", t(50), Some(2)));
         assert_eq!(at(types::ABLE_TO_SCALE), ("False", t(200), Some(2)));
         assert_eq!(at("Custom"), ("True", t(70), Some(1)));
+    }
 
-        // scaled now, with a new forecast: both replace the stored ones
+    #[test]
+    fn build_takes_a_new_scale_time_and_forecast_from_the_report() {
         let forecast = ForecastStatus {
             metric: "requests".into(),
             model: "Constant".into(),
@@ -680,9 +690,9 @@ mod tests {
         let scaled = Report {
             scaled_at: Some(t(200)),
             forecast: Some(forecast.clone()),
-            ..report
+            ..unscaled()
         };
-        let s = build(Some(&previous), Some(2), &scaled, t(200));
+        let s = build(Some(&stored()), Some(2), &scaled, t(200));
         assert_eq!(s.last_scale_time, Some(t(200)));
         assert_eq!(s.forecast, Some(forecast));
     }

@@ -104,8 +104,13 @@ pub(super) async fn scale_event(
         note: Some(truncate(note, 1000)),
         type_: Some("Normal".into()),
         regarding: Some(ps.object_ref(&())),
-        reporting_controller: Some("prescale".into()),
-        reporting_instance: Some(std::env::var("POD_NAME").unwrap_or_else(|_| "prescale".into())),
+        reporting_controller: Some(ctx.reporter.controller.clone()),
+        reporting_instance: Some(
+            ctx.reporter
+                .instance
+                .clone()
+                .unwrap_or_else(|| ctx.reporter.controller.clone()),
+        ),
         ..Default::default()
     };
     let Some(budget) = ctx.write_budget() else {

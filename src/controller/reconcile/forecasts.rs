@@ -16,8 +16,8 @@ use crate::{
     controller::{Context, status::FitSummary},
     metrics::{ModelLabels, QueryLabels},
     planner::{
-        DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, MetricInput, Selection, Sizing,
-        Unavailable, choice, forecast, series::Series,
+        DEFAULT_BAND_QUANTILE, Forecast, ForecastError, ForecastSettings, MetricInput, Selection,
+        Sizing, Unavailable, choice, forecast, series::Series,
     },
     sources::{HistoryKey, MetricsSource, SourceError},
 };
@@ -420,7 +420,26 @@ async fn fit(
     }))
     .await;
     let (result, selection) = joined.map_err(|e| Error::ForecastTask(e.to_string()))?;
-    let model = match &result {
+    record_fit(run, metric, &result, selection.as_ref(), elapsed);
+    Ok(Fit {
+        key,
+        fitted_at: run.now_s(),
+        result: result
+            .map(Arc::new)
+            .map_err(|e| Unavailable::from_forecast_error(&e)),
+        selection,
+    })
+}
+
+/// A fit on the fit-duration histogram (by model kind, or `failed`) and in the log.
+fn record_fit(
+    run: &Run<'_>,
+    metric: &str,
+    result: &std::result::Result<Forecast, ForecastError>,
+    selection: Option<&Selection>,
+    elapsed: Duration,
+) {
+    let model = match result {
         Ok(fc) => model_kind(&fc.model),
         Err(_) => "failed",
     };
@@ -431,24 +450,13 @@ async fn fit(
             model: model.into(),
         })
         .observe(elapsed.as_secs_f64());
-    match &result {
+    match result {
         Ok(fc) => {
-            let backtests = selection
-                .as_ref()
-                .map(Selection::describe)
-                .unwrap_or_default();
+            let backtests = selection.map(Selection::describe).unwrap_or_default();
             info!(metric = %metric, model = %fc.model, fit_ms = elapsed.as_millis() as u64, backtests, "fitted forecast")
         }
         Err(e) => warn!(metric = %metric, error = %e, "no forecast"),
     }
-    Ok(Fit {
-        key,
-        fitted_at: run.now_s(),
-        result: result
-            .map(Arc::new)
-            .map_err(|e| Unavailable::from_forecast_error(&e)),
-        selection,
-    })
 }
 
 /// The model kind of a model name (`MSTL(1d,7d)+AutoETS` -> `MSTL`), a bounded label.
