@@ -1,11 +1,14 @@
 //! The operator: a kube-runtime `Controller` over PredictiveScalers.
 //!
 //! [`Context`] carries what reconciles share (client, sources, event recorder, per-scaler
-//! memory); [`reconcile`] is in `reconcile.rs`, the pure status building in `status.rs`, the
-//! `/scale` IO in `target.rs`.
+//! memory); [`run`] starts the controllers (after the API server answers and, with leader
+//! election, once this replica leads). [`reconcile`] is in `reconcile.rs`, a pipeline of named
+//! stages (validate, read target, evaluate metrics, plan, write target, write status); the
+//! pure status building is in `status.rs`, the `/scale` IO in `target.rs`, the Lease in
+//! `leader.rs`.
 
 pub mod leader;
-pub mod reconcile;
+mod reconcile;
 pub mod status;
 pub mod target;
 
@@ -316,7 +319,7 @@ where
 /// the per-scaler memory and the event recorder. Keys are `namespace/name`, so they never mix.
 ///
 /// In order: wait until the API server answers, win the leader election (with `leader`),
-/// [`start`] the controllers, [`run_until_stopped`], then hand the lease over and stop.
+/// start the controllers and run them until stopped, then hand the lease over.
 pub async fn run(
     client: Client,
     sources: Sources,

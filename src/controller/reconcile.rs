@@ -114,6 +114,9 @@ enum Then {
     Retry(Error),
 }
 
+/// Reconciles one PredictiveScaler: takes its memory out, runs the pipeline (see the module),
+/// puts the memory back, counts a reconcile that did not end ready (an error, or Ready not
+/// True, by reason) and spreads its first requeue (`jitter_first`).
 #[instrument(skip_all, fields(namespace = ps.namespace().as_deref().unwrap_or(""), name = %ps.name_any()))]
 pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
     let now = Timestamp::now();

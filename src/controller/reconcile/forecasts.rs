@@ -126,6 +126,7 @@ pub(super) async fn evaluate_metrics(
     config: &ScalerConfig,
     state: &mut ScalerState,
 ) -> Result<Vec<MetricOutcome>> {
+    let _stage = Stage::enter("evaluate metrics");
     let grid = Grid::of(config);
     let queries = resolve_queries(run, config, grid.step).await;
     // a query or step that changed (or a metric that went) releases its cached history
