@@ -37,7 +37,7 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::target::REQUEST_TIMEOUT;
+use super::target::{REQUEST_TIMEOUT, bounded};
 
 /// How to take part in the election.
 #[derive(Debug, Clone)]
@@ -236,12 +236,6 @@ impl Election {
             Err(_) => warn!("leader election: releasing the lease timed out"),
         }
     }
-}
-
-async fn bounded<T>(
-    f: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<T, kube::Error> {
-    super::target::bounded(f).await
 }
 
 fn observe(lease: &Lease) -> Observed {

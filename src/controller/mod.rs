@@ -1,13 +1,14 @@
 //! The operator: a kube-runtime `Controller` over PredictiveScalers.
 //!
-//! [`Context`] carries what reconciles share (client, sources, history cache, event recorder,
-//! per-scaler memory); [`reconcile`](fn@reconcile) is in `reconcile.rs`, the pure status building in
-//! `status.rs`, the `/scale` IO in `target.rs`, leader election in `leader.rs`. This file wires
-//! the watch, the HPA reflectors, the sweep of deleted scalers and the start-up retries. IO: the
-//! Kubernetes API.
+//! [`Context`] carries what reconciles share (client, sources, history cache, event
+//! recorder, per-scaler memory); [`run`] starts the controllers (after the API server answers and, with leader
+//! election, once this replica leads). [`reconcile`](fn@reconcile) is in `reconcile.rs`, a pipeline of named
+//! stages (validate, read target, evaluate metrics, plan, write target, write status); the
+//! pure status building is in `status.rs`, the `/scale` IO in `target.rs`, the Lease in
+//! `leader.rs`.
 
 pub mod leader;
-pub mod reconcile;
+mod reconcile;
 pub mod status;
 pub mod target;
 
@@ -33,7 +34,8 @@ use tracing::{info, warn};
 
 use leader::Election;
 pub use leader::{LeaderConfig, LeaseGate};
-pub use reconcile::{ScalerState, reconcile};
+use reconcile::ScalerState;
+pub use reconcile::reconcile;
 
 use crate::{
     Error,
@@ -94,6 +96,8 @@ pub struct Context {
     /// Metric history shared by all scalers, fetched incrementally.
     pub history: HistoryStore,
     pub recorder: Recorder,
+    /// Who reports the events: `prescale`, and this pod (`POD_NAME`) when it is known.
+    pub(crate) reporter: Reporter,
     pub config: ControllerConfig,
     /// The operator's own metrics (served on `/metrics`).
     pub metrics: Arc<Metrics>,
@@ -117,7 +121,8 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
             sources,
             // a failing query is asked again after one sync interval, then 2, 4, ... up to 5 min
@@ -223,11 +228,6 @@ impl Context {
         self
     }
 
-    /// May this replica write to the API server now?
-    pub fn may_write(&self) -> bool {
-        self.gate.write_budget().is_some()
-    }
-
     /// How long a write started now may take (`None`: no write now): the request timeout, or
     /// less when the leader lease could expire sooner.
     pub fn write_budget(&self) -> Option<Duration> {
@@ -296,8 +296,12 @@ fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(delay)
 }
 
-/// The PredictiveScaler APIs to watch: one cluster-wide, or one per watched namespace.
-pub fn scaler_apis(client: &Client, namespaces: &[String]) -> Vec<Api<PredictiveScaler>> {
+/// One API per watched scope: one cluster-wide, or one per watched namespace.
+fn scoped_apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
     if namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
@@ -313,6 +317,9 @@ pub fn scaler_apis(client: &Client, namespaces: &[String]) -> Vec<Api<Predictive
 /// With `config.namespaces` set, one kube-runtime `Controller` runs per namespace (a
 /// `Controller` watches through one `Api`), all sharing one [`Context`]: the history cache,
 /// the per-scaler memory and the event recorder. Keys are `namespace/name`, so they never mix.
+///
+/// In order: wait until the API server answers, win the leader election (with `leader`),
+/// start the controllers and run them until stopped, then hand the lease over.
 pub async fn run(
     client: Client,
     sources: Sources,
@@ -321,45 +328,112 @@ pub async fn run(
     metrics: Arc<Metrics>,
     leader: Option<LeaderConfig>,
 ) -> anyhow::Result<()> {
-    let apis = scaler_apis(&client, &config.namespaces);
+    let apis: Vec<Api<PredictiveScaler>> = scoped_apis(&client, &config.namespaces);
     // Until the API server answers (and the CRD and RBAC are in place), wait with backoff:
     // alive on /healthz, not ready on /readyz, as a pod started before its API server is.
-    let listed = wait_for_api(&apis, &config.namespaces);
-    tokio::select! {
-        () = listed => {}
-        () = shutdown_signal() => {
-            info!("shutting down before the API server answered");
-            return Ok(());
-        }
+    if until_signal(wait_for_api(&apis, &config.namespaces))
+        .await
+        .is_none()
+    {
+        info!("shutting down before the API server answered");
+        return Ok(());
     }
     let mut election = match &leader {
         None => None,
-        Some(cfg) => {
-            let mut election = tokio::select! {
-                e = start_election(&client, cfg) => e,
-                () = shutdown_signal() => {
-                    info!("shutting down before the leader election started");
-                    return Ok(());
-                }
-            };
-            // a standby knows its role: it is ready (to take over)
-            health.set_started();
-            tokio::select! {
-                r = election.acquired() => r?,
-                _ = shutdown_signal() => {
-                    info!("shutting down as a standby");
-                    election.release().await;
-                    return Ok(());
-                }
-            }
-            Some(election)
-        }
+        Some(cfg) => match lead(&client, cfg, &health).await? {
+            Some(election) => Some(election),
+            None => return Ok(()),
+        },
     };
     let gate = election
         .as_ref()
         .map_or_else(|| Arc::new(LeaseGate::always_open()), Election::gate);
-    let (hpa_stores, hpa_reflectors) = hpa_reflectors(&client, &config.namespaces);
-    let caches: Vec<_> = apis
+    let scope = Scope {
+        client,
+        apis,
+        sources,
+        config,
+        metrics,
+        gate,
+    };
+    let started = start(scope, &health);
+    let result = run_until_stopped(started.controllers, &started.ctx, election.as_mut()).await;
+    // stopped by a signal while leading: hand the lease over now, not after its duration
+    if let (Ok(()), Some(e)) = (&result, election) {
+        e.release().await;
+    }
+    started.sweeper.abort();
+    for w in started.hpa_watches {
+        w.abort();
+    }
+    info!("controller stopped");
+    result
+}
+
+/// `work`'s output, or `None` when a shutdown signal comes first.
+async fn until_signal<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        () = shutdown_signal() => None,
+    }
+}
+
+/// Joins the leader election and waits to lead. `None`: a shutdown signal came first (a
+/// standby releases its part in the election).
+async fn lead(
+    client: &Client,
+    cfg: &LeaderConfig,
+    health: &Health,
+) -> anyhow::Result<Option<Election>> {
+    let Some(mut election) = until_signal(start_election(client, cfg)).await else {
+        info!("shutting down before the leader election started");
+        return Ok(None);
+    };
+    // a standby knows its role: it is ready (to take over)
+    health.set_started();
+    let acquired = until_signal(election.acquired()).await;
+    match acquired {
+        Some(r) => {
+            r?;
+            Ok(Some(election))
+        }
+        None => {
+            info!("shutting down as a standby");
+            election.release().await;
+            Ok(None)
+        }
+    }
+}
+
+/// What the controllers are built from.
+struct Scope {
+    client: Client,
+    /// The PredictiveScalers of each watched scope.
+    apis: Vec<Api<PredictiveScaler>>,
+    sources: Sources,
+    config: ControllerConfig,
+    metrics: Arc<Metrics>,
+    /// Open while this replica may write.
+    gate: Arc<LeaseGate>,
+}
+
+/// The controllers, ready to run, and the tasks beside them.
+struct Started {
+    ctx: Arc<Context>,
+    /// One per watched scope.
+    controllers: Vec<Controller<PredictiveScaler>>,
+    /// Forgets deleted scalers ([`sweep`]).
+    sweeper: tokio::task::JoinHandle<()>,
+    /// Keep the caches of HorizontalPodAutoscalers ([`hpa_reflectors`]).
+    hpa_watches: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// One `Controller` per watched scope over one shared [`Context`], the HPA caches and the
+/// sweeper; the replica reports itself started.
+fn start(scope: Scope, health: &Arc<Health>) -> Started {
+    let (hpa_stores, hpa_watches) = hpa_reflectors(&scope.client, &scope.config.namespaces);
+    let caches: Vec<_> = scope
+        .apis
         .into_iter()
         .map(|api| (api, reflector::store()))
         .collect();
@@ -368,25 +442,40 @@ pub async fn run(
         .map(|(_, (reader, _))| reader.clone())
         .collect();
     let ctx = Arc::new(
-        Context::new(client, sources, config)
-            .with_metrics(metrics)
-            .with_write_gate(gate)
+        Context::new(scope.client, scope.sources, scope.config)
+            .with_metrics(scope.metrics)
+            .with_write_gate(scope.gate)
             .with_scaler_stores(stores.clone())
             .with_hpa_stores(hpa_stores),
     );
     health.set_started();
     info!(namespaces = ?ctx.config.namespaces, "controller started");
-    let controllers: Vec<_> = caches
+    let controllers = caches
         .into_iter()
         .map(|(api, (reader, writer))| controller(api, reader, writer, &ctx, health.clone()))
         .collect();
     let sweeper = tokio::spawn(sweep(stores, ctx.clone()));
+    Started {
+        ctx,
+        controllers,
+        sweeper,
+        hpa_watches,
+    }
+}
+
+/// Runs `controllers` until a shutdown signal stops them or, when leading, until the lease is
+/// lost (an error: the process exits and restarts as a standby).
+async fn run_until_stopped(
+    controllers: Vec<Controller<PredictiveScaler>>,
+    ctx: &Arc<Context>,
+    election: Option<&mut Election>,
+) -> anyhow::Result<()> {
     let controllers = futures::future::join_all(
         controllers
             .into_iter()
             .map(|c| run_controller(c, ctx.clone())),
     );
-    let result = match election.as_mut() {
+    match election {
         None => {
             controllers.await;
             Ok(())
@@ -397,17 +486,7 @@ pub async fn run(
                 lost = e.lost() => Err(lost),
             }
         }
-    };
-    // stopped by a signal while leading: hand the lease over now, not after its duration
-    if let (Ok(()), Some(e)) = (&result, election) {
-        e.release().await;
     }
-    sweeper.abort();
-    for r in hpa_reflectors {
-        r.abort();
-    }
-    info!("controller stopped");
-    result
 }
 
 /// A `Controller` over `scalers`: its watch reports to `health` (a failing watch makes the
@@ -445,14 +524,7 @@ fn hpa_reflectors(
     Vec<Store<HorizontalPodAutoscaler>>,
     Vec<tokio::task::JoinHandle<()>>,
 ) {
-    let apis: Vec<Api<HorizontalPodAutoscaler>> = if namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
-    };
+    let apis: Vec<Api<HorizontalPodAutoscaler>> = scoped_apis(client, namespaces);
     apis.into_iter()
         .map(|api| {
             let (reader, writer) = reflector::store();

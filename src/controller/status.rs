@@ -8,7 +8,7 @@ use crate::{
         ForecastPeak, ForecastStatus, PredictiveScalerStatus,
         conditions::{self, Cond, Status, limit_reason, reasons, types, unavailable_reason},
     },
-    planner::{Decision, Peak, Unavailable},
+    planner::{Decision, MetricDecision, Peak, Unavailable},
 };
 
 /// What a reconcile found, before it becomes a status.
@@ -20,6 +20,74 @@ pub struct Report {
     pub scaled_at: Option<Time>,
     pub forecast: Option<ForecastStatus>,
     pub conditions: Vec<Cond>,
+}
+
+impl Report {
+    /// A spec that cannot be used: the target is not read, so the stored current count stays
+    /// and nothing is desired.
+    pub fn invalid_spec(previous: Option<&PredictiveScalerStatus>, message: &str) -> Self {
+        Self {
+            current: previous
+                .and_then(|s| s.current_replicas)
+                .map(|c| c.max(0) as u32),
+            desired: None,
+            scaled_at: None,
+            forecast: None,
+            conditions: invalid_spec(message),
+        }
+    }
+
+    /// A target that cannot be read or may not be scaled (`reason`): no current count (the
+    /// caller sets one it knows), the stored desired count stays.
+    pub fn target_problem(
+        previous: Option<&PredictiveScalerStatus>,
+        reason: &'static str,
+        message: &str,
+    ) -> Self {
+        Self {
+            current: None,
+            desired: previous
+                .and_then(|s| s.desired_replicas)
+                .map(|d| d.max(0) as u32),
+            scaled_at: None,
+            forecast: None,
+            conditions: target_problem(reason, message),
+        }
+    }
+
+    /// After a decision on a target at `current` replicas: the count it has now (the desired
+    /// one when this reconcile scaled it, at `scaled_at`), the forecast summary of `fits`, and
+    /// the conditions.
+    pub fn decided(
+        decision: &Decision,
+        current: u32,
+        write: &Write,
+        scaled_at: Option<Time>,
+        fits: &[FitSummary],
+    ) -> Self {
+        Self {
+            current: Some(if scaled_at.is_some() {
+                decision.desired
+            } else {
+                current
+            }),
+            desired: Some(decision.desired),
+            scaled_at,
+            forecast: forecast_status(decision, fits),
+            conditions: decided(decision, current, write),
+        }
+    }
+}
+
+/// The fit behind a metric's forecast, as the status shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitSummary {
+    pub metric: String,
+    /// The fitted model's name (`MSTL(1d,7d)+AutoETS`).
+    pub model: String,
+    /// When it was fitted (unix seconds).
+    pub fitted_at: i64,
+    pub backtest_error: Option<f64>,
 }
 
 /// Merges a report into the previous status: keeps `lastScaleTime` unless this reconcile
@@ -48,7 +116,7 @@ pub fn build(
 }
 
 /// Conditions for a spec that cannot be used.
-pub fn invalid_spec(message: &str) -> Vec<Cond> {
+fn invalid_spec(message: &str) -> Vec<Cond> {
     vec![
         Cond::new(types::READY, Status::False, reasons::INVALID_SPEC, message),
         Cond::new(
@@ -72,8 +140,9 @@ pub fn invalid_spec(message: &str) -> Vec<Cond> {
     ]
 }
 
-/// Conditions when the target cannot be read (`reason` is `TargetNotFound` or `FailedGetScale`).
-pub fn target_problem(reason: &'static str, message: &str) -> Vec<Cond> {
+/// Conditions when the target cannot be read or may not be scaled (`reason`: `TargetNotFound`,
+/// `FailedGetScale`, `AmbiguousTarget`, `ScalingDisabled`).
+fn target_problem(reason: &'static str, message: &str) -> Vec<Cond> {
     vec![
         Cond::new(types::READY, Status::False, reason, message),
         Cond::new(
@@ -100,47 +169,58 @@ pub enum Write {
     DryRun,
 }
 
-/// Conditions after a decision.
-pub fn decided(decision: &Decision, current: u32, write: &Write) -> Vec<Cond> {
-    let unavailable: Vec<(&str, &Unavailable)> = decision
+/// Conditions after a decision: `Ready` sums up the other three (the forecast first, then
+/// the write).
+fn decided(decision: &Decision, current: u32, write: &Write) -> Vec<Cond> {
+    let forecast = forecast_condition(decision, current);
+    let able = able_condition(decision, current, write);
+    let limited = Cond::new(
+        types::SCALING_LIMITED,
+        Status::from_bool(decision.is_limited()),
+        limit_reason(decision.limit),
+        decision.limit_message.clone(),
+    );
+    let ready = ready_condition(&forecast, &able, decision, current);
+    vec![ready, forecast, able, limited]
+}
+
+/// `ForecastAvailable`: true when every metric has a forecast; otherwise the first metric
+/// without one says why, and what the scaler does instead.
+fn forecast_condition(decision: &Decision, current: u32) -> Cond {
+    let unavailable: Vec<(&MetricDecision, &Unavailable)> = decision
         .metrics
         .iter()
-        .filter_map(|m| m.unavailable.as_ref().map(|u| (m.name.as_str(), u)))
+        .filter_map(|m| m.unavailable.as_ref().map(|u| (m, u)))
         .collect();
-    let forecast = match unavailable.first() {
-        None => {
-            let driving = decision.driving_metric.as_deref().unwrap_or("-");
-            Cond::new(
-                types::FORECAST_AVAILABLE,
-                Status::True,
-                reasons::FORECAST_SUCCEEDED,
-                format!("forecasts are available for all metrics; {driving} drives the decision"),
-            )
-        }
-        Some((name, u)) => {
-            let what = match decision
-                .metrics
-                .iter()
-                .find(|m| m.name == *name)
-                .and_then(|m| m.replicas)
-            {
-                Some(r) if r != current => format!("acting on the observed load ({r} replicas)"),
-                _ => format!("holding {current} replicas"),
-            };
-            let more = if unavailable.len() > 1 {
-                format!(" (and {} more metrics)", unavailable.len() - 1)
-            } else {
-                String::new()
-            };
-            Cond::new(
-                types::FORECAST_AVAILABLE,
-                Status::False,
-                unavailable_reason(u.cause),
-                format!("metric {name}: {}{more}; {what}", u.message),
-            )
-        }
+    let Some((metric, u)) = unavailable.first() else {
+        let driving = decision.driving_metric.as_deref().unwrap_or("-");
+        return Cond::new(
+            types::FORECAST_AVAILABLE,
+            Status::True,
+            reasons::FORECAST_SUCCEEDED,
+            format!("forecasts are available for all metrics; {driving} drives the decision"),
+        );
     };
-    let able = match write {
+    let what = match metric.replicas {
+        Some(r) if r != current => format!("acting on the observed load ({r} replicas)"),
+        _ => format!("holding {current} replicas"),
+    };
+    let more = if unavailable.len() > 1 {
+        format!(" (and {} more metrics)", unavailable.len() - 1)
+    } else {
+        String::new()
+    };
+    Cond::new(
+        types::FORECAST_AVAILABLE,
+        Status::False,
+        unavailable_reason(u.cause),
+        format!("metric {}: {}{more}; {what}", metric.name, u.message),
+    )
+}
+
+/// `AbleToScale`: how the target write went (or, in DryRun, what it would have been).
+fn able_condition(decision: &Decision, current: u32, write: &Write) -> Cond {
+    match write {
         Write::DryRun => Cond::new(
             types::ABLE_TO_SCALE,
             Status::True,
@@ -171,44 +251,29 @@ pub fn decided(decision: &Decision, current: u32, write: &Write) -> Vec<Cond> {
             reasons::READY_FOR_NEW_SCALE,
             "the target can be scaled",
         ),
-    };
-    let limited = Cond::new(
-        types::SCALING_LIMITED,
-        Status::from_bool(decision.is_limited()),
-        limit_reason(decision.limit),
-        decision.limit_message.clone(),
-    );
-    let ready = if forecast.status != Status::True {
-        Cond::new(
-            types::READY,
-            Status::False,
-            forecast.reason,
-            forecast.message.clone(),
-        )
-    } else if able.status != Status::True {
-        Cond::new(
-            types::READY,
-            Status::False,
-            able.reason,
-            able.message.clone(),
-        )
-    } else {
-        Cond::new(
+    }
+}
+
+/// `Ready`: false with the forecast's reason when it is not true, else with the write's when
+/// that is not; true (`ScalerActive`) when both are.
+fn ready_condition(forecast: &Cond, able: &Cond, decision: &Decision, current: u32) -> Cond {
+    match [forecast, able]
+        .into_iter()
+        .find(|c| c.status != Status::True)
+    {
+        Some(bad) => Cond::new(types::READY, Status::False, bad.reason, bad.message.clone()),
+        None => Cond::new(
             types::READY,
             Status::True,
             reasons::SCALER_ACTIVE,
             format!("{} replicas desired, {current} current", decision.desired),
-        )
-    };
-    vec![ready, forecast, able, limited]
+        ),
+    }
 }
 
-/// The forecast summary for status: the driving metric's peak, or the highest peak.
-pub fn forecast_status(
-    decision: &Decision,
-    fits: &[(String, String, i64, Option<f64>)],
-) -> Option<ForecastStatus> {
-    // fits: (metric, model, generated_at, backtest_error)
+/// The forecast summary for status: the driving metric's peak, or the highest peak, with the
+/// fit that made it (none without one).
+fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastStatus> {
     let best = decision
         .metrics
         .iter()
@@ -224,22 +289,22 @@ pub fn forecast_status(
         value,
         replicas,
     } = best.peak?;
-    let (_, model, generated_at, backtest) = fits.iter().find(|f| f.0 == best.name)?;
+    let fit = fits.iter().find(|f| f.metric == best.name)?;
     Some(ForecastStatus {
         metric: best.name.clone(),
-        model: model.clone(),
-        generated_at: time(*generated_at),
+        model: fit.model.clone(),
+        generated_at: time(fit.fitted_at),
         peak: Some(ForecastPeak {
             at: time(at),
             value: format_value(value),
             replicas: replicas as i32,
         }),
-        backtest_error: backtest.map(|b| format!("{b:.3}")),
+        backtest_error: fit.backtest_error.map(|b| format!("{b:.3}")),
     })
 }
 
 /// Unix seconds as a Kubernetes time.
-pub fn time(secs: i64) -> Time {
+fn time(secs: i64) -> Time {
     Time(
         k8s_openapi::jiff::Timestamp::from_second(secs)
             .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
@@ -260,5 +325,474 @@ pub fn format_value(v: f64) -> String {
             .trim_end_matches('0')
             .trim_end_matches('.')
             .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::{Limit, NoForecast};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    fn t(secs: i64) -> Time {
+        time(secs)
+    }
+
+    /// A metric's part of a decision: `replicas` asked for, a forecast peak `(at, value,
+    /// replicas)`, or why it has no forecast. (The one place these tests build one.)
+    fn metric(
+        name: &str,
+        replicas: Option<u32>,
+        peak: Option<(i64, f64, u32)>,
+        unavailable: Option<Unavailable>,
+    ) -> MetricDecision {
+        MetricDecision {
+            name: name.into(),
+            replicas,
+            forecast_replicas: peak.map(|p| p.2),
+            reactive_replicas: replicas,
+            peak: peak.map(|(at, value, replicas)| Peak {
+                at,
+                value,
+                replicas,
+            }),
+            unavailable,
+        }
+    }
+
+    /// A decision for `desired` replicas driven by `driving`, within range and not stabilised.
+    fn decision(desired: u32, driving: Option<&str>, metrics: Vec<MetricDecision>) -> Decision {
+        Decision {
+            desired,
+            recommended: desired,
+            driving_metric: driving.map(Into::into),
+            metrics,
+            limit: Limit::WithinRange,
+            limit_message: "the desired count is within range".into(),
+            stabilized: false,
+        }
+    }
+
+    fn find<'a>(conditions: &'a [Cond], type_: &str) -> &'a Cond {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} in {conditions:?}"))
+    }
+
+    /// (status, reason) of each condition, in the order written: Ready, ForecastAvailable,
+    /// AbleToScale, ScalingLimited.
+    fn summary(conditions: &[Cond]) -> Vec<(&str, Status, &str)> {
+        conditions
+            .iter()
+            .map(|c| (c.type_, c.status, c.reason))
+            .collect()
+    }
+
+    const OK: Write = Write::Active(Ok(()));
+
+    #[test]
+    fn a_decision_with_every_forecast_and_a_good_write_is_ready() {
+        let d = decision(
+            7,
+            Some("requests"),
+            vec![metric("requests", Some(7), None, None)],
+        );
+        let c = decided(&d, 3, &OK);
+        assert_eq!(
+            summary(&c),
+            vec![
+                (types::READY, Status::True, reasons::SCALER_ACTIVE),
+                (
+                    types::FORECAST_AVAILABLE,
+                    Status::True,
+                    reasons::FORECAST_SUCCEEDED
+                ),
+                (
+                    types::ABLE_TO_SCALE,
+                    Status::True,
+                    reasons::READY_FOR_NEW_SCALE
+                ),
+                (
+                    types::SCALING_LIMITED,
+                    Status::False,
+                    reasons::DESIRED_WITHIN_RANGE
+                ),
+            ]
+        );
+        assert_eq!(c[0].message, "7 replicas desired, 3 current");
+        assert!(
+            c[1].message.ends_with("requests drives the decision"),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_metric_without_forecast_makes_ready_false_with_its_reason_and_says_what_is_done() {
+        let stale = Unavailable::new(
+            NoForecast::Metric(reasons::STALE_METRIC),
+            "the newest sample is 1h old",
+        );
+        // held: the metric asks for nothing, or for the current count
+        for replicas in [None, Some(4)] {
+            let d = decision(
+                4,
+                None,
+                vec![metric("requests", replicas, None, Some(stale.clone()))],
+            );
+            let c = decided(&d, 4, &OK);
+            let fa = find(&c, types::FORECAST_AVAILABLE);
+            assert_eq!(
+                (fa.status, fa.reason),
+                (Status::False, reasons::STALE_METRIC)
+            );
+            assert_eq!(
+                fa.message,
+                "metric requests: the newest sample is 1h old; holding 4 replicas"
+            );
+            let ready = find(&c, types::READY);
+            assert_eq!(
+                (ready.status, ready.reason, &ready.message),
+                (Status::False, reasons::STALE_METRIC, &fa.message)
+            );
+        }
+        // another count from the observed load; the first metric without forecast speaks for
+        // the others
+        let failed = Unavailable::new(
+            NoForecast::Metric(reasons::METRICS_QUERY_FAILED),
+            "connection refused",
+        );
+        let d = decision(
+            9,
+            Some("requests"),
+            vec![
+                metric("tokens", Some(5), Some((0, 1.0, 5)), None),
+                metric("requests", Some(9), None, Some(failed)),
+                metric("errors", None, None, Some(stale)),
+            ],
+        );
+        let fa = find(&decided(&d, 4, &OK), types::FORECAST_AVAILABLE).clone();
+        assert_eq!(fa.reason, reasons::METRICS_QUERY_FAILED);
+        assert_eq!(
+            fa.message,
+            "metric requests: connection refused (and 1 more metrics); acting on the observed load (9 replicas)"
+        );
+    }
+
+    #[test]
+    fn the_write_decides_able_to_scale_and_a_failed_one_makes_ready_false() {
+        let d = decision(
+            7,
+            Some("requests"),
+            vec![metric("requests", Some(7), None, None)],
+        );
+        let failed = Write::Active(Err("updating the scale of Deployment a/b: 500".into()));
+        let c = decided(&d, 3, &failed);
+        let able = find(&c, types::ABLE_TO_SCALE);
+        assert_eq!(
+            (able.status, able.reason, able.message.as_str()),
+            (
+                Status::False,
+                reasons::FAILED_UPDATE_SCALE,
+                "updating the scale of Deployment a/b: 500"
+            )
+        );
+        let ready = find(&c, types::READY);
+        assert_eq!(
+            (ready.status, ready.reason),
+            (Status::False, reasons::FAILED_UPDATE_SCALE)
+        );
+
+        let c = decided(&d, 3, &Write::DryRun);
+        let able = find(&c, types::ABLE_TO_SCALE);
+        assert_eq!((able.status, able.reason), (Status::True, reasons::DRY_RUN));
+        assert_eq!(
+            able.message,
+            "DryRun: would set 7 replicas (now 3); the target is not written"
+        );
+        assert_eq!(find(&c, types::READY).status, Status::True);
+
+        let held = Decision {
+            recommended: 2,
+            stabilized: true,
+            ..d.clone()
+        };
+        let able = find(&decided(&held, 7, &OK), types::ABLE_TO_SCALE).clone();
+        assert_eq!(
+            (able.status, able.reason),
+            (Status::True, reasons::SCALE_DOWN_STABILIZED)
+        );
+        assert_eq!(
+            able.message,
+            "recommended 2 replicas; holding 7 until the stabilization window agrees"
+        );
+    }
+
+    #[test]
+    fn a_missing_forecast_outranks_a_failed_write_in_ready() {
+        let failed = Unavailable::new(NoForecast::Empty, "no data");
+        let d = decision(3, None, vec![metric("requests", None, None, Some(failed))]);
+        let c = decided(&d, 3, &Write::Active(Err("refused".into())));
+        assert_eq!(find(&c, types::READY).reason, reasons::EMPTY_QUERY_RESULT);
+    }
+
+    #[test]
+    fn scaling_limited_carries_the_planners_limit() {
+        let d = Decision {
+            limit: Limit::TooManyReplicas,
+            limit_message: "the desired count is capped at maxReplicas (60)".into(),
+            ..decision(
+                60,
+                Some("requests"),
+                vec![metric("requests", Some(80), None, None)],
+            )
+        };
+        let limited = find(&decided(&d, 60, &OK), types::SCALING_LIMITED).clone();
+        assert_eq!(
+            (limited.status, limited.reason, limited.message.as_str()),
+            (
+                Status::True,
+                reasons::TOO_MANY_REPLICAS,
+                "the desired count is capped at maxReplicas (60)"
+            )
+        );
+    }
+
+    fn fit(metric: &str, model: &str, at: i64, backtest: Option<f64>) -> FitSummary {
+        FitSummary {
+            metric: metric.into(),
+            model: model.into(),
+            fitted_at: at,
+            backtest_error: backtest,
+        }
+    }
+
+    #[test]
+    fn the_forecast_summary_is_the_driving_metrics_peak_else_the_highest() {
+        let metrics = vec![
+            metric("requests", Some(4), Some((1_000, 38.5, 4)), None),
+            metric("tokens", Some(9), Some((2_000, 1234.4, 9)), None),
+        ];
+        let fits = [
+            fit("requests", "SeasonalNaive(1d)", 900, Some(0.12345)),
+            fit("tokens", "MSTL(1d)+AutoETS", 950, None),
+        ];
+        let driven = decision(4, Some("requests"), metrics.clone());
+        let f = forecast_status(&driven, &fits).expect("a summary");
+        assert_eq!(
+            f,
+            ForecastStatus {
+                metric: "requests".into(),
+                model: "SeasonalNaive(1d)".into(),
+                generated_at: t(900),
+                peak: Some(ForecastPeak {
+                    at: t(1_000),
+                    value: "38.5".into(),
+                    replicas: 4,
+                }),
+                backtest_error: Some("0.123".into()),
+            }
+        );
+        // no driving metric with a peak: the one that needs the most replicas
+        let undriven = decision(9, None, metrics);
+        let f = forecast_status(&undriven, &fits).expect("a summary");
+        assert_eq!(
+            (f.metric.as_str(), f.model.as_str()),
+            ("tokens", "MSTL(1d)+AutoETS")
+        );
+        assert_eq!(f.peak.unwrap().value, "1234");
+        assert_eq!(f.backtest_error, None);
+        // no fit for the chosen metric (a failed write passes none): no summary
+        assert_eq!(forecast_status(&driven, &[]), None);
+        assert_eq!(forecast_status(&decision(3, None, vec![]), &fits), None);
+    }
+
+    fn condition(type_: &str, status: &str, reason: &str, at: i64) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: t(at),
+            observed_generation: Some(1),
+        }
+    }
+
+    /// A stored status: scaled at 100, a forecast, and conditions from 50, 60 and (someone
+    /// else's) 70.
+    fn stored() -> PredictiveScalerStatus {
+        PredictiveScalerStatus {
+            observed_generation: Some(1),
+            current_replicas: Some(5),
+            desired_replicas: Some(5),
+            last_scale_time: Some(t(100)),
+            forecast: Some(ForecastStatus {
+                metric: "requests".into(),
+                model: "ETS".into(),
+                generated_at: t(90),
+                peak: None,
+                backtest_error: None,
+            }),
+            conditions: vec![
+                condition(types::READY, "True", reasons::SCALER_ACTIVE, 50),
+                condition(
+                    types::ABLE_TO_SCALE,
+                    "True",
+                    reasons::READY_FOR_NEW_SCALE,
+                    60,
+                ),
+                condition("Custom", "True", "SomeoneElses", 70),
+            ],
+        }
+    }
+
+    /// A report that did not scale and has no new forecast; the write failed.
+    fn unscaled() -> Report {
+        Report {
+            current: Some(5),
+            desired: Some(6),
+            scaled_at: None,
+            forecast: None,
+            conditions: vec![
+                Cond::new(
+                    types::READY,
+                    Status::True,
+                    reasons::SCALER_ACTIVE,
+                    "6 desired",
+                ),
+                Cond::new(
+                    types::ABLE_TO_SCALE,
+                    Status::False,
+                    reasons::FAILED_UPDATE_SCALE,
+                    "refused",
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn build_keeps_what_the_report_does_not_change() {
+        let previous = stored();
+        let s = build(Some(&previous), Some(2), &unscaled(), t(200));
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!((s.current_replicas, s.desired_replicas), (Some(5), Some(6)));
+        // not scaled now, no new forecast: the stored ones stay
+        assert_eq!(s.last_scale_time, Some(t(100)));
+        assert_eq!(s.forecast, previous.forecast);
+        // a condition's transition time moves only when its status flips; others' stay
+        let at = |type_: &str| {
+            let c = s.conditions.iter().find(|c| c.type_ == type_).unwrap();
+            (
+                c.status.as_str(),
+                c.last_transition_time.clone(),
+                c.observed_generation,
+            )
+        };
+        assert_eq!(at(types::READY), ("True", t(50), Some(2)));
+        assert_eq!(at(types::ABLE_TO_SCALE), ("False", t(200), Some(2)));
+        assert_eq!(at("Custom"), ("True", t(70), Some(1)));
+    }
+
+    #[test]
+    fn build_takes_a_new_scale_time_and_forecast_from_the_report() {
+        let forecast = ForecastStatus {
+            metric: "requests".into(),
+            model: "Constant".into(),
+            generated_at: t(190),
+            peak: None,
+            backtest_error: None,
+        };
+        let scaled = Report {
+            scaled_at: Some(t(200)),
+            forecast: Some(forecast.clone()),
+            ..unscaled()
+        };
+        let s = build(Some(&stored()), Some(2), &scaled, t(200));
+        assert_eq!(s.last_scale_time, Some(t(200)));
+        assert_eq!(s.forecast, Some(forecast));
+    }
+
+    #[test]
+    fn build_without_a_previous_status_starts_every_condition_now() {
+        let report =
+            Report::invalid_spec(None, "minReplicas (70) is greater than maxReplicas (60)");
+        let s = build(None, Some(3), &report, t(10));
+        assert_eq!((s.current_replicas, s.desired_replicas), (None, None));
+        assert_eq!((s.last_scale_time, s.forecast), (None, None));
+        assert_eq!(s.conditions.len(), 4);
+        assert!(s.conditions.iter().all(|c| c.last_transition_time == t(10)));
+        let ready = &s.conditions[0];
+        assert_eq!(
+            (
+                ready.type_.as_str(),
+                ready.status.as_str(),
+                ready.reason.as_str()
+            ),
+            ("Ready", "False", reasons::INVALID_SPEC)
+        );
+        assert_eq!(
+            ready.message,
+            "minReplicas (70) is greater than maxReplicas (60)"
+        );
+    }
+
+    #[test]
+    fn reports_of_an_early_end_keep_the_counts_they_cannot_know() {
+        let previous = PredictiveScalerStatus {
+            current_replicas: Some(4),
+            desired_replicas: Some(6),
+            ..Default::default()
+        };
+        // an invalid spec never reads the target: the stored current count stays
+        let r = Report::invalid_spec(Some(&previous), "bad");
+        assert_eq!((r.current, r.desired), (Some(4), None));
+        // a target that cannot be read has no current count; the desired one stays
+        let r = Report::target_problem(Some(&previous), reasons::TARGET_NOT_FOUND, "gone");
+        assert_eq!((r.current, r.desired), (None, Some(6)));
+        assert_eq!(
+            summary(&r.conditions),
+            vec![
+                (types::READY, Status::False, reasons::TARGET_NOT_FOUND),
+                (
+                    types::FORECAST_AVAILABLE,
+                    Status::Unknown,
+                    reasons::TARGET_NOT_FOUND
+                ),
+                (
+                    types::ABLE_TO_SCALE,
+                    Status::False,
+                    reasons::TARGET_NOT_FOUND
+                ),
+                (
+                    types::SCALING_LIMITED,
+                    Status::Unknown,
+                    reasons::TARGET_NOT_FOUND
+                ),
+            ]
+        );
+        assert_eq!(find(&r.conditions, types::ABLE_TO_SCALE).message, "gone");
+    }
+
+    #[test]
+    fn a_decided_report_shows_the_count_the_target_has_now() {
+        let d = decision(
+            7,
+            Some("requests"),
+            vec![metric("requests", Some(7), Some((5, 66.0, 7)), None)],
+        );
+        let fits = [fit("requests", "ETS", 1, None)];
+        let r = Report::decided(&d, 3, &OK, Some(t(9)), &fits);
+        assert_eq!(
+            (r.current, r.desired, r.scaled_at),
+            (Some(7), Some(7), Some(t(9)))
+        );
+        assert_eq!(r.forecast.map(|f| f.model), Some("ETS".into()));
+        // not written (DryRun, or nothing to change): the target keeps its count
+        let r = Report::decided(&d, 3, &Write::DryRun, None, &fits);
+        assert_eq!(
+            (r.current, r.desired, r.scaled_at),
+            (Some(3), Some(7), None)
+        );
+        assert_eq!(r.conditions, decided(&d, 3, &Write::DryRun));
     }
 }
