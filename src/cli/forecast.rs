@@ -16,7 +16,10 @@ use crate::{
     planner::{
         DEFAULT_BAND_QUANTILE, Forecast, ForecastSettings, Series, choice, forecast::kind_of,
     },
-    sim::plot::{BITMAP_FAMILY, SVG_FAMILY, bitmap_font, number},
+    sim::plot::{
+        PlotError,
+        canvas::{self, Format, USE_SVG_OR_PNG, number},
+    },
     sources::{HistoryKey, HistoryStore, Resolved, SourceError, config::SourceFlags},
 };
 
@@ -511,26 +514,20 @@ fn write_plot(
     settings: &Settings,
     limits: Option<(u32, u32)>,
 ) -> anyhow::Result<()> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let format = Format::of(path).map_err(|_| anyhow!(USE_SVG_OR_PNG))?;
     let size = (1200, 300 + 260 * done.len() as u32);
-    match ext.as_str() {
-        "svg" => {
-            let root = SVGBackend::new(path, size).into_drawing_area();
-            draw(&root, done, settings, limits, SVG_FAMILY).map_err(|e| anyhow!("{e}"))?;
-            root.present().map_err(|e| anyhow!("{e}"))
-        }
-        "png" => {
-            bitmap_font()?;
-            let root = BitMapBackend::new(path, size).into_drawing_area();
-            draw(&root, done, settings, limits, BITMAP_FAMILY).map_err(|e| anyhow!("{e}"))?;
-            root.present().map_err(|e| anyhow!("{e}"))
-        }
-        _ => bail!("use a file name ending in .svg or .png"),
-    }
+    canvas::render(
+        path,
+        size,
+        format,
+        |root, family| draw(root, done, settings, limits, family).map_err(|e| e.to_string()),
+        |root, family| draw(root, done, settings, limits, family).map_err(|e| e.to_string()),
+    )
+    .map_err(|e| match e {
+        // the caller's context names the path already
+        PlotError::Draw { message, .. } => anyhow!(message),
+        e => e.into(),
+    })
 }
 
 fn draw<DB: DrawingBackend>(

@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, path::PathBuf, time::Duration};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 
 use crate::{
     api::{
@@ -12,7 +12,11 @@ use crate::{
         validate,
     },
     planner::{DEFAULT_BAND_QUANTILE, ForecastSettings, Policy, Series, Sizing, choice},
-    sim::{self, SimReport, SimSettings, trace},
+    sim::{
+        self, SimReport, SimSettings,
+        plot::canvas::{Format, USE_SVG_OR_PNG},
+        trace,
+    },
 };
 
 /// Settings of a simulation, as flags.
@@ -207,17 +211,7 @@ pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
 pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Result<Resolved> {
     // fail before a long simulation, not after it
     if let Some(plot) = &args.plot {
-        let ext = plot
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if ext != "svg" && ext != "png" {
-            bail!(
-                "--plot {}: use a file name ending in .svg or .png",
-                plot.display()
-            );
-        }
+        Format::of(plot).map_err(|_| anyhow!("--plot {}: {USE_SVG_OR_PNG}", plot.display()))?;
     }
     let mut from_scaler = None;
     // the scaler's identity offsets Auto's selection epochs, as in the controller

@@ -12,7 +12,9 @@
 //! of the load and replicas, the minimum of the ready capacity), so a 40,000-row plan draws
 //! as fast and as small as a 1,300-row one.
 
-use std::{path::Path, sync::OnceLock};
+pub mod canvas;
+
+use std::path::Path;
 
 use plotters::{
     coord::{
@@ -23,6 +25,9 @@ use plotters::{
     prelude::*,
     style::text_anchor::{HPos, Pos, VPos},
 };
+
+pub use canvas::FONT_ENV;
+use canvas::{Format, USE_SVG_OR_PNG, number};
 
 use super::PlanRow;
 
@@ -35,34 +40,10 @@ const DOWNSAMPLE_ABOVE: usize = 4_000;
 const Y_LABELS: u32 = 70;
 const MARGIN: u32 = 16;
 
-/// Environment variable naming a TrueType/OpenType font file for PNG text.
-pub const FONT_ENV: &str = "PRESCALE_PLOT_FONT";
-/// Where fonts usually are (Debian/Ubuntu, Fedora/RHEL, Arch, Alpine, macOS, Windows).
-const FONT_PATHS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
-    "/usr/share/fonts/noto/NotoSans-Regular.ttf",
-    "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
-    "/usr/share/fonts/freefont/FreeSans.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "/Library/Fonts/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-];
-/// The family name the PNG font is registered under. SVG text uses `sans-serif` instead,
-/// which is never registered, so the SVG path provably never needs a font.
-pub(crate) const BITMAP_FAMILY: &str = "prescale-plot-sans";
-pub(crate) const SVG_FAMILY: &str = "sans-serif";
-
 /// Why a plot could not be written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlotError {
-    #[error("{path}: unknown image format {ext:?}; use a file name ending in .svg or .png")]
+    #[error("{path}: unknown image format {ext:?}; {hint}", hint = USE_SVG_OR_PNG)]
     UnknownFormat { path: String, ext: String },
     #[error("nothing to plot: the plan has no rows")]
     Empty,
@@ -94,7 +75,7 @@ pub fn write_plot(
     capacity: f64,
     startup: usize,
 ) -> Result<(), PlotError> {
-    let ext = format_of(path)?;
+    let format = Format::of(path)?;
     if rows.is_empty() {
         return Err(PlotError::Empty);
     }
@@ -102,53 +83,13 @@ pub fn write_plot(
         return Err(PlotError::BadCapacity(capacity));
     }
     let chart = Chart::new(rows, title, capacity, startup);
-    render(
+    canvas::render(
         path,
-        ext,
+        (WIDTH, HEIGHT),
+        format,
         |root, family| chart.draw(root, family).map_err(|e| e.to_string()),
         |root, family| chart.draw(root, family).map_err(|e| e.to_string()),
     )
-}
-
-/// The image format of `path`, from its extension.
-fn format_of(path: &Path) -> Result<&'static str, PlotError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "svg" => Ok("svg"),
-        "png" => Ok("png"),
-        _ => Err(PlotError::UnknownFormat {
-            path: path.display().to_string(),
-            ext,
-        }),
-    }
-}
-
-/// Draws on the backend `ext` names (the PNG one with the font found by [`bitmap_font`]) and
-/// writes the file. The two closures are the same drawing, once per backend type.
-fn render(
-    path: &Path,
-    ext: &str,
-    svg: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>, &str) -> Result<(), String>,
-    png: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>, &str) -> Result<(), String>,
-) -> Result<(), PlotError> {
-    let draw_err = |message: String| PlotError::Draw {
-        path: path.display().to_string(),
-        message,
-    };
-    if ext == "svg" {
-        let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        svg(&root, SVG_FAMILY).map_err(draw_err)?;
-        root.present().map_err(|e| draw_err(e.to_string()))
-    } else {
-        bitmap_font()?;
-        let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        png(&root, BITMAP_FAMILY).map_err(draw_err)?;
-        root.present().map_err(|e| draw_err(e.to_string()))
-    }
 }
 
 /// One operating point of a frontier chart: cost relative to the reactive baseline at its
@@ -170,7 +111,7 @@ pub fn write_frontier_plot(
     plan: &[FrontierMark],
     family: &[FrontierMark],
 ) -> Result<(), PlotError> {
-    let ext = format_of(path)?;
+    let format = Format::of(path)?;
     if plan.is_empty() {
         return Err(PlotError::Empty);
     }
@@ -180,9 +121,10 @@ pub fn write_frontier_plot(
         plan,
         family,
     };
-    render(
+    canvas::render(
         path,
-        ext,
+        (WIDTH, HEIGHT),
+        format,
         |root, f| chart.draw(root, f).map_err(|e| e.to_string()),
         |root, f| chart.draw(root, f).map_err(|e| e.to_string()),
     )
@@ -282,36 +224,6 @@ impl FrontierChart<'_> {
             ],
         )
     }
-}
-
-/// Finds and registers the PNG font, once per process.
-pub(crate) fn bitmap_font() -> Result<(), PlotError> {
-    static FONT: OnceLock<Result<(), PlotError>> = OnceLock::new();
-    FONT.get_or_init(|| {
-        let named = std::env::var_os(FONT_ENV).filter(|p| !p.is_empty());
-        let path = match &named {
-            Some(p) => std::path::PathBuf::from(p),
-            None => FONT_PATHS
-                .iter()
-                .map(std::path::PathBuf::from)
-                .find(|p| p.is_file())
-                .ok_or(PlotError::NoFont {
-                    env: FONT_ENV,
-                    count: FONT_PATHS.len(),
-                    first: FONT_PATHS[0],
-                })?,
-        };
-        let bad = |message: String| PlotError::BadFont {
-            path: path.display().to_string(),
-            message,
-        };
-        let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-        // plotters keeps fonts for the life of the process; this happens at most once.
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font(BITMAP_FAMILY, FontStyle::Normal, bytes)
-            .map_err(|_| bad("not a TrueType/OpenType font".into()))
-    })
-    .clone()
 }
 
 /// One drawn column: a row, or a group of rows when the plan is long.
@@ -819,22 +731,6 @@ fn steps(buckets: &[Bucket], value: impl Fn(&Bucket) -> f64) -> Vec<(f64, f64)> 
         .collect()
 }
 
-/// A compact number for axis labels: `850`, `1.2k`, `12k`, `0.25`.
-pub(crate) fn number(v: f64) -> String {
-    let a = v.abs();
-    if a >= 10_000.0 {
-        format!("{:.0}k", v / 1_000.0)
-    } else if a >= 1_000.0 {
-        let s = format!("{:.1}k", v / 1_000.0);
-        s.replace(".0k", "k")
-    } else if a >= 10.0 || v == 0.0 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.2}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -951,16 +847,5 @@ mod tests {
         let s = shortfalls(&rows, |r| r.desired, 25.0, 2);
         let short: Vec<bool> = s.iter().map(|(_, s)| *s).collect();
         assert_eq!(short, [true, true, true, true, false, false, false, false]);
-    }
-
-    #[test]
-    fn numbers() {
-        assert_eq!(number(0.0), "0");
-        assert_eq!(number(850.0), "850");
-        assert_eq!(number(1_000.0), "1k");
-        assert_eq!(number(1_250.0), "1.2k");
-        assert_eq!(number(12_500.0), "12k");
-        assert_eq!(number(0.25), "0.25");
-        assert_eq!(number(2.5), "2.5");
     }
 }
