@@ -71,9 +71,9 @@ struct Job {
     source: String,
     query: String,
     target: Option<f64>,
-    /// With `--scaler`: its namespace and that namespace's labels, so the query goes out as the
-    /// operator would send it (the source's allowed namespaces and namespace isolation).
-    scope: Option<(String, std::collections::BTreeMap<String, String>)>,
+    /// With `--scaler`: its namespace, so the query goes out as the operator would send it
+    /// (the source's allowed namespaces and namespace isolation).
+    scope: Option<super::Scope>,
     /// The scaler's `namespace/name` ([`choice::UNNAMED_SCALER`] with `--query`): where `Auto`'s
     /// selection epochs start.
     scaler: String,
@@ -101,13 +101,7 @@ pub async fn run(args: &ForecastArgs) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     println!("{label}");
     for job in jobs {
-        let resolved = match &job.scope {
-            Some((ns, labels)) => sources.resolve(ns, Some(labels), &job.source, &job.query),
-            None => sources.get(&job.source).map(|source| Resolved {
-                source,
-                query: job.query.clone(),
-            }),
-        };
+        let resolved = super::resolve_query(&sources, &job.source, &job.query, job.scope.as_ref());
         let Resolved { source, query } = match resolved {
             Ok(r) => r,
             Err(SourceError::UnknownSource { .. }) => {
@@ -368,7 +362,10 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
             source: m.source.clone(),
             query: m.query.clone(),
             target: Some(m.target_per_replica),
-            scope: Some((namespace.clone(), labels.clone())),
+            scope: Some(super::Scope {
+                namespace: namespace.clone(),
+                labels: labels.clone(),
+            }),
             scaler: which.to_string(),
             remembered: remembered.clone().filter(|f| f.metric == m.name),
         })

@@ -127,7 +127,7 @@ pub struct Fetched {
 /// Reads `--query`'s or `--scaler`'s history from its source, as the controller reads it
 /// (chunked under Prometheus' point limit, the source's namespace rules for a scaler).
 pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
-    use crate::sources::{HistoryKey, HistoryStore, Resolved as Query};
+    use crate::sources::{HistoryKey, HistoryStore, Resolved};
     let scaler = match &args.scaler {
         Some(which) => Some(crate::cli::forecast::read_scaler(which).await?),
         None => None,
@@ -145,30 +145,11 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
         bail!("--step must be at least 1s and shorter than --lookback");
     }
     let sources = args.sources.build()?;
-    let (source_name, query, scope) = match (&scaler, &args.query) {
-        (Some(scaler), _) => {
-            let m = scaler
-                .config
-                .metrics
-                .first()
-                .context("the scaler has no metrics")?;
-            (
-                m.source.clone(),
-                m.query.clone(),
-                Some((scaler.namespace.clone(), scaler.labels.clone())),
-            )
-        }
-        (None, Some(q)) => (args.source.clone(), q.clone(), None),
-        (None, None) => bail!("give --query or --scaler"),
-    };
-    let Query { source, query } = match &scope {
-        Some((ns, labels)) => sources.resolve(ns, Some(labels), &source_name, &query),
-        None => sources.get(&source_name).map(|source| Query {
-            source,
-            query: query.clone(),
-        }),
-    }
-    .map_err(|e| anyhow::anyhow!("source {source_name:?}: {e} ({})", e.reason()))?;
+    let wanted = wanted_query(args, scaler.as_ref())?;
+    let source_name = &wanted.source;
+    let Resolved { source, query } =
+        super::resolve_query(&sources, source_name, &wanted.query, wanted.scope.as_ref())
+            .map_err(|e| anyhow!("source {source_name:?}: {e} ({})", e.reason()))?;
     let key = HistoryKey {
         source: source_name.clone(),
         query: query.clone(),
@@ -184,7 +165,7 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
             now,
         )
         .await
-        .map_err(|e| anyhow::anyhow!("{e} ({})", e.reason()))?;
+        .map_err(|e| anyhow!("{e} ({})", e.reason()))?;
     if history.finite_count() == 0 {
         bail!(
             "the query returned no data in the last {} (EmptyQueryResult)",
@@ -199,6 +180,43 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
         label,
         series: (*history).clone(),
         scaler: scaler.map(|s| s.config),
+    })
+}
+
+/// The query `fetch` sends: `--scaler`'s first metric's, or `--query` to `--source`.
+struct WantedQuery {
+    source: String,
+    query: String,
+    /// With `--scaler`: its namespace, for the source's rules.
+    scope: Option<super::Scope>,
+}
+
+fn wanted_query(
+    args: &SimulateArgs,
+    scaler: Option<&crate::cli::forecast::ScalerRead>,
+) -> anyhow::Result<WantedQuery> {
+    Ok(match (scaler, &args.query) {
+        (Some(scaler), _) => {
+            let m = scaler
+                .config
+                .metrics
+                .first()
+                .context("the scaler has no metrics")?;
+            WantedQuery {
+                source: m.source.clone(),
+                query: m.query.clone(),
+                scope: Some(super::Scope {
+                    namespace: scaler.namespace.clone(),
+                    labels: scaler.labels.clone(),
+                }),
+            }
+        }
+        (None, Some(q)) => WantedQuery {
+            source: args.source.clone(),
+            query: q.clone(),
+            scope: None,
+        },
+        (None, None) => bail!("give --query or --scaler"),
     })
 }
 
@@ -847,16 +865,26 @@ fn operating_point(s: &SimSettings, chosen: &[f64]) -> String {
 
 /// The summary table.
 pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
-    let s = &r.settings;
-    let step = r.series.step;
     let mut out = String::new();
+    write_settings(&mut out, r, report);
+    let _ = writeln!(out);
+    write_scores(&mut out, report);
+    let _ = writeln!(out);
+    write_comparisons(&mut out, report);
+    write_timings(&mut out, r, report, elapsed);
+    out
+}
+
+/// The summary's head: the trace and the settings it ran with.
+fn write_settings(out: &mut String, r: &Resolved, report: &SimReport) {
+    let s = &r.settings;
     let _ = writeln!(out, "prescale simulate: {}", r.label);
     let _ = writeln!(
         out,
         "  column {}, {} rows at {}, {} scored after {} warm-up",
         r.column,
         r.series.len(),
-        format_duration(Duration::from_secs(step as u64)),
+        format_duration(Duration::from_secs(r.series.step as u64)),
         report.scored_rows,
         format_duration(r.warmup)
     );
@@ -873,7 +901,10 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
         s.policy.min_replicas,
         s.policy.max_replicas
     );
-    let _ = writeln!(out);
+}
+
+/// One row per plan: violation steps, unserved load and replica-steps.
+fn write_scores(out: &mut String, report: &SimReport) {
     let _ = writeln!(
         out,
         "  {:<10} {:>16} {:>12} {:>15}",
@@ -890,19 +921,21 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
             name, sc.violation_steps, sc.unserved_pct, sc.replica_steps
         );
     }
-    let _ = writeln!(out);
+}
+
+/// Prescale against the reactive baseline (at its default and at prescale's budget) and the
+/// oracle.
+fn write_comparisons(out: &mut String, report: &SimReport) {
+    let p = &report.prescale;
     let _ = writeln!(
         out,
         "  prescale / reactive: violations {}, unserved {}, cost {}",
         ratio(
-            report.prescale.violation_steps as f64,
+            p.violation_steps as f64,
             report.reactive.violation_steps as f64
         ),
-        ratio(report.prescale.unserved_pct, report.reactive.unserved_pct),
-        ratio(
-            report.prescale.replica_steps as f64,
-            report.reactive.replica_steps as f64
-        )
+        ratio(p.unserved_pct, report.reactive.unserved_pct),
+        ratio(p.replica_steps as f64, report.reactive.replica_steps as f64)
     );
     if let Some((factor, sc)) = &report.reactive_at_cost {
         let _ = writeln!(
@@ -910,45 +943,30 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
             "  reactive with prescale's replica budget (target x{factor:.2}): {} violation steps, {:.3}% unserved; prescale {}",
             sc.violation_steps,
             sc.unserved_pct,
-            ratio(
-                report.prescale.violation_steps as f64,
-                sc.violation_steps as f64
-            )
+            ratio(p.violation_steps as f64, sc.violation_steps as f64)
         );
     }
     let _ = writeln!(
         out,
         "  prescale / oracle:   cost {}",
-        ratio(
-            report.prescale.replica_steps as f64,
-            report.oracle.replica_steps as f64
-        )
+        ratio(p.replica_steps as f64, report.oracle.replica_steps as f64)
     );
+}
+
+/// How long the fits and `Auto`'s model selections took, and the models fitted.
+fn write_timings(out: &mut String, r: &Resolved, report: &SimReport, elapsed: Duration) {
     let mut times: Vec<Duration> = report.fit_times.clone();
     times.sort();
-    let pct = |p: f64| {
-        times
-            .get(((times.len().saturating_sub(1)) as f64 * p).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
-    let models: Vec<String> = report
-        .models
-        .iter()
-        .map(|(m, c)| format!("{m} x{c}"))
-        .collect();
+    let ms = |p: f64| super::percentile(&times, p).as_secs_f64() * 1e3;
+    let models = super::models_line(&report.models);
     let _ = writeln!(
         out,
         "  fits: {} (median {:.1} ms, p95 {:.1} ms) on {} threads; models: {}; total {:.1} s",
         report.fits,
-        pct(0.5).as_secs_f64() * 1e3,
-        pct(0.95).as_secs_f64() * 1e3,
-        s.threads,
-        if models.is_empty() {
-            "none".into()
-        } else {
-            models.join(", ")
-        },
+        ms(0.5),
+        ms(0.95),
+        r.settings.threads,
+        if models.is_empty() { "none" } else { &models },
         elapsed.as_secs_f64()
     );
     if !report.selection_times.is_empty() {
@@ -961,5 +979,4 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
             sel[sel.len() / 2].as_secs_f64() * 1e3
         );
     }
-    out
 }
