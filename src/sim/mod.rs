@@ -186,15 +186,10 @@ pub fn simulate_observed(
     let desired: Vec<u32> = rows.iter().map(|r| r.desired).collect();
     let capacity = s.target_per_replica / UTILISATION;
     let warm = s.warmup_steps.min(n);
-    let mut models: Vec<(String, usize)> = Vec::new();
-    for (_, fc, _) in &fits {
-        if let Ok(fc) = fc {
-            match models.iter_mut().find(|(m, _)| *m == fc.model) {
-                Some((_, c)) => *c += 1,
-                None => models.push((fc.model.clone(), 1)),
-            }
-        }
-    }
+    let models = tally_models(
+        fits.iter()
+            .filter_map(|(_, fc, _)| Some(fc.as_ref().ok()?.model.as_str())),
+    );
     let prescale = score(loads, &desired, capacity, s.startup_steps, warm);
     SimReport {
         reactive_at_cost: reactive_at_cost(loads, s, prescale.replica_steps, warm),
@@ -212,6 +207,18 @@ pub fn simulate_observed(
             .collect(),
         rows,
     }
+}
+
+/// Each model with how often it occurs in `models`, in the order of first occurrence.
+pub fn tally_models<'a>(models: impl IntoIterator<Item = &'a str>) -> Vec<(String, usize)> {
+    let mut tally: Vec<(String, usize)> = Vec::new();
+    for model in models {
+        match tally.iter_mut().find(|(m, _)| m == model) {
+            Some((_, c)) => *c += 1,
+            None => tally.push((model.to_string(), 1)),
+        }
+    }
+    tally
 }
 
 /// The reason a decision gives, in one word for the plan CSV.
