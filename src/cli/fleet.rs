@@ -276,6 +276,17 @@ async fn fit_all(
     })
 }
 
+/// A row of the table: what, and its figure.
+fn row(out: &mut String, what: &str, fig: String) {
+    let _ = writeln!(out, "  {what:<58} {fig:>12}");
+}
+
+/// The `p` percentile of `v`, in milliseconds.
+fn ms(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    crate::cli::percentile(v, p).as_secs_f64() * 1e3
+}
+
 /// What the fleet benchmark measured.
 struct Figures {
     scalers: usize,
@@ -296,8 +307,9 @@ struct Figures {
 }
 
 impl Figures {
+    /// The table `prescale bench --scalers` prints.
     fn table(mut self) -> String {
-        let (scalers, rounds) = (self.scalers, self.rounds);
+        let scalers = self.scalers;
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -306,13 +318,6 @@ impl Figures {
         );
         let _ = writeln!(out);
         let _ = writeln!(out, "  {:<58} {:>12}", "what", "figure");
-        let row = |out: &mut String, what: &str, fig: String| {
-            let _ = writeln!(out, "  {what:<58} {fig:>12}");
-        };
-        let ms = |v: &mut Vec<Duration>, p: f64| {
-            v.sort();
-            crate::cli::percentile(v, p).as_secs_f64() * 1e3
-        };
         row(
             &mut out,
             "history fetched (cold, all scalers)",
@@ -355,8 +360,15 @@ impl Figures {
             "  models chosen: {}",
             crate::cli::models_line(&self.models)
         );
+        self.write_steady(&mut out);
+        out
+    }
+
+    /// The steady reconciles' rows, and the peak memory.
+    fn write_steady(&mut self, out: &mut String) {
+        let (scalers, rounds) = (self.scalers, self.rounds);
         row(
-            &mut out,
+            out,
             &format!("steady reconciles ({rounds} rounds x {scalers}), per second"),
             format!(
                 "{:.0}",
@@ -364,20 +376,19 @@ impl Figures {
             ),
         );
         row(
-            &mut out,
+            out,
             "  per reconcile, p50 (ms, fits excluded)",
             format!("{:.3}", ms(&mut self.reconciles, 0.5)),
         );
         row(
-            &mut out,
+            out,
             "  per reconcile, p99 (ms, fits excluded)",
             format!("{:.3}", ms(&mut self.reconciles, 0.99)),
         );
         row(
-            &mut out,
+            out,
             "peak RSS (VmHWM)",
             peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.1} MiB")),
         );
-        out
     }
 }

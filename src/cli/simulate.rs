@@ -692,43 +692,52 @@ fn run_frontier(args: &SimulateArgs, r: &Resolved, quantiles: &[f64]) -> anyhow:
     bar.finish_and_clear();
     print!("{}", frontier_table(r, &f, started.elapsed()));
     if let Some(path) = &args.plot {
-        let mark = |label: String, sc: &sim::Score| sim::plot::FrontierMark {
-            cost: sim::frontier::cost_ratio(sc, &f.reactive),
-            violations: sc.violation_steps as f64,
-            label,
-        };
-        let plan: Vec<_> = f
-            .points
-            .iter()
-            .map(|p| mark(p.label(), &p.report.prescale))
-            .collect();
-        // the reactive family over the plan's cost range (and a little beyond), so the two
-        // curves are compared where they overlap
-        let widest = plan
-            .iter()
-            .map(|m| m.cost)
-            .filter(|c| c.is_finite())
-            .fold(1.0, f64::max);
-        let family: Vec<_> = f
-            .family
-            .iter()
-            .map(|(factor, sc)| mark(format!("x{factor}"), sc))
-            .filter(|m| m.cost <= widest * 1.15)
-            .collect();
-        sim::plot::write_frontier_plot(
-            path,
-            &format!("prescale simulate --frontier: {}", r.label),
-            &format!(
-                "lead {}, startup {} steps, {} scored rows; lower at the same cost is better",
-                format_duration(r.lead_time),
-                r.settings.startup_steps,
-                f.points.first().map_or(0, |p| p.report.scored_rows)
-            ),
-            &plan,
-            &family,
-        )?;
+        write_frontier_plot(path, r, &f)?;
         println!("plot written to {}", path.display());
     }
+    Ok(())
+}
+
+/// The frontier chart: the plan's operating points, and the reactive family over their cost
+/// range (and a little beyond), so the two curves are compared where they overlap.
+fn write_frontier_plot(
+    path: &std::path::Path,
+    r: &Resolved,
+    f: &sim::frontier::Frontier,
+) -> anyhow::Result<()> {
+    let mark = |label: String, sc: &sim::Score| sim::plot::FrontierMark {
+        cost: sim::frontier::cost_ratio(sc, &f.reactive),
+        violations: sc.violation_steps as f64,
+        label,
+    };
+    let plan: Vec<_> = f
+        .points
+        .iter()
+        .map(|p| mark(p.label(), &p.report.prescale))
+        .collect();
+    let widest = plan
+        .iter()
+        .map(|m| m.cost)
+        .filter(|c| c.is_finite())
+        .fold(1.0, f64::max);
+    let family: Vec<_> = f
+        .family
+        .iter()
+        .map(|(factor, sc)| mark(format!("x{factor}"), sc))
+        .filter(|m| m.cost <= widest * 1.15)
+        .collect();
+    sim::plot::write_frontier_plot(
+        path,
+        &format!("prescale simulate --frontier: {}", r.label),
+        &format!(
+            "lead {}, startup {} steps, {} scored rows; lower at the same cost is better",
+            format_duration(r.lead_time),
+            r.settings.startup_steps,
+            f.points.first().map_or(0, |p| p.report.scored_rows)
+        ),
+        &plan,
+        &family,
+    )?;
     Ok(())
 }
 
@@ -754,31 +763,7 @@ pub fn frontier_table(r: &Resolved, f: &sim::frontier::Frontier, elapsed: Durati
         f.reactive.violation_steps, f.reactive.unserved_pct, f.reactive.replica_steps
     );
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "  {:>8} {:>11} {:>11} {:>6}   {:>27}   {:>14}",
-        "point", "violations", "unserved %", "cost", "reactive at the same budget", "equal-budget"
-    );
-    for p in &f.points {
-        let same = match &p.report.reactive_at_cost {
-            Some((factor, sc)) => format!("{} (target x{factor:.2})", sc.violation_steps),
-            None => "out of range".into(),
-        };
-        let ratio = match p.ratio() {
-            Some(x) => format!("{x:.2}x"),
-            None => "n/a".into(),
-        };
-        let _ = writeln!(
-            out,
-            "  {:>8} {:>11} {:>11.3} {:>5.2}x   {:>27}   {:>14}",
-            p.label(),
-            p.report.prescale.violation_steps,
-            p.report.prescale.unserved_pct,
-            p.cost(),
-            same,
-            ratio
-        );
-    }
+    write_points(&mut out, f);
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -807,6 +792,36 @@ pub fn frontier_table(r: &Resolved, f: &sim::frontier::Frontier, elapsed: Durati
     out
 }
 
+/// The frontier's rows: each operating point beside the reactive baseline at its budget.
+fn write_points(out: &mut String, f: &sim::frontier::Frontier) {
+    let _ = writeln!(
+        out,
+        "  {:>8} {:>11} {:>11} {:>6}   {:>27}   {:>14}",
+        "point", "violations", "unserved %", "cost", "reactive at the same budget", "equal-budget"
+    );
+    for p in &f.points {
+        let same = match &p.report.reactive_at_cost {
+            Some((factor, sc)) => format!("{} (target x{factor:.2})", sc.violation_steps),
+            None => "out of range".into(),
+        };
+        let ratio = match p.ratio() {
+            Some(x) => format!("{x:.2}x"),
+            None => "n/a".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:>8} {:>11} {:>11.3} {:>5.2}x   {:>27}   {:>14}",
+            p.label(),
+            p.report.prescale.violation_steps,
+            p.report.prescale.unserved_pct,
+            p.cost(),
+            same,
+            ratio
+        );
+    }
+}
+
+/// The plan as CSV, one row per step (`--output`).
 pub fn plan_csv(report: &SimReport) -> String {
     let mut out = String::from(
         "timestamp,value,forecast,upper,desired_replicas,reactive_replicas,oracle_replicas,reason\n",
