@@ -143,16 +143,14 @@ impl FrontierChart<'_> {
         root: &DrawingArea<DB, Shift>,
         family: &str,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-        root.fill(&WHITE)?;
-        let root = root.margin(MARGIN / 2, MARGIN / 2, MARGIN, MARGIN);
-        let (head, rest) = root.split_vertically(44);
-        let title = TextStyle::from((family, 20.0).into_font()).color(&BLACK);
-        let subtitle = TextStyle::from((family, 13.0).into_font()).color(&SUBTLE);
-        head.draw_text(self.title, &title, (0, 2))?;
-        head.draw_text(self.subtitle, &subtitle, (0, 26))?;
+        let rest = draw_heading(root, family, self.title, self.subtitle)?;
         let (legend, area) = rest.split_vertically(26);
-        let finite = |m: &&FrontierMark| m.cost.is_finite() && m.violations.is_finite();
-        let all: Vec<&FrontierMark> = self.plan.iter().chain(self.family).filter(finite).collect();
+        let all: Vec<&FrontierMark> = self
+            .plan
+            .iter()
+            .chain(self.family)
+            .filter(|m| m.is_finite())
+            .collect();
         let (x0, x1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), m| {
             (a.min(m.cost), b.max(m.cost))
         });
@@ -179,39 +177,8 @@ impl FrontierChart<'_> {
             .light_line_style(TRANSPARENT)
             .draw()?;
         let plot = chart.plotting_area();
-        let line = |marks: &[FrontierMark]| -> Vec<(f64, f64)> {
-            let mut pts: Vec<(f64, f64)> = marks
-                .iter()
-                .filter(|m| m.cost.is_finite() && m.violations.is_finite())
-                .map(|m| (m.cost, m.violations))
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            pts
-        };
-        let label = TextStyle::from((family, 12.0).into_font())
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Left, VPos::Bottom));
-        plot.draw(&PathElement::new(
-            line(self.family),
-            REACTIVE.stroke_width(2),
-        ))?;
-        for m in self.family.iter().filter(finite) {
-            plot.draw(&Circle::new((m.cost, m.violations), 3, REACTIVE.filled()))?;
-            plot.draw(&Text::new(
-                m.label.clone(),
-                (m.cost, m.violations),
-                label.clone(),
-            ))?;
-        }
-        plot.draw(&PathElement::new(line(self.plan), PRESCALE.stroke_width(3)))?;
-        for m in self.plan.iter().filter(finite) {
-            plot.draw(&Circle::new((m.cost, m.violations), 5, PRESCALE.filled()))?;
-            plot.draw(&Text::new(
-                m.label.clone(),
-                (m.cost, m.violations),
-                label.clone(),
-            ))?;
-        }
+        draw_curve(plot, family, self.family, REACTIVE, 2, 3)?;
+        draw_curve(plot, family, self.plan, PRESCALE, 3, 5)?;
         draw_legend(
             &legend,
             family,
@@ -224,6 +191,60 @@ impl FrontierChart<'_> {
             ],
         )
     }
+}
+
+impl FrontierMark {
+    /// Whether it can be drawn.
+    fn is_finite(&self) -> bool {
+        self.cost.is_finite() && self.violations.is_finite()
+    }
+}
+
+/// `marks` as a line in order of cost, each a labelled dot of `radius`.
+fn draw_curve<DB: DrawingBackend>(
+    plot: &DrawingArea<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    family: &str,
+    marks: &[FrontierMark],
+    color: RGBColor,
+    width: u32,
+    radius: u32,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut line: Vec<(f64, f64)> = marks
+        .iter()
+        .filter(|m| m.is_finite())
+        .map(|m| (m.cost, m.violations))
+        .collect();
+    line.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let label = TextStyle::from((family, 12.0).into_font())
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Bottom));
+    plot.draw(&PathElement::new(line, color.stroke_width(width)))?;
+    for m in marks.iter().filter(|m| m.is_finite()) {
+        plot.draw(&Circle::new((m.cost, m.violations), radius, color.filled()))?;
+        plot.draw(&Text::new(
+            m.label.clone(),
+            (m.cost, m.violations),
+            label.clone(),
+        ))?;
+    }
+    Ok(())
+}
+
+/// A white chart with the title and subtitle on top; the area below them.
+fn draw_heading<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    family: &str,
+    title: &str,
+    subtitle: &str,
+) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let root = root.margin(MARGIN / 2, MARGIN / 2, MARGIN, MARGIN);
+    let (head, rest) = root.split_vertically(44);
+    let title_style = TextStyle::from((family, 20.0).into_font()).color(&BLACK);
+    let subtitle_style = TextStyle::from((family, 13.0).into_font()).color(&SUBTLE);
+    head.draw_text(title, &title_style, (0, 2))?;
+    head.draw_text(subtitle, &subtitle_style, (0, 26))?;
+    Ok(rest)
 }
 
 /// One drawn column: a row, or a group of rows when the plan is long.
@@ -246,6 +267,35 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// The bucket of `rows` (and their shortfalls, `short`) for steps of `step` seconds: the
+    /// highest load, forecasts and replicas, the lowest ready capacity.
+    fn of(rows: &[PlanRow], short: &[(u32, bool)], step: i64, capacity: f64) -> Bucket {
+        let max_of = |f: &dyn Fn(&PlanRow) -> Option<f64>| {
+            rows.iter()
+                .filter_map(f)
+                .filter(|v| v.is_finite())
+                .reduce(f64::max)
+        };
+        Bucket {
+            x0: rows[0].timestamp as f64,
+            x1: (rows[rows.len() - 1].timestamp + step) as f64,
+            load: max_of(&|r| Some(r.value)).unwrap_or(f64::NAN),
+            forecast: max_of(&|r| r.forecast),
+            upper: max_of(&|r| r.upper),
+            desired: rows.iter().map(|r| r.desired).max().unwrap_or(0),
+            reactive: rows.iter().map(|r| r.reactive).max().unwrap_or(0),
+            oracle: rows.iter().map(|r| r.oracle).max().unwrap_or(0),
+            ready_capacity: short.iter().map(|(ready, _)| *ready).min().unwrap_or(0) as f64
+                * capacity,
+            short: rows
+                .iter()
+                .zip(short)
+                .filter(|(_, (_, s))| *s)
+                .map(|(r, _)| r.value)
+                .reduce(f64::max),
+        }
+    }
+
     fn mid(&self) -> f64 {
         (self.x0 + self.x1) / 2.0
     }
@@ -302,32 +352,7 @@ impl<'a> Chart<'a> {
         let buckets = rows
             .chunks(per)
             .zip(prescale.chunks(per))
-            .map(|(rs, sh)| {
-                let max_of = |f: &dyn Fn(&PlanRow) -> Option<f64>| {
-                    rs.iter()
-                        .filter_map(f)
-                        .filter(|v| v.is_finite())
-                        .reduce(f64::max)
-                };
-                Bucket {
-                    x0: rs[0].timestamp as f64,
-                    x1: (rs[rs.len() - 1].timestamp + step) as f64,
-                    load: max_of(&|r| Some(r.value)).unwrap_or(f64::NAN),
-                    forecast: max_of(&|r| r.forecast),
-                    upper: max_of(&|r| r.upper),
-                    desired: rs.iter().map(|r| r.desired).max().unwrap_or(0),
-                    reactive: rs.iter().map(|r| r.reactive).max().unwrap_or(0),
-                    oracle: rs.iter().map(|r| r.oracle).max().unwrap_or(0),
-                    ready_capacity: sh.iter().map(|(ready, _)| *ready).min().unwrap_or(0) as f64
-                        * capacity,
-                    short: rs
-                        .iter()
-                        .zip(sh)
-                        .filter(|(_, (_, s))| *s)
-                        .map(|(r, _)| r.value)
-                        .reduce(f64::max),
-                }
-            })
+            .map(|(rs, sh)| Bucket::of(rs, sh, step, capacity))
             .collect::<Vec<_>>();
         let step_text = if step % 60 == 0 {
             format!("{} min", step / 60)
@@ -359,13 +384,7 @@ impl<'a> Chart<'a> {
         root: &DrawingArea<DB, Shift>,
         family: &str,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-        root.fill(&WHITE)?;
-        let root = root.margin(MARGIN / 2, MARGIN / 2, MARGIN, MARGIN);
-        let (head, rest) = root.split_vertically(44);
-        let title = TextStyle::from((family, 20.0).into_font()).color(&BLACK);
-        let subtitle = TextStyle::from((family, 13.0).into_font()).color(&SUBTLE);
-        head.draw_text(self.title, &title, (0, 2))?;
-        head.draw_text(&self.subtitle, &subtitle, (0, 26))?;
+        let rest = draw_heading(root, family, self.title, &self.subtitle)?;
         let split = (rest.dim_in_pixel().1 as f64 * 0.56) as u32;
         let (top, bottom) = rest.split_vertically(split);
         self.draw_load(&top, family)?;
@@ -449,7 +468,31 @@ impl<'a> Chart<'a> {
         let plot = chart.plotting_area();
         self.shade_weekends(plot, 0.0, ymax)?;
 
-        // The forecast band (point to upper), then the point forecast, per run of steps with one.
+        self.draw_forecast_and_load(plot)?;
+        self.draw_ready_and_misses(plot, ymax)?;
+        let short = format!(
+            "prescale short of capacity: {} steps (reactive: {}), warm-up included",
+            self.prescale_short, self.reactive_short
+        );
+        draw_legend(
+            &legend,
+            family,
+            &[
+                (Swatch::Line(LOAD, 2), "load"),
+                (Swatch::Line(FORECAST, 2), "forecast"),
+                (Swatch::Area(BAND), "forecast band (to upper quantile)"),
+                (Swatch::Line(READY, 2), "prescale ready capacity"),
+                (Swatch::Dot(SHORT), &short),
+            ],
+        )
+    }
+
+    /// The forecast band (point to upper), then the point forecast, per run of steps with one;
+    /// then the load over them.
+    fn draw_forecast_and_load<DB: DrawingBackend>(
+        &self,
+        plot: &DrawingArea<DB, Cartesian2d<TimeAxis, RangedCoordf64>>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         for run in runs(&self.buckets, |b| b.forecast.is_some() && b.upper.is_some()) {
             let mut pts: Vec<(f64, f64)> = run
                 .iter()
@@ -477,7 +520,15 @@ impl<'a> Chart<'a> {
                 LOAD.stroke_width(1),
             ))?;
         }
-        // The capacity prescale had ready, as a step line.
+        Ok(())
+    }
+
+    /// The capacity prescale had ready, as a step line, and the steps short of it.
+    fn draw_ready_and_misses<DB: DrawingBackend>(
+        &self,
+        plot: &DrawingArea<DB, Cartesian2d<TimeAxis, RangedCoordf64>>,
+        ymax: f64,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         let ready = steps(&self.buckets, |b| b.ready_capacity.min(ymax));
         plot.draw(&PathElement::new(ready, READY.stroke_width(1)))?;
         // Misses: a dot on the load and a tick along the bottom.
@@ -492,21 +543,7 @@ impl<'a> Chart<'a> {
             }
         }
 
-        let short = format!(
-            "prescale short of capacity: {} steps (reactive: {}), warm-up included",
-            self.prescale_short, self.reactive_short
-        );
-        draw_legend(
-            &legend,
-            family,
-            &[
-                (Swatch::Line(LOAD, 2), "load"),
-                (Swatch::Line(FORECAST, 2), "forecast"),
-                (Swatch::Area(BAND), "forecast band (to upper quantile)"),
-                (Swatch::Line(READY, 2), "prescale ready capacity"),
-                (Swatch::Dot(SHORT), &short),
-            ],
-        )
+        Ok(())
     }
 
     fn draw_replicas<DB: DrawingBackend>(
