@@ -22,7 +22,7 @@ use crate::{
     },
     sim::plot::{
         PlotError,
-        canvas::{self, Format, USE_SVG_OR_PNG, number},
+        canvas::{self, BAND, FORECAST, Format, LOAD, PRESCALE, USE_SVG_OR_PNG, number},
     },
     sources::{HistoryKey, HistoryStore, Resolved, SourceError, config::SourceFlags},
 };
@@ -725,14 +725,11 @@ fn draw_metric<DB: DrawingBackend>(
         .draw()?;
     let mut band: Vec<(f64, f64)> = fc.iter().map(|p| (p.0, p.1)).collect();
     band.extend(fc.iter().rev().map(|p| (p.0, p.2.max(p.1))));
-    chart.draw_series(std::iter::once(Polygon::new(
-        band,
-        RGBColor(245, 160, 60).mix(0.3).filled(),
-    )))?;
-    chart.draw_series(LineSeries::new(hist, RGBColor(40, 40, 40).stroke_width(1)))?;
+    chart.draw_series(std::iter::once(Polygon::new(band, BAND.mix(0.3).filled())))?;
+    chart.draw_series(LineSeries::new(hist, LOAD.stroke_width(1)))?;
     chart.draw_series(LineSeries::new(
         fc.iter().map(|p| (p.0, p.1)),
-        RGBColor(230, 120, 0).stroke_width(2),
+        FORECAST.stroke_width(2),
     ))?;
     Ok(())
 }
@@ -773,9 +770,6 @@ fn draw_replicas<DB: DrawingBackend>(
         }
         steps.push((*t, *r as f64));
     }
-    chart.draw_series(LineSeries::new(
-        steps,
-        RGBColor(31, 119, 180).stroke_width(2),
-    ))?;
+    chart.draw_series(LineSeries::new(steps, PRESCALE.stroke_width(2)))?;
     Ok(())
 }

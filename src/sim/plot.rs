@@ -27,7 +27,10 @@ use plotters::{
 };
 
 pub use canvas::FONT_ENV;
-use canvas::{Format, USE_SVG_OR_PNG, number};
+use canvas::{
+    BAND, FORECAST, Format, LOAD, ORACLE, PRESCALE, REACTIVE, READY, SHORT, SUBTLE, USE_SVG_OR_PNG,
+    WEEKEND, number,
+};
 
 use super::PlanRow;
 
@@ -689,17 +692,6 @@ impl Ranged for TimeAxis {
         self.inner.range()
     }
 }
-
-const SUBTLE: RGBColor = RGBColor(90, 90, 90);
-const LOAD: RGBColor = RGBColor(40, 40, 40);
-const FORECAST: RGBColor = RGBColor(230, 120, 0);
-const BAND: RGBColor = RGBColor(245, 160, 60);
-const READY: RGBColor = RGBColor(31, 119, 180);
-const SHORT: RGBColor = RGBColor(214, 39, 40);
-const PRESCALE: RGBColor = RGBColor(31, 119, 180);
-const REACTIVE: RGBColor = RGBColor(150, 150, 150);
-const ORACLE: RGBColor = RGBColor(44, 160, 44);
-const WEEKEND: RGBColor = RGBColor(243, 243, 246);
 
 enum Swatch {
     Line(RGBColor, u32),

@@ -35,6 +35,28 @@ const FONT_PATHS: &[&str] = &[
 const BITMAP_FAMILY: &str = "prescale-plot-sans";
 const SVG_FAMILY: &str = "sans-serif";
 
+// The palette every chart draws in.
+/// Secondary text (subtitles).
+pub const SUBTLE: RGBColor = RGBColor(90, 90, 90);
+/// The measured load.
+pub const LOAD: RGBColor = RGBColor(40, 40, 40);
+/// The point forecast.
+pub const FORECAST: RGBColor = RGBColor(230, 120, 0);
+/// The forecast band (drawn translucent).
+pub const BAND: RGBColor = RGBColor(245, 160, 60);
+/// Capacity ready to serve.
+pub const READY: RGBColor = RGBColor(31, 119, 180);
+/// Steps short of capacity.
+pub const SHORT: RGBColor = RGBColor(214, 39, 40);
+/// Prescale's replicas.
+pub const PRESCALE: RGBColor = RGBColor(31, 119, 180);
+/// The reactive baseline's replicas.
+pub const REACTIVE: RGBColor = RGBColor(150, 150, 150);
+/// The oracle's replicas.
+pub const ORACLE: RGBColor = RGBColor(44, 160, 44);
+/// Weekend shading.
+pub const WEEKEND: RGBColor = RGBColor(243, 243, 246);
+
 /// An image format a chart can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
