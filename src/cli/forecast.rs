@@ -287,13 +287,11 @@ fn settings(args: &ForecastArgs, base: Option<&ScalerConfig>) -> anyhow::Result<
     if horizon < step {
         bail!("--horizon must be at least one --step");
     }
-    let quantile = args
-        .quantile
-        .or(base.and_then(|c| c.quantile))
-        .unwrap_or(DEFAULT_BAND_QUANTILE);
-    if !(quantile > 0.0 && quantile < 1.0) {
-        bail!("--quantile must be between 0 and 1, exclusive; got {quantile}");
-    }
+    let quantile = super::quantile_flag(
+        args.quantile
+            .or(base.and_then(|c| c.quantile))
+            .unwrap_or(DEFAULT_BAND_QUANTILE),
+    )?;
     let model = super::model_flag(args.model.as_deref(), base.map(|c| c.model))?;
     let periods = base
         .map(|c| {

@@ -26,6 +26,14 @@ pub(crate) fn duration_flag(
     }
 }
 
+/// `--quantile` (or a spec's): an upper quantile, strictly between 0 and 1.
+pub(crate) fn quantile_flag(q: f64) -> anyhow::Result<f64> {
+    if !(q > 0.0 && q < 1.0) {
+        anyhow::bail!("--quantile must be between 0 and 1, exclusive; got {q}");
+    }
+    Ok(q)
+}
+
 /// `--model`: its value if given, else the spec's, else `Auto`.
 pub(crate) fn model_flag(
     value: Option<&str>,

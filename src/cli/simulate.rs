@@ -455,11 +455,10 @@ fn quantile(
     args: &SimulateArgs,
     sc: Option<&crate::api::ScalerConfig>,
 ) -> anyhow::Result<Option<f64>> {
-    let quantile = args.quantile.or(sc.and_then(|c| c.quantile));
-    if let Some(q) = quantile.filter(|q| !(*q > 0.0 && *q < 1.0)) {
-        bail!("--quantile must be between 0 and 1, exclusive; got {q}");
-    }
-    Ok(quantile)
+    args.quantile
+        .or(sc.and_then(|c| c.quantile))
+        .map(super::quantile_flag)
+        .transpose()
 }
 
 /// The seasonal periods in seconds (none: detect), each a whole number (>= 2) of steps.
