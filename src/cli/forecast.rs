@@ -275,12 +275,22 @@ struct ReplicaRange {
 }
 
 fn settings(args: &ForecastArgs, base: Option<&ScalerConfig>) -> anyhow::Result<Settings> {
-    let dur = |flag: &str, value: &Option<String>, from, default: &str| {
+    let dur = |flag: &str, value: Option<&str>, from, default: &str| {
         super::duration_flag(flag, value, from, default).map(|d| d.as_secs() as i64)
     };
-    let lookback = dur("lookback", &args.lookback, base.map(|c| c.lookback), "14d")?;
-    let step = dur("step", &args.step, base.map(|c| c.step), "1m")?;
-    let horizon = dur("horizon", &args.horizon, base.map(|c| c.horizon), "2h")?;
+    let lookback = dur(
+        "lookback",
+        args.lookback.as_deref(),
+        base.map(|c| c.lookback),
+        "14d",
+    )?;
+    let step = dur("step", args.step.as_deref(), base.map(|c| c.step), "1m")?;
+    let horizon = dur(
+        "horizon",
+        args.horizon.as_deref(),
+        base.map(|c| c.horizon),
+        "2h",
+    )?;
     if step < 1 || step >= lookback {
         bail!("--step must be at least 1s and shorter than --lookback");
     }

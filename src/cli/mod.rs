@@ -15,7 +15,7 @@ use crate::{
 /// A duration flag: its value if given, else the spec's (or scaler's), else `default`.
 pub(crate) fn duration_flag(
     flag: &str,
-    value: &Option<String>,
+    value: Option<&str>,
     from: Option<Duration>,
     default: &str,
 ) -> anyhow::Result<Duration> {

@@ -136,11 +136,11 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
     let dur = super::duration_flag;
     let lookback = dur(
         "lookback",
-        &args.lookback,
+        args.lookback.as_deref(),
         config.map(|c| c.lookback),
         "14d",
     )?;
-    let step = dur("step", &args.step, config.map(|c| c.step), "1m")?;
+    let step = dur("step", args.step.as_deref(), config.map(|c| c.step), "1m")?;
     if step.as_secs() < 1 || step >= lookback {
         bail!("--step must be at least 1s and shorter than --lookback");
     }
@@ -410,20 +410,20 @@ impl Times {
         Ok(Times {
             lead_time: dur(
                 "lead-time",
-                &args.lead_time,
+                args.lead_time.as_deref(),
                 sc.map(|c| c.lead_time),
                 &defaults.scale_up.lead_time,
             )?,
-            startup: dur("startup", &Some(args.startup.clone()), None, "5m")?,
+            startup: dur("startup", Some(&args.startup), None, "5m")?,
             refresh: dur(
                 "refresh",
-                &args.refresh,
+                args.refresh.as_deref(),
                 sc.map(|c| c.refresh_interval),
                 &defaults.forecast.refresh_interval,
             )?,
             stabilization: dur(
                 "stabilization-window",
-                &args.stabilization_window,
+                args.stabilization_window.as_deref(),
                 sc.map(|c| c.stabilization_window),
                 &defaults.scale_down.stabilization_window,
             )?,
