@@ -16,8 +16,8 @@ use futures::future::BoxFuture;
 use crate::{
     cli::bench::{peak_rss_mib, proc_status_mib},
     planner::{
-        self, Fallback, ForecastSettings, MetricInput, ModelKind, PlannerState, Policy, Selection,
-        choice, series::align_down,
+        self, Fallback, Forecast, ForecastSettings, MetricInput, ModelKind, PlannerState, Policy,
+        Selection, Series, choice, series::align_down,
     },
     sources::{HistoryKey, HistoryStore, MetricsSource, SourceError},
 };
@@ -59,11 +59,6 @@ impl MetricsSource for Synthetic {
     }
 }
 
-fn percentile(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
-}
-
 /// `f(0..n)` on `threads` blocking workers, results in index order.
 async fn on_all_cores<R: Send + 'static>(
     threads: usize,
@@ -97,188 +92,302 @@ async fn on_all_cores<R: Send + 'static>(
 
 /// Runs the fleet benchmark and returns its table.
 pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
-    let mut out = String::new();
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
-    let _ = writeln!(
-        out,
-        "prescale bench --scalers {scalers}: 14 days of 1-minute history each, {threads} threads"
-    );
-    let lookback = 14 * DAY;
-    let mut now = align_down(1_767_225_600, DAY) + 15 * DAY;
-    let store = HistoryStore::new(usize::MAX);
-    let source = Synthetic;
-    let keys: Vec<HistoryKey> = (0..scalers)
-        .map(|i| HistoryKey {
-            source: "default".into(),
-            query: format!("s{i}"),
-            step: STEP,
-        })
-        .collect();
-
+    let mut fleet = Fleet {
+        store: HistoryStore::new(usize::MAX),
+        keys: (0..scalers)
+            .map(|i| HistoryKey {
+                source: "default".into(),
+                query: format!("s{i}"),
+                step: STEP,
+            })
+            .collect(),
+        now: align_down(1_767_225_600, DAY) + 15 * DAY,
+    };
     // 1. cold start: every history fetched whole
     let began = Instant::now();
-    let mut histories = Vec::with_capacity(scalers);
-    for (i, key) in keys.iter().enumerate() {
-        histories.push(
-            store
-                .update(&format!("ns/s{i}"), &source, key, lookback, now)
-                .await?,
-        );
-    }
+    let histories = fleet.fetch_all(fleet.now).await?;
     let fetch_all = began.elapsed();
-    let points = store.usage().points;
+    let points = fleet.store.usage().points;
     let after_fetch = proc_status_mib("VmRSS:");
-
     // 2. Auto's model choice for every scaler. The operator spreads these over each scaler's
     //    6-hour selection epoch, and after a restart reuses the choice its status remembers;
     //    here they are run back to back to time them.
     let settings = ForecastSettings::new(ModelKind::Auto, vec![], 120, 0.9, STEP);
     let histories = Arc::new(histories);
     let began = Instant::now();
-    let choices = on_all_cores(threads, scalers, {
-        let (histories, settings) = (histories.clone(), settings.clone());
-        move |i| {
-            let t = Instant::now();
-            let epoch = choice::selection_epoch(&format!("ns/s{i}"), now);
-            let sel = choice::choose_model(&histories[i], &settings, epoch, None);
-            (sel, t.elapsed())
-        }
-    })
-    .await?;
+    let choices = choose_all(threads, &histories, &settings, fleet.now).await?;
     let select_all = began.elapsed();
-    let mut selection_times: Vec<Duration> = choices.iter().map(|c| c.1).collect();
-
     // 3. a refit of every scaler with its model, on all cores: what a restarted operator (or
     //    a new leader) does first
     let began = Instant::now();
-    let fits = on_all_cores(threads, scalers, {
-        let (histories, settings) = (histories.clone(), settings.clone());
-        let chosen: Vec<Option<Selection>> = choices.iter().map(|c| c.0.clone()).collect();
-        move |i| {
-            let t = Instant::now();
-            let fc = choice::fit_chosen(&histories[i], &settings, chosen[i].as_ref());
-            (fc, t.elapsed())
-        }
-    })
-    .await?;
+    let fits = fit_all(threads, &histories, &settings, &choices).await?;
     let fit_all = began.elapsed();
     drop(histories);
-    let mut forecasts = Vec::with_capacity(scalers);
-    let mut fit_times = Vec::with_capacity(scalers);
-    let mut models: Vec<(String, usize)> = Vec::new();
-    for (fc, d) in fits {
-        let fc = fc.map_err(|e| anyhow::anyhow!("fit failed: {e}"))?;
-        let name = fc.model.to_string();
-        match models.iter_mut().find(|(m, _)| *m == name) {
-            Some((_, c)) => *c += 1,
-            None => models.push((name, 1)),
-        }
-        forecasts.push(fc);
-        fit_times.push(d);
-    }
-
     // 4. steady reconciles: the next minute fetched, the plan made (fits reused)
-    let policy = Policy {
-        min_replicas: 1,
-        max_replicas: 500,
-        lead_time: Duration::from_secs(300),
-        interval: Duration::from_secs(30),
-        max_replicas_per_minute: 0,
-        stabilization_window: Duration::from_secs(900),
-        max_percent_per_minute: 10,
-        fallback: Fallback::Reactive,
-    };
-    let mut states = vec![PlannerState::default(); scalers];
-    let mut current = vec![5u32; scalers];
-    let mut times = Vec::with_capacity(scalers * rounds);
     let began = Instant::now();
-    for _ in 0..rounds {
-        now += STEP;
-        for (i, key) in keys.iter().enumerate() {
-            let t = Instant::now();
-            let series = store
-                .update(&format!("ns/s{i}"), &source, key, lookback, now)
-                .await?;
-            let observed = series
-                .last_finite()
-                .filter(|(t, _)| *t >= series.end() - 3 * STEP)
-                .map(|(_, v)| v);
-            let input = MetricInput {
-                name: "requests",
-                target_per_replica: 40.0,
-                observed,
-                forecast: Ok(&forecasts[i]),
-            };
-            let d = planner::plan(now, current[i], &policy, &[input], &mut states[i]);
-            planner::record_scale(&mut states[i], now, current[i], d.desired);
-            current[i] = d.desired;
-            times.push(t.elapsed());
-        }
-    }
-    let steady = began.elapsed();
-
-    let _ = writeln!(out);
-    let _ = writeln!(out, "  {:<58} {:>12}", "what", "figure");
-    let row = |out: &mut String, what: &str, fig: String| {
-        let _ = writeln!(out, "  {what:<58} {fig:>12}");
+    let reconciles = fleet.steady(&fits.forecasts, rounds).await?;
+    let figures = Figures {
+        scalers,
+        rounds,
+        threads,
+        fetch_all,
+        points,
+        after_fetch,
+        select_all,
+        selection_times: choices.iter().map(|c| c.1).collect(),
+        fit_all,
+        fit_times: fits.times,
+        models: fits.models,
+        steady: began.elapsed(),
+        reconciles,
     };
-    row(
-        &mut out,
-        "history fetched (cold, all scalers)",
-        format!("{:.2} s", fetch_all.as_secs_f64()),
-    );
-    row(&mut out, "history points held", format!("{points}"));
-    row(
-        &mut out,
-        "RSS after the fetch",
-        after_fetch.map_or("n/a".into(), |m| format!("{m:.1} MiB")),
-    );
-    row(
-        &mut out,
-        "refit of all scalers, as after a restart (wall)",
-        format!("{:.1} s", fit_all.as_secs_f64()),
-    );
-    row(
-        &mut out,
-        "Auto's model choice, all scalers back to back (wall)",
-        format!("{:.1} s", select_all.as_secs_f64()),
-    );
-    row(
-        &mut out,
-        "  per scaler, median (ms; once per 6 h, spread)",
-        format!("{:.1}", percentile(&mut selection_times, 0.5)),
-    );
-    row(
-        &mut out,
-        "  fit per scaler, median (ms)",
-        format!("{:.1}", percentile(&mut fit_times, 0.5)),
-    );
-    row(
-        &mut out,
-        "  fit per scaler, p95 (ms)",
-        format!("{:.1}", percentile(&mut fit_times, 0.95)),
-    );
-    let models: Vec<String> = models.iter().map(|(m, c)| format!("{m} x{c}")).collect();
-    let _ = writeln!(out, "  models chosen: {}", models.join(", "));
-    row(
-        &mut out,
-        &format!("steady reconciles ({rounds} rounds x {scalers}), per second"),
-        format!("{:.0}", times.len() as f64 / steady.as_secs_f64()),
-    );
-    row(
-        &mut out,
-        "  per reconcile, p50 (ms, fits excluded)",
-        format!("{:.3}", percentile(&mut times, 0.5)),
-    );
-    row(
-        &mut out,
-        "  per reconcile, p99 (ms, fits excluded)",
-        format!("{:.3}", percentile(&mut times, 0.99)),
-    );
-    row(
-        &mut out,
-        "peak RSS (VmHWM)",
-        peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.1} MiB")),
-    );
-    Ok(out)
+    Ok(figures.table())
+}
+
+/// The fleet: its history store, one key per scaler, and the simulated clock.
+struct Fleet {
+    store: HistoryStore,
+    keys: Vec<HistoryKey>,
+    now: i64,
+}
+
+/// How much history each scaler holds.
+const LOOKBACK: i64 = 14 * DAY;
+
+impl Fleet {
+    /// Every scaler's history brought up to `now`, one after the other as the controller's
+    /// reconciles fetch them.
+    async fn fetch_all(&self, now: i64) -> anyhow::Result<Vec<Arc<Series>>> {
+        let mut histories = Vec::with_capacity(self.keys.len());
+        for (i, key) in self.keys.iter().enumerate() {
+            histories.push(
+                self.store
+                    .update(&format!("ns/s{i}"), &Synthetic, key, LOOKBACK, now)
+                    .await?,
+            );
+        }
+        Ok(histories)
+    }
+
+    /// `rounds` rounds of reconciles over the fleet, each a minute later: the new minute
+    /// fetched, the plan made with the scaler's forecast. The time of each reconcile.
+    async fn steady(
+        &mut self,
+        forecasts: &[Forecast],
+        rounds: usize,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let policy = Policy {
+            min_replicas: 1,
+            max_replicas: 500,
+            lead_time: Duration::from_secs(300),
+            interval: Duration::from_secs(30),
+            max_replicas_per_minute: 0,
+            stabilization_window: Duration::from_secs(900),
+            max_percent_per_minute: 10,
+            fallback: Fallback::Reactive,
+        };
+        let scalers = self.keys.len();
+        let mut states = vec![PlannerState::default(); scalers];
+        let mut current = vec![5u32; scalers];
+        let mut times = Vec::with_capacity(scalers * rounds);
+        for _ in 0..rounds {
+            self.now += STEP;
+            let now = self.now;
+            for (i, key) in self.keys.iter().enumerate() {
+                let t = Instant::now();
+                let series = self
+                    .store
+                    .update(&format!("ns/s{i}"), &Synthetic, key, LOOKBACK, now)
+                    .await?;
+                let observed = series
+                    .last_finite()
+                    .filter(|(t, _)| *t >= series.end() - 3 * STEP)
+                    .map(|(_, v)| v);
+                let input = MetricInput {
+                    name: "requests",
+                    target_per_replica: 40.0,
+                    observed,
+                    forecast: Ok(&forecasts[i]),
+                };
+                let d = planner::plan(now, current[i], &policy, &[input], &mut states[i]);
+                planner::record_scale(&mut states[i], now, current[i], d.desired);
+                current[i] = d.desired;
+                times.push(t.elapsed());
+            }
+        }
+        Ok(times)
+    }
+}
+
+/// `Auto`'s model choice for every scaler, on all cores, with the time of each.
+async fn choose_all(
+    threads: usize,
+    histories: &Arc<Vec<Arc<Series>>>,
+    settings: &ForecastSettings,
+    now: i64,
+) -> anyhow::Result<Vec<(Option<Selection>, Duration)>> {
+    let (histories, settings) = (histories.clone(), settings.clone());
+    on_all_cores(threads, histories.len(), move |i| {
+        let t = Instant::now();
+        let epoch = choice::selection_epoch(&format!("ns/s{i}"), now);
+        let sel = choice::choose_model(&histories[i], &settings, epoch, None);
+        (sel, t.elapsed())
+    })
+    .await
+}
+
+/// Every scaler's fit with its chosen model.
+struct Fits {
+    forecasts: Vec<Forecast>,
+    /// Wall time of each fit.
+    times: Vec<Duration>,
+    /// The models fitted, with how often each was.
+    models: Vec<(String, usize)>,
+}
+
+/// A fit of every scaler with its chosen model, on all cores.
+async fn fit_all(
+    threads: usize,
+    histories: &Arc<Vec<Arc<Series>>>,
+    settings: &ForecastSettings,
+    choices: &[(Option<Selection>, Duration)],
+) -> anyhow::Result<Fits> {
+    let (histories, settings) = (histories.clone(), settings.clone());
+    let chosen: Vec<Option<Selection>> = choices.iter().map(|c| c.0.clone()).collect();
+    let fits = on_all_cores(threads, histories.len(), move |i| {
+        let t = Instant::now();
+        let fc = choice::fit_chosen(&histories[i], &settings, chosen[i].as_ref());
+        (fc, t.elapsed())
+    })
+    .await?;
+    let mut forecasts = Vec::with_capacity(fits.len());
+    let mut times = Vec::with_capacity(fits.len());
+    for (fc, d) in fits {
+        forecasts.push(fc.map_err(|e| anyhow::anyhow!("fit failed: {e}"))?);
+        times.push(d);
+    }
+    let models = crate::sim::tally_models(forecasts.iter().map(|f| &f.model));
+    Ok(Fits {
+        forecasts,
+        times,
+        models,
+    })
+}
+
+/// A row of the table: what, and its figure.
+fn row(out: &mut String, what: &str, fig: String) {
+    let _ = writeln!(out, "  {what:<58} {fig:>12}");
+}
+
+/// The `p` percentile of `v`, in milliseconds.
+fn ms(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    crate::cli::percentile(v, p).as_secs_f64() * 1e3
+}
+
+/// What the fleet benchmark measured.
+struct Figures {
+    scalers: usize,
+    rounds: usize,
+    threads: usize,
+    fetch_all: Duration,
+    points: usize,
+    /// RSS after the cold fetch, in MiB (Linux only).
+    after_fetch: Option<f64>,
+    select_all: Duration,
+    selection_times: Vec<Duration>,
+    fit_all: Duration,
+    fit_times: Vec<Duration>,
+    models: Vec<(String, usize)>,
+    steady: Duration,
+    /// Wall time of each steady reconcile.
+    reconciles: Vec<Duration>,
+}
+
+impl Figures {
+    /// The table `prescale bench --scalers` prints.
+    fn table(mut self) -> String {
+        let scalers = self.scalers;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "prescale bench --scalers {scalers}: 14 days of 1-minute history each, {} threads",
+            self.threads
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "  {:<58} {:>12}", "what", "figure");
+        row(
+            &mut out,
+            "history fetched (cold, all scalers)",
+            format!("{:.2} s", self.fetch_all.as_secs_f64()),
+        );
+        row(&mut out, "history points held", format!("{}", self.points));
+        row(
+            &mut out,
+            "RSS after the fetch",
+            self.after_fetch
+                .map_or("n/a".into(), |m| format!("{m:.1} MiB")),
+        );
+        row(
+            &mut out,
+            "refit of all scalers, as after a restart (wall)",
+            format!("{:.1} s", self.fit_all.as_secs_f64()),
+        );
+        row(
+            &mut out,
+            "Auto's model choice, all scalers back to back (wall)",
+            format!("{:.1} s", self.select_all.as_secs_f64()),
+        );
+        row(
+            &mut out,
+            "  per scaler, median (ms; once per 6 h, spread)",
+            format!("{:.1}", ms(&mut self.selection_times, 0.5)),
+        );
+        row(
+            &mut out,
+            "  fit per scaler, median (ms)",
+            format!("{:.1}", ms(&mut self.fit_times, 0.5)),
+        );
+        row(
+            &mut out,
+            "  fit per scaler, p95 (ms)",
+            format!("{:.1}", ms(&mut self.fit_times, 0.95)),
+        );
+        let _ = writeln!(
+            out,
+            "  models chosen: {}",
+            crate::cli::models_line(&self.models)
+        );
+        self.write_steady(&mut out);
+        out
+    }
+
+    /// The steady reconciles' rows, and the peak memory.
+    fn write_steady(&mut self, out: &mut String) {
+        let (scalers, rounds) = (self.scalers, self.rounds);
+        row(
+            out,
+            &format!("steady reconciles ({rounds} rounds x {scalers}), per second"),
+            format!(
+                "{:.0}",
+                self.reconciles.len() as f64 / self.steady.as_secs_f64()
+            ),
+        );
+        row(
+            out,
+            "  per reconcile, p50 (ms, fits excluded)",
+            format!("{:.3}", ms(&mut self.reconciles, 0.5)),
+        );
+        row(
+            out,
+            "  per reconcile, p99 (ms, fits excluded)",
+            format!("{:.3}", ms(&mut self.reconciles, 0.99)),
+        );
+        row(
+            out,
+            "peak RSS (VmHWM)",
+            peak_rss_mib().map_or("n/a".into(), |m| format!("{m:.1} MiB")),
+        );
+    }
 }

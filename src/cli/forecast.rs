@@ -2,7 +2,11 @@
 //! source, fit the controller's forecaster on it, and print the forecast with the replicas it
 //! implies, as a table and optionally a plot. The same fetch (chunked) and fit as `run`.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, anyhow, bail};
 use kube::Api;
@@ -14,7 +18,10 @@ use crate::{
         quantity::parse_quantity, validate,
     },
     planner::{DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastSettings, Series, choice},
-    sim::plot::{BITMAP_FAMILY, SVG_FAMILY, bitmap_font, number},
+    sim::plot::{
+        PlotError,
+        canvas::{self, BAND, FORECAST, Format, LOAD, PRESCALE, USE_SVG_OR_PNG, number},
+    },
     sources::{HistoryKey, HistoryStore, Resolved, SourceError},
 };
 
@@ -66,9 +73,9 @@ struct Job {
     source: String,
     query: String,
     target: Option<f64>,
-    /// With `--scaler`: its namespace and that namespace's labels, so the query goes out as the
-    /// operator would send it (the source's allowed namespaces and namespace isolation).
-    scope: Option<(String, std::collections::BTreeMap<String, String>)>,
+    /// With `--scaler`: its namespace, so the query goes out as the operator would send it
+    /// (the source's allowed namespaces and namespace isolation).
+    scope: Option<super::Scope>,
     /// The scaler's `namespace/name` ([`choice::UNNAMED_SCALER`] with `--query`): where `Auto`'s
     /// selection epochs start.
     scaler: String,
@@ -84,8 +91,10 @@ struct Done {
     forecast: Forecast,
 }
 
+/// Runs the subcommand: each metric fetched and fitted in turn (a failing one does not stop
+/// the others), then the table and the plot of those that gave a forecast.
 pub async fn run(args: &ForecastArgs) -> anyhow::Result<()> {
-    let (jobs, settings, limits, label) = match &args.scaler {
+    let plan = match &args.scaler {
         Some(s) => from_scaler(args, s).await?,
         None => from_flags(args)?,
     };
@@ -94,126 +103,152 @@ pub async fn run(args: &ForecastArgs) -> anyhow::Result<()> {
     let now = jiff::Timestamp::now().as_second();
     let mut done = Vec::new();
     let mut failed = Vec::new();
-    println!("{label}");
-    for job in jobs {
-        let resolved = match &job.scope {
-            Some((ns, labels)) => sources.resolve(ns, Some(labels), &job.source, &job.query),
-            None => sources.get(&job.source).map(|source| Resolved {
-                source,
-                query: job.query.clone(),
-            }),
-        };
-        let Resolved { source, query } = match resolved {
-            Ok(r) => r,
-            Err(SourceError::UnknownSource { .. }) => {
-                failed.push(format!(
-                    "metric {}: the source {:?} is not configured (give --source-url, or --sources-file \
-                     with a source of that name)",
-                    job.name, job.source
-                ));
-                continue;
-            }
-            Err(e) => {
-                failed.push(format!("metric {}: {} ({})", job.name, e, e.reason()));
-                continue;
-            }
-        };
-        let key = HistoryKey {
-            source: job.source.clone(),
-            query,
-            step: settings.step,
-        };
-        let before = source.requests().unwrap_or(0);
-        let t = Instant::now();
-        let history = match store
-            .update("forecast", source.as_ref(), &key, settings.lookback, now)
-            .await
-        {
-            Ok(h) => h,
-            Err(e) => {
-                failed.push(format!("metric {}: {} ({})", job.name, e, e.reason()));
-                continue;
-            }
-        };
-        let fetch = t.elapsed();
-        let requests = source.requests().unwrap_or(0) - before;
-        let t = Instant::now();
-        // Auto's model: the operator's choice for this epoch if its status has one, else
-        // chosen now by the same rule
-        let epoch = choice::selection_epoch(&job.scaler, now);
-        let previous = job.remembered.as_ref().and_then(|f| {
-            choice::remembered_choice(
-                FittedModel::kind_of_name(&f.model),
-                f.generated_at.0.as_second(),
-                epoch,
-            )
-        });
-        let (fitted, _) = choice::fit_with_choice(&history, &settings.forecast, epoch, previous);
-        let forecast = match fitted {
-            Ok(f) => f,
-            Err(e) if history.finite_count() == 0 => {
-                let _ = e;
-                failed.push(format!(
-                    "metric {}: the query returned no data in the last {} (EmptyQueryResult)",
-                    job.name,
-                    format_duration(std::time::Duration::from_secs(settings.lookback as u64))
-                ));
-                continue;
-            }
-            Err(e) => {
-                failed.push(format!("metric {}: no forecast: {e}", job.name));
-                continue;
-            }
-        };
-        let fit = t.elapsed();
-        println!(
-            "metric {}: {} from source {:?}\n  history: {} points ({} with values) over {} at {} in {} request{}, {:.2?}; \
-             latest {}\n  model: {} (fit {:.0?}){}",
-            job.name,
-            job.query,
-            job.source,
-            history.len(),
-            history.finite_count(),
-            format_duration(std::time::Duration::from_secs(settings.lookback as u64)),
-            format_duration(std::time::Duration::from_secs(settings.step as u64)),
-            requests,
-            if requests == 1 { "" } else { "s" },
-            fetch,
-            history
-                .last_finite()
-                .map(|(t, v)| format!("{} at {}", number(v), time(t)))
-                .unwrap_or_else(|| "-".into()),
-            forecast.model,
-            fit,
-            forecast
-                .backtest_error
-                .map(|e| format!(", backtest error {e:.3}"))
-                .unwrap_or_default(),
-        );
-        done.push(Done {
-            job,
-            history,
-            forecast,
-        });
+    println!("{}", plan.label);
+    for job in plan.jobs {
+        match forecast_one(job, &sources, &store, &plan.settings, now).await {
+            Ok(d) => done.push(d),
+            Err(message) => failed.push(message),
+        }
     }
     if !done.is_empty() {
-        print!("{}", table(&done, &settings, limits, args.rows));
+        print!("{}", table(&done, &plan.settings, plan.limits, args.rows));
         if let Some(path) = &args.plot {
-            write_plot(path, &done, &settings, limits)
+            write_plot(path, &done, &plan.settings, plan.limits)
                 .with_context(|| format!("writing the plot {}", path.display()))?;
             println!("plot written to {}", path.display());
         }
     }
-    match failed.len() {
-        0 => Ok(()),
-        1 => Err(anyhow!("{}", failed[0])),
-        _ => {
-            for f in &failed[..failed.len() - 1] {
-                eprintln!("error: {f}");
-            }
-            Err(anyhow!("{}", failed[failed.len() - 1]))
+    fail_with(failed)
+}
+
+/// One metric: its history fetched, the forecast fitted, both described on stdout. The error
+/// is one line naming the metric.
+async fn forecast_one(
+    job: Job,
+    sources: &crate::sources::Sources,
+    store: &HistoryStore,
+    settings: &Settings,
+    now: i64,
+) -> Result<Done, String> {
+    let Resolved { source, query } = super::resolve_query(
+        sources,
+        &job.source,
+        &job.query,
+        job.scope.as_ref(),
+    )
+    .map_err(|e| match e {
+        SourceError::UnknownSource { .. } => format!(
+            "metric {}: the source {:?} is not configured (give --source-url, or --sources-file \
+                     with a source of that name)",
+            job.name, job.source
+        ),
+        e => format!("metric {}: {} ({})", job.name, e, e.reason()),
+    })?;
+    let key = HistoryKey {
+        source: job.source.clone(),
+        query,
+        step: settings.step,
+    };
+    let before = source.requests().unwrap_or(0);
+    let t = Instant::now();
+    let history = store
+        .update("forecast", source.as_ref(), &key, settings.lookback, now)
+        .await
+        .map_err(|e| format!("metric {}: {} ({})", job.name, e, e.reason()))?;
+    let fetched = Fetch {
+        requests: source.requests().unwrap_or(0) - before,
+        took: t.elapsed(),
+    };
+    let t = Instant::now();
+    let forecast = fit(&job, &history, settings, now)?;
+    println!(
+        "{}",
+        describe(&job, &history, &forecast, settings, fetched, t.elapsed())
+    );
+    Ok(Done {
+        job,
+        history,
+        forecast,
+    })
+}
+
+/// How a history was fetched: requests sent and wall time.
+#[derive(Debug, Clone, Copy)]
+struct Fetch {
+    requests: u64,
+    took: Duration,
+}
+
+/// The forecast of `history`. `Auto`'s model: the operator's choice for this epoch if the
+/// scaler's status has one, else chosen now by the same rule.
+fn fit(job: &Job, history: &Series, settings: &Settings, now: i64) -> Result<Forecast, String> {
+    let epoch = choice::selection_epoch(&job.scaler, now);
+    let previous = job.remembered.as_ref().and_then(|f| {
+        choice::remembered_choice(
+            FittedModel::kind_of_name(&f.model),
+            f.generated_at.0.as_second(),
+            epoch,
+        )
+    });
+    let (fitted, _) = choice::fit_with_choice(history, &settings.forecast, epoch, previous);
+    fitted.map_err(|e| {
+        if history.finite_count() == 0 {
+            format!(
+                "metric {}: the query returned no data in the last {} (EmptyQueryResult)",
+                job.name,
+                format_duration(Duration::from_secs(settings.lookback as u64))
+            )
+        } else {
+            format!("metric {}: no forecast: {e}", job.name)
         }
+    })
+}
+
+/// A metric's lines: its query, its history and how it was fetched, the model and its fit.
+fn describe(
+    job: &Job,
+    history: &Series,
+    forecast: &Forecast,
+    settings: &Settings,
+    fetched: Fetch,
+    fit: Duration,
+) -> String {
+    format!(
+        "metric {}: {} from source {:?}\n  history: {} points ({} with values) over {} at {} in {} request{}, {:.2?}; \
+         latest {}\n  model: {} (fit {:.0?}){}",
+        job.name,
+        job.query,
+        job.source,
+        history.len(),
+        history.finite_count(),
+        format_duration(Duration::from_secs(settings.lookback as u64)),
+        format_duration(Duration::from_secs(settings.step as u64)),
+        fetched.requests,
+        if fetched.requests == 1 { "" } else { "s" },
+        fetched.took,
+        history
+            .last_finite()
+            .map(|(t, v)| format!("{} at {}", number(v), time(t)))
+            .unwrap_or_else(|| "-".into()),
+        forecast.model,
+        fit,
+        forecast
+            .backtest_error
+            .map(|e| format!(", backtest error {e:.3}"))
+            .unwrap_or_default(),
+    )
+}
+
+/// The outcome of a run with these metrics' errors: every one but the last on stderr, the
+/// last as the error.
+fn fail_with(mut failed: Vec<String>) -> anyhow::Result<()> {
+    let Some(last) = failed.pop() else {
+        return Ok(());
+    };
+    for f in &failed {
+        eprintln!("error: {f}");
     }
+    Err(anyhow!("{last}"))
 }
 
 /// Settings shared by all metrics of a run.
@@ -224,28 +259,51 @@ struct Settings {
     forecast: ForecastSettings,
 }
 
-type Plan = (Vec<Job>, Settings, Option<(u32, u32)>, String);
+/// What a run forecasts: `--scaler`'s metrics or `--query`.
+struct Plan {
+    jobs: Vec<Job>,
+    settings: Settings,
+    /// The scaler's replica range, which the replicas column is clamped to.
+    limits: Option<ReplicaRange>,
+    /// The line that introduces the output.
+    label: String,
+}
+
+/// A scaler's `[minReplicas, maxReplicas]`.
+#[derive(Debug, Clone, Copy)]
+struct ReplicaRange {
+    min: u32,
+    max: u32,
+}
 
 fn settings(args: &ForecastArgs, base: Option<&ScalerConfig>) -> anyhow::Result<Settings> {
-    let dur = |flag: &str, value: &Option<String>, from, default: &str| {
+    let dur = |flag: &str, value: Option<&str>, from, default: &str| {
         super::duration_flag(flag, value, from, default).map(|d| d.as_secs() as i64)
     };
-    let lookback = dur("lookback", &args.lookback, base.map(|c| c.lookback), "14d")?;
-    let step = dur("step", &args.step, base.map(|c| c.step), "1m")?;
-    let horizon = dur("horizon", &args.horizon, base.map(|c| c.horizon), "2h")?;
+    let lookback = dur(
+        "lookback",
+        args.lookback.as_deref(),
+        base.map(|c| c.lookback),
+        "14d",
+    )?;
+    let step = dur("step", args.step.as_deref(), base.map(|c| c.step), "1m")?;
+    let horizon = dur(
+        "horizon",
+        args.horizon.as_deref(),
+        base.map(|c| c.horizon),
+        "2h",
+    )?;
     if step < 1 || step >= lookback {
         bail!("--step must be at least 1s and shorter than --lookback");
     }
     if horizon < step {
         bail!("--horizon must be at least one --step");
     }
-    let quantile = args
-        .quantile
-        .or(base.and_then(|c| c.quantile))
-        .unwrap_or(DEFAULT_BAND_QUANTILE);
-    if !(quantile > 0.0 && quantile < 1.0) {
-        bail!("--quantile must be between 0 and 1, exclusive; got {quantile}");
-    }
+    let quantile = super::quantile_flag(
+        args.quantile
+            .or(base.and_then(|c| c.quantile))
+            .unwrap_or(DEFAULT_BAND_QUANTILE),
+    )?;
     let model = super::model_flag(args.model.as_deref(), base.map(|c| c.model))?;
     let periods = base
         .map(|c| {
@@ -292,8 +350,8 @@ fn from_flags(args: &ForecastArgs) -> anyhow::Result<Plan> {
     let settings = settings(args, None)?;
     let label = format!(
         "forecast of one query for {} at {} (quantile {})",
-        format_duration(std::time::Duration::from_secs(settings.horizon as u64)),
-        format_duration(std::time::Duration::from_secs(settings.step as u64)),
+        format_duration(Duration::from_secs(settings.horizon as u64)),
+        format_duration(Duration::from_secs(settings.step as u64)),
         settings.forecast.quantile
     );
     let job = Job {
@@ -305,7 +363,12 @@ fn from_flags(args: &ForecastArgs) -> anyhow::Result<Plan> {
         scaler: choice::UNNAMED_SCALER.to_string(),
         remembered: None,
     };
-    Ok((vec![job], settings, None, label))
+    Ok(Plan {
+        jobs: vec![job],
+        settings,
+        limits: None,
+        label,
+    })
 }
 
 /// Reads a PredictiveScaler (`NAMESPACE/NAME`) from the cluster kubeconfig points at, and
@@ -367,7 +430,10 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
             source: m.source.clone(),
             query: m.query.clone(),
             target: Some(m.target_per_replica),
-            scope: Some((namespace.clone(), labels.clone())),
+            scope: Some(super::Scope {
+                namespace: namespace.clone(),
+                labels: labels.clone(),
+            }),
             scaler: which.to_string(),
             remembered: remembered.clone().filter(|f| f.metric == m.name),
         })
@@ -376,18 +442,21 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
         "PredictiveScaler {which}: {} metric{}, forecast for {} at {} (quantile {}), replicas in [{}, {}]",
         config.metrics.len(),
         if config.metrics.len() == 1 { "" } else { "s" },
-        format_duration(std::time::Duration::from_secs(settings.horizon as u64)),
-        format_duration(std::time::Duration::from_secs(settings.step as u64)),
+        format_duration(Duration::from_secs(settings.horizon as u64)),
+        format_duration(Duration::from_secs(settings.step as u64)),
         settings.forecast.quantile,
         config.min_replicas,
         config.max_replicas
     );
-    Ok((
+    Ok(Plan {
         jobs,
         settings,
-        Some((config.min_replicas, config.max_replicas)),
+        limits: Some(ReplicaRange {
+            min: config.min_replicas,
+            max: config.max_replicas,
+        }),
         label,
-    ))
+    })
 }
 
 fn time(t: i64) -> String {
@@ -402,76 +471,126 @@ fn replicas(upper: f64, target: f64) -> u32 {
 
 /// The replicas the forecast implies at each forecast step: the maximum over metrics,
 /// clamped to the scaler's range.
-fn combined(done: &[Done], i: usize, limits: Option<(u32, u32)>) -> Option<u32> {
+fn combined(done: &[Done], i: usize, limits: Option<ReplicaRange>) -> Option<u32> {
     let r = done
         .iter()
         .filter_map(|d| Some(replicas(*d.forecast.upper.get(i)?, d.job.target?)))
         .max()?;
     Some(match limits {
-        Some((lo, hi)) => r.clamp(lo, hi),
+        Some(range) => r.clamp(range.min, range.max),
         None => r,
     })
 }
 
-/// The forecast table: one row per step (or the maximum over blocks of steps).
-fn table(done: &[Done], settings: &Settings, limits: Option<(u32, u32)>, rows: usize) -> String {
+/// The forecast table: one row per step (or the maximum over blocks of steps), then the peak.
+fn table(done: &[Done], settings: &Settings, limits: Option<ReplicaRange>, rows: usize) -> String {
     let n = done
         .iter()
         .map(|d| d.forecast.point.len())
         .min()
         .unwrap_or(0);
     let block = n.div_ceil(rows.max(1)).max(1);
-    let many = done.len() > 1;
-    let any_target = done.iter().any(|d| d.job.target.is_some());
-    let mut header = vec!["time".to_string()];
-    for d in done {
-        let p = if many {
-            format!("{} ", d.job.name)
-        } else {
-            String::new()
-        };
-        header.push(format!("{p}point"));
-        header.push(format!("{p}upper"));
-        if many && d.job.target.is_some() {
-            header.push(format!("{p}replicas"));
-        }
-    }
-    if any_target {
-        header.push("replicas".into());
-    }
-    let mut lines = vec![header];
+    let columns = Columns {
+        many: done.len() > 1,
+        any_target: done.iter().any(|d| d.job.target.is_some()),
+    };
     let start = done[0].forecast.start;
+    let mut lines = vec![columns.header(done)];
     for b in (0..n).step_by(block) {
-        let idx = b..(b + block).min(n);
+        let steps = b..(b + block).min(n);
         let mut row = vec![time(start + b as i64 * settings.step)];
-        for d in done {
-            let max = |v: &[f64]| idx.clone().map(|i| v[i]).fold(f64::NAN, f64::max);
-            row.push(format!("{:.2}", max(&d.forecast.point)));
-            let upper = max(&d.forecast.upper);
-            row.push(format!("{upper:.2}"));
-            if many && let Some(t) = d.job.target {
-                row.push(replicas(upper, t).to_string());
-            }
-        }
-        if any_target {
-            let r = idx.clone().filter_map(|i| combined(done, i, limits)).max();
-            row.push(r.map(|r| r.to_string()).unwrap_or_default());
-        }
+        row.extend(columns.cells(done, steps, limits));
         lines.push(row);
     }
-    let widths: Vec<usize> = (0..lines[0].len())
-        .map(|c| lines.iter().map(|l| l[c].len()).max().unwrap_or(0))
-        .collect();
     let mut out = String::from("\n");
     if block > 1 {
         out.push_str(&format!(
             "each row: the maximum over {block} steps ({})\n",
-            format_duration(std::time::Duration::from_secs(
-                (block as i64 * settings.step) as u64
-            ))
+            format_duration(Duration::from_secs((block as i64 * settings.step) as u64))
         ));
     }
-    for l in &lines {
+    out.push_str(&aligned(&lines));
+    if columns.any_target
+        && let Some((i, r)) = (0..n)
+            .filter_map(|i| combined(done, i, limits).map(|r| (i, r)))
+            .max_by_key(|(i, r)| (*r, std::cmp::Reverse(*i)))
+    {
+        out.push_str(&format!(
+            "\npeak: {r} replicas at {} (replicas = ceil(upper / targetPerReplica){}; prescale sets them \
+             leadTime before)\n",
+            time(start + i as i64 * settings.step),
+            if columns.many {
+                ", the maximum over metrics"
+            } else {
+                ""
+            }
+        ));
+    }
+    out
+}
+
+/// The table's columns after the time: per metric its point and upper forecast (and its
+/// replicas when there are several metrics), then the replicas they imply together.
+struct Columns {
+    many: bool,
+    any_target: bool,
+}
+
+impl Columns {
+    fn header(&self, done: &[Done]) -> Vec<String> {
+        let mut header = vec!["time".to_string()];
+        for d in done {
+            let p = if self.many {
+                format!("{} ", d.job.name)
+            } else {
+                String::new()
+            };
+            header.push(format!("{p}point"));
+            header.push(format!("{p}upper"));
+            if self.many && d.job.target.is_some() {
+                header.push(format!("{p}replicas"));
+            }
+        }
+        if self.any_target {
+            header.push("replicas".into());
+        }
+        header
+    }
+
+    /// The cells of a row: the maximum of each column over `steps`.
+    fn cells(
+        &self,
+        done: &[Done],
+        steps: std::ops::Range<usize>,
+        limits: Option<ReplicaRange>,
+    ) -> Vec<String> {
+        let mut row = Vec::new();
+        for d in done {
+            let max = |v: &[f64]| steps.clone().map(|i| v[i]).fold(f64::NAN, f64::max);
+            row.push(format!("{:.2}", max(&d.forecast.point)));
+            let upper = max(&d.forecast.upper);
+            row.push(format!("{upper:.2}"));
+            if self.many
+                && let Some(t) = d.job.target
+            {
+                row.push(replicas(upper, t).to_string());
+            }
+        }
+        if self.any_target {
+            let r = steps.filter_map(|i| combined(done, i, limits)).max();
+            row.push(r.map(|r| r.to_string()).unwrap_or_default());
+        }
+        row
+    }
+}
+
+/// `lines` as text columns: the first left-aligned, the others right-aligned.
+fn aligned(lines: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|c| lines.iter().map(|l| l[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for l in lines {
         let cells: Vec<String> = l
             .iter()
             .enumerate()
@@ -486,22 +605,6 @@ fn table(done: &[Done], settings: &Settings, limits: Option<(u32, u32)>, rows: u
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
-    if any_target
-        && let Some((i, r)) = (0..n)
-            .filter_map(|i| combined(done, i, limits).map(|r| (i, r)))
-            .max_by_key(|(i, r)| (*r, std::cmp::Reverse(*i)))
-    {
-        out.push_str(&format!(
-            "\npeak: {r} replicas at {} (replicas = ceil(upper / targetPerReplica){}; prescale sets them \
-             leadTime before)\n",
-            time(start + i as i64 * settings.step),
-            if done.len() > 1 {
-                ", the maximum over metrics"
-            } else {
-                ""
-            }
-        ));
-    }
     out
 }
 
@@ -511,35 +614,45 @@ fn write_plot(
     path: &std::path::Path,
     done: &[Done],
     settings: &Settings,
-    limits: Option<(u32, u32)>,
+    limits: Option<ReplicaRange>,
 ) -> anyhow::Result<()> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let format = Format::of(path).map_err(|_| anyhow!(USE_SVG_OR_PNG))?;
     let size = (1200, 300 + 260 * done.len() as u32);
-    match ext.as_str() {
-        "svg" => {
-            let root = SVGBackend::new(path, size).into_drawing_area();
-            draw(&root, done, settings, limits, SVG_FAMILY).map_err(|e| anyhow!("{e}"))?;
-            root.present().map_err(|e| anyhow!("{e}"))
-        }
-        "png" => {
-            bitmap_font()?;
-            let root = BitMapBackend::new(path, size).into_drawing_area();
-            draw(&root, done, settings, limits, BITMAP_FAMILY).map_err(|e| anyhow!("{e}"))?;
-            root.present().map_err(|e| anyhow!("{e}"))
-        }
-        _ => bail!("use a file name ending in .svg or .png"),
-    }
+    canvas::render(
+        path,
+        size,
+        format,
+        |root, family| draw(root, done, settings, limits, family).map_err(|e| e.to_string()),
+        |root, family| draw(root, done, settings, limits, family).map_err(|e| e.to_string()),
+    )
+    .map_err(|e| match e {
+        // the caller's context names the path already
+        PlotError::Draw { message, .. } => anyhow!(message),
+        e => e.into(),
+    })
 }
 
+/// The time axis every panel shares: as much history as 3 horizons (at least 6 hours) before
+/// the forecast, to its end.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    from: f64,
+    to: f64,
+}
+
+/// An x label: the UTC month, day and time.
+fn time_tick(x: &f64) -> String {
+    jiff::Timestamp::from_second(*x as i64)
+        .map(|t| t.strftime("%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// One panel per metric, then the replicas panel below them.
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     done: &[Done],
     settings: &Settings,
-    limits: Option<(u32, u32)>,
+    limits: Option<ReplicaRange>,
     family: &str,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
@@ -550,89 +663,114 @@ fn draw<DB: DrawingBackend>(
         .map(|d| d.forecast.end())
         .max()
         .unwrap_or(start_fc);
-    // as much history as 3 horizons, at least 6 hours
     let shown = (3 * settings.horizon).max(6 * 3_600);
-    let from = (start_fc - shown) as f64;
-    let to = end as f64;
-    let fmt_x = |x: &f64| {
-        jiff::Timestamp::from_second(*x as i64)
-            .map(|t| t.strftime("%m-%d %H:%M").to_string())
-            .unwrap_or_default()
+    let span = Span {
+        from: (start_fc - shown) as f64,
+        to: end as f64,
     };
     let mut panels = root.split_evenly((done.len() + 1, 1));
     let replicas_panel = panels.pop().expect("one more than metrics");
-    let font = |size: f64| (family, size).into_font();
-    let title = TextStyle::from((family, 15.0).into_font()).color(&BLACK);
     for (d, area) in done.iter().zip(&panels) {
-        // text is placed, never measured: SVG output needs no font
-        let (head, area) = area.split_vertically(24);
-        head.draw_text(
-            &format!("{} ({}): {}", d.job.name, d.forecast.model, d.job.query),
-            &title,
-            (60, 4),
-        )?;
-        let hist: Vec<(f64, f64)> = (0..d.history.len())
-            .map(|i| (d.history.time_of(i) as f64, d.history.values[i]))
-            .filter(|(t, v)| *t >= from && v.is_finite())
-            .collect();
-        let fc: Vec<(f64, f64, f64)> = (0..d.forecast.point.len())
-            .map(|i| {
-                (
-                    (d.forecast.start + i as i64 * d.forecast.step) as f64,
-                    d.forecast.point[i],
-                    d.forecast.upper[i],
-                )
-            })
-            .collect();
-        let ymax = hist
-            .iter()
-            .map(|p| p.1)
-            .chain(fc.iter().map(|p| p.2))
-            .fold(0.0_f64, f64::max)
-            .max(1e-9)
-            * 1.08;
-        let mut chart = ChartBuilder::on(&area)
-            .x_label_area_size(24)
-            .y_label_area_size(60)
-            .build_cartesian_2d(from..to, 0.0..ymax)?;
-        chart
-            .configure_mesh()
-            .x_labels(8)
-            .x_label_formatter(&fmt_x)
-            .y_label_formatter(&|y| number(*y))
-            .label_style(font(12.0))
-            .light_line_style(TRANSPARENT)
-            .draw()?;
-        let mut band: Vec<(f64, f64)> = fc.iter().map(|p| (p.0, p.1)).collect();
-        band.extend(fc.iter().rev().map(|p| (p.0, p.2.max(p.1))));
-        chart.draw_series(std::iter::once(Polygon::new(
-            band,
-            RGBColor(245, 160, 60).mix(0.3).filled(),
-        )))?;
-        chart.draw_series(LineSeries::new(hist, RGBColor(40, 40, 40).stroke_width(1)))?;
-        chart.draw_series(LineSeries::new(
-            fc.iter().map(|p| (p.0, p.1)),
-            RGBColor(230, 120, 0).stroke_width(2),
-        ))?;
+        draw_metric(area, d, span, family)?;
     }
+    draw_replicas(&replicas_panel, done, settings, limits, span, family)
+}
+
+/// A panel's title row, and the area below it.
+fn titled<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    family: &str,
+) -> Result<DrawingArea<DB, plotters::coord::Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
+    // text is placed, never measured: SVG output needs no font
+    let (head, area) = area.split_vertically(24);
+    let style = TextStyle::from((family, 15.0).into_font()).color(&BLACK);
+    head.draw_text(title, &style, (60, 4))?;
+    Ok(area)
+}
+
+/// A metric's panel: its recent history, the forecast and its band.
+fn draw_metric<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    d: &Done,
+    span: Span,
+    family: &str,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let area = titled(
+        area,
+        &format!("{} ({}): {}", d.job.name, d.forecast.model, d.job.query),
+        family,
+    )?;
+    let hist: Vec<(f64, f64)> = (0..d.history.len())
+        .map(|i| (d.history.time_of(i) as f64, d.history.values[i]))
+        .filter(|(t, v)| *t >= span.from && v.is_finite())
+        .collect();
+    let fc: Vec<(f64, f64, f64)> = (0..d.forecast.point.len())
+        .map(|i| {
+            (
+                (d.forecast.start + i as i64 * d.forecast.step) as f64,
+                d.forecast.point[i],
+                d.forecast.upper[i],
+            )
+        })
+        .collect();
+    let ymax = hist
+        .iter()
+        .map(|p| p.1)
+        .chain(fc.iter().map(|p| p.2))
+        .fold(0.0_f64, f64::max)
+        .max(1e-9)
+        * 1.08;
+    let mut chart = ChartBuilder::on(&area)
+        .x_label_area_size(24)
+        .y_label_area_size(60)
+        .build_cartesian_2d(span.from..span.to, 0.0..ymax)?;
+    chart
+        .configure_mesh()
+        .x_labels(8)
+        .x_label_formatter(&time_tick)
+        .y_label_formatter(&|y| number(*y))
+        .label_style((family, 12.0).into_font())
+        .light_line_style(TRANSPARENT)
+        .draw()?;
+    let mut band: Vec<(f64, f64)> = fc.iter().map(|p| (p.0, p.1)).collect();
+    band.extend(fc.iter().rev().map(|p| (p.0, p.2.max(p.1))));
+    chart.draw_series(std::iter::once(Polygon::new(band, BAND.mix(0.3).filled())))?;
+    chart.draw_series(LineSeries::new(hist, LOAD.stroke_width(1)))?;
+    chart.draw_series(LineSeries::new(
+        fc.iter().map(|p| (p.0, p.1)),
+        FORECAST.stroke_width(2),
+    ))?;
+    Ok(())
+}
+
+/// The replicas the forecast implies, as a step line.
+fn draw_replicas<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    done: &[Done],
+    settings: &Settings,
+    limits: Option<ReplicaRange>,
+    span: Span,
+    family: &str,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let start_fc = done[0].forecast.start;
     let reps: Vec<(f64, u32)> = (0..done[0].forecast.point.len())
         .filter_map(|i| {
             combined(done, i, limits).map(|r| ((start_fc + i as i64 * settings.step) as f64, r))
         })
         .collect();
     let rmax = reps.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64 * 1.1;
-    let (head, replicas_panel) = replicas_panel.split_vertically(24);
-    head.draw_text("replicas the forecast implies", &title, (60, 4))?;
-    let mut chart = ChartBuilder::on(&replicas_panel)
+    let area = titled(area, "replicas the forecast implies", family)?;
+    let mut chart = ChartBuilder::on(&area)
         .x_label_area_size(24)
         .y_label_area_size(60)
-        .build_cartesian_2d(from..to, 0.0..rmax)?;
+        .build_cartesian_2d(span.from..span.to, 0.0..rmax)?;
     chart
         .configure_mesh()
         .x_labels(8)
-        .x_label_formatter(&fmt_x)
+        .x_label_formatter(&time_tick)
         .y_label_formatter(&|y| format!("{y:.0}"))
-        .label_style(font(12.0))
+        .label_style((family, 12.0).into_font())
         .light_line_style(TRANSPARENT)
         .draw()?;
     let mut steps = Vec::with_capacity(reps.len() * 2);
@@ -642,9 +780,6 @@ fn draw<DB: DrawingBackend>(
         }
         steps.push((*t, *r as f64));
     }
-    chart.draw_series(LineSeries::new(
-        steps,
-        RGBColor(31, 119, 180).stroke_width(2),
-    ))?;
+    chart.draw_series(LineSeries::new(steps, PRESCALE.stroke_width(2)))?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use std::{fmt::Write as _, path::PathBuf, time::Duration};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 
 use crate::{
     api::{
@@ -14,7 +14,11 @@ use crate::{
         validate,
     },
     planner::{DEFAULT_BAND_QUANTILE, Fallback, ForecastSettings, Policy, Series, Sizing, choice},
-    sim::{self, SimReport, SimSettings, trace},
+    sim::{
+        self, SimReport, SimSettings,
+        plot::canvas::{Format, USE_SVG_OR_PNG},
+        trace,
+    },
 };
 
 /// Settings of a simulation, as flags. `--help` ends with how the plan is scored
@@ -133,7 +137,7 @@ pub struct Fetched {
 /// Reads `--query`'s or `--scaler`'s history from its source, as the controller reads it
 /// (chunked under Prometheus' point limit, the source's namespace rules for a scaler).
 pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
-    use crate::sources::{HistoryKey, HistoryStore, Resolved as Query};
+    use crate::sources::{HistoryKey, HistoryStore, Resolved};
     let scaler = match &args.scaler {
         Some(which) => Some(crate::cli::forecast::read_scaler(which).await?),
         None => None,
@@ -142,39 +146,20 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
     let dur = super::duration_flag;
     let lookback = dur(
         "lookback",
-        &args.lookback,
+        args.lookback.as_deref(),
         config.map(|c| c.lookback),
         "14d",
     )?;
-    let step = dur("step", &args.step, config.map(|c| c.step), "1m")?;
+    let step = dur("step", args.step.as_deref(), config.map(|c| c.step), "1m")?;
     if step.as_secs() < 1 || step >= lookback {
         bail!("--step must be at least 1s and shorter than --lookback");
     }
     let sources = args.sources.build()?;
-    let (source_name, query, scope) = match (&scaler, &args.query) {
-        (Some(scaler), _) => {
-            let m = scaler
-                .config
-                .metrics
-                .first()
-                .context("the scaler has no metrics")?;
-            (
-                m.source.clone(),
-                m.query.clone(),
-                Some((scaler.namespace.clone(), scaler.labels.clone())),
-            )
-        }
-        (None, Some(q)) => (args.source.clone(), q.clone(), None),
-        (None, None) => bail!("give --query or --scaler"),
-    };
-    let Query { source, query } = match &scope {
-        Some((ns, labels)) => sources.resolve(ns, Some(labels), &source_name, &query),
-        None => sources.get(&source_name).map(|source| Query {
-            source,
-            query: query.clone(),
-        }),
-    }
-    .map_err(|e| anyhow::anyhow!("source {source_name:?}: {e} ({})", e.reason()))?;
+    let wanted = wanted_query(args, scaler.as_ref())?;
+    let source_name = &wanted.source;
+    let Resolved { source, query } =
+        super::resolve_query(&sources, source_name, &wanted.query, wanted.scope.as_ref())
+            .map_err(|e| anyhow!("source {source_name:?}: {e} ({})", e.reason()))?;
     let key = HistoryKey {
         source: source_name.clone(),
         query: query.clone(),
@@ -190,7 +175,7 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
             now,
         )
         .await
-        .map_err(|e| anyhow::anyhow!("{e} ({})", e.reason()))?;
+        .map_err(|e| anyhow!("{e} ({})", e.reason()))?;
     if history.finite_count() == 0 {
         bail!(
             "the query returned no data in the last {} (EmptyQueryResult)",
@@ -208,34 +193,123 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
     })
 }
 
+/// The query `fetch` sends: `--scaler`'s first metric's, or `--query` to `--source`.
+struct WantedQuery {
+    source: String,
+    query: String,
+    /// With `--scaler`: its namespace, for the source's rules.
+    scope: Option<super::Scope>,
+}
+
+fn wanted_query(
+    args: &SimulateArgs,
+    scaler: Option<&crate::cli::forecast::ScalerRead>,
+) -> anyhow::Result<WantedQuery> {
+    Ok(match (scaler, &args.query) {
+        (Some(scaler), _) => {
+            let m = scaler
+                .config
+                .metrics
+                .first()
+                .context("the scaler has no metrics")?;
+            WantedQuery {
+                source: m.source.clone(),
+                query: m.query.clone(),
+                scope: Some(super::Scope {
+                    namespace: scaler.namespace.clone(),
+                    labels: scaler.labels.clone(),
+                }),
+            }
+        }
+        (None, Some(q)) => WantedQuery {
+            source: args.source.clone(),
+            query: q.clone(),
+            scope: None,
+        },
+        (None, None) => bail!("give --query or --scaler"),
+    })
+}
+
 /// Reads the trace and resolves the settings.
 pub fn resolve(args: &SimulateArgs) -> anyhow::Result<Resolved> {
     resolve_with(args, None)
 }
 
 /// [`resolve`] for a history already read from a source (`fetched`), or the trace file.
+/// Each setting is the flag's if given, else the spec's (`--spec`, or `--scaler`'s), else the
+/// CRD's default; they are checked in this order, so the first bad flag is the one reported.
 pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Result<Resolved> {
     // fail before a long simulation, not after it
     if let Some(plot) = &args.plot {
-        let ext = plot
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if ext != "svg" && ext != "png" {
-            bail!(
-                "--plot {}: use a file name ending in .svg or .png",
-                plot.display()
-            );
-        }
+        Format::of(plot).map_err(|_| anyhow!("--plot {}: {USE_SVG_OR_PNG}", plot.display()))?;
     }
-    let mut from_scaler = None;
-    // the scaler's identity offsets Auto's selection epochs, as in the controller
-    let mut scaler = args
-        .scaler
-        .clone()
-        .unwrap_or_else(|| choice::UNNAMED_SCALER.to_string());
-    let (label, tr) = match (&args.input, fetched) {
+    let history = load_history(args, fetched)?;
+    let series = history.trace.series;
+    let step = series.step;
+    let spec = read_spec(args, history.scaler)?;
+    let sc = spec.config.as_ref();
+    let defaults = crd_defaults();
+    let times = Times::resolve(args, sc, &defaults)?;
+    let quantile = quantile(args, sc)?;
+    let model = super::model_flag(args.model.as_deref(), sc.map(|c| c.model))?;
+    let periods = seasonal_periods(args, sc, step)?;
+    let target_per_replica = target_per_replica(args, sc, &series)?;
+    let replicas = ReplicaRange::resolve(args, sc)?;
+    let warmup = warmup(args, &series)?;
+    times.check_horizon(step)?;
+    let policy = policy(&times, replicas, step, sc, &defaults);
+    let forecast = forecast_settings(
+        &times,
+        &policy,
+        model,
+        periods,
+        quantile,
+        target_per_replica,
+        step,
+    );
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let steps = |d: Duration| steps_of(d, step);
+    Ok(Resolved {
+        label: history.label,
+        column: history.trace.column,
+        settings: SimSettings {
+            target_per_replica,
+            startup_steps: steps(times.startup),
+            refresh_steps: steps(times.refresh).max(1),
+            warmup_steps: steps(warmup),
+            lookback_steps: steps(times.lookback),
+            policy,
+            forecast,
+            threads,
+            scaler: spec.scaler,
+        },
+        series,
+        lead_time: times.lead_time,
+        refresh: times.refresh,
+        warmup,
+    })
+}
+
+/// Whole steps of `step` seconds in `d`.
+fn steps_of(d: Duration, step: i64) -> usize {
+    (d.as_secs() as i64 / step).max(0) as usize
+}
+
+/// The history to replay and where it came from.
+struct History {
+    label: String,
+    trace: trace::Trace,
+    /// The settings of `--scaler`, when the history is its metric's.
+    scaler: Option<crate::api::ScalerConfig>,
+}
+
+/// The history: `fetched` from a source, else `--input`, else the bundled trace.
+fn load_history(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Result<History> {
+    Ok(match (&args.input, fetched) {
         (_, Some(f)) => {
             if f.series.len() < trace::MIN_ROWS {
                 bail!(
@@ -244,42 +318,67 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
                     trace::MIN_ROWS
                 );
             }
-            from_scaler = f.scaler;
-            (
-                f.label,
-                trace::Trace {
+            History {
+                label: f.label,
+                trace: trace::Trace {
                     column: "value".into(),
                     series: f.series,
                 },
-            )
+                scaler: f.scaler,
+            }
         }
-        (Some(path), None) => (
-            path.display().to_string(),
-            trace::read_trace(path, args.column.as_deref())?,
-        ),
-        (None, None) => (
-            format!("{BUNDLED_TRACE} (bundled synthetic trace; pass --input FILE for your own)"),
-            trace::parse_trace(BUNDLED_TEXT, args.column.as_deref())?,
-        ),
-    };
-    let series = tr.series;
-    let step = series.step;
+        (Some(path), None) => History {
+            label: path.display().to_string(),
+            trace: trace::read_trace(path, args.column.as_deref())?,
+            scaler: None,
+        },
+        (None, None) => History {
+            label: format!(
+                "{BUNDLED_TRACE} (bundled synthetic trace; pass --input FILE for your own)"
+            ),
+            trace: trace::parse_trace(BUNDLED_TEXT, args.column.as_deref())?,
+            scaler: None,
+        },
+    })
+}
 
-    // defaults are the CRD's defaults; a spec overrides them; flags override both
-    let mut spec_cfg = from_scaler;
-    if let Some(path) = &args.spec {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let ps: PredictiveScaler = serde_yaml::from_str(&text)
-            .with_context(|| format!("{} is not a PredictiveScaler manifest", path.display()))?;
-        if let Some(name) = &ps.metadata.name {
-            let namespace = ps.metadata.namespace.as_deref().unwrap_or("default");
-            scaler = format!("{namespace}/{name}");
-        }
-        spec_cfg =
-            Some(validate(&ps.spec).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+/// The scaler being simulated: its settings, if any, and its identity.
+struct Spec {
+    config: Option<crate::api::ScalerConfig>,
+    /// `namespace/name`: it offsets `Auto`'s selection epochs, as in the controller.
+    scaler: String,
+}
+
+/// The settings of `--spec`'s manifest if given (it wins over `--scaler`'s, `from_scaler`).
+fn read_spec(
+    args: &SimulateArgs,
+    from_scaler: Option<crate::api::ScalerConfig>,
+) -> anyhow::Result<Spec> {
+    let mut spec = Spec {
+        config: from_scaler,
+        scaler: args
+            .scaler
+            .clone()
+            .unwrap_or_else(|| choice::UNNAMED_SCALER.to_string()),
+    };
+    let Some(path) = &args.spec else {
+        return Ok(spec);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let ps: PredictiveScaler = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a PredictiveScaler manifest", path.display()))?;
+    if let Some(name) = &ps.metadata.name {
+        let namespace = ps.metadata.namespace.as_deref().unwrap_or("default");
+        spec.scaler = format!("{namespace}/{name}");
     }
-    let defaults = crate::api::PredictiveScalerSpec {
+    spec.config = Some(validate(&ps.spec).map_err(|e| anyhow!("{}: {e}", path.display()))?);
+    Ok(spec)
+}
+
+/// A spec with the CRD's defaults: what a setting is when neither a flag nor a spec gives it.
+fn crd_defaults() -> crate::api::PredictiveScalerSpec {
+    crate::api::PredictiveScalerSpec {
         scale_target_ref: crate::api::ScaleTargetRef {
             api_version: "apps/v1".into(),
             kind: "Deployment".into(),
@@ -295,47 +394,96 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
         scale_up: Default::default(),
         scale_down: Default::default(),
         fallback: crate::api::Fallback::Reactive,
-    };
-    let dur = super::duration_flag;
-    let sc = spec_cfg.as_ref();
-    let lead_time = dur(
-        "lead-time",
-        &args.lead_time,
-        sc.map(|c| c.lead_time),
-        &defaults.scale_up.lead_time,
-    )?;
-    let startup = dur("startup", &Some(args.startup.clone()), None, "5m")?;
-    let refresh = dur(
-        "refresh",
-        &args.refresh,
-        sc.map(|c| c.refresh_interval),
-        &defaults.forecast.refresh_interval,
-    )?;
-    let stabilization = dur(
-        "stabilization-window",
-        &args.stabilization_window,
-        sc.map(|c| c.stabilization_window),
-        &defaults.scale_down.stabilization_window,
-    )?;
-    let lookback = sc
-        .map(|c| c.lookback)
-        .unwrap_or(parse_duration(&defaults.history.lookback).expect("valid default"));
-    let horizon = sc
-        .map(|c| c.horizon)
-        .unwrap_or(parse_duration(&defaults.forecast.horizon).expect("valid default"));
-    // unset: the default budget (planner::margin)
-    let quantile = args.quantile.or(sc.and_then(|c| c.quantile));
-    if let Some(q) = quantile.filter(|q| !(*q > 0.0 && *q < 1.0)) {
-        bail!("--quantile must be between 0 and 1, exclusive; got {q}");
     }
-    let model = super::model_flag(args.model.as_deref(), sc.map(|c| c.model))?;
+}
+
+/// The durations a run uses.
+struct Times {
+    lead_time: Duration,
+    /// How long a replica really takes to start (the scored world; flag only).
+    startup: Duration,
+    refresh: Duration,
+    stabilization: Duration,
+    /// Spec only: how much history a fit sees, and how far it forecasts.
+    lookback: Duration,
+    horizon: Duration,
+}
+
+impl Times {
+    fn resolve(
+        args: &SimulateArgs,
+        sc: Option<&crate::api::ScalerConfig>,
+        defaults: &crate::api::PredictiveScalerSpec,
+    ) -> anyhow::Result<Times> {
+        let dur = super::duration_flag;
+        let default = |d: &str| parse_duration(d).expect("valid default");
+        Ok(Times {
+            lead_time: dur(
+                "lead-time",
+                args.lead_time.as_deref(),
+                sc.map(|c| c.lead_time),
+                &defaults.scale_up.lead_time,
+            )?,
+            startup: dur("startup", Some(&args.startup), None, "5m")?,
+            refresh: dur(
+                "refresh",
+                args.refresh.as_deref(),
+                sc.map(|c| c.refresh_interval),
+                &defaults.forecast.refresh_interval,
+            )?,
+            stabilization: dur(
+                "stabilization-window",
+                args.stabilization_window.as_deref(),
+                sc.map(|c| c.stabilization_window),
+                &defaults.scale_down.stabilization_window,
+            )?,
+            lookback: sc
+                .map(|c| c.lookback)
+                .unwrap_or(default(&defaults.history.lookback)),
+            horizon: sc
+                .map(|c| c.horizon)
+                .unwrap_or(default(&defaults.forecast.horizon)),
+        })
+    }
+
+    /// Each forecast must last until the next refit, plus the lead time and one step.
+    fn check_horizon(&self, step: i64) -> anyhow::Result<()> {
+        if self.lead_time + Duration::from_secs(step as u64) + self.refresh > self.horizon {
+            bail!(
+                "the forecast horizon ({}) must cover the refresh interval ({}) plus the lead time ({}) and one step",
+                format_duration(self.horizon),
+                format_duration(self.refresh),
+                format_duration(self.lead_time)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The quantile to size for; unset: the default budget (planner::margin).
+fn quantile(
+    args: &SimulateArgs,
+    sc: Option<&crate::api::ScalerConfig>,
+) -> anyhow::Result<Option<f64>> {
+    args.quantile
+        .or(sc.and_then(|c| c.quantile))
+        .map(super::quantile_flag)
+        .transpose()
+}
+
+/// The seasonal periods in seconds (none: detect), each a whole number (>= 2) of steps.
+fn seasonal_periods(
+    args: &SimulateArgs,
+    sc: Option<&crate::api::ScalerConfig>,
+    step: i64,
+) -> anyhow::Result<Vec<i64>> {
     let periods: Vec<i64> = match &args.seasonal_periods {
         Some(ps) => ps
             .iter()
             .map(|p| {
                 parse_duration(p)
                     .map(|d| d.as_secs() as i64)
-                    .map_err(|e| anyhow::anyhow!("--seasonal-periods: {e}"))
+                    .map_err(|e| anyhow!("--seasonal-periods: {e}"))
             })
             .collect::<anyhow::Result<_>>()?,
         None => sc
@@ -355,7 +503,16 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
             );
         }
     }
-    let target_per_replica = match (args.target_per_replica, sc.and_then(|c| c.metrics.first())) {
+    Ok(periods)
+}
+
+/// The load one replica carries: the flag, the spec's first metric's, or the trace's peak / 25.
+fn target_per_replica(
+    args: &SimulateArgs,
+    sc: Option<&crate::api::ScalerConfig>,
+    series: &Series,
+) -> anyhow::Result<f64> {
+    let target = match (args.target_per_replica, sc.and_then(|c| c.metrics.first())) {
         (Some(t), _) => t,
         (None, Some(m)) => m.target_per_replica,
         (None, None) => {
@@ -371,59 +528,93 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
             peak / 25.0
         }
     };
-    if !(target_per_replica > 0.0 && target_per_replica.is_finite()) {
-        bail!("--target-per-replica must be positive; got {target_per_replica}");
+    if !(target > 0.0 && target.is_finite()) {
+        bail!("--target-per-replica must be positive; got {target}");
     }
-    let min_replicas = args
-        .min_replicas
-        .or(sc.map(|c| c.min_replicas))
-        .unwrap_or(1);
-    let max_replicas = args
-        .max_replicas
-        .or(sc.map(|c| c.max_replicas))
-        .unwrap_or(1000);
-    if min_replicas > max_replicas {
-        bail!("--min-replicas ({min_replicas}) is greater than --max-replicas ({max_replicas})");
+    Ok(target)
+}
+
+/// The replicas the scaler may set.
+#[derive(Debug, Clone, Copy)]
+struct ReplicaRange {
+    min: u32,
+    max: u32,
+}
+
+impl ReplicaRange {
+    fn resolve(
+        args: &SimulateArgs,
+        sc: Option<&crate::api::ScalerConfig>,
+    ) -> anyhow::Result<ReplicaRange> {
+        let min = args
+            .min_replicas
+            .or(sc.map(|c| c.min_replicas))
+            .unwrap_or(1);
+        let max = args
+            .max_replicas
+            .or(sc.map(|c| c.max_replicas))
+            .unwrap_or(1000);
+        if min > max {
+            bail!("--min-replicas ({min}) is greater than --max-replicas ({max})");
+        }
+        Ok(ReplicaRange { min, max })
     }
-    let span = Duration::from_secs((series.len() as i64 * step) as u64);
-    let warmup = match &args.warmup {
-        Some(w) => parse_duration(w).map_err(|e| anyhow::anyhow!("--warmup: {e}"))?,
+}
+
+/// Leading time left out of the score: the flag, else 7d when the trace spans 14 days or more.
+fn warmup(args: &SimulateArgs, series: &Series) -> anyhow::Result<Duration> {
+    let span = Duration::from_secs((series.len() as i64 * series.step) as u64);
+    Ok(match &args.warmup {
+        Some(w) => parse_duration(w).map_err(|e| anyhow!("--warmup: {e}"))?,
         None if span >= Duration::from_secs(14 * 86_400) => Duration::from_secs(7 * 86_400),
         None => Duration::ZERO,
-    };
-    let steps = |d: Duration| (d.as_secs() as i64 / step).max(0) as usize;
-    if lead_time + Duration::from_secs(step as u64) + refresh > horizon {
-        bail!(
-            "the forecast horizon ({}) must cover the refresh interval ({}) plus the lead time ({}) and one step",
-            format_duration(horizon),
-            format_duration(refresh),
-            format_duration(lead_time)
-        );
-    }
-    let policy = Policy {
-        min_replicas,
-        max_replicas,
-        lead_time,
+    })
+}
+
+/// The scaler's policy; its interval is one step of the trace.
+fn policy(
+    times: &Times,
+    replicas: ReplicaRange,
+    step: i64,
+    sc: Option<&crate::api::ScalerConfig>,
+    defaults: &crate::api::PredictiveScalerSpec,
+) -> Policy {
+    Policy {
+        min_replicas: replicas.min,
+        max_replicas: replicas.max,
+        lead_time: times.lead_time,
         interval: Duration::from_secs(step as u64),
         max_replicas_per_minute: sc.map(|c| c.max_replicas_per_minute).unwrap_or(0),
-        stabilization_window: stabilization,
+        stabilization_window: times.stabilization,
         max_percent_per_minute: sc
             .map(|c| c.max_percent_per_minute)
             .unwrap_or(defaults.scale_down.max_percent_per_minute as u32),
         fallback: sc.map(|c| c.fallback).unwrap_or(Fallback::Reactive),
-    };
+    }
+}
+
+/// The forecaster's settings, with the sizing the controller derives from the policy.
+fn forecast_settings(
+    times: &Times,
+    policy: &Policy,
+    model: crate::planner::ModelKind,
+    periods: Vec<i64>,
+    quantile: Option<f64>,
+    target_per_replica: f64,
+    step: i64,
+) -> ForecastSettings {
     let mut forecast = ForecastSettings::new(
         model,
         periods,
-        steps(horizon).max(1),
+        steps_of(times.horizon, step).max(1),
         quantile.unwrap_or(DEFAULT_BAND_QUANTILE),
         step,
     );
     forecast.sizing = Some(
         Sizing::new(
-            lead_time,
+            times.lead_time,
             policy.interval,
-            stabilization,
+            times.stabilization,
             policy.max_percent_per_minute,
             step,
             target_per_replica,
@@ -431,30 +622,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
         )
         .with_periods(&forecast.periods),
     );
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    Ok(Resolved {
-        label,
-        column: tr.column,
-        settings: SimSettings {
-            target_per_replica,
-            startup_steps: steps(startup),
-            refresh_steps: steps(refresh).max(1),
-            warmup_steps: steps(warmup),
-            lookback_steps: steps(lookback),
-            policy,
-            forecast,
-            threads,
-            scaler,
-        },
-        series,
-        lead_time,
-        refresh,
-        warmup,
-    })
+    forecast
 }
 
 /// The bundled trace, compiled in so `prescale simulate` works from any directory.
@@ -533,43 +701,52 @@ fn run_frontier(args: &SimulateArgs, r: &Resolved, quantiles: &[f64]) -> anyhow:
     bar.finish_and_clear();
     print!("{}", frontier_table(r, &f, started.elapsed()));
     if let Some(path) = &args.plot {
-        let mark = |label: String, sc: &sim::Score| sim::plot::FrontierMark {
-            cost: sim::frontier::cost_ratio(sc, &f.reactive),
-            violations: sc.violation_steps as f64,
-            label,
-        };
-        let plan: Vec<_> = f
-            .points
-            .iter()
-            .map(|p| mark(p.label(), &p.report.prescale))
-            .collect();
-        // the reactive family over the plan's cost range (and a little beyond), so the two
-        // curves are compared where they overlap
-        let widest = plan
-            .iter()
-            .map(|m| m.cost)
-            .filter(|c| c.is_finite())
-            .fold(1.0, f64::max);
-        let family: Vec<_> = f
-            .family
-            .iter()
-            .map(|(factor, sc)| mark(format!("x{factor}"), sc))
-            .filter(|m| m.cost <= widest * 1.15)
-            .collect();
-        sim::plot::write_frontier_plot(
-            path,
-            &format!("prescale simulate --frontier: {}", r.label),
-            &format!(
-                "lead {}, startup {} steps, {} scored rows; lower at the same cost is better",
-                format_duration(r.lead_time),
-                r.settings.startup_steps,
-                f.points.first().map_or(0, |p| p.report.scored_rows)
-            ),
-            &plan,
-            &family,
-        )?;
+        write_frontier_plot(path, r, &f)?;
         println!("plot written to {}", path.display());
     }
+    Ok(())
+}
+
+/// The frontier chart: the plan's operating points, and the reactive family over their cost
+/// range (and a little beyond), so the two curves are compared where they overlap.
+fn write_frontier_plot(
+    path: &std::path::Path,
+    r: &Resolved,
+    f: &sim::frontier::Frontier,
+) -> anyhow::Result<()> {
+    let mark = |label: String, sc: &sim::Score| sim::plot::FrontierMark {
+        cost: sim::frontier::cost_ratio(sc, &f.reactive),
+        violations: sc.violation_steps as f64,
+        label,
+    };
+    let plan: Vec<_> = f
+        .points
+        .iter()
+        .map(|p| mark(p.label(), &p.report.prescale))
+        .collect();
+    let widest = plan
+        .iter()
+        .map(|m| m.cost)
+        .filter(|c| c.is_finite())
+        .fold(1.0, f64::max);
+    let family: Vec<_> = f
+        .family
+        .iter()
+        .map(|(factor, sc)| mark(format!("x{factor}"), sc))
+        .filter(|m| m.cost <= widest * 1.15)
+        .collect();
+    sim::plot::write_frontier_plot(
+        path,
+        &format!("prescale simulate --frontier: {}", r.label),
+        &format!(
+            "lead {}, startup {} steps, {} scored rows; lower at the same cost is better",
+            format_duration(r.lead_time),
+            r.settings.startup_steps,
+            f.points.first().map_or(0, |p| p.report.scored_rows)
+        ),
+        &plan,
+        &family,
+    )?;
     Ok(())
 }
 
@@ -595,31 +772,7 @@ pub fn frontier_table(r: &Resolved, f: &sim::frontier::Frontier, elapsed: Durati
         f.reactive.violation_steps, f.reactive.unserved_pct, f.reactive.replica_steps
     );
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "  {:>8} {:>11} {:>11} {:>6}   {:>27}   {:>14}",
-        "point", "violations", "unserved %", "cost", "reactive at the same budget", "equal-budget"
-    );
-    for p in &f.points {
-        let same = match &p.report.reactive_at_cost {
-            Some((factor, sc)) => format!("{} (target x{factor:.2})", sc.violation_steps),
-            None => "out of range".into(),
-        };
-        let ratio = match p.ratio() {
-            Some(x) => format!("{x:.2}x"),
-            None => "n/a".into(),
-        };
-        let _ = writeln!(
-            out,
-            "  {:>8} {:>11} {:>11.3} {:>5.2}x   {:>27}   {:>14}",
-            p.label(),
-            p.report.prescale.violation_steps,
-            p.report.prescale.unserved_pct,
-            p.cost(),
-            same,
-            ratio
-        );
-    }
+    write_points(&mut out, f);
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -648,6 +801,36 @@ pub fn frontier_table(r: &Resolved, f: &sim::frontier::Frontier, elapsed: Durati
     out
 }
 
+/// The frontier's rows: each operating point beside the reactive baseline at its budget.
+fn write_points(out: &mut String, f: &sim::frontier::Frontier) {
+    let _ = writeln!(
+        out,
+        "  {:>8} {:>11} {:>11} {:>6}   {:>27}   {:>14}",
+        "point", "violations", "unserved %", "cost", "reactive at the same budget", "equal-budget"
+    );
+    for p in &f.points {
+        let same = match &p.report.reactive_at_cost {
+            Some((factor, sc)) => format!("{} (target x{factor:.2})", sc.violation_steps),
+            None => "out of range".into(),
+        };
+        let ratio = match p.ratio() {
+            Some(x) => format!("{x:.2}x"),
+            None => "n/a".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:>8} {:>11} {:>11.3} {:>5.2}x   {:>27}   {:>14}",
+            p.label(),
+            p.report.prescale.violation_steps,
+            p.report.prescale.unserved_pct,
+            p.cost(),
+            same,
+            ratio
+        );
+    }
+}
+
+/// The plan as CSV, one row per step (`--output`).
 pub fn plan_csv(report: &SimReport) -> String {
     let mut out = String::from(
         "timestamp,value,forecast,upper,desired_replicas,reactive_replicas,oracle_replicas,reason\n",
@@ -706,16 +889,26 @@ fn operating_point(s: &SimSettings, chosen: &[f64]) -> String {
 
 /// The summary table.
 pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
-    let s = &r.settings;
-    let step = r.series.step;
     let mut out = String::new();
+    write_settings(&mut out, r, report);
+    let _ = writeln!(out);
+    write_scores(&mut out, report);
+    let _ = writeln!(out);
+    write_comparisons(&mut out, report);
+    write_timings(&mut out, r, report, elapsed);
+    out
+}
+
+/// The summary's head: the trace and the settings it ran with.
+fn write_settings(out: &mut String, r: &Resolved, report: &SimReport) {
+    let s = &r.settings;
     let _ = writeln!(out, "prescale simulate: {}", r.label);
     let _ = writeln!(
         out,
         "  column {}, {} rows at {}, {} scored after {} warm-up",
         r.column,
         r.series.len(),
-        format_duration(Duration::from_secs(step as u64)),
+        format_duration(Duration::from_secs(r.series.step as u64)),
         report.scored_rows,
         format_duration(r.warmup)
     );
@@ -732,7 +925,10 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
         s.policy.min_replicas,
         s.policy.max_replicas
     );
-    let _ = writeln!(out);
+}
+
+/// One row per plan: violation steps, unserved load and replica-steps.
+fn write_scores(out: &mut String, report: &SimReport) {
     let _ = writeln!(
         out,
         "  {:<10} {:>16} {:>12} {:>15}",
@@ -749,19 +945,21 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
             name, sc.violation_steps, sc.unserved_pct, sc.replica_steps
         );
     }
-    let _ = writeln!(out);
+}
+
+/// Prescale against the reactive baseline (at its default and at prescale's budget) and the
+/// oracle.
+fn write_comparisons(out: &mut String, report: &SimReport) {
+    let p = &report.prescale;
     let _ = writeln!(
         out,
         "  prescale / reactive: violations {}, unserved {}, cost {}",
         ratio(
-            report.prescale.violation_steps as f64,
+            p.violation_steps as f64,
             report.reactive.violation_steps as f64
         ),
-        ratio(report.prescale.unserved_pct, report.reactive.unserved_pct),
-        ratio(
-            report.prescale.replica_steps as f64,
-            report.reactive.replica_steps as f64
-        )
+        ratio(p.unserved_pct, report.reactive.unserved_pct),
+        ratio(p.replica_steps as f64, report.reactive.replica_steps as f64)
     );
     if let Some((factor, sc)) = &report.reactive_at_cost {
         let _ = writeln!(
@@ -769,45 +967,30 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
             "  reactive with prescale's replica budget (target x{factor:.2}): {} violation steps, {:.3}% unserved; prescale {}",
             sc.violation_steps,
             sc.unserved_pct,
-            ratio(
-                report.prescale.violation_steps as f64,
-                sc.violation_steps as f64
-            )
+            ratio(p.violation_steps as f64, sc.violation_steps as f64)
         );
     }
     let _ = writeln!(
         out,
         "  prescale / oracle:   cost {}",
-        ratio(
-            report.prescale.replica_steps as f64,
-            report.oracle.replica_steps as f64
-        )
+        ratio(p.replica_steps as f64, report.oracle.replica_steps as f64)
     );
+}
+
+/// How long the fits and `Auto`'s model selections took, and the models fitted.
+fn write_timings(out: &mut String, r: &Resolved, report: &SimReport, elapsed: Duration) {
     let mut times: Vec<Duration> = report.fit_times.clone();
     times.sort();
-    let pct = |p: f64| {
-        times
-            .get(((times.len().saturating_sub(1)) as f64 * p).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
-    let models: Vec<String> = report
-        .models
-        .iter()
-        .map(|(m, c)| format!("{m} x{c}"))
-        .collect();
+    let ms = |p: f64| super::percentile(&times, p).as_secs_f64() * 1e3;
+    let models = super::models_line(&report.models);
     let _ = writeln!(
         out,
         "  fits: {} (median {:.1} ms, p95 {:.1} ms) on {} threads; models: {}; total {:.1} s",
         report.fits,
-        pct(0.5).as_secs_f64() * 1e3,
-        pct(0.95).as_secs_f64() * 1e3,
-        s.threads,
-        if models.is_empty() {
-            "none".into()
-        } else {
-            models.join(", ")
-        },
+        ms(0.5),
+        ms(0.95),
+        r.settings.threads,
+        if models.is_empty() { "none" } else { &models },
         elapsed.as_secs_f64()
     );
     if !report.selection_times.is_empty() {
@@ -820,5 +1003,4 @@ pub fn summary(r: &Resolved, report: &SimReport, elapsed: Duration) -> String {
             sel[sel.len() / 2].as_secs_f64() * 1e3
         );
     }
-    out
 }

@@ -34,9 +34,7 @@ impl FrontierPoint {
         self.quantile
             .map_or_else(|| "default".to_string(), |q| format!("q{q}"))
     }
-}
 
-impl FrontierPoint {
     /// The equal-budget ratio: violation steps of the plan over those of the reactive baseline
     /// that spends the same replica-steps. `None` when that baseline has no violations (the
     /// ratio is undefined; the counts still say how the two compare).

@@ -125,23 +125,55 @@ pub fn simulate_observed(
     progress: &(dyn Fn() + Sync),
 ) -> SimReport {
     let n = series.len();
-    let (fits, selection_times) = fit_all(series, s, progress);
-    let fit_times: Vec<Duration> = fits.iter().map(|(_, _, d)| *d).collect();
+    let fitted = fit_all(series, s, progress);
+    let mut rows = walk_forward(series, s, &fitted.fits);
+    let loads = &series.values;
+    let reactive = reactive_plan(loads, s);
+    let oracle = oracle_plan(loads, s);
+    for (row, (r, o)) in rows.iter_mut().zip(reactive.iter().zip(&oracle)) {
+        row.reactive = *r;
+        row.oracle = *o;
+    }
+    let desired: Vec<u32> = rows.iter().map(|r| r.desired).collect();
+    let capacity = s.target_per_replica / UTILISATION;
+    let warm = s.warmup_steps.min(n);
+    let fits = &fitted.fits;
+    let forecasts = || fits.iter().filter_map(|f| f.forecast.as_ref().ok());
+    let prescale = score(loads, &desired, capacity, s.startup_steps, warm);
+    SimReport {
+        reactive_at_cost: reactive_at_cost(loads, s, prescale.replica_steps, warm),
+        prescale,
+        reactive: score(loads, &reactive, capacity, s.startup_steps, warm),
+        oracle: score(loads, &oracle, capacity, s.startup_steps, warm),
+        scored_rows: n - warm,
+        fits: fits.len(),
+        fit_times: fits.iter().map(|f| f.took).collect(),
+        models: tally_models(forecasts().map(|fc| &fc.model)),
+        selection_times: fitted.selection_times,
+        quantiles: forecasts()
+            .filter_map(|fc| fc.margins.as_ref().map(|m| m.quantile))
+            .collect(),
+        rows,
+    }
+}
 
+/// The plan, row by row: at row `t` the planner sees the load up to `t - 1` and the latest
+/// fit made at or before `t`, and the simulated target takes its decision at once.
+fn walk_forward(series: &Series, s: &SimSettings, fits: &[Fit]) -> Vec<PlanRow> {
     let mut state = PlannerState::default();
     let mut current = s.policy.min_replicas;
-    let mut rows = Vec::with_capacity(n);
+    let mut rows = Vec::with_capacity(series.len());
     let mut fit_idx: Option<usize> = None;
-    for t in 0..n {
+    for t in 0..series.len() {
         while fits
             .get(fit_idx.map_or(0, |i| i + 1))
-            .is_some_and(|(at, _, _)| *at <= t)
+            .is_some_and(|f| f.at <= t)
         {
             fit_idx = Some(fit_idx.map_or(0, |i| i + 1));
         }
         let now = series.time_of(t);
         let forecast: Result<&Forecast, Unavailable> = match fit_idx {
-            Some(i) => fits[i].1.as_ref().map_err(Clone::clone),
+            Some(i) => fits[i].forecast.as_ref().map_err(Clone::clone),
             None => Err(Unavailable::new(
                 NoForecast::InsufficientHistory,
                 "no fit yet",
@@ -160,13 +192,7 @@ pub fn simulate_observed(
         let d = planner::plan(now, current, &s.policy, &[input], &mut state);
         // the simulated target takes every decision at once
         planner::record_scale(&mut state, now, current, d.desired);
-        let (point, upper) = match forecast {
-            Ok(fc) if now >= fc.start && now < fc.end() => {
-                let i = ((now - fc.start) / fc.step) as usize;
-                (Some(fc.point[i]), Some(fc.upper[i]))
-            }
-            _ => (None, None),
-        };
+        let (point, upper) = in_use(forecast.ok(), now);
         rows.push(PlanRow {
             timestamp: now,
             value: series.values[t],
@@ -179,44 +205,31 @@ pub fn simulate_observed(
         });
         current = d.desired;
     }
+    rows
+}
 
-    let loads = &series.values;
-    let reactive = reactive_plan(loads, s);
-    let oracle = oracle_plan(loads, s);
-    for (row, (r, o)) in rows.iter_mut().zip(reactive.iter().zip(&oracle)) {
-        row.reactive = *r;
-        row.oracle = *o;
+/// The point and upper forecast for `now`, if `forecast` covers it.
+fn in_use(forecast: Option<&Forecast>, now: i64) -> (Option<f64>, Option<f64>) {
+    match forecast {
+        Some(fc) if now >= fc.start && now < fc.end() => {
+            let i = ((now - fc.start) / fc.step) as usize;
+            (Some(fc.point[i]), Some(fc.upper[i]))
+        }
+        _ => (None, None),
     }
-    let desired: Vec<u32> = rows.iter().map(|r| r.desired).collect();
-    let capacity = s.target_per_replica / UTILISATION;
-    let warm = s.warmup_steps.min(n);
-    let mut models: Vec<(String, usize)> = Vec::new();
-    for (_, fc, _) in &fits {
-        if let Ok(fc) = fc {
-            let name = fc.model.to_string();
-            match models.iter_mut().find(|(m, _)| *m == name) {
-                Some((_, c)) => *c += 1,
-                None => models.push((name, 1)),
-            }
+}
+
+/// Each model with how often it occurs in `models`, in the order of first occurrence.
+pub fn tally_models<T: ToString>(models: impl IntoIterator<Item = T>) -> Vec<(String, usize)> {
+    let mut tally: Vec<(String, usize)> = Vec::new();
+    for model in models {
+        let model = model.to_string();
+        match tally.iter_mut().find(|(m, _)| *m == model) {
+            Some((_, c)) => *c += 1,
+            None => tally.push((model, 1)),
         }
     }
-    let prescale = score(loads, &desired, capacity, s.startup_steps, warm);
-    SimReport {
-        reactive_at_cost: reactive_at_cost(loads, s, prescale.replica_steps, warm),
-        prescale,
-        reactive: score(loads, &reactive, capacity, s.startup_steps, warm),
-        oracle: score(loads, &oracle, capacity, s.startup_steps, warm),
-        scored_rows: n - warm,
-        fits: fits.len(),
-        fit_times,
-        models,
-        selection_times,
-        quantiles: fits
-            .iter()
-            .filter_map(|(_, fc, _)| fc.as_ref().ok()?.margins.as_ref().map(|m| m.quantile))
-            .collect(),
-        rows,
-    }
+    tally
 }
 
 /// The reason a decision gives, in one word for the plan CSV.
@@ -236,18 +249,27 @@ fn reason(d: &planner::Decision) -> String {
     }
 }
 
-/// A fit made at a row: the row, the forecast (or why there is none), and its wall time.
-type Fit = (usize, Result<Forecast, Unavailable>, Duration);
+/// A fit made at a row.
+struct Fit {
+    /// The row it is made at: it sees rows before it only.
+    at: usize,
+    /// The forecast, or why there is none.
+    forecast: Result<Forecast, Unavailable>,
+    /// Its wall time.
+    took: Duration,
+}
+
+/// Every fit of a run, in row order, and the wall time of each `Auto` model selection.
+struct Fitted {
+    fits: Vec<Fit>,
+    selection_times: Vec<Duration>,
+}
 
 /// Fits at every `refresh_steps`, in parallel: a fit at row `t` sees rows `0..t` only. With
 /// `Auto`, the model is chosen once per selection epoch ([`choice::selection_epoch`] of
 /// [`SimSettings::scaler`]) on the history of the epoch's first fit, and reused by the
 /// epoch's other fits: the controller's rule.
-fn fit_all(
-    series: &Series,
-    s: &SimSettings,
-    progress: &(dyn Fn() + Sync),
-) -> (Vec<Fit>, Vec<Duration>) {
+fn fit_all(series: &Series, s: &SimSettings, progress: &(dyn Fn() + Sync)) -> Fitted {
     let at = fit_rows(series, s);
     let history = |t: usize| {
         let from = t.saturating_sub(s.lookback_steps.max(1));
@@ -278,12 +300,19 @@ fn fit_all(
             .map(|(sel, _)| sel)
             .find(|sel| sel.epoch == epoch_of(t));
         let began = Instant::now();
-        let fc = choice::fit_chosen(&history(t), &s.forecast, selection)
+        let forecast = choice::fit_chosen(&history(t), &s.forecast, selection)
             .map_err(|e| Unavailable::from_forecast_error(&e));
         progress();
-        (t, fc, began.elapsed())
+        Fit {
+            at: t,
+            forecast,
+            took: began.elapsed(),
+        }
     });
-    (fits, selections.into_iter().map(|(_, d)| d).collect())
+    Fitted {
+        fits,
+        selection_times: selections.into_iter().map(|(_, d)| d).collect(),
+    }
 }
 
 /// The rows a fit is made at: every `refresh_steps`.

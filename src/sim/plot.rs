@@ -14,7 +14,9 @@
 //!
 //! IO: writes the image file, and for PNG reads the font file once per process.
 
-use std::{path::Path, sync::OnceLock};
+pub mod canvas;
+
+use std::path::Path;
 
 use plotters::{
     coord::{
@@ -24,6 +26,12 @@ use plotters::{
     },
     prelude::*,
     style::text_anchor::{HPos, Pos, VPos},
+};
+
+pub use canvas::FONT_ENV;
+use canvas::{
+    BAND, FORECAST, Format, LOAD, ORACLE, PRESCALE, REACTIVE, READY, SHORT, SUBTLE, USE_SVG_OR_PNG,
+    WEEKEND, number,
 };
 
 use super::PlanRow;
@@ -37,34 +45,10 @@ const DOWNSAMPLE_ABOVE: usize = 4_000;
 const Y_LABELS: u32 = 70;
 const MARGIN: u32 = 16;
 
-/// Environment variable naming a TrueType/OpenType font file for PNG text.
-pub const FONT_ENV: &str = "PRESCALE_PLOT_FONT";
-/// Where fonts usually are (Debian/Ubuntu, Fedora/RHEL, Arch, Alpine, macOS, Windows).
-const FONT_PATHS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/truetype/liberation2/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
-    "/usr/share/fonts/noto/NotoSans-Regular.ttf",
-    "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
-    "/usr/share/fonts/freefont/FreeSans.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "/Library/Fonts/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-];
-/// The family name the PNG font is registered under. SVG text uses `sans-serif` instead,
-/// which is never registered, so the SVG path provably never needs a font.
-pub(crate) const BITMAP_FAMILY: &str = "prescale-plot-sans";
-pub(crate) const SVG_FAMILY: &str = "sans-serif";
-
 /// Why a plot could not be written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlotError {
-    #[error("{path}: unknown image format {ext:?}; use a file name ending in .svg or .png")]
+    #[error("{path}: unknown image format {ext:?}; {hint}", hint = USE_SVG_OR_PNG)]
     UnknownFormat { path: String, ext: String },
     #[error("nothing to plot: the plan has no rows")]
     Empty,
@@ -96,7 +80,7 @@ pub fn write_plot(
     capacity: f64,
     startup: usize,
 ) -> Result<(), PlotError> {
-    let ext = format_of(path)?;
+    let format = Format::of(path)?;
     if rows.is_empty() {
         return Err(PlotError::Empty);
     }
@@ -104,53 +88,13 @@ pub fn write_plot(
         return Err(PlotError::BadCapacity(capacity));
     }
     let chart = Chart::new(rows, title, capacity, startup);
-    render(
+    canvas::render(
         path,
-        ext,
+        (WIDTH, HEIGHT),
+        format,
         |root, family| chart.draw(root, family).map_err(|e| e.to_string()),
         |root, family| chart.draw(root, family).map_err(|e| e.to_string()),
     )
-}
-
-/// The image format of `path`, from its extension.
-fn format_of(path: &Path) -> Result<&'static str, PlotError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "svg" => Ok("svg"),
-        "png" => Ok("png"),
-        _ => Err(PlotError::UnknownFormat {
-            path: path.display().to_string(),
-            ext,
-        }),
-    }
-}
-
-/// Draws on the backend `ext` names (the PNG one with the font found by [`bitmap_font`]) and
-/// writes the file. The two closures are the same drawing, once per backend type.
-fn render(
-    path: &Path,
-    ext: &str,
-    svg: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>, &str) -> Result<(), String>,
-    png: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>, &str) -> Result<(), String>,
-) -> Result<(), PlotError> {
-    let draw_err = |message: String| PlotError::Draw {
-        path: path.display().to_string(),
-        message,
-    };
-    if ext == "svg" {
-        let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        svg(&root, SVG_FAMILY).map_err(draw_err)?;
-        root.present().map_err(|e| draw_err(e.to_string()))
-    } else {
-        bitmap_font()?;
-        let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        png(&root, BITMAP_FAMILY).map_err(draw_err)?;
-        root.present().map_err(|e| draw_err(e.to_string()))
-    }
 }
 
 /// One operating point of a frontier chart: cost relative to the reactive baseline at its
@@ -172,7 +116,7 @@ pub fn write_frontier_plot(
     plan: &[FrontierMark],
     family: &[FrontierMark],
 ) -> Result<(), PlotError> {
-    let ext = format_of(path)?;
+    let format = Format::of(path)?;
     if plan.is_empty() {
         return Err(PlotError::Empty);
     }
@@ -182,9 +126,10 @@ pub fn write_frontier_plot(
         plan,
         family,
     };
-    render(
+    canvas::render(
         path,
-        ext,
+        (WIDTH, HEIGHT),
+        format,
         |root, f| chart.draw(root, f).map_err(|e| e.to_string()),
         |root, f| chart.draw(root, f).map_err(|e| e.to_string()),
     )
@@ -203,16 +148,14 @@ impl FrontierChart<'_> {
         root: &DrawingArea<DB, Shift>,
         family: &str,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-        root.fill(&WHITE)?;
-        let root = root.margin(MARGIN / 2, MARGIN / 2, MARGIN, MARGIN);
-        let (head, rest) = root.split_vertically(44);
-        let title = TextStyle::from((family, 20.0).into_font()).color(&BLACK);
-        let subtitle = TextStyle::from((family, 13.0).into_font()).color(&SUBTLE);
-        head.draw_text(self.title, &title, (0, 2))?;
-        head.draw_text(self.subtitle, &subtitle, (0, 26))?;
+        let rest = draw_heading(root, family, self.title, self.subtitle)?;
         let (legend, area) = rest.split_vertically(26);
-        let finite = |m: &&FrontierMark| m.cost.is_finite() && m.violations.is_finite();
-        let all: Vec<&FrontierMark> = self.plan.iter().chain(self.family).filter(finite).collect();
+        let all: Vec<&FrontierMark> = self
+            .plan
+            .iter()
+            .chain(self.family)
+            .filter(|m| m.is_finite())
+            .collect();
         let (x0, x1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), m| {
             (a.min(m.cost), b.max(m.cost))
         });
@@ -239,39 +182,8 @@ impl FrontierChart<'_> {
             .light_line_style(TRANSPARENT)
             .draw()?;
         let plot = chart.plotting_area();
-        let line = |marks: &[FrontierMark]| -> Vec<(f64, f64)> {
-            let mut pts: Vec<(f64, f64)> = marks
-                .iter()
-                .filter(|m| m.cost.is_finite() && m.violations.is_finite())
-                .map(|m| (m.cost, m.violations))
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            pts
-        };
-        let label = TextStyle::from((family, 12.0).into_font())
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Left, VPos::Bottom));
-        plot.draw(&PathElement::new(
-            line(self.family),
-            REACTIVE.stroke_width(2),
-        ))?;
-        for m in self.family.iter().filter(finite) {
-            plot.draw(&Circle::new((m.cost, m.violations), 3, REACTIVE.filled()))?;
-            plot.draw(&Text::new(
-                m.label.clone(),
-                (m.cost, m.violations),
-                label.clone(),
-            ))?;
-        }
-        plot.draw(&PathElement::new(line(self.plan), PRESCALE.stroke_width(3)))?;
-        for m in self.plan.iter().filter(finite) {
-            plot.draw(&Circle::new((m.cost, m.violations), 5, PRESCALE.filled()))?;
-            plot.draw(&Text::new(
-                m.label.clone(),
-                (m.cost, m.violations),
-                label.clone(),
-            ))?;
-        }
+        draw_curve(plot, family, self.family, REACTIVE, 2, 3)?;
+        draw_curve(plot, family, self.plan, PRESCALE, 3, 5)?;
         draw_legend(
             &legend,
             family,
@@ -286,34 +198,58 @@ impl FrontierChart<'_> {
     }
 }
 
-/// Finds and registers the PNG font, once per process.
-pub(crate) fn bitmap_font() -> Result<(), PlotError> {
-    static FONT: OnceLock<Result<(), PlotError>> = OnceLock::new();
-    FONT.get_or_init(|| {
-        let named = std::env::var_os(FONT_ENV).filter(|p| !p.is_empty());
-        let path = match &named {
-            Some(p) => std::path::PathBuf::from(p),
-            None => FONT_PATHS
-                .iter()
-                .map(std::path::PathBuf::from)
-                .find(|p| p.is_file())
-                .ok_or(PlotError::NoFont {
-                    env: FONT_ENV,
-                    count: FONT_PATHS.len(),
-                    first: FONT_PATHS[0],
-                })?,
-        };
-        let bad = |message: String| PlotError::BadFont {
-            path: path.display().to_string(),
-            message,
-        };
-        let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-        // plotters keeps fonts for the life of the process; this happens at most once.
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font(BITMAP_FAMILY, FontStyle::Normal, bytes)
-            .map_err(|_| bad("not a TrueType/OpenType font".into()))
-    })
-    .clone()
+impl FrontierMark {
+    /// Whether it can be drawn.
+    fn is_finite(&self) -> bool {
+        self.cost.is_finite() && self.violations.is_finite()
+    }
+}
+
+/// `marks` as a line in order of cost, each a labelled dot of `radius`.
+fn draw_curve<DB: DrawingBackend>(
+    plot: &DrawingArea<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    family: &str,
+    marks: &[FrontierMark],
+    color: RGBColor,
+    width: u32,
+    radius: u32,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut line: Vec<(f64, f64)> = marks
+        .iter()
+        .filter(|m| m.is_finite())
+        .map(|m| (m.cost, m.violations))
+        .collect();
+    line.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let label = TextStyle::from((family, 12.0).into_font())
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Bottom));
+    plot.draw(&PathElement::new(line, color.stroke_width(width)))?;
+    for m in marks.iter().filter(|m| m.is_finite()) {
+        plot.draw(&Circle::new((m.cost, m.violations), radius, color.filled()))?;
+        plot.draw(&Text::new(
+            m.label.clone(),
+            (m.cost, m.violations),
+            label.clone(),
+        ))?;
+    }
+    Ok(())
+}
+
+/// A white chart with the title and subtitle on top; the area below them.
+fn draw_heading<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    family: &str,
+    title: &str,
+    subtitle: &str,
+) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let root = root.margin(MARGIN / 2, MARGIN / 2, MARGIN, MARGIN);
+    let (head, rest) = root.split_vertically(44);
+    let title_style = TextStyle::from((family, 20.0).into_font()).color(&BLACK);
+    let subtitle_style = TextStyle::from((family, 13.0).into_font()).color(&SUBTLE);
+    head.draw_text(title, &title_style, (0, 2))?;
+    head.draw_text(subtitle, &subtitle_style, (0, 26))?;
+    Ok(rest)
 }
 
 /// One drawn column: a row, or a group of rows when the plan is long.
@@ -336,6 +272,35 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// The bucket of `rows` (and their shortfalls, `short`) for steps of `step` seconds: the
+    /// highest load, forecasts and replicas, the lowest ready capacity.
+    fn of(rows: &[PlanRow], short: &[(u32, bool)], step: i64, capacity: f64) -> Bucket {
+        let max_of = |f: &dyn Fn(&PlanRow) -> Option<f64>| {
+            rows.iter()
+                .filter_map(f)
+                .filter(|v| v.is_finite())
+                .reduce(f64::max)
+        };
+        Bucket {
+            x0: rows[0].timestamp as f64,
+            x1: (rows[rows.len() - 1].timestamp + step) as f64,
+            load: max_of(&|r| Some(r.value)).unwrap_or(f64::NAN),
+            forecast: max_of(&|r| r.forecast),
+            upper: max_of(&|r| r.upper),
+            desired: rows.iter().map(|r| r.desired).max().unwrap_or(0),
+            reactive: rows.iter().map(|r| r.reactive).max().unwrap_or(0),
+            oracle: rows.iter().map(|r| r.oracle).max().unwrap_or(0),
+            ready_capacity: short.iter().map(|(ready, _)| *ready).min().unwrap_or(0) as f64
+                * capacity,
+            short: rows
+                .iter()
+                .zip(short)
+                .filter(|(_, (_, s))| *s)
+                .map(|(r, _)| r.value)
+                .reduce(f64::max),
+        }
+    }
+
     fn mid(&self) -> f64 {
         (self.x0 + self.x1) / 2.0
     }
@@ -392,32 +357,7 @@ impl<'a> Chart<'a> {
         let buckets = rows
             .chunks(per)
             .zip(prescale.chunks(per))
-            .map(|(rs, sh)| {
-                let max_of = |f: &dyn Fn(&PlanRow) -> Option<f64>| {
-                    rs.iter()
-                        .filter_map(f)
-                        .filter(|v| v.is_finite())
-                        .reduce(f64::max)
-                };
-                Bucket {
-                    x0: rs[0].timestamp as f64,
-                    x1: (rs[rs.len() - 1].timestamp + step) as f64,
-                    load: max_of(&|r| Some(r.value)).unwrap_or(f64::NAN),
-                    forecast: max_of(&|r| r.forecast),
-                    upper: max_of(&|r| r.upper),
-                    desired: rs.iter().map(|r| r.desired).max().unwrap_or(0),
-                    reactive: rs.iter().map(|r| r.reactive).max().unwrap_or(0),
-                    oracle: rs.iter().map(|r| r.oracle).max().unwrap_or(0),
-                    ready_capacity: sh.iter().map(|(ready, _)| *ready).min().unwrap_or(0) as f64
-                        * capacity,
-                    short: rs
-                        .iter()
-                        .zip(sh)
-                        .filter(|(_, (_, s))| *s)
-                        .map(|(r, _)| r.value)
-                        .reduce(f64::max),
-                }
-            })
+            .map(|(rs, sh)| Bucket::of(rs, sh, step, capacity))
             .collect::<Vec<_>>();
         let step_text = if step % 60 == 0 {
             format!("{} min", step / 60)
@@ -449,13 +389,7 @@ impl<'a> Chart<'a> {
         root: &DrawingArea<DB, Shift>,
         family: &str,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-        root.fill(&WHITE)?;
-        let root = root.margin(MARGIN / 2, MARGIN / 2, MARGIN, MARGIN);
-        let (head, rest) = root.split_vertically(44);
-        let title = TextStyle::from((family, 20.0).into_font()).color(&BLACK);
-        let subtitle = TextStyle::from((family, 13.0).into_font()).color(&SUBTLE);
-        head.draw_text(self.title, &title, (0, 2))?;
-        head.draw_text(&self.subtitle, &subtitle, (0, 26))?;
+        let rest = draw_heading(root, family, self.title, &self.subtitle)?;
         let split = (rest.dim_in_pixel().1 as f64 * 0.56) as u32;
         let (top, bottom) = rest.split_vertically(split);
         self.draw_load(&top, family)?;
@@ -539,7 +473,31 @@ impl<'a> Chart<'a> {
         let plot = chart.plotting_area();
         self.shade_weekends(plot, 0.0, ymax)?;
 
-        // The forecast band (point to upper), then the point forecast, per run of steps with one.
+        self.draw_forecast_and_load(plot)?;
+        self.draw_ready_and_misses(plot, ymax)?;
+        let short = format!(
+            "prescale short of capacity: {} steps (reactive: {}), warm-up included",
+            self.prescale_short, self.reactive_short
+        );
+        draw_legend(
+            &legend,
+            family,
+            &[
+                (Swatch::Line(LOAD, 2), "load"),
+                (Swatch::Line(FORECAST, 2), "forecast"),
+                (Swatch::Area(BAND), "forecast band (to upper quantile)"),
+                (Swatch::Line(READY, 2), "prescale ready capacity"),
+                (Swatch::Dot(SHORT), &short),
+            ],
+        )
+    }
+
+    /// The forecast band (point to upper), then the point forecast, per run of steps with one;
+    /// then the load over them.
+    fn draw_forecast_and_load<DB: DrawingBackend>(
+        &self,
+        plot: &DrawingArea<DB, Cartesian2d<TimeAxis, RangedCoordf64>>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         for run in runs(&self.buckets, |b| b.forecast.is_some() && b.upper.is_some()) {
             let mut pts: Vec<(f64, f64)> = run
                 .iter()
@@ -567,7 +525,15 @@ impl<'a> Chart<'a> {
                 LOAD.stroke_width(1),
             ))?;
         }
-        // The capacity prescale had ready, as a step line.
+        Ok(())
+    }
+
+    /// The capacity prescale had ready, as a step line, and the steps short of it.
+    fn draw_ready_and_misses<DB: DrawingBackend>(
+        &self,
+        plot: &DrawingArea<DB, Cartesian2d<TimeAxis, RangedCoordf64>>,
+        ymax: f64,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         let ready = steps(&self.buckets, |b| b.ready_capacity.min(ymax));
         plot.draw(&PathElement::new(ready, READY.stroke_width(1)))?;
         // Misses: a dot on the load and a tick along the bottom.
@@ -582,21 +548,7 @@ impl<'a> Chart<'a> {
             }
         }
 
-        let short = format!(
-            "prescale short of capacity: {} steps (reactive: {}), warm-up included",
-            self.prescale_short, self.reactive_short
-        );
-        draw_legend(
-            &legend,
-            family,
-            &[
-                (Swatch::Line(LOAD, 2), "load"),
-                (Swatch::Line(FORECAST, 2), "forecast"),
-                (Swatch::Area(BAND), "forecast band (to upper quantile)"),
-                (Swatch::Line(READY, 2), "prescale ready capacity"),
-                (Swatch::Dot(SHORT), &short),
-            ],
-        )
+        Ok(())
     }
 
     fn draw_replicas<DB: DrawingBackend>(
@@ -743,17 +695,6 @@ impl Ranged for TimeAxis {
     }
 }
 
-const SUBTLE: RGBColor = RGBColor(90, 90, 90);
-const LOAD: RGBColor = RGBColor(40, 40, 40);
-const FORECAST: RGBColor = RGBColor(230, 120, 0);
-const BAND: RGBColor = RGBColor(245, 160, 60);
-const READY: RGBColor = RGBColor(31, 119, 180);
-const SHORT: RGBColor = RGBColor(214, 39, 40);
-const PRESCALE: RGBColor = RGBColor(31, 119, 180);
-const REACTIVE: RGBColor = RGBColor(150, 150, 150);
-const ORACLE: RGBColor = RGBColor(44, 160, 44);
-const WEEKEND: RGBColor = RGBColor(243, 243, 246);
-
 enum Swatch {
     Line(RGBColor, u32),
     Area(RGBColor),
@@ -819,22 +760,6 @@ fn steps(buckets: &[Bucket], value: impl Fn(&Bucket) -> f64) -> Vec<(f64, f64)> 
         .iter()
         .flat_map(|b| [(b.x0, value(b)), (b.x1, value(b))])
         .collect()
-}
-
-/// A compact number for axis labels: `850`, `1.2k`, `12k`, `0.25`.
-pub(crate) fn number(v: f64) -> String {
-    let a = v.abs();
-    if a >= 10_000.0 {
-        format!("{:.0}k", v / 1_000.0)
-    } else if a >= 1_000.0 {
-        let s = format!("{:.1}k", v / 1_000.0);
-        s.replace(".0k", "k")
-    } else if a >= 10.0 || v == 0.0 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.2}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
 }
 
 #[cfg(test)]
@@ -953,16 +878,5 @@ mod tests {
         let s = shortfalls(&rows, |r| r.desired, 25.0, 2);
         let short: Vec<bool> = s.iter().map(|(_, s)| *s).collect();
         assert_eq!(short, [true, true, true, true, false, false, false, false]);
-    }
-
-    #[test]
-    fn numbers() {
-        assert_eq!(number(0.0), "0");
-        assert_eq!(number(850.0), "850");
-        assert_eq!(number(1_000.0), "1k");
-        assert_eq!(number(1_250.0), "1.2k");
-        assert_eq!(number(12_500.0), "12k");
-        assert_eq!(number(0.25), "0.25");
-        assert_eq!(number(2.5), "2.5");
     }
 }

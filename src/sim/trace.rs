@@ -57,43 +57,67 @@ pub fn parse_trace(text: &str, column: Option<&str>) -> Result<Trace, TraceError
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
-    let mut records = reader.records();
-    // the line a record starts on, as an editor numbers it (counted from the byte offset, so
-    // blank lines and CRLF ends count as the file has them)
-    let line_at = |p: Option<&csv::Position>| {
-        p.map_or(0, |p| {
-            // a record's offset may point at the line end that closed the one before it
-            let mut at = (p.byte() as usize).min(text.len());
-            while at < text.len() && matches!(text.as_bytes()[at], b'\r' | b'\n') {
-                at += 1;
-            }
-            text.as_bytes()[..at]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1
-        })
-    };
     let csv_err = |e: csv::Error| TraceError::Line {
-        line: line_at(e.position()),
+        line: line_at(text, e.position()),
         message: e.to_string(),
     };
-    let header = loop {
-        match records.next() {
-            None => return Err(TraceError::NoHeader),
-            Some(r) => {
-                let r = r.map_err(csv_err)?;
-                if r.iter().any(|f| !f.is_empty()) {
-                    break r;
-                }
-            }
+    let mut records = reader
+        .records()
+        .map(|r| r.map_err(csv_err))
+        // blank lines (every field empty) are skipped
+        .filter(|r| r.as_ref().map_or(true, |r| r.iter().any(|f| !f.is_empty())));
+    let header = records.next().ok_or(TraceError::NoHeader)??;
+    let idx = value_column(&header, column)?;
+    let mut rows = Rows::default();
+    for record in records {
+        let record = record?;
+        let line = line_at(text, record.position());
+        rows.push(&record, idx).map_err(|e| match e {
+            RowError::Line(message) => TraceError::Line { line, message },
+            RowError::Step { step, found } => TraceError::UnequalSteps { line, step, found },
+        })?;
+    }
+    if rows.values.len() < MIN_ROWS {
+        return Err(TraceError::TooFewRows {
+            rows: rows.values.len(),
+            min: MIN_ROWS,
+        });
+    }
+    Ok(Trace {
+        column: header[idx].to_string(),
+        series: Series::new(
+            rows.times[0],
+            rows.step.expect("at least two rows"),
+            rows.values,
+        ),
+    })
+}
+
+/// The line a record starts on, as an editor numbers it (counted from the byte offset, so
+/// blank lines and CRLF ends count as the file has them).
+fn line_at(text: &str, p: Option<&csv::Position>) -> usize {
+    p.map_or(0, |p| {
+        // a record's offset may point at the line end that closed the one before it
+        let mut at = (p.byte() as usize).min(text.len());
+        while at < text.len() && matches!(text.as_bytes()[at], b'\r' | b'\n') {
+            at += 1;
         }
-    };
+        text.as_bytes()[..at]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    })
+}
+
+/// The index of the value column: `column` if named, else the second. The first must be
+/// `timestamp`.
+fn value_column(header: &csv::StringRecord, column: Option<&str>) -> Result<usize, TraceError> {
     let names: Vec<&str> = header.iter().collect();
     if !names[0].eq_ignore_ascii_case("timestamp") {
         return Err(TraceError::BadHeader(names[0].to_string()));
     }
-    let idx = match column {
+    match column {
         Some(c) => names
             .iter()
             .position(|n| *n == c)
@@ -101,23 +125,31 @@ pub fn parse_trace(text: &str, column: Option<&str>) -> Result<Trace, TraceError
             .ok_or_else(|| TraceError::NoColumn {
                 name: c.to_string(),
                 columns: names[1..].join(", "),
-            })?,
-        None if names.len() >= 2 => 1,
-        None => return Err(TraceError::NoValueColumn),
-    };
-    let mut times = Vec::new();
-    let mut values = Vec::new();
-    let mut step: Option<i64> = None;
-    for record in records {
-        let record = record.map_err(csv_err)?;
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        let lineno = line_at(record.position());
-        let err = |message: String| TraceError::Line {
-            line: lineno,
-            message,
-        };
+            }),
+        None if names.len() >= 2 => Ok(1),
+        None => Err(TraceError::NoValueColumn),
+    }
+}
+
+/// The rows read so far, and the step between them (from the first two).
+#[derive(Default)]
+struct Rows {
+    times: Vec<i64>,
+    values: Vec<f64>,
+    step: Option<i64>,
+}
+
+/// Why a row cannot be used (its line is added by the caller).
+enum RowError {
+    Line(String),
+    Step { step: i64, found: i64 },
+}
+
+impl Rows {
+    /// Adds a record's timestamp and value (column `idx`): both parse, the value is a load,
+    /// and the timestamp is one step after the previous one.
+    fn push(&mut self, record: &csv::StringRecord, idx: usize) -> Result<(), RowError> {
+        let err = RowError::Line;
         let fields: Vec<&str> = record.iter().collect();
         if fields.len() <= idx {
             return Err(err(format!(
@@ -140,7 +172,7 @@ pub fn parse_trace(text: &str, column: Option<&str>) -> Result<Trace, TraceError
         if v.is_infinite() {
             return Err(err(format!("infinite value {:?}", fields[idx])));
         }
-        if let Some(&prev) = times.last() {
+        if let Some(&prev) = self.times.last() {
             let d = t - prev;
             if d <= 0 {
                 return Err(err(format!(
@@ -148,31 +180,16 @@ pub fn parse_trace(text: &str, column: Option<&str>) -> Result<Trace, TraceError
                     fields[0]
                 )));
             }
-            match step {
-                None => step = Some(d),
-                Some(s) if s != d => {
-                    return Err(TraceError::UnequalSteps {
-                        line: lineno,
-                        step: s,
-                        found: d,
-                    });
-                }
+            match self.step {
+                None => self.step = Some(d),
+                Some(s) if s != d => return Err(RowError::Step { step: s, found: d }),
                 _ => {}
             }
         }
-        times.push(t);
-        values.push(v);
+        self.times.push(t);
+        self.values.push(v);
+        Ok(())
     }
-    if values.len() < MIN_ROWS {
-        return Err(TraceError::TooFewRows {
-            rows: values.len(),
-            min: MIN_ROWS,
-        });
-    }
-    Ok(Trace {
-        column: header[idx].to_string(),
-        series: Series::new(times[0], step.expect("at least two rows"), values),
-    })
 }
 
 /// Unix seconds, or RFC 3339.
