@@ -24,6 +24,7 @@ fn settings(step: i64) -> SimSettings {
             stabilization_window: Duration::from_secs(15 * 60),
             max_percent_per_minute: 10,
             fallback: Fallback::Reactive,
+            schedules: Vec::new(),
         },
         forecast: ForecastSettings::new(ModelKind::Auto, vec![], 24, 0.9, step),
         threads: 2,

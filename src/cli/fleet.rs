@@ -187,6 +187,7 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
         stabilization_window: Duration::from_secs(900),
         max_percent_per_minute: 10,
         fallback: Fallback::Reactive,
+        schedules: Vec::new(),
     };
     let mut states = vec![PlannerState::default(); scalers];
     let mut current = vec![5u32; scalers];

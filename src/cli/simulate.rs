@@ -295,6 +295,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
         scale_up: Default::default(),
         scale_down: Default::default(),
         fallback: crate::api::Fallback::Reactive,
+        schedules: Vec::new(),
     };
     let dur = super::duration_flag;
     let sc = spec_cfg.as_ref();
@@ -411,6 +412,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
             .map(|c| c.max_percent_per_minute)
             .unwrap_or(defaults.scale_down.max_percent_per_minute as u32),
         fallback: sc.map(|c| c.fallback).unwrap_or(Fallback::Reactive),
+        schedules: sc.map(|c| c.schedules.clone()).unwrap_or_default(),
     };
     let mut forecast = ForecastSettings::new(
         model,

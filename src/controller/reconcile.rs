@@ -192,6 +192,7 @@ async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report
         .await
         .map_err(End::Failed)?;
     let decision = plan(run, &config, state, target.current, &outcomes);
+    events::schedule_transitions(run.ctx, run.ps, &decision.schedules).await;
     let written = write_target(run, &config, state, &target, &decision).await?;
     let fits: Vec<status::FitSummary> = outcomes.iter().filter_map(|o| o.fit.clone()).collect();
     Ok(status::Report::decided(
@@ -562,6 +563,7 @@ async fn patch_status(run: &Run<'_>, new: &PredictiveScalerStatus, budget: Durat
             "desiredReplicas",
             "lastScaleTime",
             "forecast",
+            "schedules",
         ] {
             fields.entry(key).or_insert(serde_json::Value::Null);
         }
