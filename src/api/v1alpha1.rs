@@ -146,10 +146,12 @@ pub struct PredictiveScalerSpec {
     /// While a window is active its `minReplicas` raises the forecast's count (the highest of
     /// the active windows wins) and its `maxReplicas`, if set, caps it (the lowest wins, even
     /// over another window's floor); both stay within the spec's `minReplicas` and
-    /// `maxReplicas`. When a window ends, replicas come down as `scaleDown` allows, and a
-    /// window's start is a scale-up like any other (within `scaleUp.maxReplicasPerMinute`;
-    /// start it `scaleUp.leadTime` early to have the replicas warm at the time it names).
-    /// `status.schedules` lists the active windows and the next one.
+    /// `maxReplicas`. A window changes what is recommended, so replicas follow as for any
+    /// other change: a floor's start is a scale-up within `scaleUp.maxReplicasPerMinute`
+    /// (start the window `scaleUp.leadTime` early to have the replicas warm at the time it
+    /// names), and a floor's end or a cap's start is a scale-down as `scaleDown` allows (the
+    /// stabilization window, then `maxPercentPerMinute`). `status.schedules` lists the active
+    /// windows and the next one; events `ScheduleStarted` and `ScheduleEnded` mark each change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("schedule names must be unique"))]
     #[schemars(length(max = 16))]

@@ -406,10 +406,11 @@ fn clamp_to_bounds(raw: u32, policy: &Policy) -> (u32, Option<Limited>) {
 ///
 /// Why here, after the bounds and before the stabilisation window and the rate limits: a
 /// schedule changes what is *recommended*, as the HPA's `minReplicas` does, and the
-/// recommendation is what the window remembers. So when a window ends, the count falls back
-/// only as the stabilisation window and `maxPercentPerMinute` allow, like any other drop in
-/// load; and its start is a scale-up within `maxReplicasPerMinute` (start a window earlier by
-/// the time that takes, plus `leadTime`, to have the replicas ready at the time it names).
+/// recommendation is what the window remembers. So when a floor ends (or a ceiling starts),
+/// the count falls only as the stabilisation window and `maxPercentPerMinute` allow, like any
+/// other drop in load; and a floor's start is a scale-up within `maxReplicasPerMinute` (start
+/// a window earlier by the time that takes, plus `leadTime`, to have the replicas ready at the
+/// time it names). Only the spec's own bounds are hard limits (`enforce_bounds`).
 fn apply_schedules(count: u32, schedules: &Schedules, policy: &Policy) -> (u32, Option<Limited>) {
     let within = |n: u32| n.clamp(policy.min_replicas, policy.max_replicas);
     let mut out = (count, None);
