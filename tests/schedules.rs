@@ -26,23 +26,6 @@ fn scaler_path(ns: &str, name: &str) -> String {
     format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
 }
 
-fn replicas(kube: &KubeCluster, ns: &str, name: &str) -> i64 {
-    kube.get(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"))["spec"]["replicas"]
-        .as_i64()
-        .expect("spec.replicas")
-}
-
-/// The Normal events of `reason` about the scaler `name`.
-fn events(kube: &KubeCluster, ns: &str, name: &str, reason: &str) -> Vec<Value> {
-    kube.get(&format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"))["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e["regarding"]["name"] == name && e["reason"] == reason)
-        .collect()
-}
-
 /// Waits up to `timeout` for `f` on the scaler (the operator must stay up); panics with the
 /// operator's log otherwise.
 fn wait_for(
@@ -80,16 +63,7 @@ fn a_schedule_window_raises_replicas_at_its_start_and_lets_go_at_its_end() {
     let kube = KubeCluster::shared();
     let (ns, name) = ("sched-window", "launch");
     kube.create_namespace(ns);
-    kube.create(
-        &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "p", "image": "example/proxy:1"}]}}}
-        }),
-    );
+    kube.create_deployment(ns, name, 3);
     // the window opens 40 s from now (time for the first forecast) for 20 s
     let start = unix_now() + 40;
     let end = start + 20;
@@ -126,7 +100,7 @@ fn a_schedule_window_raises_replicas_at_its_start_and_lets_go_at_its_end() {
 
     // before the window: the forecast's count, and the window as the next
     let s = wait_for(&mut op, kube, &path, "the forecast's count", wait, |s| {
-        s["status"]["desiredReplicas"] == WANT && replicas(kube, ns, name) == WANT
+        s["status"]["desiredReplicas"] == WANT && kube.deployment_replicas(ns, name) == WANT
     });
     assert!(
         unix_now() < start,
@@ -140,7 +114,7 @@ fn a_schedule_window_raises_replicas_at_its_start_and_lets_go_at_its_end() {
 
     // at its start: raised to the floor, not before
     let s = wait_for(&mut op, kube, &path, "the window's floor", wait, |_| {
-        replicas(kube, ns, name) == FLOOR
+        kube.deployment_replicas(ns, name) == FLOOR
     });
     let raised_at = unix_now();
     assert!(raised_at >= start, "raised {}s early", start - raised_at);
@@ -167,9 +141,13 @@ fn a_schedule_window_raises_replicas_at_its_start_and_lets_go_at_its_end() {
     });
     let ended_at = unix_now();
     assert!(ended_at >= end);
-    assert_eq!(replicas(kube, ns, name), FLOOR, "held at the window's end");
+    assert_eq!(
+        kube.deployment_replicas(ns, name),
+        FLOOR,
+        "held at the window's end"
+    );
     wait_for(&mut op, kube, &path, "the scale-down", wait, |_| {
-        replicas(kube, ns, name) < FLOOR
+        kube.deployment_replicas(ns, name) < FLOOR
     });
     let lowered_at = unix_now();
     assert!(
@@ -177,12 +155,12 @@ fn a_schedule_window_raises_replicas_at_its_start_and_lets_go_at_its_end() {
         "lowered {}s after the end, within the 20 s stabilisation window",
         lowered_at - end
     );
-    assert_eq!(replicas(kube, ns, name), 23);
+    assert_eq!(kube.deployment_replicas(ns, name), 23);
 
     // one event per transition (the Recorder would fold a repeat into a series)
     for reason in ["ScheduleStarted", "ScheduleEnded"] {
         let got = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
-            Some(events(kube, ns, name, reason)).filter(|e| !e.is_empty())
+            Some(kube.events_about(ns, name, reason)).filter(|e| !e.is_empty())
         })
         .unwrap_or_default();
         assert_eq!(got.len(), 1, "one {reason} event: {got:#?}");
