@@ -8,7 +8,7 @@
 //! time zone (so a `0 9 * * 1-5` in `Europe/Berlin` starts at 09:00 Berlin time in winter
 //! and in summer) and lasts its duration of elapsed time (so a 4h window from 22:00 on the
 //! night the clocks spring forward ends at 03:00 local time, four real hours later).
-//! [`crate::api::validate`] reads the spec into these types.
+//! [`crate::api::validate`](mod@crate::api::validate) reads the spec into these types.
 
 use std::time::Duration;
 
