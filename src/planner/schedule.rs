@@ -7,7 +7,10 @@
 //! to its end, exclusive. A cron window starts at each occurrence of its expression in its
 //! time zone (so a `0 9 * * 1-5` in `Europe/Berlin` starts at 09:00 Berlin time in winter
 //! and in summer) and lasts its duration of elapsed time (so a 4h window from 22:00 on the
-//! night the clocks spring forward ends at 03:00 local time, four real hours later).
+//! night the clocks spring forward ends at 03:00 local time, four real hours later). A start
+//! in the hour the clocks skip is taken at the first instant after it; a start in the hour
+//! they repeat, once, at its first pass (croner's rules, those of the Open Cron Pattern
+//! Specification).
 //! [`crate::api::validate`](mod@crate::api::validate) reads the spec into these types.
 
 use std::time::Duration;
@@ -263,6 +266,26 @@ mod tests {
                 end: ts("2026-03-29T01:00:00Z"),
             }
         );
+    }
+
+    #[test]
+    fn a_cron_start_in_the_skipped_or_repeated_hour_starts_once() {
+        // 02:30 Berlin does not exist on 2026-03-29 (02:00 CET -> 03:00 CEST, at 01:00Z):
+        // the window starts at 03:00 CEST, 01:00Z
+        let w = cron("30 2 * * *", "Europe/Berlin", 1);
+        assert_eq!(
+            w.next_start_after(ts("2026-03-28T23:00:00Z")),
+            Some(ts("2026-03-29T01:00:00Z"))
+        );
+        // 02:30 Berlin happens twice on 2026-10-25 (03:00 CEST -> 02:00 CET, at 01:00Z): the
+        // first, 00:30Z, and then not again until the next night
+        let first = w.next_start_after(ts("2026-10-24T23:00:00Z"));
+        assert_eq!(first, Some(ts("2026-10-25T00:30:00Z")));
+        assert_eq!(
+            w.next_start_after(first.unwrap()),
+            Some(ts("2026-10-26T01:30:00Z"))
+        );
+        assert!(w.active_at(ts("2026-10-25T01:45:00Z")).is_none());
     }
 
     #[test]
