@@ -11,9 +11,10 @@
 //! Pure means no IO and no clock (time is an argument); IO names what is read or written.
 //! - [`api`]: the `PredictiveScaler` resource (its `///` docs are the CRD's `kubectl explain`
 //!   text), condition vocabulary, durations, quantities, spec validation. Pure.
-//! - [`planner`]: series, forecasting with augurs, the calibrated lead-window margin and the
-//!   replica decision; `planner::choice` is the one rule for when `Auto` chooses its model,
-//!   used by the controller, `simulate`, `forecast` and the fleet bench. Pure (CPU only).
+//! - [`planner`]: series, forecasting with augurs, the calibrated lead-window margin, the
+//!   scheduled overrides active at an instant and the replica decision; `planner::choice` is
+//!   the one rule for when `Auto` chooses its model, used by the controller, `simulate`,
+//!   `forecast` and the fleet bench. Pure (CPU only).
 //! - [`sources`]: where history comes from: the sources a cluster admin configures, the
 //!   Prometheus HTTP client, the shared history cache, namespace rules for queries. IO: HTTP to
 //!   the sources, and the sources file, secret and TLS files.

@@ -175,10 +175,138 @@ fn malformed_durations_are_rejected_by_the_schema_pattern() {
     }
 }
 
+/// A one-off window and a cron window, both valid.
+fn launch() -> Value {
+    json!({"name": "launch", "start": "2026-03-10T08:00:00+01:00",
+           "end": "2026-03-10T20:00:00+01:00", "minReplicas": 20})
+}
+
+fn mornings() -> Value {
+    json!({"name": "mornings", "cron": "45 7 * * 1-5", "duration": "3h",
+           "timeZone": "Europe/Berlin", "minReplicas": 8, "maxReplicas": 30})
+}
+
+/// The example with `spec.schedules` set to `list`.
+fn with_schedules(list: Value) -> Value {
+    with("/schedules", list)
+}
+
+/// `mornings()` with `changes` merged in (a `null` removes the field).
+fn mornings_with(changes: Value) -> Value {
+    let mut s = mornings();
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            s.as_object_mut().unwrap().remove(k);
+        } else {
+            s[k] = v.clone();
+        }
+    }
+    s
+}
+
+/// One invalid schedule per rule, with the words the refusal must carry.
+fn schedule_refusals() -> Vec<(&'static str, Value, &'static str)> {
+    let mut inverted = launch();
+    inverted["end"] = json!("2026-03-10T07:00:00+01:00");
+    let mut equal = launch();
+    equal["end"] = launch()["start"].clone();
+    let mut start_only = launch();
+    start_only.as_object_mut().unwrap().remove("end");
+    let mut both = launch();
+    both["cron"] = json!("0 8 * * *");
+    both["duration"] = json!("1h");
+    let mut zone_without_cron = launch();
+    zone_without_cron["timeZone"] = json!("UTC");
+    vec![
+        (
+            "two schedules with one name",
+            with_schedules(json!([mornings(), mornings()])),
+            "schedule names must be unique",
+        ),
+        (
+            "a window that ends before it starts",
+            with_schedules(json!([inverted])),
+            "end must be after start",
+        ),
+        (
+            "a window that ends as it starts",
+            with_schedules(json!([equal])),
+            "end must be after start",
+        ),
+        (
+            "start without end",
+            with_schedules(json!([start_only])),
+            "start and end must be given together",
+        ),
+        (
+            "start and end and cron",
+            with_schedules(json!([both])),
+            "a schedule has either start and end, or cron and duration",
+        ),
+        (
+            "neither start and end nor cron",
+            with_schedules(json!([{"name": "empty", "minReplicas": 3}])),
+            "a schedule has either start and end, or cron and duration",
+        ),
+        (
+            "cron without duration",
+            with_schedules(json!([mornings_with(json!({"duration": null}))])),
+            "cron and duration must be given together",
+        ),
+        (
+            "a time zone on a one-off window",
+            with_schedules(json!([zone_without_cron])),
+            "timeZone applies to a cron schedule only",
+        ),
+        (
+            "a schedule's minReplicas above its maxReplicas",
+            with_schedules(json!([mornings_with(json!({"minReplicas": 31}))])),
+            "a schedule's minReplicas must be less than or equal to its maxReplicas",
+        ),
+        (
+            "a schedule's minReplicas below 0",
+            with_schedules(json!([mornings_with(json!({"minReplicas": -1}))])),
+            "a schedule's minReplicas must be 0 or more",
+        ),
+        (
+            "a malformed duration",
+            with_schedules(json!([mornings_with(json!({"duration": "3 hours"}))])),
+            "spec.schedules[0].duration",
+        ),
+        (
+            "a start that is not a time",
+            with_schedules(json!([{"name": "launch", "start": "tomorrow",
+                                   "end": "2026-03-10T20:00:00Z", "minReplicas": 2}])),
+            "spec.schedules[0].start",
+        ),
+    ]
+}
+
+#[test]
+fn schedules_pass_when_valid() {
+    check(&with_schedules(json!([launch(), mornings()]))).unwrap();
+    check(&with_schedules(json!([mornings_with(
+        json!({"timeZone": null, "maxReplicas": null})
+    )])))
+    .unwrap();
+}
+
+#[test]
+fn each_bad_schedule_is_refused_with_its_rules_message() {
+    for (what, manifest, words) in schedule_refusals() {
+        // the schema's own checks (pattern, format) are the API server's, not CEL's
+        if words.starts_with("spec.") {
+            continue;
+        }
+        let err = check(&manifest).expect_err(what);
+        assert!(err.contains(words), "{what}: {words:?} not in {err}");
+    }
+}
+
 /// One invalid spec per rule of the CRD (CEL and schema), with the words the refusal must carry.
 fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     let metric = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
-    vec![
+    let mut refusals = vec![
         (
             "minReplicas > maxReplicas",
             with("/minReplicas", json!(61)),
@@ -269,7 +397,9 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
             with("/maxReplica", json!(3)),
             "unknown field \"spec.maxReplica\"",
         ),
-    ]
+    ];
+    refusals.extend(schedule_refusals());
+    refusals
 }
 
 #[test]
@@ -293,6 +423,18 @@ fn the_api_server_refuses_each_invalid_spec_with_the_rules_message() {
     assert_eq!(
         accepted.status, 201,
         "the valid manifest: {}",
+        accepted.body
+    );
+    let scheduled = with_schedules(json!([launch(), mornings()]));
+    let accepted = cluster.request(
+        "POST",
+        &path,
+        Some("application/json"),
+        Some(&with_ns(scheduled)),
+    );
+    assert_eq!(
+        accepted.status, 201,
+        "the valid manifest with schedules: {}",
         accepted.body
     );
     let mut seen = Vec::new();

@@ -58,6 +58,7 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/openai-compatible-proxy.yaml",
         "examples/dryrun.yaml",
         "examples/predictivescaler.yaml",
+        "examples/schedules.yaml",
         "tests/e2e/predictivescaler.yaml",
     ] {
         assert!(
@@ -69,6 +70,14 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         all.iter()
             .any(|(p, v)| p.ends_with("dryrun.yaml") && v["spec"]["mode"] == "DryRun"),
         "the DryRun example is not in DryRun"
+    );
+    assert!(
+        all.iter().any(|(p, v)| p.ends_with("schedules.yaml")
+            && v["spec"]["schedules"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["start"].is_string())
+                    && s.iter().any(|s| s["cron"].is_string()))),
+        "the schedules example has no one-off and no cron window"
     );
     println!("{} passed, 0 failed: {names:#?}", all.len());
 }

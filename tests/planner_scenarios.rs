@@ -23,6 +23,7 @@ fn policy() -> Policy {
         stabilization_window: Duration::from_secs(15 * 60),
         max_percent_per_minute: 0,
         fallback: Fallback::Reactive,
+        schedules: Vec::new(),
     }
 }
 

@@ -42,16 +42,7 @@ fn scalers(ns: &str) -> String {
 }
 
 fn deployment(kube: &KubeCluster, ns: &str, name: &str, replicas: i64) {
-    kube.create(
-        &deployments(ns),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "p", "image": "example/proxy:1"}]}}}
-        }),
-    );
+    kube.create_deployment(ns, name, replicas);
 }
 
 /// The scaler `name` most tests here create: the fixture's defaults on half a day of history,
@@ -68,9 +59,7 @@ fn create_scaler(kube: &KubeCluster, scaler: ScalerFixture) {
 }
 
 fn replicas(kube: &KubeCluster, ns: &str, name: &str) -> i64 {
-    kube.get(&format!("{}/{name}", deployments(ns)))["spec"]["replicas"]
-        .as_i64()
-        .expect("spec.replicas")
+    kube.deployment_replicas(ns, name)
 }
 
 fn get_scaler(kube: &KubeCluster, ns: &str, name: &str) -> Value {
@@ -129,13 +118,7 @@ impl Operator {
 }
 
 fn events(kube: &KubeCluster, ns: &str, regarding: &str, reason: &str) -> Vec<Value> {
-    kube.get(&format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"))["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e["regarding"]["name"] == regarding && e["reason"] == reason)
-        .collect()
+    kube.events_about(ns, regarding, reason)
 }
 
 /// Review items 3 and 9: after the target is deleted the status kept `currentReplicas: 30` beside

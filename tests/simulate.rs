@@ -24,6 +24,7 @@ fn settings(step: i64) -> SimSettings {
             stabilization_window: Duration::from_secs(15 * 60),
             max_percent_per_minute: 10,
             fallback: Fallback::Reactive,
+            schedules: Vec::new(),
         },
         forecast: ForecastSettings::new(ModelKind::Auto, vec![], 24, 0.9, step),
         threads: 2,
@@ -162,6 +163,75 @@ fn cli_writes_plan_csv_and_plot() {
     );
     assert_eq!(lines.count(), trace().len(), "one row per input row");
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `simulate --spec` plans with the spec's schedules: the same planner as the controller.
+#[test]
+fn cli_spec_schedules_raise_the_plan_in_their_window() {
+    let dir = std::env::temp_dir().join(format!("prescale-sim-sched-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let series = trace();
+    let input = dir.join("trace.csv");
+    std::fs::write(
+        &input,
+        prescale::sim::synthetic::write_csv(&series, "requests"),
+    )
+    .unwrap();
+    // a window from 03:00 to 05:00 on the trace's third day, in its quiet hours
+    let day = series.time_of(0) - series.time_of(0) % 86_400 + 2 * 86_400;
+    let (start, end) = (day + 3 * 3600, day + 5 * 3600);
+    let rfc3339 = |t: i64| jiff::Timestamp::from_second(t).unwrap().to_string();
+    let spec = dir.join("spec.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "apiVersion: prescale.dev/v1alpha1\nkind: PredictiveScaler\nmetadata: {{name: sim}}\n\
+             spec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: sim}}\n  \
+             maxReplicas: 200\n  metrics: [{{name: requests, query: q, targetPerReplica: \"40\"}}]\n  \
+             forecast: {{refreshInterval: 30m}}\n  \
+             schedules: [{{name: night-batch, start: \"{}\", end: \"{}\", minReplicas: 60}}]\n",
+            rfc3339(start),
+            rfc3339(end)
+        ),
+    )
+    .unwrap();
+    let csv = dir.join("plan.csv");
+    let out = prescale()
+        .args(["simulate", "--input", input.to_str().unwrap()])
+        .args(["--spec", spec.to_str().unwrap()])
+        .args(["--output", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<(i64, u32, String)> = plan
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[4].parse().unwrap(), f[7].into())
+        })
+        .collect();
+    let inside: Vec<&(i64, u32, String)> = rows
+        .iter()
+        .filter(|(t, _, _)| (start..end).contains(t))
+        .collect();
+    assert_eq!(inside.len(), 24, "two hours at 5 minutes");
+    for (t, desired, reason) in &inside {
+        assert!(*desired >= 60, "{t}: {desired} below the window's floor");
+        assert_eq!(reason, "ScheduledMinimum", "{t}");
+    }
+    let before = rows.iter().rfind(|(t, _, _)| *t < start).unwrap();
+    assert!(
+        before.1 < 60,
+        "the quiet hour before the window needs fewer: {before:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -64,6 +64,10 @@ pub mod reasons {
     pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
     pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
     pub const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
+    /// Raised to an active schedule's `minReplicas`.
+    pub const SCHEDULED_MINIMUM: &str = "ScheduledMinimum";
+    /// Lowered to an active schedule's `maxReplicas`.
+    pub const SCHEDULED_MAXIMUM: &str = "ScheduledMaximum";
 }
 
 /// The `ScalingLimited` reason for what limited a decision.
@@ -74,6 +78,8 @@ pub fn limit_reason(limit: Limit) -> &'static str {
         Limit::TooManyReplicas => reasons::TOO_MANY_REPLICAS,
         Limit::ScaleUpLimit => reasons::SCALE_UP_LIMIT,
         Limit::ScaleDownLimit => reasons::SCALE_DOWN_LIMIT,
+        Limit::ScheduledMinimum => reasons::SCHEDULED_MINIMUM,
+        Limit::ScheduledMaximum => reasons::SCHEDULED_MAXIMUM,
     }
 }
 

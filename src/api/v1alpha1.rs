@@ -141,6 +141,82 @@ pub struct PredictiveScalerSpec {
     /// load.
     #[serde(default)]
     pub fallback: Fallback,
+
+    /// Windows of time with replica bounds of their own: a launch day, a weekday-morning rush.
+    /// While a window is active its `minReplicas` raises the forecast's count (the highest of
+    /// the active windows wins) and its `maxReplicas`, if set, caps it (the lowest wins, even
+    /// over another window's floor); both stay within the spec's `minReplicas` and
+    /// `maxReplicas`. A window changes what is recommended, so replicas follow as for any
+    /// other change: a floor's start is a scale-up within `scaleUp.maxReplicasPerMinute`
+    /// (start the window `scaleUp.leadTime` early to have the replicas warm at the time it
+    /// names), and a floor's end or a cap's start is a scale-down as `scaleDown` allows (the
+    /// stabilization window, then `maxPercentPerMinute`). `status.schedules` lists the active
+    /// windows and the next one; events `ScheduleStarted` and `ScheduleEnded` mark each change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("schedule names must be unique"))]
+    #[schemars(length(max = 16))]
+    pub schedules: Vec<ScheduleSpec>,
+}
+
+/// One scheduled override: a window, given either once by `start` and `end` or repeating by
+/// `cron`, `duration` and `timeZone`, and the replica bounds while it is active.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.start) == has(self.end)").message("start and end must be given together"))]
+#[x_kube(validation = Rule::new("has(self.start) != has(self.cron)").message("a schedule has either start and end, or cron and duration"))]
+#[x_kube(validation = Rule::new("has(self.cron) == has(self.duration)").message("cron and duration must be given together"))]
+#[x_kube(validation = Rule::new("!has(self.timeZone) || has(self.cron)").message("timeZone applies to a cron schedule only (start and end carry their own offset)"))]
+#[x_kube(validation = Rule::new("!has(self.start) || !has(self.end) || self.end > self.start").message("end must be after start"))]
+#[x_kube(validation = Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("a schedule's minReplicas must be less than or equal to its maxReplicas"))]
+pub struct ScheduleSpec {
+    /// A short name for the window, shown in status and events: lower case letters, digits
+    /// and `-`, at most 63, unique within the scaler.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// When a one-off window starts (RFC 3339, e.g. `2026-03-10T08:00:00+01:00`); active from
+    /// this instant. With `end`; not with `cron`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Time>,
+
+    /// When a one-off window ends (RFC 3339); no longer active at this instant. After `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Time>,
+
+    /// When a repeating window starts: a cron expression of five fields (minute, hour, day of
+    /// month, month, day of week), e.g. `0 8 * * 1-5` for 08:00 on weekdays, read in
+    /// `timeZone`. With `duration`; not with `start`/`end`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub cron: Option<String>,
+
+    /// How long each repeating window lasts from its start, in elapsed time (e.g. `3h`; `1d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub duration: Option<String>,
+
+    /// The IANA time zone `cron` is read in, e.g. `Europe/Berlin`, so a window follows the
+    /// zone's daylight saving time. Default `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+
+    /// The fewest replicas while the window is active (within the spec's `minReplicas` and
+    /// `maxReplicas`).
+    #[x_kube(validation = Rule::new("self >= 0").message("a schedule's minReplicas must be 0 or more"))]
+    pub min_replicas: i32,
+
+    /// The most replicas while the window is active, if set (within the spec's `minReplicas`
+    /// and `maxReplicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("a schedule's maxReplicas must be 1 or more"))]
+    pub max_replicas: Option<i32>,
 }
 
 /// Points at the workload to scale, like an HPA's `scaleTargetRef`.
@@ -404,6 +480,10 @@ pub struct PredictiveScalerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<ForecastStatus>,
 
+    /// The scheduled windows active now, and the next to start (with `spec.schedules` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedules: Option<SchedulesStatus>,
+
     /// `Ready`, `ForecastAvailable`, `AbleToScale` and `ScalingLimited`.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
@@ -429,6 +509,28 @@ pub struct ForecastStatus {
     /// weighted absolute percentage error, WAPE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backtest_error: Option<String>,
+}
+
+/// The scheduled windows at the last evaluation.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulesStatus {
+    /// The names of the windows active now, in the spec's order.
+    #[serde(default)]
+    pub active: Vec<String>,
+    /// The window that starts next, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextSchedule>,
+}
+
+/// The window that starts next.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NextSchedule {
+    /// Its name.
+    pub name: String,
+    /// When it starts.
+    pub start: Time,
 }
 
 /// The forecast peak.

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::{
-    Fallback, Mode, ModelKind, PredictiveScalerSpec,
+    Fallback, Mode, ModelKind, PredictiveScalerSpec, ScheduleSpec,
     duration::{format_duration, parse_duration},
     quantity::parse_quantity,
 };
@@ -38,6 +38,8 @@ pub struct ScalerConfig {
     pub stabilization_window: Duration,
     pub max_percent_per_minute: u32,
     pub fallback: planner::Fallback,
+    /// `spec.schedules`, read, in the spec's order.
+    pub schedules: Vec<planner::Schedule>,
 }
 
 impl ScalerConfig {
@@ -52,6 +54,7 @@ impl ScalerConfig {
             stabilization_window: self.stabilization_window,
             max_percent_per_minute: self.max_percent_per_minute,
             fallback: self.fallback,
+            schedules: self.schedules.clone(),
         }
     }
 }
@@ -147,6 +150,7 @@ pub fn validate_with(
     let quantile = read_quantile(spec)?;
     let seasonal_periods = read_seasonal_periods(spec, w.step)?;
     check_rates(spec)?;
+    let schedules = read_schedules(spec)?;
     Ok(ScalerConfig {
         min_replicas: spec.min_replicas as u32,
         allow_scale_to_zero: spec.allow_scale_to_zero,
@@ -165,6 +169,7 @@ pub fn validate_with(
         stabilization_window: w.stabilization_window,
         max_percent_per_minute: spec.scale_down.max_percent_per_minute as u32,
         fallback: spec.fallback.into(),
+        schedules,
     })
 }
 
@@ -371,6 +376,102 @@ fn check_rates(spec: &PredictiveScalerSpec) -> Result<(), InvalidSpec> {
     Ok(())
 }
 
+/// `spec.schedules`: unique DNS-label names, each either a window from `start` to a later
+/// `end` or a `cron` expression that occurs, a positive `duration` and a known `timeZone`, and
+/// `minReplicas` at most `maxReplicas`. Every message names the schedule.
+fn read_schedules(spec: &PredictiveScalerSpec) -> Result<Vec<planner::Schedule>, InvalidSpec> {
+    let mut schedules = Vec::with_capacity(spec.schedules.len());
+    for (i, s) in spec.schedules.iter().enumerate() {
+        let at = format!("schedules[{i}] ({})", s.name);
+        if !is_dns_label(&s.name) {
+            return bad(format!(
+                "schedules[{i}].name {:?} must be lower case letters, digits and '-' (at most 63)",
+                s.name
+            ));
+        }
+        if spec.schedules[..i].iter().any(|o| o.name == s.name) {
+            return bad(format!("schedule name {:?} is used twice", s.name));
+        }
+        if s.min_replicas < 0 {
+            return bad(format!("{at}.minReplicas must be 0 or more"));
+        }
+        if let Some(max) = s.max_replicas.filter(|m| *m < 1 || *m < s.min_replicas) {
+            return bad(format!(
+                "{at}.maxReplicas ({max}) must be 1 or more and at least its minReplicas ({})",
+                s.min_replicas
+            ));
+        }
+        schedules.push(planner::Schedule {
+            name: s.name.clone(),
+            window: read_window(s, &at)?,
+            min_replicas: s.min_replicas as u32,
+            max_replicas: s.max_replicas.map(|m| m as u32),
+        });
+    }
+    Ok(schedules)
+}
+
+/// A schedule's window: `start` and `end`, or `cron`, `duration` and `timeZone`. `at` names
+/// the schedule in messages.
+fn read_window(s: &ScheduleSpec, at: &str) -> Result<planner::schedule::Window, InvalidSpec> {
+    use planner::schedule::Window;
+    match (&s.start, &s.end, &s.cron, &s.duration) {
+        (Some(start), Some(end), None, None) => {
+            let (start, end) = (start.0.as_second(), end.0.as_second());
+            if end <= start {
+                return bad(format!("{at}: end must be after start"));
+            }
+            if s.time_zone.is_some() {
+                return bad(format!("{at}: timeZone applies to a cron schedule only"));
+            }
+            Ok(Window::Fixed { start, end })
+        }
+        (None, None, Some(cron), Some(length)) => {
+            let zone_name = s.time_zone.as_deref().unwrap_or("UTC");
+            let zone = jiff::tz::TimeZone::get(zone_name).map_err(|_| {
+                InvalidSpec(format!(
+                    "{at}.timeZone {zone_name:?} is not a known IANA time zone (e.g. Europe/Berlin)"
+                ))
+            })?;
+            let cron = read_cron(cron, &zone, at)?;
+            let duration = duration(&format!("{at}.duration"), length)?;
+            if duration.is_zero() {
+                return bad(format!("{at}.duration must be longer than 0"));
+            }
+            Ok(Window::Cron {
+                cron: Box::new(cron),
+                zone,
+                duration,
+            })
+        }
+        _ => bad(format!(
+            "{at}: give either start and end, or cron and duration (with an optional timeZone)"
+        )),
+    }
+}
+
+/// A five-field cron expression that occurs at all (`0 0 30 2 *` never does).
+fn read_cron(expr: &str, zone: &jiff::tz::TimeZone, at: &str) -> Result<croner::Cron, InvalidSpec> {
+    let bad_cron = |why: String| {
+        InvalidSpec(format!(
+            "{at}.cron {expr:?} is not a cron expression of five fields (minute hour \
+             day-of-month month day-of-week): {why}"
+        ))
+    };
+    let cron = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| bad_cron(e.to_string()))?;
+    // any expression without a year repeats within 28 years: search from a fixed instant, so
+    // the check does not depend on the clock
+    let from = jiff::Timestamp::UNIX_EPOCH.to_zoned(zone.clone());
+    cron.find_next_occurrence(&from, false)
+        .map_err(|_| bad_cron("it never occurs".into()))?;
+    Ok(cron)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,6 +560,122 @@ mod tests {
             let err = validate(&s).unwrap_err().to_string();
             assert!(err.contains(want), "{want:?} not in {err:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+    use planner::schedule::Window;
+
+    fn spec(schedules: serde_json::Value) -> PredictiveScalerSpec {
+        serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "maxReplicas": 60,
+            "metrics": [{"name": "requests", "query": "q", "targetPerReplica": "1"}],
+            "schedules": schedules,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn schedules_read_into_windows() {
+        let c = validate(&spec(serde_json::json!([
+            {"name": "launch", "start": "2026-03-10T08:00:00+01:00",
+             "end": "2026-03-10T20:00:00+01:00", "minReplicas": 20},
+            {"name": "mornings", "cron": "30 7 * * 1-5", "duration": "3h",
+             "timeZone": "Europe/Berlin", "minReplicas": 8, "maxReplicas": 30},
+            {"name": "nightly", "cron": "0 2 * * *", "duration": "1h", "minReplicas": 1},
+        ])))
+        .unwrap();
+        let s = &c.schedules;
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            s[0].window,
+            Window::Fixed {
+                start: 1_773_126_000,
+                end: 1_773_169_200
+            }
+        );
+        assert_eq!((s[1].min_replicas, s[1].max_replicas), (8, Some(30)));
+        match &s[1].window {
+            Window::Cron { zone, duration, .. } => {
+                assert_eq!(zone.iana_name(), Some("Europe/Berlin"));
+                assert_eq!(*duration, Duration::from_secs(3 * 3600));
+            }
+            w => panic!("{w:?}"),
+        }
+        match &s[2].window {
+            Window::Cron { zone, .. } => assert_eq!(zone.iana_name(), Some("UTC")),
+            w => panic!("{w:?}"),
+        }
+        assert_eq!(c.policy(Duration::from_secs(30)).schedules, c.schedules);
+    }
+
+    #[test]
+    fn each_schedule_problem_has_a_message_naming_the_schedule() {
+        let fixed = |start: &str, end: &str| serde_json::json!({"name": "launch", "start": start, "end": end, "minReplicas": 2});
+        let cron = |expr: &str, zone: &str, duration: &str| {
+            serde_json::json!({"name": "mornings", "cron": expr, "timeZone": zone,
+                               "duration": duration, "minReplicas": 2})
+        };
+        let cases = vec![
+            (
+                fixed("2026-03-10T20:00:00Z", "2026-03-10T20:00:00Z"),
+                "schedules[0] (launch): end must be after start",
+            ),
+            (
+                cron("0 25 * * *", "UTC", "1h"),
+                "schedules[0] (mornings).cron \"0 25 * * *\" is not a cron expression of five fields",
+            ),
+            (cron("0 0 30 2 *", "UTC", "1h"), "it never occurs"),
+            (
+                cron("0 0 8 * * *", "UTC", "1h"),
+                "is not a cron expression of five fields",
+            ),
+            (
+                cron("0 8 * * *", "Mars/Olympus", "1h"),
+                "schedules[0] (mornings).timeZone \"Mars/Olympus\" is not a known IANA time zone",
+            ),
+            (
+                cron("0 8 * * *", "UTC", "0s"),
+                "schedules[0] (mornings).duration must be longer than 0",
+            ),
+            (
+                cron("0 8 * * *", "UTC", "soon"),
+                "schedules[0] (mornings).duration: invalid duration",
+            ),
+            (
+                serde_json::json!({"name": "both", "cron": "0 8 * * *", "duration": "1h",
+                                   "start": "2026-03-10T08:00:00Z", "end": "2026-03-10T09:00:00Z",
+                                   "minReplicas": 2}),
+                "schedules[0] (both): give either start and end, or cron and duration",
+            ),
+            (
+                serde_json::json!({"name": "neither", "minReplicas": 2}),
+                "schedules[0] (neither): give either start and end, or cron and duration",
+            ),
+            (
+                serde_json::json!({"name": "inverted", "cron": "0 8 * * *", "duration": "1h",
+                                   "minReplicas": 9, "maxReplicas": 3}),
+                "schedules[0] (inverted).maxReplicas (3) must be 1 or more and at least its minReplicas (9)",
+            ),
+        ];
+        for (schedule, want) in cases {
+            let err = validate(&spec(serde_json::json!([schedule])))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+        let twice = spec(serde_json::json!([
+            fixed("2026-03-10T08:00:00Z", "2026-03-10T09:00:00Z"),
+            fixed("2026-03-11T08:00:00Z", "2026-03-11T09:00:00Z")
+        ]));
+        let err = validate(&twice).unwrap_err().to_string();
+        assert!(
+            err.contains("schedule name \"launch\" is used twice"),
+            "{err}"
+        );
     }
 }
 

@@ -186,6 +186,7 @@ impl Fleet {
             stabilization_window: Duration::from_secs(900),
             max_percent_per_minute: 10,
             fallback: Fallback::Reactive,
+            schedules: Vec::new(),
         };
         let scalers = self.keys.len();
         let mut states = vec![PlannerState::default(); scalers];

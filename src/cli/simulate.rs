@@ -394,6 +394,7 @@ fn crd_defaults() -> crate::api::PredictiveScalerSpec {
         scale_up: Default::default(),
         scale_down: Default::default(),
         fallback: crate::api::Fallback::Reactive,
+        schedules: Vec::new(),
     }
 }
 
@@ -590,6 +591,7 @@ fn policy(
             .map(|c| c.max_percent_per_minute)
             .unwrap_or(defaults.scale_down.max_percent_per_minute as u32),
         fallback: sc.map(|c| c.fallback).unwrap_or(Fallback::Reactive),
+        schedules: sc.map(|c| c.schedules.clone()).unwrap_or_default(),
     }
 }
 

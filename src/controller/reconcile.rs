@@ -5,7 +5,8 @@
 //! 2. [`read_target`]: whose it is (another scaler or an HPA on it?) and its `/scale` (IO);
 //! 3. [`forecasts::evaluate_metrics`]: per metric, bring the history up to date (IO), then fit
 //!    or reuse the forecast (CPU, on a blocking thread);
-//! 4. [`plan`] the replica count (pure, with the scaler's memory);
+//! 4. [`plan`] the replica count (pure, with the scaler's memory), and announce the scheduled
+//!    windows that started or ended since the stored status (IO: events);
 //! 5. [`write_target`]: its `/scale` in `Active` mode, a notice in `DryRun` (IO);
 //! 6. [`write_status`]: the status when it changed, the per-scaler gauges, Warning events (IO).
 //!
@@ -192,6 +193,7 @@ async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report
         .await
         .map_err(End::Failed)?;
     let decision = plan(run, &config, state, target.current, &outcomes);
+    events::schedule_transitions(run.ctx, run.ps, &decision.schedules).await;
     let written = write_target(run, &config, state, &target, &decision).await?;
     let fits: Vec<status::FitSummary> = outcomes.iter().filter_map(|o| o.fit.clone()).collect();
     Ok(status::Report::decided(
@@ -562,6 +564,7 @@ async fn patch_status(run: &Run<'_>, new: &PredictiveScalerStatus, budget: Durat
             "desiredReplicas",
             "lastScaleTime",
             "forecast",
+            "schedules",
         ] {
             fields.entry(key).or_insert(serde_json::Value::Null);
         }

@@ -5,10 +5,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
     api::{
-        ForecastPeak, ForecastStatus, PredictiveScalerStatus,
+        ForecastPeak, ForecastStatus, NextSchedule, PredictiveScalerStatus, SchedulesStatus,
         conditions::{self, Cond, Status, limit_reason, reasons, types, unavailable_reason},
     },
-    planner::{Decision, MetricDecision, Peak, Unavailable},
+    planner::{Decision, MetricDecision, Peak, Schedules, Unavailable},
 };
 
 /// What a reconcile found, before it becomes a status.
@@ -19,6 +19,9 @@ pub struct Report {
     /// Set when this reconcile changed the target.
     pub scaled_at: Option<Time>,
     pub forecast: Option<ForecastStatus>,
+    /// The schedules at the decision (`None`: not evaluated, the stored ones stay; none
+    /// active and none to come: no `status.schedules`).
+    pub schedules: Option<SchedulesStatus>,
     pub conditions: Vec<Cond>,
 }
 
@@ -33,6 +36,7 @@ impl Report {
             desired: None,
             scaled_at: None,
             forecast: None,
+            schedules: None,
             conditions: invalid_spec(message),
         }
     }
@@ -51,6 +55,7 @@ impl Report {
                 .map(|d| d.max(0) as u32),
             scaled_at: None,
             forecast: None,
+            schedules: None,
             conditions: target_problem(reason, message),
         }
     }
@@ -74,6 +79,7 @@ impl Report {
             desired: Some(decision.desired),
             scaled_at,
             forecast: forecast_status(decision, fits),
+            schedules: Some(schedules_status(&decision.schedules)),
             conditions: decided(decision, current, write),
         }
     }
@@ -111,6 +117,11 @@ pub fn build(
             .forecast
             .clone()
             .or_else(|| previous.and_then(|p| p.forecast.clone())),
+        schedules: match &report.schedules {
+            Some(s) if s.active.is_empty() && s.next.is_none() => None,
+            Some(s) => Some(s.clone()),
+            None => previous.and_then(|p| p.schedules.clone()),
+        },
         conditions: conditions::merge(prev_conditions, &report.conditions, generation, now),
     }
 }
@@ -303,6 +314,17 @@ fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastS
     })
 }
 
+/// The schedules for status: the names of the active ones, and the next to start.
+fn schedules_status(schedules: &Schedules) -> SchedulesStatus {
+    SchedulesStatus {
+        active: schedules.active_names(),
+        next: schedules.next.as_ref().map(|n| NextSchedule {
+            name: n.name.clone(),
+            start: time(n.start),
+        }),
+    }
+}
+
 /// Unix seconds as a Kubernetes time.
 fn time(secs: i64) -> Time {
     Time(
@@ -370,6 +392,7 @@ mod tests {
             limit: Limit::WithinRange,
             limit_message: "the desired count is within range".into(),
             stabilized: false,
+            schedules: Schedules::default(),
         }
     }
 
@@ -633,6 +656,7 @@ mod tests {
                 peak: None,
                 backtest_error: None,
             }),
+            schedules: None,
             conditions: vec![
                 condition(types::READY, "True", reasons::SCALER_ACTIVE, 50),
                 condition(
@@ -653,6 +677,7 @@ mod tests {
             desired: Some(6),
             scaled_at: None,
             forecast: None,
+            schedules: None,
             conditions: vec![
                 Cond::new(
                     types::READY,
@@ -710,6 +735,48 @@ mod tests {
         let s = build(Some(&stored()), Some(2), &scaled, t(200));
         assert_eq!(s.last_scale_time, Some(t(200)));
         assert_eq!(s.forecast, Some(forecast));
+    }
+
+    #[test]
+    fn status_lists_the_active_and_the_next_schedule_and_drops_them_when_none_is_left() {
+        use crate::planner::schedule::{Active, Next, Span};
+        let mut d = decision(10, None, vec![]);
+        d.schedules = Schedules {
+            active: vec![Active {
+                name: "launch".into(),
+                span: Span {
+                    start: 100,
+                    end: 300,
+                },
+                min_replicas: 10,
+                max_replicas: None,
+            }],
+            next: Some(Next {
+                name: "mornings".into(),
+                start: 400,
+            }),
+        };
+        let report = Report::decided(&d, 3, &OK, None, &[]);
+        let s = build(Some(&stored()), Some(2), &report, t(200));
+        let want = SchedulesStatus {
+            active: vec!["launch".into()],
+            next: Some(NextSchedule {
+                name: "mornings".into(),
+                start: t(400),
+            }),
+        };
+        assert_eq!(s.schedules, Some(want.clone()));
+        // an early end keeps the stored schedules
+        let kept = build(
+            Some(&s),
+            Some(2),
+            &Report::invalid_spec(Some(&s), "bad"),
+            t(250),
+        );
+        assert_eq!(kept.schedules, Some(want));
+        // a decision with none active and none to come removes them
+        let report = Report::decided(&decision(3, None, vec![]), 10, &OK, None, &[]);
+        assert_eq!(build(Some(&s), Some(2), &report, t(300)).schedules, None);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! `prescale simulate` call exactly this code, so a simulated plan is the plan the controller
 //! would have made. [`series`] is the data shape, [`forecast`] the model fit and `Auto`'s
 //! selection, [`margin`] the calibrated lead-window margin replicas are sized with, [`choice`]
-//! when `Auto` chooses, [`model`] which model to fit and which one a forecast came from;
-//! this file is the decision ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
+//! when `Auto` chooses, [`model`] which model to fit and which one a forecast came from,
+//! [`schedule`] which scheduled overrides are active; this file is the decision ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
 //! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
 //! reads a spec into them and maps the planner's outcomes to condition reasons.
 //!
@@ -14,9 +14,11 @@
 //! 1. `metric_need`: per metric, the replicas its forecast and its latest observation ask for;
 //! 2. `highest_need`: the most any metric asks for (a metric that cannot say holds the count);
 //! 3. `clamp_to_bounds`: into `[minReplicas, maxReplicas]`;
-//! 4. `stabilize`: a scale-down only to the highest recommendation of the window;
-//! 5. `rate_limit`: scale-up and scale-down budgets over the last minute;
-//! 6. `enforce_bounds`: a count already outside the bounds is brought inside at once.
+//! 4. `apply_schedules`: raised to the highest floor of the active schedules, lowered to their
+//!    lowest ceiling (both within the bounds);
+//! 5. `stabilize`: a scale-down only to the highest recommendation of the window;
+//! 6. `rate_limit`: scale-up and scale-down budgets over the last minute;
+//! 7. `enforce_bounds`: a count already outside the bounds is brought inside at once.
 //!
 //! The last step that limited the count names the decision's [`Limit`].
 
@@ -24,6 +26,7 @@ pub mod choice;
 pub mod forecast;
 pub mod margin;
 pub mod model;
+pub mod schedule;
 pub mod series;
 
 use std::time::Duration;
@@ -34,6 +37,7 @@ pub use forecast::{
 };
 pub use margin::Sizing;
 pub use model::{FittedModel, ModelKind};
+pub use schedule::{Schedule, Schedules};
 pub use series::Series;
 
 /// What to do for a metric without a forecast.
@@ -61,6 +65,8 @@ pub struct Policy {
     /// Share of replicas removed per minute at most, percent; 0 = unlimited.
     pub max_percent_per_minute: u32,
     pub fallback: Fallback,
+    /// Scheduled overrides of the bounds (`spec.schedules`), in the spec's order.
+    pub schedules: Vec<Schedule>,
 }
 
 /// Why a metric has no usable forecast. Each maps to a `ForecastAvailable` condition reason
@@ -192,6 +198,10 @@ pub enum Limit {
     ScaleUpLimit,
     /// Held back by `maxPercentPerMinute`.
     ScaleDownLimit,
+    /// Raised to an active schedule's `minReplicas`.
+    ScheduledMinimum,
+    /// Lowered to an active schedule's `maxReplicas`.
+    ScheduledMaximum,
 }
 
 /// A [`Limit`] with its message, as a step of [`plan`] returns it.
@@ -212,7 +222,7 @@ impl Limited {
 pub struct Decision {
     /// The replica count to set now.
     pub desired: u32,
-    /// Before stabilisation and rate limits (clamped to min/max).
+    /// Before stabilisation and rate limits (clamped to min/max, and to the active schedules).
     pub recommended: u32,
     /// The metric that asked for the most replicas.
     pub driving_metric: Option<String>,
@@ -222,6 +232,8 @@ pub struct Decision {
     pub limit_message: String,
     /// True when a scale-down was held back by the stabilisation window.
     pub stabilized: bool,
+    /// The schedules at `now`: the active ones and the next to start.
+    pub schedules: Schedules,
 }
 
 impl Decision {
@@ -249,7 +261,8 @@ fn replicas_for(load: f64, target_per_replica: f64) -> u32 {
 /// current count: no data is never read as zero load. The result is the maximum over metrics,
 /// clamped to `[minReplicas, maxReplicas]`, raised at once (up to `maxReplicasPerMinute`) and
 /// lowered only to the highest recommendation of the stabilisation window (down to
-/// `maxPercentPerMinute`). See the module docs for the steps.
+/// `maxPercentPerMinute`). The active schedules raise and cap the clamped count before the
+/// window and the rate limits see it. See the module docs for the steps.
 pub fn plan(
     now: i64,
     current: u32,
@@ -264,7 +277,9 @@ pub fn plan(
         .map(|m| metric_need(m, now, window_end, current, policy.fallback))
         .collect();
     let (raw, driving_metric) = highest_need(&decisions, current);
-    let (recommended, bounded) = clamp_to_bounds(raw, policy);
+    let (clamped, bounded) = clamp_to_bounds(raw, policy);
+    let schedules = schedule::at(&policy.schedules, now);
+    let (recommended, scheduled) = apply_schedules(clamped, &schedules, policy);
     let (desired, stabilized) = stabilize(now, current, recommended, policy, state);
     let (desired, rated) = rate_limit(current, desired, recommended, policy, &state.events);
     let (desired, stabilized, enforced) = match enforce_bounds(current, desired, policy) {
@@ -273,12 +288,16 @@ pub fn plan(
         Some((desired, limited)) => (desired, false, Some(limited)),
         None => (desired, stabilized, None),
     };
-    let limited = enforced.or(rated).or(bounded).unwrap_or_else(|| {
-        Limited::new(
-            Limit::WithinRange,
-            "the desired count is within range".into(),
-        )
-    });
+    let limited = enforced
+        .or(rated)
+        .or(scheduled)
+        .or(bounded)
+        .unwrap_or_else(|| {
+            Limited::new(
+                Limit::WithinRange,
+                "the desired count is within range".into(),
+            )
+        });
     Decision {
         desired,
         recommended,
@@ -287,6 +306,7 @@ pub fn plan(
         limit: limited.limit,
         limit_message: limited.message,
         stabilized,
+        schedules,
     }
 }
 
@@ -380,7 +400,44 @@ fn clamp_to_bounds(raw: u32, policy: &Policy) -> (u32, Option<Limited>) {
     }
 }
 
-/// Step 4: scale-down stabilisation. Records `recommended` in `state` and returns the count
+/// Step 4: the active schedules. `count` is raised to their highest `minReplicas` and then
+/// lowered to their lowest `maxReplicas` (a ceiling wins over a floor of another schedule),
+/// each first brought within `[minReplicas, maxReplicas]`: the spec's bounds stay hard.
+///
+/// Why here, after the bounds and before the stabilisation window and the rate limits: a
+/// schedule changes what is *recommended*, as the HPA's `minReplicas` does, and the
+/// recommendation is what the window remembers. So when a floor ends (or a ceiling starts),
+/// the count falls only as the stabilisation window and `maxPercentPerMinute` allow, like any
+/// other drop in load; and a floor's start is a scale-up within `maxReplicasPerMinute` (start
+/// a window earlier by the time that takes, plus `leadTime`, to have the replicas ready at the
+/// time it names). Only the spec's own bounds are hard limits (`enforce_bounds`).
+fn apply_schedules(count: u32, schedules: &Schedules, policy: &Policy) -> (u32, Option<Limited>) {
+    let within = |n: u32| n.clamp(policy.min_replicas, policy.max_replicas);
+    let mut out = (count, None);
+    if let Some((floor, name)) = schedules.floor().map(|(f, n)| (within(f), n))
+        && floor > out.0
+    {
+        let message = format!(
+            "the desired count {count} is raised to {floor} by schedule {name} (minReplicas)"
+        );
+        out = (floor, Some(Limited::new(Limit::ScheduledMinimum, message)));
+    }
+    if let Some((ceiling, name)) = schedules.ceiling().map(|(c, n)| (within(c), n))
+        && ceiling < out.0
+    {
+        let message = format!(
+            "the desired count {} is capped at {ceiling} by schedule {name} (maxReplicas)",
+            out.0
+        );
+        out = (
+            ceiling,
+            Some(Limited::new(Limit::ScheduledMaximum, message)),
+        );
+    }
+    out
+}
+
+/// Step 5: scale-down stabilisation. Records `recommended` in `state` and returns the count
 /// to go to: up at once, down only to the highest recommendation of the window (never above
 /// `current`), and whether that held a scale-down back.
 fn stabilize(
@@ -419,7 +476,7 @@ fn stabilize(
     }
 }
 
-/// Step 5: the rate limits over the last minute's `events` (HPA style: relative to the count
+/// Step 6: the rate limits over the last minute's `events` (HPA style: relative to the count
 /// a minute ago). At most `maxReplicasPerMinute` added; at most `maxPercentPerMinute` of the
 /// count a minute ago removed, and at least one replica a minute, or small targets could
 /// never scale down. Returns the count and the limit when one applied.
@@ -472,7 +529,7 @@ fn rate_limit(
     (desired, None)
 }
 
-/// Step 6: a `current` count outside `[minReplicas, maxReplicas]` (the bounds were just
+/// Step 7: a `current` count outside `[minReplicas, maxReplicas]` (the bounds were just
 /// edited, or someone scaled by hand) is brought inside at once, as the HPA does: the bounds
 /// are hard limits, not subject to the stabilisation window or the rate limits. `None` when
 /// `desired` stands.
@@ -565,6 +622,7 @@ mod tests {
             stabilization_window: Duration::from_secs(300),
             max_percent_per_minute: 10,
             fallback: Fallback::Reactive,
+            schedules: Vec::new(),
         }
     }
 
@@ -616,6 +674,108 @@ mod tests {
         let (r, _) = rate_limit(9, 5, 5, &p, &down);
         assert_eq!(r, 9, "the minute's budget is spent");
         assert_eq!(rate_limit(9, 9, 9, &p, &down), (9, None));
+    }
+
+    fn fixed(name: &str, start: i64, end: i64, min: u32, max: Option<u32>) -> Schedule {
+        Schedule {
+            name: name.into(),
+            window: schedule::Window::Fixed { start, end },
+            min_replicas: min,
+            max_replicas: max,
+        }
+    }
+
+    #[test]
+    fn the_highest_active_floor_raises_and_the_lowest_ceiling_caps() {
+        let p = Policy {
+            schedules: vec![
+                fixed("launch", 0, 100, 8, None),
+                fixed("press", 0, 100, 12, None),
+                fixed("later", 200, 300, 30, None),
+            ],
+            ..policy()
+        };
+        let (r, l) = apply_schedules(5, &schedule::at(&p.schedules, 50), &p);
+        let l = l.unwrap();
+        assert_eq!((r, l.limit), (12, Limit::ScheduledMinimum));
+        assert_eq!(
+            l.message,
+            "the desired count 5 is raised to 12 by schedule press (minReplicas)"
+        );
+        // a count above the floor stands
+        assert_eq!(
+            apply_schedules(15, &schedule::at(&p.schedules, 50), &p),
+            (15, None)
+        );
+        // a floor above maxReplicas stops there
+        let (r, _) = apply_schedules(5, &schedule::at(&p.schedules, 250), &p);
+        assert_eq!(r, 20);
+        // nothing active
+        assert_eq!(
+            apply_schedules(5, &schedule::at(&p.schedules, 150), &p),
+            (5, None)
+        );
+
+        let capped = Policy {
+            schedules: vec![
+                fixed("floor", 0, 100, 12, None),
+                fixed("budget", 0, 100, 2, Some(9)),
+                fixed("tighter", 0, 100, 1, Some(1)),
+            ],
+            ..policy()
+        };
+        let (r, l) = apply_schedules(15, &schedule::at(&capped.schedules, 50), &capped);
+        let l = l.unwrap();
+        assert_eq!(
+            (r, l.limit),
+            (2, Limit::ScheduledMaximum),
+            "the lowest max wins over a floor, and stops at minReplicas"
+        );
+        assert_eq!(
+            l.message,
+            "the desired count 15 is capped at 2 by schedule tighter (maxReplicas)"
+        );
+    }
+
+    #[test]
+    fn a_window_raises_at_its_start_and_its_end_follows_the_stabilisation_window() {
+        let p = Policy {
+            max_replicas_per_minute: 0,
+            schedules: vec![fixed("launch", 600, 1200, 10, None)],
+            ..policy()
+        };
+        let mut state = PlannerState::default();
+        // no metrics: the count holds at 3 until the window starts
+        let d = plan(540, 3, &p, &[], &mut state);
+        assert_eq!((d.desired, d.limit), (3, Limit::WithinRange));
+        assert_eq!(d.schedules.next.as_ref().map(|n| n.start), Some(600));
+        let d = plan(600, 3, &p, &[], &mut state);
+        assert_eq!((d.desired, d.limit), (10, Limit::ScheduledMinimum));
+        assert_eq!(d.schedules.active_names(), vec!["launch"]);
+        record_scale(&mut state, 600, 3, 10);
+        let d = plan(1140, 10, &p, &[], &mut state);
+        assert_eq!(d.desired, 10);
+        // the window ended at 1200; the load needs 4, but the window's recommendations of 10
+        // hold the count for the 5-minute stabilisation window
+        let fc_free = [MetricInput {
+            name: "requests",
+            target_per_replica: 1.0,
+            observed: Some(4.0),
+            forecast: Err(Unavailable::new(NoForecast::Empty, "none")),
+        }];
+        let d = plan(1200, 10, &p, &fc_free, &mut state);
+        assert!(d.schedules.active.is_empty());
+        assert_eq!((d.recommended, d.desired, d.stabilized), (4, 10, true));
+        for at in (1260..1440).step_by(60) {
+            let d = plan(at, 10, &p, &fc_free, &mut state);
+            assert_eq!((d.desired, d.stabilized), (10, true), "at {at}");
+        }
+        // the window's last recommendation of 10 (at 1140) leaves the 5-minute window
+        let d = plan(1440, 10, &p, &fc_free, &mut state);
+        assert_eq!(
+            d.desired, 9,
+            "the window let go; 10% a minute, at least one"
+        );
     }
 
     #[test]

@@ -364,6 +364,39 @@ impl KubeCluster {
         expect_ok("DELETE", path, self.request("DELETE", path, None, None))
     }
 
+    /// Creates the `apps/v1` Deployment `ns/name` at `replicas` (pods labelled `app: name`; the
+    /// control plane has no nodes, so none run).
+    pub fn create_deployment(&self, ns: &str, name: &str, replicas: i64) {
+        self.create(
+            &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+            serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                         "template": {"metadata": {"labels": {"app": name}},
+                                      "spec": {"containers": [{"name": "p", "image": "example/proxy:1"}]}}}
+            }),
+        );
+    }
+
+    /// The `spec.replicas` of the Deployment `ns/name`.
+    pub fn deployment_replicas(&self, ns: &str, name: &str) -> i64 {
+        self.get(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"))["spec"]["replicas"]
+            .as_i64()
+            .expect("spec.replicas")
+    }
+
+    /// The events (events.k8s.io/v1) in `ns` about the object `regarding` with `reason`.
+    pub fn events_about(&self, ns: &str, regarding: &str, reason: &str) -> Vec<Value> {
+        self.get(&format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"))["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == regarding && e["reason"] == reason)
+            .collect()
+    }
+
     /// Creates namespace `name` (fine if it exists) and waits for its `default` ServiceAccount.
     pub fn create_namespace(&self, name: &str) {
         let resp = self.request(

@@ -1,5 +1,6 @@
 //! What a reconcile tells through Kubernetes events: a Warning when a condition newly fails, a
-//! notice of what `DryRun` would do, and one event per scale operation.
+//! notice of what `DryRun` would do, one event per scale operation, and a notice when a
+//! scheduled window starts or ends.
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{
@@ -16,7 +17,60 @@ use crate::{
     },
     planner::Decision,
     planner::Peak,
+    planner::Schedules,
 };
+
+/// Event reasons of the scheduled windows.
+pub(super) const SCHEDULE_STARTED: &str = "ScheduleStarted";
+pub(super) const SCHEDULE_ENDED: &str = "ScheduleEnded";
+
+/// A Normal event for each scheduled window that started or ended since the stored status
+/// was written (its `schedules.active`): once per transition, since the status written after
+/// this reconcile holds the new list.
+pub(super) async fn schedule_transitions(ctx: &Context, ps: &PredictiveScaler, now: &Schedules) {
+    let previous: &[String] = ps
+        .status
+        .as_ref()
+        .and_then(|s| s.schedules.as_ref())
+        .map(|s| s.active.as_slice())
+        .unwrap_or(&[]);
+    for (reason, note) in transitions(previous, now) {
+        publish(ctx, ps, EventType::Normal, "Schedule", reason, note).await;
+    }
+}
+
+/// The windows that started (active now, not in `previous`) and ended (in `previous`, not
+/// active now), as (reason, note).
+fn transitions(previous: &[String], now: &Schedules) -> Vec<(&'static str, String)> {
+    let started = now
+        .active
+        .iter()
+        .filter(|a| !previous.contains(&a.name))
+        .map(|a| {
+            let max = a
+                .max_replicas
+                .map(|m| format!(", at most {m}"))
+                .unwrap_or_default();
+            let end = Timestamp::from_second(a.span.end)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let note = format!(
+                "schedule {} started: at least {} replicas{max} until {end}",
+                a.name, a.min_replicas
+            );
+            (SCHEDULE_STARTED, note)
+        });
+    let ended = previous
+        .iter()
+        .filter(|name| !now.active.iter().any(|a| &a.name == *name))
+        .map(|name| {
+            let note = format!(
+                "schedule {name} ended: replicas follow the forecast again, down as scaleDown allows"
+            );
+            (SCHEDULE_ENDED, note)
+        });
+    started.chain(ended).collect()
+}
 
 /// A Warning event for each condition that newly turned bad (not on every reconcile), one
 /// per reason.
@@ -166,5 +220,41 @@ pub(super) fn why(d: &Decision) -> String {
         ),
         (_, Some(r), _) => format!("driven by metric {name}: its observed load needs {r} replicas"),
         _ => format!("driven by metric {name}: holding"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::schedule::{Active, Span};
+
+    #[test]
+    fn a_window_is_announced_when_it_starts_and_when_it_ends() {
+        let launch = Active {
+            name: "launch".into(),
+            span: Span {
+                start: 0,
+                end: 3600,
+            },
+            min_replicas: 10,
+            max_replicas: Some(20),
+        };
+        let now = Schedules {
+            active: vec![launch],
+            next: None,
+        };
+        assert_eq!(
+            transitions(&[], &now),
+            vec![(
+                SCHEDULE_STARTED,
+                "schedule launch started: at least 10 replicas, at most 20 until 1970-01-01T01:00:00Z"
+                    .to_string()
+            )]
+        );
+        assert_eq!(transitions(&["launch".into()], &now), vec![], "once");
+        let ended = transitions(&["launch".into()], &Schedules::default());
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].0, SCHEDULE_ENDED);
+        assert!(ended[0].1.starts_with("schedule launch ended"), "{ended:?}");
     }
 }

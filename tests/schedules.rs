@@ -1,0 +1,184 @@
+//! Scheduled overrides (`spec.schedules`) on the real control plane (tests/support/cluster.rs),
+//! with a real Prometheus and the `prescale run` binary as the chart's ServiceAccount: a window
+//! raises the Deployment's replicas at its start, not before, says so in `status.schedules`,
+//! the `ScalingLimited` condition and one `ScheduleStarted` event, and at its end lets go as
+//! the scale-down stabilisation window allows, with one `ScheduleEnded` event. The edges of a
+//! window, cron and time zones are unit tests (`planner::schedule`).
+
+mod support;
+
+use std::time::Duration;
+
+use prescale::api::PredictiveScaler;
+use serde_json::{Value, json};
+use support::cluster::KubeCluster;
+use support::{
+    Controller, Prometheus, find_condition, free_port, openmetrics_gauge, report, unix_now,
+    wait_until,
+};
+
+/// Flat load 100 at the fixture's targetPerReplica 10: 10 replicas.
+const WANT: i64 = 10;
+/// The window's floor.
+const FLOOR: i64 = 25;
+
+fn scaler_path(ns: &str, name: &str) -> String {
+    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
+}
+
+/// Waits up to `timeout` for `f` on the scaler (the operator must stay up); panics with the
+/// operator's log otherwise.
+fn wait_for(
+    op: &mut Controller,
+    kube: &KubeCluster,
+    path: &str,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&Value) -> bool,
+) -> Value {
+    wait_until(timeout, Duration::from_millis(200), || {
+        op.assert_running();
+        Some(kube.get(path)).filter(|s| f(s))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what}: not within {timeout:?}\nscaler: {}\n{}",
+            kube.get(path)["status"],
+            op.log_tail(40)
+        )
+    })
+}
+
+#[test]
+fn a_schedule_window_raises_replicas_at_its_start_and_lets_go_at_its_end() {
+    let now = unix_now();
+    let prom = Prometheus::start_with_history(&openmetrics_gauge(
+        "proxy_rps",
+        &[],
+        now - 86_400,
+        now - 60,
+        60,
+        |_| 100.0,
+    ));
+    let kube = KubeCluster::shared();
+    let (ns, name) = ("sched-window", "launch");
+    kube.create_namespace(ns);
+    kube.create_deployment(ns, name, 3);
+    // the window opens 40 s from now (time for the first forecast) for 20 s
+    let start = unix_now() + 40;
+    let end = start + 20;
+    let rfc3339 = |t: i64| jiff::Timestamp::from_second(t).unwrap().to_string();
+    let scaler = PredictiveScaler::test(ns, name)
+        .history("12h", "1m")
+        .scale_down("20s", 10)
+        .with(
+            "/spec/schedules",
+            json!([{"name": "launch-day", "start": rfc3339(start), "end": rfc3339(end),
+                    "minReplicas": FLOOR}]),
+        )
+        .json();
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        scaler,
+    );
+    let kubeconfig = kube.operator_kubeconfig(ns, None);
+    let http = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "--prometheus-url",
+        &prom.url(),
+        "--http-addr",
+        &http,
+        "--sync-interval",
+        "1s",
+        "--namespaces",
+        ns,
+    ];
+    let mut op = Controller::start(&args, &[("KUBECONFIG", &kubeconfig)]);
+    let path = scaler_path(ns, name);
+    let wait = Duration::from_secs(60);
+
+    // before the window: the forecast's count, and the window as the next
+    let s = wait_for(&mut op, kube, &path, "the forecast's count", wait, |s| {
+        s["status"]["desiredReplicas"] == WANT && kube.deployment_replicas(ns, name) == WANT
+    });
+    assert!(
+        unix_now() < start,
+        "the first forecast took longer than the 40 s before the window: {}",
+        s["status"]
+    );
+    assert_eq!(
+        s["status"]["schedules"],
+        json!({"active": [], "next": {"name": "launch-day", "start": rfc3339(start)}}),
+    );
+
+    // at its start: raised to the floor, not before
+    let s = wait_for(&mut op, kube, &path, "the window's floor", wait, |_| {
+        kube.deployment_replicas(ns, name) == FLOOR
+    });
+    let raised_at = unix_now();
+    assert!(raised_at >= start, "raised {}s early", start - raised_at);
+    let s = if s["status"]["schedules"]["active"] == json!(["launch-day"]) {
+        s
+    } else {
+        wait_for(&mut op, kube, &path, "status.schedules", wait, |s| {
+            s["status"]["schedules"]["active"] == json!(["launch-day"])
+        })
+    };
+    let limited = find_condition(&s, "ScalingLimited").expect("ScalingLimited");
+    assert_eq!(limited["reason"], "ScheduledMinimum", "{limited}");
+    assert_eq!(
+        limited["message"],
+        format!(
+            "the desired count {WANT} is raised to {FLOOR} by schedule launch-day (minReplicas)"
+        )
+    );
+
+    // at its end: ScheduleEnded, and the count held by the 20 s stabilisation window, then
+    // lowered by 10% a minute (25 -> 23)
+    wait_for(&mut op, kube, &path, "the window's end", wait, |s| {
+        s["status"].get("schedules").is_none()
+    });
+    let ended_at = unix_now();
+    assert!(ended_at >= end);
+    assert_eq!(
+        kube.deployment_replicas(ns, name),
+        FLOOR,
+        "held at the window's end"
+    );
+    wait_for(&mut op, kube, &path, "the scale-down", wait, |_| {
+        kube.deployment_replicas(ns, name) < FLOOR
+    });
+    let lowered_at = unix_now();
+    assert!(
+        lowered_at >= end + 15,
+        "lowered {}s after the end, within the 20 s stabilisation window",
+        lowered_at - end
+    );
+    assert_eq!(kube.deployment_replicas(ns, name), 23);
+
+    // one event per transition (the Recorder would fold a repeat into a series)
+    for reason in ["ScheduleStarted", "ScheduleEnded"] {
+        let got = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+            Some(kube.events_about(ns, name, reason)).filter(|e| !e.is_empty())
+        })
+        .unwrap_or_default();
+        assert_eq!(got.len(), 1, "one {reason} event: {got:#?}");
+        assert_eq!(got[0]["type"], "Normal");
+        assert!(got[0]["series"].is_null(), "{reason} repeated: {got:#?}");
+        assert!(
+            got[0]["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("schedule launch-day ")),
+            "{:?}",
+            got[0]["note"]
+        );
+    }
+    op.assert_never_forbidden();
+    report(&format!(
+        "[schedules] a window {start}..{end}: {WANT} -> {FLOOR} replicas {}s after its start, held \
+         {}s past its end by the stabilisation window, one ScheduleStarted and one ScheduleEnded event",
+        raised_at - start,
+        lowered_at - end
+    ));
+}
