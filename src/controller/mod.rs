@@ -7,6 +7,7 @@
 //! pure status building is in `status.rs`, the `/scale` IO in `target.rs`, the Lease in
 //! `leader.rs`.
 
+mod floor;
 pub mod leader;
 mod reconcile;
 pub mod status;
