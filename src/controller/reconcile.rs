@@ -2,17 +2,19 @@
 //! Stackable's operators: validate, read, decide, apply, update the status):
 //!
 //! 1. [`validate`] the spec into a [`ScalerConfig`];
-//! 2. [`read_target`]: whose it is (another scaler or an HPA on it?) and its `/scale` (IO);
+//! 2. [`read_target`]: whose it is (another scaler or an HPA on it?) and its `/scale` (IO); in
+//!    floor mode the HPA or ScaledObject, and its workload's `/scale`;
 //! 3. [`forecasts::evaluate_metrics`]: per metric, bring the history up to date (IO), then fit
 //!    or reuse the forecast (CPU, on a blocking thread);
 //! 4. [`plan`] the replica count (pure, with the scaler's memory), and announce the scheduled
 //!    windows that started or ended since the stored status (IO: events);
-//! 5. [`write_target`]: its `/scale` in `Active` mode, a notice in `DryRun` (IO);
+//! 5. [`write_target`]: its `/scale` (in floor mode, the HPA's or ScaledObject's floor) in
+//!    `Active` mode, a notice in `DryRun` (which puts back a floor prescale raised) (IO);
 //! 6. [`write_status`]: the status when it changed, the per-scaler gauges, Warning events (IO).
 //!
 //! Stages 1 to 5 return `Result<_, End>`: an [`End`] stops the pipeline early with the status
 //! to report and what follows it. [`reconcile_inner`] turns every end, early or not, into the
-//! status write and the requeue in one `match`.
+//! status write and the requeue in one `match`. A deleted scaler in floor mode only [`finalize`]s.
 
 mod events;
 mod forecasts;
