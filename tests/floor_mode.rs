@@ -3,7 +3,7 @@
 //! an `autoscaling/v2` HPA (or a KEDA ScaledObject, with a minimal copy of its CRD) raises that
 //! object's floor to the plan's count under the object's own maximum, remembers the original
 //! floor in an annotation, and puts it back when the scaler is deleted (its finalizer waits for
-//! that). The Deployment itself is never written. No kube-controller-manager: the HPA is data.
+//! that) or set to DryRun. The Deployment itself is never written. No kube-controller-manager: the HPA is data.
 //! The pure parts (clamping, the record written once, the restore patch) are unit tests in
 //! `controller::floor`.
 
@@ -215,4 +215,53 @@ fn a_keda_scaled_object_floor_is_raised_and_restored_on_delete() {
         1,
         "KEDAFloor",
     );
+}
+
+#[test]
+fn dry_run_puts_the_floor_back_and_drops_the_finalizer() {
+    let prom = prometheus();
+    let kube = KubeCluster::shared();
+    let ns = "floor-dryrun";
+    kube.create_namespace(ns);
+    kube.create_deployment(ns, "app", 3);
+    let hpa_path = format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/app");
+    kube.create(
+        &format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"),
+        json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "app", "namespace": ns},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
+                     "maxReplicas": 30}
+        }),
+    );
+    let mut op = operator(kube, ns, &prom);
+    let scaler = PredictiveScaler::test(ns, "app-floor")
+        .history("12h", "1m")
+        .with(
+            "/spec/scaleTargetRef",
+            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "app"}),
+        )
+        .json();
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        scaler,
+    );
+    // no minReplicas in the HPA's spec: the default 1 is the original
+    let hpa = wait_for(&mut op, kube, &hpa_path, "the raised floor", |o| {
+        o["spec"]["minReplicas"] == 10
+    });
+    assert_eq!(hpa["metadata"]["annotations"][ANNOTATION], "1");
+    let path = scaler_path(ns, "app-floor");
+    kube.patch_merge(&path, json!({"spec": {"mode": "DryRun"}}));
+    wait_for(&mut op, kube, &hpa_path, "the floor put back", |o| {
+        o["spec"]["minReplicas"] == 1 && o["metadata"]["annotations"][ANNOTATION].is_null()
+    });
+    wait_for(&mut op, kube, &path, "the finalizer removed", |s| {
+        s["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+    });
+    // DryRun leaves the floor alone from then on
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(kube.get(&hpa_path)["spec"]["minReplicas"], 1);
 }
