@@ -144,6 +144,29 @@ fn raise_then_restore(
     );
 }
 
+/// Installs the minimal ScaledObject CRD (tests/floor/) and waits until it is Established.
+/// (Once per test process: the tests run in parallel on one shared cluster.)
+fn install_scaled_object_crd(kube: &KubeCluster) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let crd = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/floor/scaledobject-crd.yaml");
+        kube.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=prescale-tests",
+            "-f",
+            &crd.display().to_string(),
+        ]);
+        kube.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/scaledobjects.keda.sh",
+        ]);
+    });
+}
+
 #[test]
 fn an_hpa_floor_is_raised_under_its_max_and_restored_on_delete() {
     let prom = prometheus();
@@ -180,15 +203,7 @@ fn an_hpa_floor_is_raised_under_its_max_and_restored_on_delete() {
 fn a_keda_scaled_object_floor_is_raised_and_restored_on_delete() {
     let prom = prometheus();
     let kube = KubeCluster::shared();
-    let crd =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/floor/scaledobject-crd.yaml");
-    kube.kubectl_ok(&["apply", "-f", &crd.display().to_string()]);
-    kube.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/scaledobjects.keda.sh",
-    ]);
+    install_scaled_object_crd(kube);
     let ns = "floor-keda";
     kube.create_namespace(ns);
     kube.create_deployment(ns, "app", 3);
@@ -264,4 +279,46 @@ fn dry_run_puts_the_floor_back_and_drops_the_finalizer() {
     // DryRun leaves the floor alone from then on
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(kube.get(&hpa_path)["spec"]["minReplicas"], 1);
+}
+
+#[test]
+fn a_keda_workload_idle_at_zero_is_woken_by_the_floor() {
+    let prom = prometheus();
+    let kube = KubeCluster::shared();
+    install_scaled_object_crd(kube);
+    let ns = "floor-keda-idle";
+    kube.create_namespace(ns);
+    kube.create_deployment(ns, "app", 0);
+    let so_path = format!("/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/app");
+    kube.create(
+        &format!("/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects"),
+        json!({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": "app", "namespace": ns},
+            "spec": {"scaleTargetRef": {"name": "app"}, "minReplicaCount": 0,
+                     "triggers": [{"type": "prometheus", "metadata": {"query": "x", "threshold": "10"}}]}
+        }),
+    );
+    let mut op = operator(kube, ns, &prom);
+    let scaler = PredictiveScaler::test(ns, "app-floor")
+        .history("12h", "1m")
+        .with(
+            "/spec/scaleTargetRef",
+            json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "app"}),
+        )
+        .json();
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        scaler,
+    );
+    // KEDA's 0 is idle, not switched off: the forecast raises the floor from it
+    let so = wait_for(&mut op, kube, &so_path, "the floor raised from idle", |o| {
+        o["spec"]["minReplicaCount"] == 10
+    });
+    assert_eq!(so["metadata"]["annotations"][ANNOTATION], "0");
+    assert_eq!(
+        kube.deployment_replicas(ns, "app"),
+        0,
+        "KEDA, not prescale, wakes it"
+    );
 }

@@ -316,7 +316,13 @@ async fn read_target<'a>(
             return Err(run.target_problem(reasons::FAILED_GET_SCALE, &message, then));
         }
     };
-    switched_off(run, config, current, &desc)?;
+    // KEDA's 0 is its idle state, not switched off: the forecast may raise the floor from it
+    if floor
+        .as_ref()
+        .is_none_or(|(o, _)| o.kind != FloorKind::Keda)
+    {
+        switched_off(run, config, current, &desc)?;
+    }
     Ok(Target {
         reference,
         desc,
