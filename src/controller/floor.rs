@@ -22,6 +22,9 @@ use crate::api::{PredictiveScaler, ScaleTargetRef};
 pub const ORIGINAL_MIN_ANNOTATION: &str = "prescale.dev/original-min-replicas";
 
 /// The finalizer of a scaler in floor mode: its deletion waits until the floor is restored.
+/// Set by hand (`set_finalizer`), not with `kube::runtime::finalizer`: that helper puts its
+/// finalizer on every object it reconciles, and only scalers in floor mode need one (deleting
+/// any other scaler stays immediate, even with the operator down).
 pub const FINALIZER: &str = "prescale.dev/restore-floor";
 
 /// The autoscaler whose floor prescale sets.
@@ -142,6 +145,13 @@ impl FloorObject {
 /// The floor to write for the plan's `desired` count: never above the object's own maximum.
 pub fn floor_value(desired: u32, object_max: Option<u32>) -> u32 {
     object_max.map_or(desired, |max| desired.min(max))
+}
+
+/// The scaler's `(minReplicas, maxReplicas)` for planning in floor mode: the object's own
+/// maximum bounds the plan too, and the minimum stays under the maximum.
+pub fn bounds(min: u32, max: u32, object_max: Option<u32>) -> (u32, u32) {
+    let max = object_max.map_or(max, |m| max.min(m));
+    (min.min(max), max)
 }
 
 /// The merge patch that sets the object's floor to `floor`, or `None` when it is already there.
@@ -314,6 +324,10 @@ mod tests {
 
     #[test]
     fn floor_is_clamped_to_the_objects_max() {
+        assert_eq!(bounds(2, 50, Some(8)), (2, 8));
+        assert_eq!(bounds(2, 6, Some(8)), (2, 6));
+        assert_eq!(bounds(10, 50, Some(8)), (8, 8));
+        assert_eq!(bounds(2, 50, None), (2, 50));
         assert_eq!(floor_value(12, Some(8)), 8);
         assert_eq!(floor_value(5, Some(8)), 5);
         assert_eq!(floor_value(5, None), 5);

@@ -259,10 +259,9 @@ struct Target<'a> {
 impl Target<'_> {
     /// The config with the floor object's maximum as a bound too (and the minimum under it).
     fn bound(&self, mut config: ScalerConfig) -> ScalerConfig {
-        if let Some(max) = self.floor.as_ref().and_then(|(o, _)| o.max) {
-            config.max_replicas = config.max_replicas.min(max);
-            config.min_replicas = config.min_replicas.min(config.max_replicas);
-        }
+        let object_max = self.floor.as_ref().and_then(|(o, _)| o.max);
+        (config.min_replicas, config.max_replicas) =
+            floor::bounds(config.min_replicas, config.max_replicas, object_max);
         config
     }
 }
