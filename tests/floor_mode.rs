@@ -79,6 +79,18 @@ fn operator(kube: &KubeCluster, ns: &str, prom: &Prometheus) -> Controller {
     Controller::start(&args, &[("KUBECONFIG", &kubeconfig)])
 }
 
+/// Creates the fixture's scaler `name` (12 h of history) on the floor object `target`.
+fn create_scaler(kube: &KubeCluster, ns: &str, name: &str, target: Value) {
+    let scaler = PredictiveScaler::test(ns, name)
+        .history("12h", "1m")
+        .with("/spec/scaleTargetRef", target)
+        .json();
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        scaler,
+    );
+}
+
 /// Creates a scaler `name` on the floor object, waits for the floor `want` and the annotation
 /// `original`, deletes the scaler and waits for the floor `original` back, no annotation, and
 /// the scaler gone (its finalizer removed).
@@ -95,14 +107,7 @@ fn raise_then_restore(
     original: i64,
     mode: &str,
 ) {
-    let scaler = PredictiveScaler::test(ns, name)
-        .history("12h", "1m")
-        .with("/spec/scaleTargetRef", target)
-        .json();
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler,
-    );
+    create_scaler(kube, ns, name, target);
     let path = scaler_path(ns, name);
     let obj = wait_for(op, kube, object_path, "the raised floor", |o| {
         o["spec"][min_field] == want
@@ -250,16 +255,11 @@ fn dry_run_puts_the_floor_back_and_drops_the_finalizer() {
         }),
     );
     let mut op = operator(kube, ns, &prom);
-    let scaler = PredictiveScaler::test(ns, "app-floor")
-        .history("12h", "1m")
-        .with(
-            "/spec/scaleTargetRef",
-            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "app"}),
-        )
-        .json();
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler,
+    create_scaler(
+        kube,
+        ns,
+        "app-floor",
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "app"}),
     );
     // no minReplicas in the HPA's spec: the default 1 is the original
     let hpa = wait_for(&mut op, kube, &hpa_path, "the raised floor", |o| {
@@ -300,16 +300,11 @@ fn a_keda_workload_idle_at_zero_is_woken_by_the_floor() {
         }),
     );
     let mut op = operator(kube, ns, &prom);
-    let scaler = PredictiveScaler::test(ns, "app-floor")
-        .history("12h", "1m")
-        .with(
-            "/spec/scaleTargetRef",
-            json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "app"}),
-        )
-        .json();
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler,
+    create_scaler(
+        kube,
+        ns,
+        "app-floor",
+        json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "app"}),
     );
     // KEDA's 0 is idle, not switched off: the forecast raises the floor from it
     let so = wait_for(&mut op, kube, &so_path, "the floor raised from idle", |o| {
