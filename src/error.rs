@@ -10,6 +10,8 @@ pub enum Error {
     GetScale(#[source] kube::Error),
     #[error("updating the target's /scale: {0}")]
     UpdateScale(#[source] kube::Error),
+    #[error("restoring the floor or updating the finalizer: {0}")]
+    Floor(#[source] kube::Error),
     #[error("patching the PredictiveScaler status: {0}")]
     PatchStatus(#[source] kube::Error),
     #[error("the forecasting task failed: {0}")]
@@ -25,6 +27,7 @@ impl Error {
             Error::ResolveTarget(_) => "ResolveTargetFailed",
             Error::GetScale(_) => "FailedGetScale",
             Error::UpdateScale(_) => "FailedUpdateScale",
+            Error::Floor(_) => "FailedRestoreFloor",
             Error::PatchStatus(_) => "FailedPatchStatus",
             Error::ForecastTask(_) => "ForecastTaskFailed",
             Error::NoNamespace => "NoNamespace",

@@ -19,7 +19,8 @@
 //!   Prometheus HTTP client, the shared history cache, namespace rules for queries. IO: HTTP to
 //!   the sources, and the sources file, secret and TLS files.
 //! - [`controller`]: the reconciler over PredictiveScalers and leader election. IO: the
-//!   Kubernetes API (`/scale`, status, events, Lease, HPAs, namespaces) and the sources.
+//!   Kubernetes API (`/scale`, status, events, Lease, HPAs, in floor mode an HPA's or KEDA
+//!   ScaledObject's floor, namespaces) and the sources.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`. IO: a TCP listener.
 //! - [`metrics`]: the operator's own Prometheus metrics (in memory; served by [`http`]).
 //! - [`cli`]: the subcommands besides `run`: `forecast`, `simulate`, `bench`. IO: flags, files,

@@ -61,6 +61,18 @@ fn min_must_not_exceed_max() {
 }
 
 #[test]
+fn floor_targets_pass_when_supported() {
+    for (version, kind) in [
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("keda.sh/v1alpha1", "ScaledObject"),
+        ("apps/v1", "Deployment"),
+    ] {
+        let target = json!({"apiVersion": version, "kind": kind, "name": "x"});
+        check(&with("/scaleTargetRef", target)).unwrap();
+    }
+}
+
+#[test]
 fn min_must_not_be_negative_and_zero_needs_the_opt_in() {
     let err = check(&with("/minReplicas", json!(-1))).unwrap_err();
     assert!(err.contains("minReplicas must be 0 or more"), "{err}");
@@ -391,6 +403,22 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
             "a metric name with a newline",
             with("/metrics/0/name", json!("req\nfake")),
             "spec.metrics[0].name",
+        ),
+        (
+            "an autoscaling/v1 HPA as the floor target",
+            with(
+                "/scaleTargetRef",
+                json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "name": "h"}),
+            ),
+            "spec.scaleTargetRef: Invalid value: a HorizontalPodAutoscaler target (floor mode) must be autoscaling/v2",
+        ),
+        (
+            "a KEDA ScaledJob as the floor target",
+            with(
+                "/scaleTargetRef",
+                json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob", "name": "j"}),
+            ),
+            "spec.scaleTargetRef: Invalid value: the only KEDA target (floor mode) is a keda.sh/v1alpha1 ScaledObject",
         ),
         (
             "an unknown field",

@@ -138,6 +138,22 @@ fn default_rbac_is_a_cluster_role_with_exactly_what_the_operator_calls() {
 }
 
 #[test]
+fn floor_mode_adds_exactly_the_floor_writes() {
+    let Some(docs) = render(&["--set", "floorMode.enabled=true"]) else {
+        return;
+    };
+    let mut want = operator_rules(&[("apps", &["deployments", "statefulsets", "replicasets"])]);
+    for w in [
+        json!([["autoscaling"], ["horizontalpodautoscalers"], ["patch"]]),
+        json!([["keda.sh"], ["scaledobjects"], ["get", "patch"]]),
+        json!([["prescale.dev"], ["predictivescalers"], ["patch"]]),
+    ] {
+        want.push(format!("{} {} {}", w[0], w[1], w[2]));
+    }
+    assert_eq!(rules(one(&docs, "ClusterRole")), want);
+}
+
+#[test]
 fn watched_namespaces_get_roles_and_nothing_cluster_wide() {
     let Some(docs) = render(&["-f", "charts/prescale/ci/full-values.yaml"]) else {
         return;

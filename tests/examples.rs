@@ -59,6 +59,7 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/dryrun.yaml",
         "examples/predictivescaler.yaml",
         "examples/schedules.yaml",
+        "examples/floor-mode.yaml",
         "tests/e2e/predictivescaler.yaml",
     ] {
         assert!(
@@ -79,6 +80,13 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
                     && s.iter().any(|s| s["cron"].is_string()))),
         "the schedules example has no one-off and no cron window"
     );
+    for kind in ["HorizontalPodAutoscaler", "ScaledObject"] {
+        assert!(
+            all.iter().any(|(p, v)| p.ends_with("floor-mode.yaml")
+                && v["spec"]["scaleTargetRef"]["kind"] == kind),
+            "the floor-mode example has no scaler on a {kind}"
+        );
+    }
     println!("{} passed, 0 failed: {names:#?}", all.len());
 }
 

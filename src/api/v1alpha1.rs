@@ -49,11 +49,23 @@ macro_rules! cel_duration_ms {
     printcolumn = r#"{"name":"Current","type":"integer","jsonPath":".status.currentReplicas"}"#,
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredReplicas"}"#,
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Via","type":"string","jsonPath":".status.targetMode"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("self.spec.minReplicas >= 1 || (has(self.spec.allowScaleToZero) && self.spec.allowScaleToZero)")
         .message("minReplicas 0 needs allowScaleToZero: true")
         .field_path(".spec.minReplicas")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new(
+        "self.spec.scaleTargetRef.kind != 'HorizontalPodAutoscaler' || self.spec.scaleTargetRef.apiVersion == 'autoscaling/v2'")
+        .message("a HorizontalPodAutoscaler target (floor mode) must be autoscaling/v2")
+        .field_path(".spec.scaleTargetRef")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new(concat!(
+        "!self.spec.scaleTargetRef.apiVersion.startsWith('keda.sh/') || ",
+        "(self.spec.scaleTargetRef.apiVersion == 'keda.sh/v1alpha1' && self.spec.scaleTargetRef.kind == 'ScaledObject')"))
+        .message("the only KEDA target (floor mode) is a keda.sh/v1alpha1 ScaledObject")
+        .field_path(".spec.scaleTargetRef")
         .reason(Reason::FieldValueInvalid),
     validation = Rule::new("self.spec.minReplicas <= self.spec.maxReplicas")
         .message("minReplicas must be less than or equal to maxReplicas")
@@ -223,7 +235,9 @@ pub struct ScheduleSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleTargetRef {
-    /// API version of the target, e.g. `apps/v1`.
+    /// API version of the target, e.g. `apps/v1`. `autoscaling/v2` HorizontalPodAutoscaler
+    /// and `keda.sh/v1alpha1` ScaledObject targets are floor mode: prescale sets their
+    /// minimum, and they keep scaling above it.
     pub api_version: String,
     /// Kind of the target, e.g. `Deployment`.
     pub kind: String,
@@ -483,6 +497,12 @@ pub struct PredictiveScalerStatus {
     /// The scheduled windows active now, and the next to start (with `spec.schedules` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedules: Option<SchedulesStatus>,
+
+    /// How prescale applies its count: `Scale` (the target's `/scale`), or `HPAFloor` /
+    /// `KEDAFloor` (the floor, `spec.minReplicas` / `spec.minReplicaCount`, of the
+    /// HorizontalPodAutoscaler or KEDA ScaledObject that `scaleTargetRef` names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_mode: Option<String>,
 
     /// `Ready`, `ForecastAvailable`, `AbleToScale` and `ScalingLimited`.
     #[serde(default)]

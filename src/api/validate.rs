@@ -144,6 +144,7 @@ pub fn validate_with(
     limits: &Limits,
 ) -> Result<ScalerConfig, InvalidSpec> {
     check_replicas(spec)?;
+    check_target_kind(spec)?;
     let metrics = read_metrics(spec)?;
     let w = read_windows(spec)?;
     check_points(spec, &w, limits)?;
@@ -204,6 +205,25 @@ fn check_replicas(spec: &PredictiveScalerSpec) -> Result<(), InvalidSpec> {
         return bad(format!(
             "minReplicas ({}) is greater than maxReplicas ({})",
             spec.min_replicas, spec.max_replicas
+        ));
+    }
+    Ok(())
+}
+
+/// A floor-mode target (an HPA or a KEDA object) of a version and kind prescale can set the
+/// floor of: an `autoscaling/v2` HorizontalPodAutoscaler or a `keda.sh/v1alpha1` ScaledObject
+/// (the same rules as the CRD's CEL, for specs that did not pass the API server).
+fn check_target_kind(spec: &PredictiveScalerSpec) -> Result<(), InvalidSpec> {
+    let t = &spec.scale_target_ref;
+    let (version, kind) = (t.api_version.as_str(), t.kind.as_str());
+    if kind == "HorizontalPodAutoscaler" && version != "autoscaling/v2" {
+        return bad(format!(
+            "scaleTargetRef: HorizontalPodAutoscaler {version} is not supported: floor mode needs autoscaling/v2"
+        ));
+    }
+    if version.starts_with("keda.sh/") && (version, kind) != ("keda.sh/v1alpha1", "ScaledObject") {
+        return bad(format!(
+            "scaleTargetRef: {kind} {version} is not supported: the only KEDA target (floor mode) is a keda.sh/v1alpha1 ScaledObject"
         ));
     }
     Ok(())
@@ -552,6 +572,20 @@ mod tests {
                     s.history.step = "1s".into();
                 },
                 "history.lookback / history.step is 315360000 points (3650d at 1s); at most 50000",
+            ),
+            (
+                |s| {
+                    s.scale_target_ref.api_version = "autoscaling/v1".into();
+                    s.scale_target_ref.kind = "HorizontalPodAutoscaler".into();
+                },
+                "floor mode needs autoscaling/v2",
+            ),
+            (
+                |s| {
+                    s.scale_target_ref.api_version = "keda.sh/v1alpha1".into();
+                    s.scale_target_ref.kind = "ScaledJob".into();
+                },
+                "ScaledJob keda.sh/v1alpha1 is not supported",
             ),
         ];
         for (change, want) in cases {

@@ -4,9 +4,10 @@
 //! recorder, per-scaler memory); [`run`] starts the controllers (after the API server answers and, with leader
 //! election, once this replica leads). [`reconcile`](fn@reconcile) is in `reconcile.rs`, a pipeline of named
 //! stages (validate, read target, evaluate metrics, plan, write target, write status); the
-//! pure status building is in `status.rs`, the `/scale` IO in `target.rs`, the Lease in
-//! `leader.rs`.
+//! pure status building is in `status.rs`, the `/scale` IO in `target.rs`, an HPA's or KEDA
+//! ScaledObject's floor (floor mode) in `floor.rs`, the Lease in `leader.rs`.
 
+mod floor;
 pub mod leader;
 mod reconcile;
 pub mod status;

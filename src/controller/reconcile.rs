@@ -2,17 +2,19 @@
 //! Stackable's operators: validate, read, decide, apply, update the status):
 //!
 //! 1. [`validate`] the spec into a [`ScalerConfig`];
-//! 2. [`read_target`]: whose it is (another scaler or an HPA on it?) and its `/scale` (IO);
+//! 2. [`read_target`]: whose it is (another scaler or an HPA on it?) and its `/scale` (IO); in
+//!    floor mode the HPA or ScaledObject, and its workload's `/scale`;
 //! 3. [`forecasts::evaluate_metrics`]: per metric, bring the history up to date (IO), then fit
 //!    or reuse the forecast (CPU, on a blocking thread);
 //! 4. [`plan`] the replica count (pure, with the scaler's memory), and announce the scheduled
 //!    windows that started or ended since the stored status (IO: events);
-//! 5. [`write_target`]: its `/scale` in `Active` mode, a notice in `DryRun` (IO);
+//! 5. [`write_target`]: its `/scale` (in floor mode, the HPA's or ScaledObject's floor) in
+//!    `Active` mode, a notice in `DryRun` (which puts back a floor prescale raised) (IO);
 //! 6. [`write_status`]: the status when it changed, the per-scaler gauges, Warning events (IO).
 //!
 //! Stages 1 to 5 return `Result<_, End>`: an [`End`] stops the pipeline early with the status
 //! to report and what follows it. [`reconcile_inner`] turns every end, early or not, into the
-//! status write and the requeue in one `match`.
+//! status write and the requeue in one `match`. A deleted scaler in floor mode only [`finalize`]s.
 
 mod events;
 mod forecasts;
@@ -28,7 +30,11 @@ use kube::{
 use serde_json::json;
 use tracing::{debug, info, instrument, trace, warn};
 
-use super::{Context, status, target};
+use super::{
+    Context,
+    floor::{self, FloorKind, FloorObject},
+    status, target,
+};
 use crate::{
     Error, Result,
     api::{
@@ -163,6 +169,9 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
 
 /// The pipeline, and the one place where its end becomes the status write and the requeue.
 async fn reconcile_inner(run: &Run<'_>, state: &mut ScalerState) -> Result<Action> {
+    if run.ps.metadata.deletion_timestamp.is_some() && floor::has_finalizer(run.ps) {
+        return finalize(run).await;
+    }
     let end = match stages(run, state).await {
         Ok(decided) => End::report(decided, Then::Requeue),
         Err(early) => early,
@@ -181,6 +190,22 @@ async fn reconcile_inner(run: &Run<'_>, state: &mut ScalerState) -> Result<Actio
     }
 }
 
+/// A deleted scaler in floor mode: the floor it raised is put back, then its finalizer goes.
+async fn finalize(run: &Run<'_>) -> Result<Action> {
+    let Some(budget) = run.ctx.write_budget() else {
+        return Ok(Action::await_change());
+    };
+    let client = &run.ctx.client;
+    floor::restore(client, run.namespace, &run.ps.spec.scale_target_ref)
+        .await
+        .map_err(Error::Floor)?;
+    floor::set_finalizer(client, run.ps, false, budget)
+        .await
+        .map_err(Error::Floor)?;
+    info!("floor restored; finalizer removed");
+    Ok(Action::await_change())
+}
+
 /// Stages 1 to 5: the status a full evaluation reports, or an early end.
 async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report, End> {
     let config = validate(run)?;
@@ -189,6 +214,7 @@ async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report
         .metrics
         .set_scaler_metrics(run.namespace, &run.ps.name_any(), &names);
     let target = read_target(run, &config, state).await?;
+    let config = target.bound(config);
     let outcomes = forecasts::evaluate_metrics(run, &config, state)
         .await
         .map_err(End::Failed)?;
@@ -226,6 +252,18 @@ struct Target<'a> {
     api: Api<DynamicObject>,
     /// Its replica count before this reconcile.
     current: u32,
+    /// In floor mode: the HPA or ScaledObject `reference` names, and its API.
+    floor: Option<(FloorObject, Api<DynamicObject>)>,
+}
+
+impl Target<'_> {
+    /// The config with the floor object's maximum as a bound too (and the minimum under it).
+    fn bound(&self, mut config: ScalerConfig) -> ScalerConfig {
+        let object_max = self.floor.as_ref().and_then(|(o, _)| o.max);
+        (config.min_replicas, config.max_replicas) =
+            floor::bounds(config.min_replicas, config.max_replicas, object_max);
+        config
+    }
 }
 
 /// Stage 2: the scale target, once it is this scaler's alone, it exists, and it is not
@@ -242,12 +280,18 @@ async fn read_target<'a>(
     if let Some(why) = conflict(run.ctx, run.key, run.namespace, reference, &desc) {
         return Err(run.target_problem(reasons::AMBIGUOUS_TARGET, &why, Then::Requeue));
     }
-    let resource = target::bounded(target::resolve(&run.ctx.client, reference))
+    let floor = match FloorKind::of(reference) {
+        Some(kind) => Some(read_floor(run, kind, &desc).await?),
+        None => None,
+    };
+    // in floor mode the replicas to plan from are those of the workload the floor object scales
+    let workload = floor.as_ref().map_or(reference, |(o, _)| &o.workload);
+    let resource = target::bounded(target::resolve(&run.ctx.client, workload))
         .await
         .map_err(|e| {
             let message = format!(
                 "cannot resolve kind {} {}: {e}",
-                reference.api_version, reference.kind
+                workload.api_version, workload.kind
             );
             run.target_problem(
                 reasons::FAILED_GET_SCALE,
@@ -256,10 +300,13 @@ async fn read_target<'a>(
             )
         })?;
     let api = target::api(&run.ctx.client, run.namespace, &resource);
-    let current = match target::get_replicas(&api, &reference.name).await {
+    let current = match target::get_replicas(&api, &workload.name).await {
         Ok(Some(c)) => c,
         Ok(None) => {
-            let message = format!("{desc} not found");
+            let message = match &floor {
+                Some(_) => format!("{} {} of {desc} not found", workload.kind, workload.name),
+                None => format!("{desc} not found"),
+            };
             return Err(run.target_problem(reasons::TARGET_NOT_FOUND, &message, Then::Requeue));
         }
         Err(e) => {
@@ -268,13 +315,42 @@ async fn read_target<'a>(
             return Err(run.target_problem(reasons::FAILED_GET_SCALE, &message, then));
         }
     };
-    switched_off(run, config, current, &desc)?;
+    // KEDA's 0 is its idle state, not switched off: the forecast may raise the floor from it
+    if floor
+        .as_ref()
+        .is_none_or(|(o, _)| o.kind != FloorKind::Keda)
+    {
+        switched_off(run, config, current, &desc)?;
+    }
     Ok(Target {
         reference,
         desc,
         api,
         current,
+        floor,
     })
+}
+
+/// The HPA or ScaledObject whose floor this scaler sets (floor mode).
+async fn read_floor(
+    run: &Run<'_>,
+    kind: FloorKind,
+    desc: &str,
+) -> Result<(FloorObject, Api<DynamicObject>), End> {
+    let name = &run.ps.spec.scale_target_ref.name;
+    let api = floor::api(&run.ctx.client, run.namespace, kind);
+    match floor::get(&api, kind, name).await {
+        Ok(Some(obj)) => Ok((obj, api)),
+        Ok(None) => {
+            let message = format!("{desc} not found");
+            Err(run.target_problem(reasons::TARGET_NOT_FOUND, &message, Then::Requeue))
+        }
+        Err(e) => {
+            let message = format!("reading {desc}: {e}");
+            let then = Then::Retry(Error::GetScale(e));
+            Err(run.target_problem(reasons::FAILED_GET_SCALE, &message, then))
+        }
+    }
 }
 
 /// Starts the planner memory afresh for a new target: the old one's stabilisation window and
@@ -418,6 +494,9 @@ async fn write_target(
     };
     match config.mode {
         Mode::DryRun => {
+            if target.floor.is_some() {
+                restore_floor(run).await?;
+            }
             let previous = run.previous().and_then(|s| s.desired_replicas);
             if decision.desired != target.current && previous != Some(decision.desired as i32) {
                 let note = format!(
@@ -432,11 +511,84 @@ async fn write_target(
             }
             Ok(unchanged(status::Write::DryRun))
         }
+        Mode::Active if target.floor.is_some() => set_floor(run, state, target, decision).await,
         Mode::Active if decision.desired == target.current => {
             Ok(unchanged(status::Write::Active(Ok(()))))
         }
         Mode::Active => scale(run, state, target, decision).await,
     }
+}
+
+/// `DryRun` in floor mode: the floor prescale raised is put back and the finalizer goes.
+async fn restore_floor(run: &Run<'_>) -> Result<(), End> {
+    let Some(budget) = run.ctx.write_budget() else {
+        return Err(End::LeaseLost);
+    };
+    let client = &run.ctx.client;
+    let restored = match floor::restore(client, run.namespace, &run.ps.spec.scale_target_ref).await
+    {
+        Ok(()) => floor::set_finalizer(client, run.ps, false, budget).await,
+        Err(e) => Err(e),
+    };
+    restored.map_err(|e| {
+        let message = format!(
+            "restoring the floor of {}: {e}",
+            run.ps.spec.scale_target_ref.name
+        );
+        let then = Then::Retry(Error::Floor(e));
+        run.target_problem(reasons::FAILED_UPDATE_SCALE, &message, then)
+    })
+}
+
+/// `Active` in floor mode: the decision's count, under the object's own maximum, as its floor
+/// (written when it differs, after the finalizer that restores it); the autoscaler scales
+/// above it. A change spends the rate budget like a scale.
+async fn set_floor(
+    run: &Run<'_>,
+    state: &mut ScalerState,
+    target: &Target<'_>,
+    decision: &Decision,
+) -> Result<Written, End> {
+    let (obj, api) = target.floor.as_ref().expect("floor mode");
+    let value = floor::floor_value(decision.desired, obj.max);
+    if floor::floor_patch(obj, value).is_none() {
+        return Ok(Written {
+            write: status::Write::Active(Ok(())),
+            scaled_at: None,
+        });
+    }
+    let Some(budget) = run.ctx.write_budget() else {
+        return Err(End::LeaseLost);
+    };
+    let written = match floor::set_finalizer(&run.ctx.client, run.ps, true, budget).await {
+        Ok(()) => floor::set_floor(api, &target.reference.name, obj, value, budget).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        warn!(error = %e, "setting the floor failed");
+        let message = format!("updating the floor of {}: {e}", target.desc);
+        let write = status::Write::Active(Err(message));
+        let report = status::Report::decided(decision, target.current, &write, None, &[]);
+        return Err(End::report(report, Then::Retry(Error::UpdateScale(e))));
+    }
+    planner::record_scale(&mut state.planner, run.now_s(), obj.min, value);
+    info!(from = obj.min, to = value, "set the floor");
+    let note = format!(
+        "set the floor of {} from {} to {value}; {}",
+        target.desc,
+        obj.min,
+        events::why(decision)
+    );
+    let reason = if value > obj.min {
+        "FloorRaised"
+    } else {
+        "FloorLowered"
+    };
+    events::scale_event(run.ctx, run.ps, run.namespace, reason, note).await;
+    Ok(Written {
+        write: status::Write::Active(Ok(())),
+        scaled_at: Some(Time(run.now)),
+    })
 }
 
 /// Sets the target's replicas to the decision's (`Active`, a change): on success it spends the
@@ -501,12 +653,13 @@ async fn write_status(
     report: &status::Report,
 ) -> Result<()> {
     let _stage = Stage::enter("write status");
-    let new = status::build(
+    let mut new = status::build(
         run.previous(),
         run.ps.meta().generation,
         report,
         Time(run.now),
     );
+    new.target_mode = Some(floor::mode_of(&run.ps.spec.scale_target_ref).to_string());
     export_status(run, &new);
     state.ready_failure = report
         .conditions

@@ -122,6 +122,8 @@ pub fn build(
             Some(s) => Some(s.clone()),
             None => previous.and_then(|p| p.schedules.clone()),
         },
+        // set by the reconcile from the spec (`floor::mode_of`)
+        target_mode: None,
         conditions: conditions::merge(prev_conditions, &report.conditions, generation, now),
     }
 }
@@ -657,6 +659,7 @@ mod tests {
                 backtest_error: None,
             }),
             schedules: None,
+            target_mode: None,
             conditions: vec![
                 condition(types::READY, "True", reasons::SCALER_ACTIVE, 50),
                 condition(

@@ -1,6 +1,7 @@
 //! The scale target: read and write its `/scale` subresource. Nothing else about the target
 //! is ever written (no ownerReference, no annotations), so deleting a PredictiveScaler leaves
-//! the target as it is, like deleting an HPA.
+//! the target as it is, like deleting an HPA. (Floor mode writes an HPA or ScaledObject
+//! instead, and restores it: `floor.rs`.)
 
 use kube::{
     Api, Client,

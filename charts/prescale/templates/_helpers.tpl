@@ -186,6 +186,19 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [get, list, watch]
+{{- if .Values.floorMode.enabled }}
+# floor mode: a scaler on an HPA or a KEDA ScaledObject sets its floor (a merge patch of
+# spec.minReplicas / spec.minReplicaCount and an annotation), and its own finalizer
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [patch]
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, patch]
+- apiGroups: [prescale.dev]
+  resources: [predictivescalers]
+  verbs: [patch]
+{{- end }}
 {{- $selectors := false }}
 {{- range (include "prescale.sourceList" . | fromYamlArray) }}
 {{- if .allowedNamespaceSelector }}{{ $selectors = true }}{{ end }}
