@@ -35,7 +35,7 @@ pub struct ForecastArgs {
     /// (read from the cluster, kubeconfig as kubectl finds it).
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub scaler: Option<String>,
-    /// A PromQL query returning one series, e.g. 'sum(rate(requests_total[2m]))'.
+    /// A PromQL query returning one series, e.g. `sum(rate(requests_total[2m]))`.
     #[arg(long)]
     pub query: Option<String>,
     /// The source of --query, by name (the one --source-url defines is `default`).

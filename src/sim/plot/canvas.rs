@@ -84,7 +84,7 @@ impl Format {
     }
 }
 
-/// Draws on the backend `format` names (the PNG one with the font found by [`bitmap_font`])
+/// Draws on the backend `format` names (the PNG one with the font found by `bitmap_font`)
 /// at `size` pixels and writes the file. The two closures are the same drawing, once per
 /// backend type; each gets the drawing area and the font family to write text in.
 pub fn render(
