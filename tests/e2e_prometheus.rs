@@ -316,7 +316,7 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     assert_eq!(
         header,
         [
-            "NAME", "TARGET", "MIN", "MAX", "CURRENT", "DESIRED", "MODE", "READY", "AGE"
+            "NAME", "TARGET", "MIN", "MAX", "CURRENT", "DESIRED", "MODE", "VIA", "READY", "AGE"
         ],
         "{table}"
     );
@@ -333,7 +333,12 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
         (3..=60).contains(&shown_desired),
         "DESIRED {shown_desired}: {table}"
     );
-    assert_eq!((row[6], row[7]), ("Active", "True"), "{table}");
+    // MODE, VIA (a Deployment is scaled through /scale, not as an autoscaler's floor), READY
+    assert_eq!(
+        (row[6], row[7], row[8]),
+        ("Active", "Scale", "True"),
+        "{table}"
+    );
     let waited = Instant::now();
     kube.kubectl_ok(&[
         "wait",
