@@ -1,10 +1,10 @@
 //! Guards (`spec.guards`) on the real control plane (tests/support/cluster.rs), with a real
 //! Prometheus and the `prescale run` binary as the chart's ServiceAccount: a guard series above
 //! its threshold raises the Deployment's replicas over what the forecast needs
-//! (`ScalingLimited=GuardBreached`, a `GuardBreached` event, `prescale_guard_breached` 1), and
-//! once it is below the threshold the scale-down waits for the guard's `holdWindow`. The
-//! rules themselves (step, percent, bounds, a failing query) are unit tests
-//! (`planner::guard`).
+//! (`ScalingLimited=GuardBreached`, also in `kubectl get psc`, a `GuardBreached` event,
+//! `prescale_guard_breached` 1), and once it is below the threshold the scale-down waits for
+//! the guard's `holdWindow` (then a `GuardRecovered` event). The rules themselves (step,
+//! percent, bounds, a failing query) are unit tests (`planner::guard`).
 //!
 //! The guard series is backfilled with its future: above the threshold until `healthy_from`,
 //! below it after (Prometheus answers a range query ending now with the samples up to now).
@@ -131,6 +131,12 @@ fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
         message.starts_with("guard p95-latency is breached (2 above threshold 0.5)"),
         "{message}"
     );
+    // `kubectl get psc` shows the reason in its Limited column
+    let table = kube.kubectl_ok(&["get", "psc", "-n", ns, name]);
+    assert!(
+        table.contains("LIMITED") && table.contains("GuardBreached"),
+        "{table}"
+    );
     let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
         .expect("GET /metrics")
         .body;
@@ -161,12 +167,22 @@ fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
     wait_for(&mut op, kube, &path, "the forecast's count", wait, |_| {
         kube.deployment_replicas(ns, name) == WANT
     });
-    let events = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
-        Some(kube.events_about(ns, name, "GuardBreached")).filter(|e| !e.is_empty())
-    })
-    .unwrap_or_default();
-    assert_eq!(events.len(), 1, "one GuardBreached event: {events:#?}");
-    assert_eq!(events[0]["type"], "Warning");
+    // one event when the breach began, one when the hold ended
+    for (reason, type_) in [("GuardBreached", "Warning"), ("GuardRecovered", "Normal")] {
+        let events = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+            Some(kube.events_about(ns, name, reason)).filter(|e| !e.is_empty())
+        })
+        .unwrap_or_default();
+        assert_eq!(events.len(), 1, "one {reason} event: {events:#?}");
+        assert_eq!(events[0]["type"], type_);
+        assert!(
+            events[0]["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("guard p95-latency ")),
+            "{:?}",
+            events[0]["note"]
+        );
+    }
     op.assert_never_forbidden();
     report(&format!(
         "[guards] p95 above its threshold: {WANT} -> {MAX} replicas ({}s before it turned healthy); \
