@@ -6,6 +6,9 @@
 //! the guard's `holdWindow` (then a `GuardRecovered` event). The rules themselves (step,
 //! percent, bounds, a failing query) are unit tests (`planner::guard`).
 //!
+//! A guard whose query fails holds the count where the forecast alone would lower it, and
+//! `ScalingLimited=GuardUnavailable` gives the source's reason.
+//!
 //! The guard series is backfilled with its future: above the threshold until `healthy_from`,
 //! below it after (Prometheus answers a range query ending now with the samples up to now).
 
@@ -189,5 +192,75 @@ fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
          held {}s after it turned healthy (holdWindow {HOLD}s), then back to {WANT}",
         healthy_from - raised_at,
         lowered_at - healthy_from
+    ));
+}
+
+#[test]
+fn a_guard_whose_query_fails_holds_the_count_and_says_why() {
+    let now = unix_now();
+    let load = openmetrics_gauge("proxy_rps", &[], now - 86_400, now - 60, 60, |_| 100.0);
+    let prom = Prometheus::start_with_history(&load);
+    let kube = KubeCluster::shared();
+    let (ns, name) = ("guard-fails", "llm-proxy");
+    kube.create_namespace(ns);
+    // 20 replicas where the forecast needs 10; without the guard a 1 s stabilisation window
+    // and no scale-down limit would lower them at once
+    kube.create_deployment(ns, name, 20);
+    let scaler = PredictiveScaler::test(ns, name)
+        .min_max(1, MAX as i32)
+        .history("12h", "1m")
+        .scale_down("1s", 100)
+        .with(
+            "/spec/guards",
+            json!([{"name": "p95-latency", "query": "proxy_p95_seconds{", "threshold": 0.5}]),
+        )
+        .json();
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        scaler,
+    );
+    let kubeconfig = kube.operator_kubeconfig(ns, None);
+    let http = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "--prometheus-url",
+        &prom.url(),
+        "--http-addr",
+        &http,
+        "--sync-interval",
+        "1s",
+        "--namespaces",
+        ns,
+    ];
+    let mut op = Controller::start(&args, &[("KUBECONFIG", &kubeconfig)]);
+    let path = scaler_path(ns, name);
+    let s = wait_for(
+        &mut op,
+        kube,
+        &path,
+        "GuardUnavailable",
+        Duration::from_secs(90),
+        |s| limited(s).0 == "GuardUnavailable",
+    );
+    let (_, message) = limited(&s);
+    assert!(
+        message.starts_with("guard p95-latency has no value (InvalidQuery: "),
+        "{message}"
+    );
+    // eight evaluations later (a 1 s sync interval) the count still stands
+    std::thread::sleep(Duration::from_secs(8));
+    op.assert_running();
+    let s = kube.get(&path);
+    assert_eq!(s["status"]["desiredReplicas"], 20, "{}", s["status"]);
+    assert_eq!(limited(&s).0, "GuardUnavailable");
+    assert_eq!(kube.deployment_replicas(ns, name), 20);
+    // an unreadable guard has no gauge series
+    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
+        .expect("GET /metrics")
+        .body;
+    assert!(!metrics.contains("prescale_guard_breached{"), "{metrics}");
+    op.assert_never_forbidden();
+    report(&format!(
+        "[guards] a guard with an invalid query: held at 20 replicas (the forecast needs {WANT}): {message}"
     ));
 }
