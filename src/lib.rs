@@ -12,7 +12,8 @@
 //! - [`api`]: the `PredictiveScaler` resource (its `///` docs are the CRD's `kubectl explain`
 //!   text), condition vocabulary, durations, quantities, spec validation. Pure.
 //! - [`planner`]: series, forecasting with augurs, the calibrated lead-window margin, the
-//!   scheduled overrides active at an instant and the replica decision; `planner::choice` is
+//!   scheduled overrides active at an instant, the guards (health read now that raises and
+//!   holds replicas) and the replica decision; `planner::choice` is
 //!   the one rule for when `Auto` chooses its model, used by the controller, `simulate`,
 //!   `forecast` and the fleet bench. Pure (CPU only).
 //! - [`sources`]: where history comes from: the sources a cluster admin configures, the

@@ -67,6 +67,13 @@ pub struct ScalerMetricLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabels {
+    pub namespace: String,
+    pub name: String,
+    pub guard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScaleLabels {
     pub namespace: String,
     pub name: String,
@@ -107,6 +114,8 @@ pub struct Metrics {
     pub observed_load: Family<ScalerMetricLabels, FloatGauge>,
     pub backtest_error: Family<ScalerMetricLabels, FloatGauge>,
     pub scale_operations: Family<ScaleLabels, Counter>,
+    /// Each guard of each scaler: 1 while breached, else 0 (no series while it cannot be read).
+    pub guard_breached: Family<GuardLabels, Gauge>,
     /// What each scaler has series of, so they can all be removed: its metric names and its
     /// condition label sets.
     known: Mutex<HashMap<(String, String), Known>>,
@@ -115,6 +124,7 @@ pub struct Metrics {
 #[derive(Default)]
 struct Known {
     metrics: Vec<String>,
+    guards: Vec<String>,
     conditions: Vec<ConditionLabels>,
 }
 
@@ -136,6 +146,7 @@ pub const NAMES: &[&str] = &[
     "prescale_scaler_forecast_backtest_error",
     "prescale_scale_operations_total",
     "prescale_scaler_condition",
+    "prescale_guard_breached",
 ];
 
 impl Default for Metrics {
@@ -166,6 +177,7 @@ impl Metrics {
             observed_load: Family::default(),
             backtest_error: Family::default(),
             scale_operations: Family::default(),
+            guard_breached: Family::default(),
             known: Mutex::default(),
         };
         m.register_build_info();
@@ -297,6 +309,12 @@ impl Metrics {
              type=\"Ready\",status=\"False\")",
             self.scaler_condition.clone(),
         );
+        self.registry.register(
+            "prescale_guard_breached",
+            "Each guard of each scaler (spec.guards): 1 while its value is past its threshold, 0 \
+             while healthy; absent while its query fails",
+            self.guard_breached.clone(),
+        );
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -334,6 +352,40 @@ impl Metrics {
             self.remove_metric_series(namespace, name, gone);
         }
         entry.metrics = metrics.to_vec();
+    }
+
+    /// Each of the scaler's guards now: breached (`Some(true)`), healthy (`Some(false)`) or
+    /// unreadable (`None`, no series); the series of guards no longer in the spec go.
+    pub fn set_guards(&self, namespace: &str, name: &str, guards: &[(String, Option<bool>)]) {
+        let labels = |guard: &str| GuardLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+            guard: guard.into(),
+        };
+        let mut known = self.known.lock().expect("metrics lock");
+        let entry = known
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default();
+        for gone in entry
+            .guards
+            .iter()
+            .filter(|g| !guards.iter().any(|(n, _)| n == *g))
+        {
+            self.guard_breached.remove(&labels(gone));
+        }
+        for (guard, breached) in guards {
+            match breached {
+                Some(b) => {
+                    self.guard_breached
+                        .get_or_create(&labels(guard))
+                        .set(*b as i64);
+                }
+                None => {
+                    self.guard_breached.remove(&labels(guard));
+                }
+            }
+        }
+        entry.guards = guards.iter().map(|(n, _)| n.clone()).collect();
     }
 
     /// The scaler's conditions are now these (type, status, reason): the gauge shows 1 for each,
@@ -411,6 +463,13 @@ impl Metrics {
         for c in &known.conditions {
             self.scaler_condition.remove(c);
         }
+        for guard in &known.guards {
+            self.guard_breached.remove(&GuardLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                guard: guard.clone(),
+            });
+        }
     }
 }
 
@@ -470,6 +529,11 @@ mod tests {
                 direction: "up".into(),
             })
             .inc();
+        m.set_guards(
+            "ns",
+            "a",
+            &[("p95".into(), Some(true)), ("errors".into(), None)],
+        );
         m
     }
 
@@ -512,6 +576,19 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("metric=\"requests\""), "{text}");
+        // a guard's gauge: 1 breached, 0 healthy, absent unreadable or removed from the spec
+        assert!(
+            text.contains("prescale_guard_breached{namespace=\"ns\",name=\"a\",guard=\"p95\"} 1")
+        );
+        assert!(!text.contains("guard=\"errors\""), "{text}");
+        m.set_guards("ns", "a", &[("errors".into(), Some(false))]);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "prescale_guard_breached{namespace=\"ns\",name=\"a\",guard=\"errors\"} 0"
+            )
+        );
+        assert!(!text.contains("guard=\"p95\""), "{text}");
 
         m.remove_scaler("ns", "a");
         let text = m.encode();

@@ -315,6 +315,93 @@ fn each_bad_schedule_is_refused_with_its_rules_message() {
     }
 }
 
+fn p95() -> Value {
+    json!({"name": "p95", "query": "histogram_quantile(0.95, x)", "threshold": 0.5})
+}
+
+/// `p95()` with `changes` merged in (a `null` removes the field).
+fn p95_with(changes: Value) -> Value {
+    let mut g = p95();
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            g.as_object_mut().unwrap().remove(k);
+        } else {
+            g[k] = v.clone();
+        }
+    }
+    g
+}
+
+/// One invalid guard per rule, with the words the refusal must carry.
+fn guard_refusals() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "a guard without a threshold",
+            with("/guards", json!([p95_with(json!({"threshold": null}))])),
+            "spec.guards[0].threshold: Required value",
+        ),
+        (
+            "two guards with one name",
+            with("/guards", json!([p95(), p95()])),
+            "guard names must be unique",
+        ),
+        (
+            "a guard with addReplicas and addPercent",
+            with(
+                "/guards",
+                json!([p95_with(json!({"addReplicas": 2, "addPercent": 10}))]),
+            ),
+            "a guard adds either addReplicas or addPercent, not both",
+        ),
+        (
+            "a guard adding 0 replicas",
+            with("/guards", json!([p95_with(json!({"addReplicas": 0}))])),
+            "a guard's addReplicas must be 1 or more",
+        ),
+        (
+            "a guard adding 5000 percent",
+            with("/guards", json!([p95_with(json!({"addPercent": 5000}))])),
+            "a guard's addPercent must be between 1 and 1000",
+        ),
+        (
+            "a guard with an unknown direction",
+            with(
+                "/guards",
+                json!([p95_with(json!({"direction": "Sideways"}))]),
+            ),
+            "spec.guards[0].direction: Unsupported value",
+        ),
+        (
+            "a guard with a malformed holdWindow",
+            with(
+                "/guards",
+                json!([p95_with(json!({"holdWindow": "a while"}))]),
+            ),
+            "spec.guards[0].holdWindow",
+        ),
+    ]
+}
+
+#[test]
+fn guards_pass_when_valid() {
+    check(&with("/guards", json!([p95()]))).unwrap();
+    let below = json!({"name": "ok", "source": "other", "query": "q", "threshold": 0.99,
+        "direction": "Below", "addPercent": 20, "holdWindow": "10m"});
+    check(&with("/guards", json!([p95(), below]))).unwrap();
+}
+
+#[test]
+fn each_bad_guard_is_refused_with_its_rules_message() {
+    for (what, manifest, words) in guard_refusals() {
+        // the schema's own checks (required, enum, pattern) are the API server's, not CEL's
+        if words.starts_with("spec.") {
+            continue;
+        }
+        let err = check(&manifest).expect_err(what);
+        assert!(err.contains(words), "{what}: {words:?} not in {err}");
+    }
+}
+
 /// One invalid spec per rule of the CRD (CEL and schema), with the words the refusal must carry.
 fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     let metric = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
@@ -427,6 +514,7 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
         ),
     ];
     refusals.extend(schedule_refusals());
+    refusals.extend(guard_refusals());
     refusals
 }
 

@@ -55,7 +55,7 @@ fn crd_has_the_expected_shape() {
     assert_eq!(
         columns,
         [
-            "Target", "Min", "Max", "Current", "Desired", "Mode", "Via", "Ready", "Age"
+            "Target", "Min", "Max", "Current", "Desired", "Mode", "Via", "Ready", "Limited", "Age"
         ]
     );
     // every spec field documented: descriptions become `kubectl explain`

@@ -60,6 +60,7 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/predictivescaler.yaml",
         "examples/schedules.yaml",
         "examples/floor-mode.yaml",
+        "examples/guards.yaml",
         "tests/e2e/predictivescaler.yaml",
     ] {
         assert!(

@@ -68,6 +68,11 @@ pub mod reasons {
     pub const SCHEDULED_MINIMUM: &str = "ScheduledMinimum";
     /// Lowered to an active schedule's `maxReplicas`.
     pub const SCHEDULED_MAXIMUM: &str = "ScheduledMaximum";
+    /// A guard is breached (the count raised over the current one), or was within its
+    /// `holdWindow` (a scale-down held).
+    pub const GUARD_BREACHED: &str = "GuardBreached";
+    /// A guard's query failed: no scale-down until it can be read.
+    pub const GUARD_UNAVAILABLE: &str = "GuardUnavailable";
 }
 
 /// The `ScalingLimited` reason for what limited a decision.
@@ -80,6 +85,8 @@ pub fn limit_reason(limit: Limit) -> &'static str {
         Limit::ScaleDownLimit => reasons::SCALE_DOWN_LIMIT,
         Limit::ScheduledMinimum => reasons::SCHEDULED_MINIMUM,
         Limit::ScheduledMaximum => reasons::SCHEDULED_MAXIMUM,
+        Limit::GuardBreached => reasons::GUARD_BREACHED,
+        Limit::GuardUnavailable => reasons::GUARD_UNAVAILABLE,
     }
 }
 

@@ -51,6 +51,7 @@ macro_rules! cel_duration_ms {
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
     printcolumn = r#"{"name":"Via","type":"string","jsonPath":".status.targetMode"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Limited","type":"string","jsonPath":".status.conditions[?(@.type==\"ScalingLimited\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("self.spec.minReplicas >= 1 || (has(self.spec.allowScaleToZero) && self.spec.allowScaleToZero)")
         .message("minReplicas 0 needs allowScaleToZero: true")
@@ -168,6 +169,90 @@ pub struct PredictiveScalerSpec {
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("schedule names must be unique"))]
     #[schemars(length(max = 16))]
     pub schedules: Vec<ScheduleSpec>,
+
+    /// The gateway's health, read now, overriding the forecast: each guard is a PromQL query
+    /// (a p95 latency, an error ratio, a queue depth, in-flight requests per replica) with a
+    /// threshold. A guard is never forecast; it reacts. While its latest value is past the
+    /// threshold (`direction`), every evaluation raises replicas to at least the current
+    /// count plus its step (`addReplicas`, or `addPercent` of the current count), at most
+    /// `maxReplicas` (also over a schedule's `maxReplicas`; still within
+    /// `scaleUp.maxReplicasPerMinute`), and after a breach no scale-down happens until it has
+    /// been healthy for its `holdWindow` (then the stabilization window applies as usual). A
+    /// guard whose query fails, returns nothing or stops never lowers replicas: it holds them
+    /// and says why. `ScalingLimited` reports `GuardBreached` or `GuardUnavailable`, with an
+    /// event (`GuardBreached`, `GuardRecovered`) and the gauge `prescale_guard_breached`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(g, self.exists_one(h, h.name == g.name))").message("guard names must be unique"))]
+    #[schemars(length(max = 8))]
+    pub guards: Vec<GuardSpec>,
+}
+
+/// One guard: a health signal, its threshold, and what a breach does.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.addReplicas) && has(self.addPercent))").message("a guard adds either addReplicas or addPercent, not both"))]
+pub struct GuardSpec {
+    /// A short name for the guard, shown in status, events and metrics: lower case letters,
+    /// digits and `-`, at most 63, unique within the scaler.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// The Prometheus source to query, as for a metric (configured by the cluster admin; never
+    /// a URL). Default `default`.
+    #[serde(default = "default_source")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub source: String,
+
+    /// A PromQL expression returning exactly one series, e.g.
+    /// `histogram_quantile(0.95, sum by (le) (rate(proxy_request_duration_seconds_bucket[2m])))`.
+    /// Its latest value (of the last five minutes) is compared with `threshold`.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+
+    /// The value past which the guard is breached (required), in the query's unit.
+    pub threshold: f64,
+
+    /// `Above` (default): breached when the value is above `threshold` (latency, errors,
+    /// queue depth). `Below`: breached when it is below (a success ratio, free capacity).
+    #[serde(default)]
+    pub direction: GuardDirection,
+
+    /// Replicas added over the current count at each evaluation while breached. Default 1
+    /// when `addPercent` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("a guard's addReplicas must be 1 or more"))]
+    pub add_replicas: Option<i32>,
+
+    /// Percent of the current count added at each evaluation while breached (rounded up, at
+    /// least one replica), instead of `addReplicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("a guard's addPercent must be between 1 and 1000"))]
+    pub add_percent: Option<i32>,
+
+    /// How long the guard must stay healthy after a breach before replicas may go down, e.g.
+    /// `5m` (the default).
+    #[serde(default = "default_hold_window")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub hold_window: String,
+}
+
+/// Which side of a guard's threshold is unhealthy.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum GuardDirection {
+    /// Breached above the threshold.
+    #[default]
+    Above,
+    /// Breached below the threshold.
+    Below,
 }
 
 /// One scheduled override: a window, given either once by `start` and `end` or repeating by
@@ -606,6 +691,9 @@ fn default_refresh_interval() -> String {
     "10m".into()
 }
 fn default_lead_time() -> String {
+    "5m".into()
+}
+fn default_hold_window() -> String {
     "5m".into()
 }
 fn default_stabilization_window() -> String {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::{
-    Fallback, Mode, ModelKind, PredictiveScalerSpec, ScheduleSpec,
+    Fallback, GuardDirection, Mode, ModelKind, PredictiveScalerSpec, ScheduleSpec,
     duration::{format_duration, parse_duration},
     quantity::parse_quantity,
 };
@@ -40,6 +40,16 @@ pub struct ScalerConfig {
     pub fallback: planner::Fallback,
     /// `spec.schedules`, read, in the spec's order.
     pub schedules: Vec<planner::Schedule>,
+    /// `spec.guards`, read, in the spec's order.
+    pub guards: Vec<GuardConfig>,
+}
+
+/// One guard of the spec: where its value is read, and the planner's rule for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardConfig {
+    pub source: String,
+    pub query: String,
+    pub guard: planner::Guard,
 }
 
 impl ScalerConfig {
@@ -152,6 +162,7 @@ pub fn validate_with(
     let seasonal_periods = read_seasonal_periods(spec, w.step)?;
     check_rates(spec)?;
     let schedules = read_schedules(spec)?;
+    let guards = read_guards(spec)?;
     Ok(ScalerConfig {
         min_replicas: spec.min_replicas as u32,
         allow_scale_to_zero: spec.allow_scale_to_zero,
@@ -171,6 +182,7 @@ pub fn validate_with(
         max_percent_per_minute: spec.scale_down.max_percent_per_minute as u32,
         fallback: spec.fallback.into(),
         schedules,
+        guards,
     })
 }
 
@@ -429,6 +441,61 @@ fn read_schedules(spec: &PredictiveScalerSpec) -> Result<Vec<planner::Schedule>,
         });
     }
     Ok(schedules)
+}
+
+/// `spec.guards`: unique DNS-label names, a query, a finite threshold, `addReplicas` (default
+/// one) or `addPercent` (1-1000), not both, and a positive `holdWindow`. Every message names
+/// the guard.
+fn read_guards(spec: &PredictiveScalerSpec) -> Result<Vec<GuardConfig>, InvalidSpec> {
+    let mut guards = Vec::with_capacity(spec.guards.len());
+    for (i, g) in spec.guards.iter().enumerate() {
+        let at = format!("guards[{i}] ({})", g.name);
+        if !is_dns_label(&g.name) {
+            return bad(format!(
+                "guards[{i}].name {:?} must be lower case letters, digits and '-' (at most 63)",
+                g.name
+            ));
+        }
+        if spec.guards[..i].iter().any(|o| o.name == g.name) {
+            return bad(format!("guard name {:?} is used twice", g.name));
+        }
+        if g.query.trim().is_empty() {
+            return bad(format!("{at}.query is empty"));
+        }
+        if !g.threshold.is_finite() {
+            return bad(format!("{at}.threshold must be a finite number"));
+        }
+        let step = match (g.add_replicas, g.add_percent) {
+            (Some(_), Some(_)) => return bad(format!("{at}: addReplicas or addPercent, not both")),
+            (Some(n), None) if n >= 1 => planner::GuardStep::Replicas(n as u32),
+            (None, Some(p)) if (1..=1000).contains(&p) => planner::GuardStep::Percent(p as u32),
+            (None, None) => planner::GuardStep::Replicas(1),
+            _ => {
+                return bad(format!(
+                    "{at}: addReplicas must be 1 or more, addPercent between 1 and 1000"
+                ));
+            }
+        };
+        let hold_window = duration(&format!("{at}.holdWindow"), &g.hold_window)?;
+        if hold_window.is_zero() {
+            return bad(format!("{at}.holdWindow must be positive"));
+        }
+        guards.push(GuardConfig {
+            source: g.source.clone(),
+            query: g.query.clone(),
+            guard: planner::Guard {
+                name: g.name.clone(),
+                threshold: g.threshold,
+                direction: match g.direction {
+                    GuardDirection::Above => planner::Direction::Above,
+                    GuardDirection::Below => planner::Direction::Below,
+                },
+                step,
+                hold_window,
+            },
+        });
+    }
+    Ok(guards)
 }
 
 /// A schedule's window: `start` and `end`, or `cron`, `duration` and `timeZone`. `at` names
@@ -735,5 +802,101 @@ mod limit_tests {
             "{err}"
         );
         assert_eq!(Limits::with_cache_points(10_000_000), Limits::default());
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    fn spec(guards: serde_json::Value) -> Result<PredictiveScalerSpec, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "maxReplicas": 60,
+            "metrics": [{"name": "requests", "query": "q", "targetPerReplica": "1"}],
+            "guards": guards,
+        }))
+    }
+
+    #[test]
+    fn guards_read_with_their_defaults() {
+        let c = validate(
+            &spec(serde_json::json!([
+                {"name": "p95", "query": "latency", "threshold": 0.5},
+                {"name": "ok", "source": "other", "query": "ratio", "threshold": 0.99,
+                 "direction": "Below", "addPercent": 20, "holdWindow": "10m"},
+            ]))
+            .unwrap(),
+        )
+        .unwrap();
+        let g = &c.guards;
+        assert_eq!(
+            (g[0].source.as_str(), g[0].query.as_str()),
+            ("default", "latency")
+        );
+        assert_eq!(
+            g[0].guard,
+            planner::Guard {
+                name: "p95".into(),
+                threshold: 0.5,
+                direction: planner::Direction::Above,
+                step: planner::GuardStep::Replicas(1),
+                hold_window: Duration::from_secs(300),
+            }
+        );
+        assert_eq!(g[1].guard.direction, planner::Direction::Below);
+        assert_eq!(g[1].guard.step, planner::GuardStep::Percent(20));
+        assert_eq!(g[1].guard.hold_window, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_guard_without_a_threshold_does_not_parse_and_each_problem_names_the_guard() {
+        // `threshold` is required: the API server refuses it (schema), serde too
+        let err = spec(serde_json::json!([{"name": "p95", "query": "q"}])).unwrap_err();
+        assert!(err.to_string().contains("threshold"), "{err}");
+        let g = |extra: serde_json::Value| {
+            let mut base = serde_json::json!({"name": "p95", "query": "q", "threshold": 1.0});
+            base.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            base
+        };
+        for (guards, want) in [
+            (
+                serde_json::json!([g(serde_json::json!({"name": "P95"}))]),
+                "guards[0].name",
+            ),
+            (
+                serde_json::json!([g(serde_json::json!({})), g(serde_json::json!({}))]),
+                "guard name \"p95\" is used twice",
+            ),
+            (
+                serde_json::json!([g(serde_json::json!({"query": " "}))]),
+                "guards[0] (p95).query is empty",
+            ),
+            (
+                serde_json::json!([g(serde_json::json!({"addReplicas": 1, "addPercent": 5}))]),
+                "addReplicas or addPercent, not both",
+            ),
+            (
+                serde_json::json!([g(serde_json::json!({"addReplicas": 0}))]),
+                "addReplicas must be 1 or more",
+            ),
+            (
+                serde_json::json!([g(serde_json::json!({"addPercent": 5000}))]),
+                "addPercent between 1 and 1000",
+            ),
+            (
+                serde_json::json!([g(serde_json::json!({"holdWindow": "0s"}))]),
+                "holdWindow must be positive",
+            ),
+            (
+                serde_json::json!([g(serde_json::json!({"holdWindow": "soon"}))]),
+                "guards[0] (p95).holdWindow",
+            ),
+        ] {
+            let err = validate(&spec(guards).unwrap()).unwrap_err().to_string();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
     }
 }

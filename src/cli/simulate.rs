@@ -395,6 +395,7 @@ fn crd_defaults() -> crate::api::PredictiveScalerSpec {
         scale_down: Default::default(),
         fallback: crate::api::Fallback::Reactive,
         schedules: Vec::new(),
+        guards: Vec::new(),
     }
 }
 

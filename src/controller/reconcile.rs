@@ -6,8 +6,9 @@
 //!    floor mode the HPA or ScaledObject, and its workload's `/scale`;
 //! 3. [`forecasts::evaluate_metrics`]: per metric, bring the history up to date (IO), then fit
 //!    or reuse the forecast (CPU, on a blocking thread);
-//! 4. [`plan`] the replica count (pure, with the scaler's memory), and announce the scheduled
-//!    windows that started or ended since the stored status (IO: events);
+//! 4. [`guards::read`] each guard's latest value (IO), [`plan`] the replica count (pure, with
+//!    the scaler's memory), and announce the guards that turned breached or healthy and the
+//!    scheduled windows that started or ended since the stored status (IO: events);
 //! 5. [`write_target`]: its `/scale` (in floor mode, the HPA's or ScaledObject's floor) in
 //!    `Active` mode, a notice in `DryRun` (which puts back a floor prescale raised) (IO);
 //! 6. [`write_status`]: the status when it changed, the per-scaler gauges, Warning events (IO).
@@ -18,6 +19,7 @@
 
 mod events;
 mod forecasts;
+mod guards;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -62,6 +64,8 @@ pub(crate) struct ScalerState {
     target: Option<String>,
     /// Whether this scaler was reconciled before (its first requeue is jittered).
     reconciled: bool,
+    /// The guards breached, or holding a scale-down, at the last evaluation (for events).
+    guards_breached: Vec<String>,
 }
 
 /// What every stage of one reconcile reads.
@@ -218,7 +222,9 @@ async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report
     let outcomes = forecasts::evaluate_metrics(run, &config, state)
         .await
         .map_err(End::Failed)?;
-    let decision = plan(run, &config, state, target.current, &outcomes);
+    let readings = guards::read(run, &config).await;
+    let decision = plan(run, &config, state, target.current, &outcomes, &readings);
+    guards::report(run, &decision, &mut state.guards_breached).await;
     events::schedule_transitions(run.ctx, run.ps, &decision.schedules).await;
     let written = write_target(run, &config, state, &target, &decision).await?;
     let fits: Vec<status::FitSummary> = outcomes.iter().filter_map(|o| o.fit.clone()).collect();
@@ -423,17 +429,22 @@ fn plan(
     state: &mut ScalerState,
     current: u32,
     outcomes: &[MetricOutcome],
+    readings: &[Result<f64, planner::GuardFailure>],
 ) -> Decision {
     let _stage = Stage::enter("plan");
     let inputs: Vec<MetricInput<'_>> = outcomes.iter().map(MetricOutcome::input).collect();
+    let guards = guards::inputs(config, readings);
     let policy = config.policy(run.ctx.config.sync_interval);
     let now = run.now_s();
     let decision = match config.mode {
         Mode::Active => {
             state.dry_run = planner::DryRunState::default();
-            planner::plan(now, current, &policy, &inputs, &mut state.planner)
+            planner::plan_with_guards(now, current, &policy, &inputs, &guards, &mut state.planner)
         }
-        Mode::DryRun => planner::plan_dry_run(now, current, &policy, &inputs, &mut state.dry_run),
+        Mode::DryRun => {
+            let dry_run = &mut state.dry_run;
+            planner::plan_dry_run(now, current, &policy, &inputs, &guards, dry_run)
+        }
     };
     export_decision(run, &decision, outcomes);
     decision

@@ -395,6 +395,7 @@ mod tests {
             limit_message: "the desired count is within range".into(),
             stabilized: false,
             schedules: Schedules::default(),
+            guards: Vec::new(),
         }
     }
 

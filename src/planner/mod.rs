@@ -5,7 +5,7 @@
 //! would have made. [`series`] is the data shape, [`forecast`] the model fit and `Auto`'s
 //! selection, [`margin`] the calibrated lead-window margin replicas are sized with, [`choice`]
 //! when `Auto` chooses, [`model`] which model to fit and which one a forecast came from,
-//! [`schedule`] which scheduled overrides are active; this file is the decision ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
+//! [`schedule`] which scheduled overrides are active, [`guard`] what a guard's health does; this file is the decision ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
 //! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
 //! reads a spec into them and maps the planner's outcomes to condition reasons.
 //!
@@ -16,14 +16,17 @@
 //! 3. `clamp_to_bounds`: into `[minReplicas, maxReplicas]`;
 //! 4. `apply_schedules`: raised to the highest floor of the active schedules, lowered to their
 //!    lowest ceiling (both within the bounds);
-//! 5. `stabilize`: a scale-down only to the highest recommendation of the window;
-//! 6. `rate_limit`: scale-up and scale-down budgets over the last minute;
-//! 7. `enforce_bounds`: a count already outside the bounds is brought inside at once.
+//! 5. `guard::apply`: a breached guard raises the count over the current one, a failing or
+//!    recently breached one keeps it from going down ([`guard`]);
+//! 6. `stabilize`: a scale-down only to the highest recommendation of the window;
+//! 7. `rate_limit`: scale-up and scale-down budgets over the last minute;
+//! 8. `enforce_bounds`: a count already outside the bounds is brought inside at once.
 //!
 //! The last step that limited the count names the decision's [`Limit`].
 
 pub mod choice;
 pub mod forecast;
+pub mod guard;
 pub mod margin;
 pub mod model;
 pub mod schedule;
@@ -35,6 +38,7 @@ pub use forecast::{
     DEFAULT_BAND_QUANTILE, Forecast, ForecastError, ForecastSettings, Point, SELECTION_INTERVAL,
     Score, Selection, fit_forecast, select_model,
 };
+pub use guard::{Direction, Guard, GuardDecision, GuardFailure, GuardInput, GuardState, GuardStep};
 pub use margin::Sizing;
 pub use model::{FittedModel, ModelKind};
 pub use schedule::{Schedule, Schedules};
@@ -146,6 +150,8 @@ pub struct ScaleEvent {
 pub struct PlannerState {
     pub recommendations: Vec<Recommendation>,
     pub events: Vec<ScaleEvent>,
+    /// When each guard was last breached, for its hold window.
+    pub guard_breaches: guard::Breaches,
 }
 
 impl PlannerState {
@@ -202,6 +208,10 @@ pub enum Limit {
     ScheduledMinimum,
     /// Lowered to an active schedule's `maxReplicas`.
     ScheduledMaximum,
+    /// Raised by a breached guard, or a scale-down held after a breach.
+    GuardBreached,
+    /// A guard could not be read: no scale-down.
+    GuardUnavailable,
 }
 
 /// A [`Limit`] with its message, as a step of [`plan`] returns it.
@@ -234,6 +244,8 @@ pub struct Decision {
     pub stabilized: bool,
     /// The schedules at `now`: the active ones and the next to start.
     pub schedules: Schedules,
+    /// Each guard's value and state, in the spec's order.
+    pub guards: Vec<GuardDecision>,
 }
 
 impl Decision {
@@ -262,12 +274,27 @@ fn replicas_for(load: f64, target_per_replica: f64) -> u32 {
 /// clamped to `[minReplicas, maxReplicas]`, raised at once (up to `maxReplicasPerMinute`) and
 /// lowered only to the highest recommendation of the stabilisation window (down to
 /// `maxPercentPerMinute`). The active schedules raise and cap the clamped count before the
-/// window and the rate limits see it. See the module docs for the steps.
+/// window and the rate limits see it. See the module docs for the steps. Without guards:
+/// [`plan_with_guards`] has them.
 pub fn plan(
     now: i64,
     current: u32,
     policy: &Policy,
     metrics: &[MetricInput<'_>],
+    state: &mut PlannerState,
+) -> Decision {
+    plan_with_guards(now, current, policy, metrics, &[], state)
+}
+
+/// [`plan`] with the spec's guards read now: after the schedules, a breached guard raises the
+/// recommendation over `current` and a failing or recently breached one holds a scale-down
+/// ([`guard::apply`]).
+pub fn plan_with_guards(
+    now: i64,
+    current: u32,
+    policy: &Policy,
+    metrics: &[MetricInput<'_>],
+    guards: &[GuardInput<'_>],
     state: &mut PlannerState,
 ) -> Decision {
     state.prune(now, policy);
@@ -279,7 +306,23 @@ pub fn plan(
     let (raw, driving_metric) = highest_need(&decisions, current);
     let (clamped, bounded) = clamp_to_bounds(raw, policy);
     let schedules = schedule::at(&policy.schedules, now);
-    let (recommended, scheduled) = apply_schedules(clamped, &schedules, policy);
+    let (scheduled_count, scheduled) = apply_schedules(clamped, &schedules, policy);
+    let guarded = guard::apply(
+        now,
+        current,
+        scheduled_count,
+        policy.max_replicas,
+        guards,
+        &mut state.guard_breaches,
+    );
+    let recommended = guarded.count;
+    let guard_limit = guarded.limit.map(|(l, message)| {
+        let limit = match l {
+            guard::GuardLimit::Breached => Limit::GuardBreached,
+            guard::GuardLimit::Unavailable => Limit::GuardUnavailable,
+        };
+        Limited::new(limit, message)
+    });
     let (desired, stabilized) = stabilize(now, current, recommended, policy, state);
     let (desired, rated) = rate_limit(current, desired, recommended, policy, &state.events);
     let (desired, stabilized, enforced) = match enforce_bounds(current, desired, policy) {
@@ -290,6 +333,7 @@ pub fn plan(
     };
     let limited = enforced
         .or(rated)
+        .or(guard_limit)
         .or(scheduled)
         .or(bounded)
         .unwrap_or_else(|| {
@@ -307,6 +351,7 @@ pub fn plan(
         limit_message: limited.message,
         stabilized,
         schedules,
+        guards: guarded.guards,
     }
 }
 
@@ -437,7 +482,7 @@ fn apply_schedules(count: u32, schedules: &Schedules, policy: &Policy) -> (u32, 
     out
 }
 
-/// Step 5: scale-down stabilisation. Records `recommended` in `state` and returns the count
+/// Step 6: scale-down stabilisation. Records `recommended` in `state` and returns the count
 /// to go to: up at once, down only to the highest recommendation of the window (never above
 /// `current`), and whether that held a scale-down back.
 fn stabilize(
@@ -476,7 +521,7 @@ fn stabilize(
     }
 }
 
-/// Step 6: the rate limits over the last minute's `events` (HPA style: relative to the count
+/// Step 7: the rate limits over the last minute's `events` (HPA style: relative to the count
 /// a minute ago). At most `maxReplicasPerMinute` added; at most `maxPercentPerMinute` of the
 /// count a minute ago removed, and at least one replica a minute, or small targets could
 /// never scale down. Returns the count and the limit when one applied.
@@ -529,7 +574,7 @@ fn rate_limit(
     (desired, None)
 }
 
-/// Step 7: a `current` count outside `[minReplicas, maxReplicas]` (the bounds were just
+/// Step 8: a `current` count outside `[minReplicas, maxReplicas]` (the bounds were just
 /// edited, or someone scaled by hand) is brought inside at once, as the HPA does: the bounds
 /// are hard limits, not subject to the stabilisation window or the rate limits. `None` when
 /// `desired` stands.
@@ -590,6 +635,7 @@ pub fn plan_dry_run(
     current: u32,
     policy: &Policy,
     metrics: &[MetricInput<'_>],
+    guards: &[GuardInput<'_>],
     state: &mut DryRunState,
 ) -> Decision {
     let shadow = match state.shadow {
@@ -599,7 +645,7 @@ pub fn plan_dry_run(
             current
         }
     };
-    let decision = plan(now, shadow, policy, metrics, &mut state.planner);
+    let decision = plan_with_guards(now, shadow, policy, metrics, guards, &mut state.planner);
     record_scale(&mut state.planner, now, shadow, decision.desired);
     state.shadow = Some(Shadow {
         would_set: decision.desired,
@@ -787,5 +833,68 @@ mod tests {
         assert_eq!((r, l.limit), (2, Limit::TooFewReplicas));
         assert_eq!(enforce_bounds(1, 3, &p), None, "already rising past min");
         assert_eq!(enforce_bounds(10, 9, &p), None);
+    }
+
+    #[test]
+    fn a_breached_guard_scales_up_past_the_need_and_its_hold_outlasts_the_window() {
+        // no metrics: the need is the current count; stabilisation window 300 s
+        let p = Policy {
+            max_replicas_per_minute: 0,
+            max_percent_per_minute: 0,
+            ..policy()
+        };
+        let g = Guard {
+            name: "p95".into(),
+            threshold: 0.5,
+            direction: Direction::Above,
+            step: GuardStep::Replicas(2),
+            hold_window: Duration::from_secs(600),
+        };
+        let at = |v: f64| {
+            [GuardInput {
+                guard: &g,
+                reading: Ok(v),
+            }]
+        };
+        // the metric's need: 2 replicas (its observed load, no forecast, `Reactive`)
+        let low = [MetricInput {
+            name: "requests",
+            target_per_replica: 1.0,
+            observed: Some(2.0),
+            forecast: Err(Unavailable::new(NoForecast::Empty, "none")),
+        }];
+        let mut state = PlannerState::default();
+        let d = plan_with_guards(0, 4, &p, &low, &at(0.9), &mut state);
+        assert_eq!((d.desired, d.limit), (6, Limit::GuardBreached));
+        let d = plan_with_guards(30, 6, &p, &low, &at(0.9), &mut state);
+        assert_eq!(d.desired, 8);
+        // healthy again: no scale-down for the hold window (600 s from the last breach)...
+        for now in [60, 400, 629] {
+            let d = plan_with_guards(now, 8, &p, &low, &at(0.1), &mut state);
+            assert_eq!((d.desired, d.limit), (8, Limit::GuardBreached), "at {now}");
+        }
+        // ...then the stabilisation window remembers the held count, as for any recommendation
+        for now in [630, 900] {
+            let d = plan_with_guards(now, 8, &p, &low, &at(0.1), &mut state);
+            assert_eq!((d.desired, d.stabilized), (8, true), "at {now}");
+        }
+        let d = plan_with_guards(930, 8, &p, &low, &at(0.1), &mut state);
+        assert_eq!((d.desired, d.limit), (2, Limit::WithinRange));
+        // the rate limit still bounds a guard's scale-up; maxReplicas bounds it
+        let limited = Policy {
+            max_replicas_per_minute: 1,
+            ..p.clone()
+        };
+        let d = plan_with_guards(
+            700,
+            8,
+            &limited,
+            &[],
+            &at(0.9),
+            &mut PlannerState::default(),
+        );
+        assert_eq!((d.desired, d.limit), (9, Limit::ScaleUpLimit));
+        let d = plan_with_guards(700, 19, &p, &[], &at(0.9), &mut PlannerState::default());
+        assert_eq!(d.desired, 20);
     }
 }

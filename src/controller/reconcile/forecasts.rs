@@ -189,18 +189,17 @@ async fn resolve_queries(
         .collect()
 }
 
-/// The labels of `namespace`, when a source a metric names admits namespaces by label; `None`
-/// otherwise, or when they cannot be read (then only the names and `*` admit it).
-async fn namespace_labels(
+/// The labels of `namespace`, when a source a metric or a guard names admits namespaces by
+/// label; `None` otherwise, or when they cannot be read (then only the names and `*` admit it).
+pub(super) async fn namespace_labels(
     ctx: &Context,
     namespace: &str,
     config: &ScalerConfig,
 ) -> Option<std::collections::BTreeMap<String, String>> {
-    let needed = config.metrics.iter().any(|m| {
-        ctx.sources
-            .access(&m.source)
-            .is_some_and(|a| a.needs_labels())
-    });
+    let sources = config.metrics.iter().map(|m| &m.source);
+    let needed = sources
+        .chain(config.guards.iter().map(|g| &g.source))
+        .any(|s| ctx.sources.access(s).is_some_and(|a| a.needs_labels()));
     if !needed {
         return None;
     }

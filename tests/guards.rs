@@ -1,0 +1,266 @@
+//! Guards (`spec.guards`) on the real control plane (tests/support/cluster.rs), with a real
+//! Prometheus and the `prescale run` binary as the chart's ServiceAccount: a guard series above
+//! its threshold raises the Deployment's replicas over what the forecast needs
+//! (`ScalingLimited=GuardBreached`, also in `kubectl get psc`, a `GuardBreached` event,
+//! `prescale_guard_breached` 1), and once it is below the threshold the scale-down waits for
+//! the guard's `holdWindow` (then a `GuardRecovered` event). The rules themselves (step,
+//! percent, bounds, a failing query) are unit tests (`planner::guard`).
+//!
+//! A guard whose query fails holds the count where the forecast alone would lower it, and
+//! `ScalingLimited=GuardUnavailable` gives the source's reason.
+//!
+//! The guard series is backfilled with its future: above the threshold until `healthy_from`,
+//! below it after (Prometheus answers a range query ending now with the samples up to now).
+
+mod support;
+
+use std::time::Duration;
+
+use prescale::api::PredictiveScaler;
+use serde_json::{Value, json};
+use support::cluster::KubeCluster;
+use support::{
+    Controller, Prometheus, find_condition, free_port, http_request, join_openmetrics,
+    openmetrics_gauge, report, unix_now, wait_until,
+};
+
+/// Flat load 100 at the fixture's targetPerReplica 10: 10 replicas.
+const WANT: i64 = 10;
+const MAX: i64 = 30;
+/// The guard's hold window and the scaler's stabilisation window, in seconds.
+const HOLD: i64 = 30;
+const STABILIZE: i64 = 10;
+
+fn scaler_path(ns: &str, name: &str) -> String {
+    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
+}
+
+/// Waits up to `timeout` for `f` on the scaler (the operator must stay up); panics with the
+/// operator's log otherwise.
+fn wait_for(
+    op: &mut Controller,
+    kube: &KubeCluster,
+    path: &str,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&Value) -> bool,
+) -> Value {
+    wait_until(timeout, Duration::from_millis(200), || {
+        op.assert_running();
+        Some(kube.get(path)).filter(|s| f(s))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what}: not within {timeout:?}\nscaler: {}\n{}",
+            kube.get(path)["status"],
+            op.log_tail(40)
+        )
+    })
+}
+
+fn limited(s: &Value) -> (String, String) {
+    let c = find_condition(s, "ScalingLimited")
+        .cloned()
+        .unwrap_or_default();
+    (
+        c["reason"].as_str().unwrap_or_default().to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
+    let now = unix_now();
+    // breached (p95 2 s > 0.5 s) until healthy_from, then healthy (0.1 s)
+    let healthy_from = now + 75;
+    let load = openmetrics_gauge("proxy_rps", &[], now - 86_400, now - 60, 60, |_| 100.0);
+    let p95 = openmetrics_gauge("proxy_p95_seconds", &[], now - 600, now + 600, 5, |t| {
+        if t < healthy_from { 2.0 } else { 0.1 }
+    });
+    let prom = Prometheus::start_with_history(&join_openmetrics(&[load, p95]));
+    let kube = KubeCluster::shared();
+    let (ns, name) = ("guard-breach", "llm-proxy");
+    kube.create_namespace(ns);
+    kube.create_deployment(ns, name, 3);
+    let scaler = PredictiveScaler::test(ns, name)
+        .min_max(1, MAX as i32)
+        .history("12h", "1m")
+        .scale_down(&format!("{STABILIZE}s"), 100)
+        .with(
+            "/spec/guards",
+            json!([{"name": "p95-latency", "query": "proxy_p95_seconds", "threshold": 0.5,
+                    "addReplicas": 4, "holdWindow": format!("{HOLD}s")}]),
+        )
+        .json();
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        scaler,
+    );
+    let kubeconfig = kube.operator_kubeconfig(ns, None);
+    let http = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "--prometheus-url",
+        &prom.url(),
+        "--http-addr",
+        &http,
+        "--sync-interval",
+        "2s",
+        "--namespaces",
+        ns,
+    ];
+    let mut op = Controller::start(&args, &[("KUBECONFIG", &kubeconfig)]);
+    let path = scaler_path(ns, name);
+    let wait = Duration::from_secs(90);
+
+    // breached: above the forecast's 10, up to maxReplicas, and the condition says why
+    let s = wait_for(&mut op, kube, &path, "the guard's scale-up", wait, |_| {
+        kube.deployment_replicas(ns, name) > WANT
+    });
+    let raised_at = unix_now();
+    assert!(
+        raised_at < healthy_from,
+        "raised only after the breach ended"
+    );
+    let s = if limited(&s).0 == "GuardBreached" {
+        s
+    } else {
+        wait_for(&mut op, kube, &path, "ScalingLimited", wait, |s| {
+            limited(s).0 == "GuardBreached"
+        })
+    };
+    let (_, message) = limited(&s);
+    assert!(
+        message.starts_with("guard p95-latency is breached (2 above threshold 0.5)"),
+        "{message}"
+    );
+    // `kubectl get psc` shows the reason in its Limited column
+    let table = kube.kubectl_ok(&["get", "psc", "-n", ns, name]);
+    assert!(
+        table.contains("LIMITED") && table.contains("GuardBreached"),
+        "{table}"
+    );
+    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
+        .expect("GET /metrics")
+        .body;
+    assert!(
+        metrics.contains(&format!(
+            "prescale_guard_breached{{namespace=\"{ns}\",name=\"{name}\",guard=\"p95-latency\"}} 1"
+        )),
+        "{metrics}"
+    );
+    wait_for(&mut op, kube, &path, "maxReplicas", wait, |_| {
+        kube.deployment_replicas(ns, name) == MAX
+    });
+
+    // healthy again: held at maxReplicas for the hold window, then down to the forecast's count
+    wait_for(&mut op, kube, &path, "the hold", wait, |s| {
+        limited(s).1.contains("no scale-down below")
+    });
+    let lowered = wait_for(&mut op, kube, &path, "the scale-down", wait, |_| {
+        kube.deployment_replicas(ns, name) < MAX
+    });
+    let lowered_at = unix_now();
+    assert!(
+        lowered_at >= healthy_from + HOLD,
+        "lowered {}s after the guard turned healthy, within its {HOLD}s hold window: {}",
+        lowered_at - healthy_from,
+        lowered["status"]
+    );
+    wait_for(&mut op, kube, &path, "the forecast's count", wait, |_| {
+        kube.deployment_replicas(ns, name) == WANT
+    });
+    // one event when the breach began, one when the hold ended
+    for (reason, type_) in [("GuardBreached", "Warning"), ("GuardRecovered", "Normal")] {
+        let events = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+            Some(kube.events_about(ns, name, reason)).filter(|e| !e.is_empty())
+        })
+        .unwrap_or_default();
+        assert_eq!(events.len(), 1, "one {reason} event: {events:#?}");
+        assert_eq!(events[0]["type"], type_);
+        assert!(
+            events[0]["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("guard p95-latency ")),
+            "{:?}",
+            events[0]["note"]
+        );
+    }
+    op.assert_never_forbidden();
+    report(&format!(
+        "[guards] p95 above its threshold: {WANT} -> {MAX} replicas ({}s before it turned healthy); \
+         held {}s after it turned healthy (holdWindow {HOLD}s), then back to {WANT}",
+        healthy_from - raised_at,
+        lowered_at - healthy_from
+    ));
+}
+
+#[test]
+fn a_guard_whose_query_fails_holds_the_count_and_says_why() {
+    let now = unix_now();
+    let load = openmetrics_gauge("proxy_rps", &[], now - 86_400, now - 60, 60, |_| 100.0);
+    let prom = Prometheus::start_with_history(&load);
+    let kube = KubeCluster::shared();
+    let (ns, name) = ("guard-fails", "llm-proxy");
+    kube.create_namespace(ns);
+    // 20 replicas where the forecast needs 10; without the guard a 1 s stabilisation window
+    // and no scale-down limit would lower them at once
+    kube.create_deployment(ns, name, 20);
+    let scaler = PredictiveScaler::test(ns, name)
+        .min_max(1, MAX as i32)
+        .history("12h", "1m")
+        .scale_down("1s", 100)
+        .with(
+            "/spec/guards",
+            json!([{"name": "p95-latency", "query": "proxy_p95_seconds{", "threshold": 0.5}]),
+        )
+        .json();
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        scaler,
+    );
+    let kubeconfig = kube.operator_kubeconfig(ns, None);
+    let http = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "--prometheus-url",
+        &prom.url(),
+        "--http-addr",
+        &http,
+        "--sync-interval",
+        "1s",
+        "--namespaces",
+        ns,
+    ];
+    let mut op = Controller::start(&args, &[("KUBECONFIG", &kubeconfig)]);
+    let path = scaler_path(ns, name);
+    let s = wait_for(
+        &mut op,
+        kube,
+        &path,
+        "GuardUnavailable",
+        Duration::from_secs(90),
+        |s| limited(s).0 == "GuardUnavailable",
+    );
+    let (_, message) = limited(&s);
+    assert!(
+        message.starts_with("guard p95-latency has no value (InvalidQuery: "),
+        "{message}"
+    );
+    // eight evaluations later (a 1 s sync interval) the count still stands
+    std::thread::sleep(Duration::from_secs(8));
+    op.assert_running();
+    let s = kube.get(&path);
+    assert_eq!(s["status"]["desiredReplicas"], 20, "{}", s["status"]);
+    assert_eq!(limited(&s).0, "GuardUnavailable");
+    assert_eq!(kube.deployment_replicas(ns, name), 20);
+    // an unreadable guard has no gauge series
+    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
+        .expect("GET /metrics")
+        .body;
+    assert!(!metrics.contains("prescale_guard_breached{"), "{metrics}");
+    op.assert_never_forbidden();
+    report(&format!(
+        "[guards] a guard with an invalid query: held at 20 replicas (the forecast needs {WANT}): {message}"
+    ));
+}
