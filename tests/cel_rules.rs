@@ -173,7 +173,7 @@ fn step_shorter_than_lookback() {
 fn malformed_durations_are_rejected_by_the_schema_pattern() {
     let crd = serde_json::to_value(PredictiveScaler::crd()).unwrap();
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
-    let pattern = spec["scaleUp"]["properties"]["leadTime"]["pattern"]
+    let pattern = spec["history"]["properties"]["step"]["pattern"]
         .as_str()
         .unwrap();
     assert_eq!(pattern, prescale::api::duration::DURATION_PATTERN);
@@ -185,6 +185,26 @@ fn malformed_durations_are_rejected_by_the_schema_pattern() {
     for bad in ["", "5", "5 m", "-5m", "1d12h", "P1D", "5min"] {
         assert!(!re.is_match(bad), "{bad:?} should not match {pattern}");
     }
+}
+
+#[test]
+fn lead_time_is_a_duration_or_auto() {
+    let crd = serde_json::to_value(PredictiveScaler::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let pattern = spec["scaleUp"]["properties"]["leadTime"]["pattern"]
+        .as_str()
+        .unwrap();
+    assert_eq!(pattern, prescale::api::duration::LEAD_TIME_PATTERN);
+    let re = regex::Regex::new(pattern).unwrap();
+    for good in ["Auto", "90s", "5m", "1h30m", "14d"] {
+        assert!(re.is_match(good), "{good} should match {pattern}");
+    }
+    for bad in ["auto", "AUTO", "Auto5m", "", "5min"] {
+        assert!(!re.is_match(bad), "{bad:?} should not match {pattern}");
+    }
+    // Auto passes the leadTime < horizon rule whatever the horizon
+    check(&example().lead_time("Auto").horizon("2h").json()).unwrap();
+    check(&example().lead_time("Auto").horizon("90s").json()).unwrap();
 }
 
 /// A one-off window and a cron window, both valid.

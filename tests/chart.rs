@@ -154,6 +154,21 @@ fn floor_mode_adds_exactly_the_floor_writes() {
 }
 
 #[test]
+fn a_learned_lead_time_adds_exactly_a_read_of_the_targets() {
+    let Some(docs) = render(&["--set", "learnedLeadTime.enabled=true"]) else {
+        return;
+    };
+    let mut want = operator_rules(&[("apps", &["deployments", "statefulsets", "replicasets"])]);
+    let read = json!([
+        ["apps"],
+        ["deployments", "statefulsets", "replicasets"],
+        ["get"]
+    ]);
+    want.insert(3, format!("{} {} {}", read[0], read[1], read[2]));
+    assert_eq!(rules(one(&docs, "ClusterRole")), want);
+}
+
+#[test]
 fn watched_namespaces_get_roles_and_nothing_cluster_wide() {
     let Some(docs) = render(&["-f", "charts/prescale/ci/full-values.yaml"]) else {
         return;

@@ -316,7 +316,8 @@ fn scales_before_the_daily_peak_and_holds_when_prometheus_goes_away() {
     assert_eq!(
         header,
         [
-            "NAME", "TARGET", "MIN", "MAX", "CURRENT", "DESIRED", "MODE", "VIA", "READY", "AGE"
+            "NAME", "TARGET", "MIN", "MAX", "CURRENT", "DESIRED", "MODE", "VIA", "READY",
+            "LIMITED", "AGE"
         ],
         "{table}"
     );

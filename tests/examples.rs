@@ -61,6 +61,7 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/schedules.yaml",
         "examples/floor-mode.yaml",
         "examples/guards.yaml",
+        "examples/learned-lead-time.yaml",
         "tests/e2e/predictivescaler.yaml",
     ] {
         assert!(
@@ -88,6 +89,12 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
             "the floor-mode example has no scaler on a {kind}"
         );
     }
+    assert!(
+        all.iter()
+            .any(|(p, v)| p.ends_with("learned-lead-time.yaml")
+                && v["spec"]["scaleUp"]["leadTime"] == "Auto"),
+        "the learned-lead-time example does not learn its lead time"
+    );
     println!("{} passed, 0 failed: {names:#?}", all.len());
 }
 

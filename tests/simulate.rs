@@ -166,6 +166,40 @@ fn cli_writes_plan_csv_and_plot() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `--lead-time Auto` (as `scaleUp.leadTime: Auto`) plans with `--startup`, what a learned lead
+/// time converges to: the same plan as `--lead-time` set to it, another than the default 5m.
+#[test]
+fn cli_lead_time_auto_plans_with_the_startup() {
+    let dir = std::env::temp_dir().join(format!("prescale-sim-auto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("trace.csv");
+    std::fs::write(
+        &input,
+        prescale::sim::synthetic::write_csv(&trace(), "requests"),
+    )
+    .unwrap();
+    let run = |lead: &str| {
+        let csv = dir.join(format!("plan-{lead}.csv"));
+        let out = prescale()
+            .args(["simulate", "--input", input.to_str().unwrap()])
+            .args(["--target-per-replica", "40", "--refresh", "30m"])
+            .args(["--startup", "20m", "--lead-time", lead])
+            .args(["--output", csv.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(&csv).unwrap()
+    };
+    let auto = run("Auto");
+    assert_eq!(auto, run("20m"), "Auto plans with --startup");
+    assert_ne!(auto, run("5m"), "the lead time changes the plan");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `simulate --spec` plans with the spec's schedules: the same planner as the controller.
 #[test]
 fn cli_spec_schedules_raise_the_plan_in_their_window() {

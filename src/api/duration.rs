@@ -14,6 +14,9 @@ pub use crate::planner::series::format_duration;
 /// days, or a Go duration made of `ms`, `s`, `m` and `h` parts.
 pub const DURATION_PATTERN: &str = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$";
 
+/// The pattern of `scaleUp.leadTime`: a duration, or `Auto` (learned from the target's scale-ups).
+pub const LEAD_TIME_PATTERN: &str = r"^(Auto|[0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$";
+
 /// Why a duration string could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {input:?}: {why} (use e.g. 90s, 5m, 1h30m, 14d)")]

@@ -73,6 +73,7 @@ macro_rules! cel_duration_ms {
         .field_path(".spec.minReplicas")
         .reason(Reason::FieldValueInvalid),
     validation = Rule::new(concat!(
+        "self.spec.scaleUp.leadTime == 'Auto' || ",
         cel_duration_ms!("self.spec.scaleUp.leadTime"), " < ", cel_duration_ms!("self.spec.forecast.horizon")))
         .message("scaleUp.leadTime must be shorter than forecast.horizon")
         .field_path(".spec.scaleUp.leadTime")
@@ -503,11 +504,15 @@ impl Default for ForecastSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleUpSpec {
-    /// How long a new replica takes to become useful (image pull, warm-up). Capacity for the
-    /// forecast is in place this long before it is needed.
+    /// How long a new replica takes to become useful (image pull, warm-up), e.g. `5m`, or
+    /// `Auto`. Capacity for the forecast is in place this long before it is needed. `Auto`
+    /// learns it: after each scale-up prescale measures how long the target took to have that
+    /// many ready replicas (`status.readyReplicas` of the workload), keeps the last 20
+    /// measurements in `status.leadTime`, and plans with their 90th percentile, bounded to
+    /// 1m..30m (and below `forecast.horizon`); until the first measurement it plans with 5m.
     #[serde(default = "default_lead_time")]
     #[schemars(
-        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        regex(pattern = r"^(Auto|[0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
         length(max = 32)
     )]
     pub lead_time: String,
@@ -589,6 +594,10 @@ pub struct PredictiveScalerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_mode: Option<String>,
 
+    /// The lead time planned with, with `scaleUp.leadTime: Auto` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_time: Option<LeadTimeStatus>,
+
     /// `Ready`, `ForecastAvailable`, `AbleToScale` and `ScalingLimited`.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
@@ -614,6 +623,26 @@ pub struct ForecastStatus {
     /// weighted absolute percentage error, WAPE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backtest_error: Option<String>,
+}
+
+/// The learned lead time of `scaleUp.leadTime: Auto`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadTimeStatus {
+    /// The lead time planned with, e.g. `3m20s`: the 90th percentile of `samples` bounded to
+    /// 1m..30m (and below `forecast.horizon`), or the default 5m without samples.
+    pub current: String,
+    /// `Learned` (from `samples`) or `Default` (no scale-up measured yet).
+    pub source: String,
+    /// How long the recent scale-ups took until the target had that many ready replicas,
+    /// oldest first, at most 20, unbounded (a scale-up not ready within the upper bound counts
+    /// as the bound). Kept across restarts of the operator.
+    #[serde(default)]
+    pub samples: Vec<String>,
+    /// Why nothing is measured, when the target reports no ready replicas (no
+    /// `status.readyReplicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The scheduled windows at the last evaluation.

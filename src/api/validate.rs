@@ -33,7 +33,11 @@ pub struct ScalerConfig {
     pub refresh_interval: Duration,
     /// The operating point; `None`: the budget of [`crate::planner::margin::DEFAULT_COST_RATIO`].
     pub quantile: Option<f64>,
+    /// The lead time to plan with; with `leadTime: Auto` the default, bounded, until the
+    /// controller has learned one.
     pub lead_time: Duration,
+    /// `scaleUp.leadTime: Auto`: learn the lead time from the target's scale-ups.
+    pub lead_time_auto: bool,
     pub max_replicas_per_minute: u32,
     pub stabilization_window: Duration,
     pub max_percent_per_minute: u32,
@@ -177,6 +181,7 @@ pub fn validate_with(
         refresh_interval: w.refresh_interval,
         quantile,
         lead_time: w.lead_time,
+        lead_time_auto: w.lead_time_auto,
         max_replicas_per_minute: spec.scale_up.max_replicas_per_minute as u32,
         stabilization_window: w.stabilization_window,
         max_percent_per_minute: spec.scale_down.max_percent_per_minute as u32,
@@ -293,6 +298,7 @@ struct Windows {
     horizon: Duration,
     refresh_interval: Duration,
     lead_time: Duration,
+    lead_time_auto: bool,
     stabilization_window: Duration,
 }
 
@@ -315,12 +321,19 @@ fn read_windows(spec: &PredictiveScalerSpec) -> Result<Windows, InvalidSpec> {
     }
     let horizon = duration("forecast.horizon", &spec.forecast.horizon)?;
     let refresh_interval = duration("forecast.refreshInterval", &spec.forecast.refresh_interval)?;
-    let lead_time = duration("scaleUp.leadTime", &spec.scale_up.lead_time)?;
+    let lead_time_auto = spec.scale_up.lead_time == "Auto";
+    let lead_time = if lead_time_auto {
+        let bounds = planner::lead_time::lead_time_bounds(horizon, step);
+        planner::lead_time::DEFAULT_LEAD_TIME.clamp(bounds.0, bounds.1)
+    } else {
+        parse_duration(&spec.scale_up.lead_time)
+            .map_err(|e| InvalidSpec(format!("scaleUp.leadTime: {e}, or Auto to learn it")))?
+    };
     let stabilization_window = duration(
         "scaleDown.stabilizationWindow",
         &spec.scale_down.stabilization_window,
     )?;
-    if lead_time >= horizon {
+    if lead_time >= horizon && !lead_time_auto {
         return bad(format!(
             "scaleUp.leadTime ({}) must be shorter than forecast.horizon ({})",
             spec.scale_up.lead_time, spec.forecast.horizon
@@ -338,6 +351,7 @@ fn read_windows(spec: &PredictiveScalerSpec) -> Result<Windows, InvalidSpec> {
         horizon,
         refresh_interval,
         lead_time,
+        lead_time_auto,
         stabilization_window,
     })
 }
@@ -585,6 +599,20 @@ mod tests {
     }
 
     #[test]
+    fn lead_time_auto_starts_from_the_default_within_the_horizon() {
+        let mut s = spec();
+        s.scale_up.lead_time = "Auto".into();
+        let c = validate(&s).unwrap();
+        assert!(c.lead_time_auto);
+        assert_eq!(c.lead_time, planner::lead_time::DEFAULT_LEAD_TIME);
+        // a horizon shorter than the default: the default is bounded below it, not an error
+        s.forecast.horizon = "3m".into();
+        let c = validate(&s).unwrap();
+        assert_eq!(c.lead_time, Duration::from_secs(120));
+        assert!(!validate(&spec()).unwrap().lead_time_auto);
+    }
+
+    #[test]
     fn each_problem_has_a_message() {
         type Case = (fn(&mut PredictiveScalerSpec), &'static str);
         let cases: Vec<Case> = vec![
@@ -610,6 +638,10 @@ mod tests {
             (
                 |s| s.scale_up.lead_time = "3h".into(),
                 "must be shorter than forecast.horizon",
+            ),
+            (
+                |s| s.scale_up.lead_time = "auto".into(),
+                "scaleUp.leadTime: invalid duration \"auto\"",
             ),
             (|s| s.forecast.quantile = Some(1.0), "between 0 and 1"),
             (

@@ -66,7 +66,8 @@ pub struct SimulateArgs {
     /// A PredictiveScaler manifest whose spec gives the settings (flags given too win).
     #[arg(long)]
     pub spec: Option<PathBuf>,
-    /// Time from scaling up to the replica serving, as the scaler assumes it.
+    /// Time from scaling up to the replica serving, as the scaler assumes it. `Auto` (as in
+    /// `scaleUp.leadTime: Auto`) plans with --startup, the value a learned lead time converges to.
     #[arg(long)]
     pub lead_time: Option<String>,
     /// Time a replica really takes to start, in the scored world.
@@ -419,14 +420,26 @@ impl Times {
     ) -> anyhow::Result<Times> {
         let dur = super::duration_flag;
         let default = |d: &str| parse_duration(d).expect("valid default");
-        Ok(Times {
-            lead_time: dur(
+        let startup = dur("startup", Some(&args.startup), None, "5m")?;
+        // `Auto` (flag or spec) learns the lead time from the real scale-ups; the simulation
+        // does not learn: it plans with the true --startup, what `Auto` converges to
+        let auto = match args.lead_time.as_deref() {
+            Some(v) => v == "Auto",
+            None => sc.is_some_and(|c| c.lead_time_auto),
+        };
+        let lead_time = if auto {
+            startup
+        } else {
+            dur(
                 "lead-time",
                 args.lead_time.as_deref(),
                 sc.map(|c| c.lead_time),
                 &defaults.scale_up.lead_time,
-            )?,
-            startup: dur("startup", Some(&args.startup), None, "5m")?,
+            )?
+        };
+        Ok(Times {
+            lead_time,
+            startup,
             refresh: dur(
                 "refresh",
                 args.refresh.as_deref(),

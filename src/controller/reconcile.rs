@@ -3,7 +3,9 @@
 //!
 //! 1. [`validate`] the spec into a [`ScalerConfig`];
 //! 2. [`read_target`]: whose it is (another scaler or an HPA on it?) and its `/scale` (IO); in
-//!    floor mode the HPA or ScaledObject, and its workload's `/scale`;
+//!    floor mode the HPA or ScaledObject, and its workload's `/scale`; with
+//!    `scaleUp.leadTime: Auto`, [`lead_time::learn`] reads its ready replicas (IO) and sets the
+//!    lead time to plan with;
 //! 3. [`forecasts::evaluate_metrics`]: per metric, bring the history up to date (IO), then fit
 //!    or reuse the forecast (CPU, on a blocking thread);
 //! 4. [`guards::read`] each guard's latest value (IO), [`plan`] the replica count (pure, with
@@ -20,6 +22,7 @@
 mod events;
 mod forecasts;
 mod guards;
+mod lead_time;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -66,6 +69,11 @@ pub(crate) struct ScalerState {
     reconciled: bool,
     /// The guards breached, or holding a scale-down, at the last evaluation (for events).
     guards_breached: Vec<String>,
+    /// `scaleUp.leadTime: Auto`: the scale-ups measured and waiting (`None`: not restored from
+    /// the stored status yet, or not `Auto`).
+    lead_time: Option<planner::LeadTimeLearner>,
+    /// `status.leadTime` as the last learning step left it.
+    lead_time_status: Option<crate::api::LeadTimeStatus>,
 }
 
 /// What every stage of one reconcile reads.
@@ -218,7 +226,8 @@ async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report
         .metrics
         .set_scaler_metrics(run.namespace, &run.ps.name_any(), &names);
     let target = read_target(run, &config, state).await?;
-    let config = target.bound(config);
+    let mut config = target.bound(config);
+    lead_time::learn(run, &mut config, state, &target).await;
     let outcomes = forecasts::evaluate_metrics(run, &config, state)
         .await
         .map_err(End::Failed)?;
@@ -374,6 +383,11 @@ fn remember_target(state: &mut ScalerState, reference: &ScaleTargetRef, desc: &s
     }
     state.planner = PlannerState::default();
     state.dry_run = planner::DryRunState::default();
+    if state.target.is_some() {
+        // another workload's scale-ups say nothing about this one's
+        state.lead_time = Some(planner::LeadTimeLearner::default());
+        state.lead_time_status = None;
+    }
     state.target = Some(id);
 }
 
@@ -583,6 +597,7 @@ async fn set_floor(
         return Err(End::report(report, Then::Retry(Error::UpdateScale(e))));
     }
     planner::record_scale(&mut state.planner, run.now_s(), obj.min, value);
+    lead_time::record(run, state, target.current, value);
     info!(from = obj.min, to = value, "set the floor");
     let note = format!(
         "set the floor of {} from {} to {value}; {}",
@@ -626,6 +641,7 @@ async fn scale(
     }
     // only a write that landed spends the rate limits' budget
     planner::record_scale(&mut state.planner, run.now_s(), current, desired);
+    lead_time::record(run, state, current, desired);
     let up = desired > current;
     run.ctx
         .metrics
@@ -671,6 +687,7 @@ async fn write_status(
         Time(run.now),
     );
     new.target_mode = Some(floor::mode_of(&run.ps.spec.scale_target_ref).to_string());
+    new.lead_time = lead_time::status_of(run, state);
     export_status(run, &new);
     state.ready_failure = report
         .conditions
@@ -729,8 +746,12 @@ async fn patch_status(run: &Run<'_>, new: &PredictiveScalerStatus, budget: Durat
             "lastScaleTime",
             "forecast",
             "schedules",
+            "leadTime",
         ] {
             fields.entry(key).or_insert(serde_json::Value::Null);
+        }
+        if let Some(lead) = fields.get_mut("leadTime").and_then(|l| l.as_object_mut()) {
+            lead.entry("message").or_insert(serde_json::Value::Null);
         }
     }
     let patch = json!({ "status": body });

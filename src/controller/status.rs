@@ -1,15 +1,55 @@
 //! Building the status from what a reconcile found. Pure: the caller writes it, and only when
 //! it differs from the stored one, since our own status writes trigger the watch again.
 
+use std::time::Duration;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
     api::{
-        ForecastPeak, ForecastStatus, NextSchedule, PredictiveScalerStatus, SchedulesStatus,
+        ForecastPeak, ForecastStatus, LeadTimeStatus, NextSchedule, PredictiveScalerStatus,
+        SchedulesStatus,
         conditions::{self, Cond, Status, limit_reason, reasons, types, unavailable_reason},
+        duration::{format_duration, parse_duration},
     },
-    planner::{Decision, MetricDecision, Peak, Schedules, Unavailable},
+    planner::{
+        Decision, LeadTimeLearner, LeadTimeSource, MetricDecision, Peak, Schedules, Unavailable,
+    },
 };
+
+/// `status.leadTime` of `scaleUp.leadTime: Auto`: the lead time planned with, where it comes
+/// from, the learner's measurements (whole seconds) and why nothing is measured, if so.
+pub fn lead_time_status(
+    learner: &LeadTimeLearner,
+    current: Duration,
+    source: LeadTimeSource,
+    message: Option<String>,
+) -> LeadTimeStatus {
+    LeadTimeStatus {
+        current: format_duration(current),
+        source: match source {
+            LeadTimeSource::Learned => "Learned",
+            LeadTimeSource::Default => "Default",
+        }
+        .into(),
+        samples: learner.samples().map(format_duration).collect(),
+        message,
+    }
+}
+
+/// The measurements a stored `status.leadTime` keeps (a restart starts from them); unreadable
+/// ones are skipped.
+pub fn stored_lead_time_samples(previous: Option<&PredictiveScalerStatus>) -> Vec<Duration> {
+    previous
+        .and_then(|p| p.lead_time.as_ref())
+        .map(|l| {
+            l.samples
+                .iter()
+                .filter_map(|s| parse_duration(s).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// What a reconcile found, before it becomes a status.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +164,8 @@ pub fn build(
         },
         // set by the reconcile from the spec (`floor::mode_of`)
         target_mode: None,
+        // set by the reconcile from its lead time learner (`scaleUp.leadTime: Auto`)
+        lead_time: previous.and_then(|p| p.lead_time.clone()),
         conditions: conditions::merge(prev_conditions, &report.conditions, generation, now),
     }
 }
@@ -661,6 +703,7 @@ mod tests {
             }),
             schedules: None,
             target_mode: None,
+            lead_time: None,
             conditions: vec![
                 condition(types::READY, "True", reasons::SCALER_ACTIVE, 50),
                 condition(

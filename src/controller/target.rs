@@ -56,6 +56,29 @@ pub async fn get_replicas(
     }
 }
 
+/// The target's ready replicas, `status.readyReplicas` of the object (Deployment,
+/// StatefulSet, or any kind that reports it); a status without it counts as 0 ready (a
+/// Deployment leaves it out at 0). `Ok(None)` when the object has no status or reports no
+/// ready replicas: nothing can be measured.
+pub async fn get_ready_replicas(
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> Result<Option<u32>, kube::Error> {
+    let obj = bounded(api.get(name)).await?;
+    Ok(ready_replicas(&obj.data))
+}
+
+/// `status.readyReplicas` of an object's JSON (0 when its status counts replicas but leaves
+/// the ready ones out), or `None` when it says nothing about them.
+pub fn ready_replicas(data: &serde_json::Value) -> Option<u32> {
+    let status = data.get("status")?;
+    match status.get("readyReplicas").and_then(|r| r.as_i64()) {
+        Some(r) => Some(r.max(0) as u32),
+        None if status.get("replicas").is_some() => Some(0),
+        None => None,
+    }
+}
+
 /// Sets the target's replicas with a merge patch on `/scale`, giving up after `budget` (the
 /// write must land while this replica still holds its leader lease).
 pub async fn set_replicas(
@@ -108,5 +131,23 @@ pub fn patch_params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ready_replicas;
+    use serde_json::json;
+
+    #[test]
+    fn ready_replicas_are_read_from_the_status() {
+        assert_eq!(
+            ready_replicas(&json!({"status": {"replicas": 3, "readyReplicas": 2}})),
+            Some(2)
+        );
+        // a Deployment leaves readyReplicas out at 0
+        assert_eq!(ready_replicas(&json!({"status": {"replicas": 3}})), Some(0));
+        assert_eq!(ready_replicas(&json!({"status": {}})), None);
+        assert_eq!(ready_replicas(&json!({"spec": {"replicas": 3}})), None);
     }
 }

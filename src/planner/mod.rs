@@ -5,7 +5,9 @@
 //! would have made. [`series`] is the data shape, [`forecast`] the model fit and `Auto`'s
 //! selection, [`margin`] the calibrated lead-window margin replicas are sized with, [`choice`]
 //! when `Auto` chooses, [`model`] which model to fit and which one a forecast came from,
-//! [`schedule`] which scheduled overrides are active, [`guard`] what a guard's health does; this file is the decision ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
+//! [`schedule`] which scheduled overrides are active, [`guard`] what a guard's health does,
+//! [`lead_time`] the learned lead time of `scaleUp.leadTime: Auto`; this file is the decision
+//! ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
 //! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
 //! reads a spec into them and maps the planner's outcomes to condition reasons.
 //!
@@ -27,6 +29,7 @@
 pub mod choice;
 pub mod forecast;
 pub mod guard;
+pub mod lead_time;
 pub mod margin;
 pub mod model;
 pub mod schedule;
@@ -39,6 +42,7 @@ pub use forecast::{
     Score, Selection, fit_forecast, select_model,
 };
 pub use guard::{Direction, Guard, GuardDecision, GuardFailure, GuardInput, GuardState, GuardStep};
+pub use lead_time::{LeadTimeLearner, LeadTimeSource};
 pub use margin::Sizing;
 pub use model::{FittedModel, ModelKind};
 pub use schedule::{Schedule, Schedules};

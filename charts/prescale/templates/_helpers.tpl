@@ -169,7 +169,8 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
 - apiGroups: [prescale.dev]
   resources: [predictivescalers/status]
   verbs: [patch]
-# the targets' /scale subresource only: prescale never reads or writes a target itself
+# the targets' /scale subresource only: prescale never writes a target itself (it reads one
+# only with learnedLeadTime.enabled, below)
 {{- range .Values.rbac.scaleTargets }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources:
@@ -177,6 +178,17 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
     - {{ printf "%s/scale" . }}
   {{- end }}
   verbs: [get, patch]
+{{- end }}
+{{- if .Values.learnedLeadTime.enabled }}
+# scaleUp.leadTime: Auto reads the targets themselves (get only), for status.readyReplicas
+{{- range .Values.rbac.scaleTargets }}
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources:
+  {{- range .resources }}
+    - {{ . }}
+  {{- end }}
+  verbs: [get]
+{{- end }}
 {{- end }}
 # events (events.k8s.io/v1, as kube-runtime's Recorder writes them; patch for repeated events)
 - apiGroups: [events.k8s.io]

@@ -1,0 +1,173 @@
+//! `scaleUp.leadTime: Auto` on the real control plane (etcd and kube-apiserver, tests/support/
+//! cluster.rs), with a real Prometheus and the `prescale run` binary as the chart's
+//! ServiceAccount with `learnedLeadTime.enabled`. There is no kube-controller-manager (its
+//! Deployment controller would write the status back) and no kubelet: the test plays both and
+//! writes the Deployment's `status.readyReplicas` 4 s after the operator scales it up. The
+//! operator measures that scale-up, shows the raw measurement and the bounded lead time in
+//! `status.leadTime`, and keeps them across a restart. The learning rules (quantile, bounds,
+//! superseded and timed-out scale-ups) are unit tests (`planner::lead_time`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use prescale::api::{PredictiveScaler, duration::parse_duration};
+use serde_json::{Value, json};
+use support::cluster::KubeCluster;
+use support::{Controller, Prometheus, free_port, openmetrics_gauge, unix_now, wait_until};
+
+/// Flat load 100 at the fixture's targetPerReplica 10: 10 replicas.
+const WANT: i64 = 10;
+/// How long the "kubelet" takes to make the new replicas ready.
+const STARTUP: Duration = Duration::from_secs(4);
+
+/// A control plane of its own without kube-controller-manager, with the CRD.
+fn control_plane() -> KubeCluster {
+    let kube = KubeCluster::init_only();
+    for c in ["etcd", "kube-apiserver"] {
+        kube.start_component(c);
+    }
+    kube.wait_ready(Duration::from_secs(60));
+    kube.install_crd();
+    kube
+}
+
+/// Namespace `ns` and its `default` ServiceAccount (which kube-controller-manager would create;
+/// `KubeCluster::create_namespace` waits for it).
+fn namespace(kube: &KubeCluster, ns: &str) {
+    kube.create(
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    );
+    kube.create(
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+    );
+}
+
+fn operator(kube: &KubeCluster, ns: &str, prom: &Prometheus) -> Controller {
+    let values = std::env::temp_dir().join(format!("prescale-lead-{ns}-{}.yaml", free_port()));
+    std::fs::write(&values, "learnedLeadTime:\n  enabled: true\n").unwrap();
+    let kubeconfig = kube.operator_kubeconfig_for(ns, &[ns], None, Some(&values));
+    let http = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "--prometheus-url",
+        &prom.url(),
+        "--http-addr",
+        &http,
+        "--sync-interval",
+        "1s",
+        "--namespaces",
+        ns,
+    ];
+    Controller::start(&args, &[("KUBECONFIG", &kubeconfig)])
+}
+
+/// Waits up to a minute for `f` on the scaler at `path` (the operator must stay up).
+fn wait_for(
+    op: &mut Controller,
+    kube: &KubeCluster,
+    path: &str,
+    what: &str,
+    mut f: impl FnMut(&Value) -> bool,
+) -> Value {
+    let timeout = Duration::from_secs(60);
+    wait_until(timeout, Duration::from_millis(100), || {
+        op.assert_running();
+        Some(kube.get(path)).filter(|s| f(s))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what}: not within {timeout:?}\nscaler: {}\n{}",
+            kube.get(path)["status"],
+            op.log_tail(40)
+        )
+    })
+}
+
+#[test]
+fn a_learned_lead_time_is_measured_from_the_targets_ready_replicas() {
+    let now = unix_now();
+    let prom = Prometheus::start_with_history(&openmetrics_gauge(
+        "proxy_rps",
+        &[],
+        now - 86_400,
+        now - 60,
+        60,
+        |_| 100.0,
+    ));
+    let kube = control_plane();
+    let (ns, name) = ("lead-auto", "proxy");
+    namespace(&kube, ns);
+    kube.create_deployment(ns, name, 3);
+    let scaler = PredictiveScaler::test(ns, name)
+        .history("12h", "1m")
+        .lead_time("Auto")
+        .json();
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        scaler,
+    );
+    let path = format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}");
+    let mut op = operator(&kube, ns, &prom);
+
+    // before any measurement: the default, and why nothing is measured (no status at all)
+    let s = wait_for(&mut op, &kube, &path, "status.leadTime", |s| {
+        s["status"]["leadTime"].is_object()
+    });
+    let lead = &s["status"]["leadTime"];
+    assert_eq!(lead["current"], "5m", "{lead}");
+    assert_eq!(lead["source"], "Default", "{lead}");
+    assert_eq!(lead["samples"], json!([]), "{lead}");
+    assert_eq!(
+        lead["message"],
+        format!(
+            "Deployment {ns}/{name} reports no status.readyReplicas: the lead time cannot be measured"
+        ),
+    );
+
+    // the scale-up, then the "kubelet" makes its replicas ready STARTUP later
+    wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        op.assert_running();
+        (kube.deployment_replicas(ns, name) == WANT).then_some(())
+    })
+    .unwrap_or_else(|| panic!("never scaled to {WANT}\n{}", op.log_tail(40)));
+    let scaled = Instant::now();
+    let pending = kube.get(&path);
+    assert_eq!(
+        pending["status"]["leadTime"]["source"], "Default",
+        "{}",
+        pending["status"]
+    );
+    std::thread::sleep(STARTUP);
+    kube.patch_merge(
+        &format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}/status"),
+        json!({"status": {"replicas": WANT, "readyReplicas": WANT}}),
+    );
+    let s = wait_for(&mut op, &kube, &path, "a learned lead time", |s| {
+        s["status"]["leadTime"]["source"] == "Learned"
+    });
+    let measured_within = scaled.elapsed();
+    let lead = &s["status"]["leadTime"];
+    let samples = lead["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 1, "{lead}");
+    let sample = parse_duration(samples[0].as_str().unwrap()).unwrap();
+    // the write is stamped at its reconcile's start, up to a second before the test saw it
+    assert!(
+        sample + Duration::from_secs(1) >= STARTUP && sample <= measured_within,
+        "measured {sample:?}: the replicas were ready after {STARTUP:?}, seen within {measured_within:?}; {lead}"
+    );
+    // bounded to at least 1m; the message of a missing status is gone
+    assert_eq!(lead["current"], "1m", "{lead}");
+    assert!(lead.get("message").is_none(), "{lead}");
+
+    // a restarted operator starts from the stored measurements
+    op.stop();
+    let mut op = operator(&kube, ns, &prom);
+    kube.patch_merge(&path, json!({"spec": {"maxReplicas": 51}}));
+    let s = wait_for(&mut op, &kube, &path, "the new generation", |s| {
+        s["status"]["observedGeneration"] == s["metadata"]["generation"]
+    });
+    assert_eq!(s["status"]["leadTime"], *lead, "{}", s["status"]);
+}
