@@ -12,37 +12,29 @@ use std::time::{Duration, Instant};
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::{ApiProxy, Fault, KubeCluster};
+use support::scenario::{FLAT_LOAD_REPLICAS, deployments_path, flat_load, scalers_path};
 use support::{
-    Controller, FaultProxy, Prometheus, find_condition, free_port, http_request, openmetrics_gauge,
-    report, unix_now, wait_until,
+    Controller, FaultProxy, find_condition, free_port, http_request, report, wait_until,
 };
 
 /// Flat load 100 at targetPerReplica 10: the scaler wants 10 replicas.
-const WANT: i64 = 10;
-
-fn deployments(ns: &str) -> String {
-    format!("/apis/apps/v1/namespaces/{ns}/deployments")
-}
-
-fn scalers(ns: &str) -> String {
-    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers")
-}
+const WANT: i64 = FLAT_LOAD_REPLICAS;
 
 fn replicas(kube: &KubeCluster, ns: &str, name: &str) -> i64 {
-    kube.get(&format!("{}/{name}", deployments(ns)))["spec"]["replicas"]
+    kube.get(&format!("{}/{name}", deployments_path(ns)))["spec"]["replicas"]
         .as_i64()
         .expect("spec.replicas")
 }
 
 fn set_replicas(kube: &KubeCluster, ns: &str, name: &str, n: i64) {
     kube.patch_merge(
-        &format!("{}/{name}", deployments(ns)),
+        &format!("{}/{name}", deployments_path(ns)),
         json!({"spec": {"replicas": n}}),
     );
 }
 
 fn get_scaler(kube: &KubeCluster, ns: &str, name: &str) -> Value {
-    kube.get(&format!("{}/{name}", scalers(ns)))
+    kube.get(&format!("{}/{name}", scalers_path(ns)))
 }
 
 fn condition(kube: &KubeCluster, ns: &str, name: &str, type_: &str) -> Option<(String, String)> {
@@ -55,37 +47,12 @@ fn condition(kube: &KubeCluster, ns: &str, name: &str, type_: &str) -> Option<(S
 }
 
 fn setup(kube: &KubeCluster, ns: &str, name: &str, replicas: i64) {
-    setup_deployment(kube, ns, name, replicas);
+    kube.create_deployment(ns, name, replicas);
     kube.create(
-        &scalers(ns),
+        &scalers_path(ns),
         // the fixture's defaults: `proxy_rps` at 10 per replica, a day of history, no stabilization
         PredictiveScaler::test(ns, name).json(),
     );
-}
-
-fn setup_deployment(kube: &KubeCluster, ns: &str, name: &str, replicas: i64) {
-    kube.create(
-        &deployments(ns),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "p", "image": "example/proxy:1"}]}}}
-        }),
-    );
-}
-
-fn flat_history() -> Prometheus {
-    let now = unix_now();
-    Prometheus::start_with_history(&openmetrics_gauge(
-        "proxy_rps",
-        &[],
-        now - 86_400,
-        now - 60,
-        60,
-        |_| 100.0,
-    ))
 }
 
 /// `prescale run` for namespace `ns`, with `kubeconfig`; `http_addr` serves its probes.
@@ -127,7 +94,7 @@ fn probe(addr: &str, path: &str) -> Option<u16> {
 
 #[test]
 fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
-    let prom = flat_history();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "api-faults";
     let proxy = ApiProxy::start(kube);
@@ -205,7 +172,7 @@ fn api_conflicts_and_errors_on_writes_are_retried_until_they_land_once() {
 
 #[test]
 fn a_failing_prometheus_never_lowers_replicas_and_the_scaler_recovers_by_itself() {
-    let mut prom = flat_history();
+    let mut prom = flat_load();
     let proxy = FaultProxy::start(&prom.addr());
     let kube = KubeCluster::shared();
     let ns = "prom-faults";
@@ -287,7 +254,7 @@ fn generation_observed(kube: &KubeCluster, ns: &str, name: &str) -> bool {
 
 #[test]
 fn a_recreated_target_and_an_edited_scaler_are_honoured_at_once() {
-    let prom = flat_history();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "edits";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
@@ -307,8 +274,8 @@ fn a_recreated_target_and_an_edited_scaler_are_honoured_at_once() {
             )
         })
     };
-    let deployment = format!("{}/edits", deployments(ns));
-    let psc = format!("{}/edits", scalers(ns));
+    let deployment = format!("{}/edits", deployments_path(ns));
+    let psc = format!("{}/edits", scalers_path(ns));
     wait("scaled to 10", &mut ctrl, &mut || {
         replicas(kube, ns, "edits") == WANT
     });
@@ -324,7 +291,7 @@ fn a_recreated_target_and_an_edited_scaler_are_honoured_at_once() {
         kube.try_get(&deployment).is_none().then_some(())
     })
     .expect("the Deployment is gone");
-    setup_deployment(kube, ns, "edits", 3);
+    kube.create_deployment(ns, "edits", 3);
     let back = wait("re-created target scaled", &mut ctrl, &mut || {
         kube.try_get(&deployment).is_some() && replicas(kube, ns, "edits") == WANT
     });
@@ -429,7 +396,7 @@ fn outage(
     });
     let restored = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
         ctrl.assert_running();
-        kube.try_get(&format!("{}/outage", deployments(ns)))
+        kube.try_get(&format!("{}/outage", deployments_path(ns)))
             .and_then(|d| d["spec"]["replicas"].as_i64())
             .filter(|r| *r == WANT)
             .map(|_| killed.elapsed())
@@ -460,7 +427,7 @@ fn outage(
 
 #[test]
 fn the_api_server_and_etcd_restarting_lose_no_write_and_the_operator_stays_up() {
-    let prom = flat_history();
+    let prom = flat_load();
     let kube = KubeCluster::start();
     let ns = "outage";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
@@ -491,7 +458,7 @@ fn the_api_server_and_etcd_restarting_lose_no_write_and_the_operator_stays_up() 
         ),
     ];
     // the watch came back too: an edit is seen without a restart
-    let psc = format!("{}/outage", scalers(ns));
+    let psc = format!("{}/outage", scalers_path(ns));
     kube.patch_merge(&psc, json!({"spec": {"maxReplicas": 7}}));
     let t = Instant::now();
     wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
@@ -514,7 +481,7 @@ fn the_api_server_and_etcd_restarting_lose_no_write_and_the_operator_stays_up() 
 
 #[test]
 fn an_operator_started_before_its_api_server_waits_alive_and_not_ready() {
-    let prom = flat_history();
+    let prom = flat_load();
     let kube = KubeCluster::init_only();
     let http_addr = format!("127.0.0.1:{}", free_port());
     let ns = "early";

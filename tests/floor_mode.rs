@@ -14,111 +14,119 @@ use std::time::Duration;
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
-use support::{Controller, Prometheus, free_port, openmetrics_gauge, unix_now, wait_until};
+use support::scenario::{
+    FLAT_LOAD_REPLICAS, create_scaler, flat_load, scaler_path, start_operator, wait_for,
+};
+use support::{Controller, Prometheus, wait_until};
 
 const ANNOTATION: &str = "prescale.dev/original-min-replicas";
 const FINALIZER: &str = "prescale.dev/restore-floor";
 
-fn scaler_path(ns: &str, name: &str) -> String {
-    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
-}
-
-/// Waits up to a minute for `f` on the object at `path` (the operator must stay up); panics
-/// with the object and the operator's log otherwise.
-fn wait_for(
-    op: &mut Controller,
-    kube: &KubeCluster,
-    path: &str,
-    what: &str,
-    mut f: impl FnMut(&Value) -> bool,
-) -> Value {
-    let timeout = Duration::from_secs(60);
-    wait_until(timeout, Duration::from_millis(200), || {
-        op.assert_running();
-        kube.try_get(path).filter(|s| f(s))
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{what}: not within {timeout:?}\nobject: {:?}\n{}",
-            kube.try_get(path),
-            op.log_tail(40)
-        )
-    })
-}
-
-/// Flat load 100 at the fixture's targetPerReplica 10: the plan wants 10 replicas.
-fn prometheus() -> Prometheus {
-    let now = unix_now();
-    Prometheus::start_with_history(&openmetrics_gauge(
-        "proxy_rps",
-        &[],
-        now - 86_400,
-        now - 60,
-        60,
-        |_| 100.0,
-    ))
-}
+/// How long a test waits for what the operator does.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// The operator watching `ns`, with the chart's RBAC for floor mode.
 fn operator(kube: &KubeCluster, ns: &str, prom: &Prometheus) -> Controller {
-    let values = std::env::temp_dir().join(format!("prescale-floor-{ns}-{}.yaml", free_port()));
-    std::fs::write(&values, "floorMode:\n  enabled: true\n").unwrap();
-    let kubeconfig = kube.operator_kubeconfig_for(ns, &[ns], None, Some(&values));
-    let http = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "run",
-        "--prometheus-url",
-        &prom.url(),
-        "--http-addr",
-        &http,
-        "--sync-interval",
-        "1s",
-        "--namespaces",
+    start_operator(
+        kube,
         ns,
-    ];
-    Controller::start(&args, &[("KUBECONFIG", &kubeconfig)])
+        &prom.url(),
+        Some("floorMode:\n  enabled: true\n"),
+        "1s",
+    )
+    .0
 }
 
-/// Creates the fixture's scaler `name` (12 h of history) on the floor object `target`.
-fn create_scaler(kube: &KubeCluster, ns: &str, name: &str, target: Value) {
-    let scaler = PredictiveScaler::test(ns, name)
-        .history("12h", "1m")
-        .with("/spec/scaleTargetRef", target)
-        .json();
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler,
-    );
+/// An autoscaler object `app` (on the Deployment `app`) whose floor a scaler raises.
+struct FloorObject {
+    /// The scaler's `scaleTargetRef` naming it.
+    target: Value,
+    /// Where it lives on the API server.
+    path: String,
+    /// Its floor field in `spec`.
+    field: &'static str,
+    /// The scaler's `status.targetMode` on it.
+    mode: &'static str,
+}
+
+impl FloorObject {
+    /// Creates the `autoscaling/v2` HPA `ns/app` with `spec` besides its `scaleTargetRef`.
+    fn hpa(kube: &KubeCluster, ns: &str, mut spec: Value) -> FloorObject {
+        let collection = format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers");
+        spec["scaleTargetRef"] =
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"});
+        kube.create(
+            &collection,
+            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                   "metadata": {"name": "app", "namespace": ns}, "spec": spec}),
+        );
+        FloorObject {
+            target: json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "app"}),
+            path: format!("{collection}/app"),
+            field: "minReplicas",
+            mode: "HPAFloor",
+        }
+    }
+
+    /// Creates the KEDA ScaledObject `ns/app` (its CRD installed first) with `spec` besides its
+    /// `scaleTargetRef` and a trigger.
+    fn scaled_object(kube: &KubeCluster, ns: &str, mut spec: Value) -> FloorObject {
+        install_scaled_object_crd(kube);
+        let collection = format!("/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects");
+        spec["scaleTargetRef"] = json!({"name": "app"});
+        spec["triggers"] =
+            json!([{"type": "prometheus", "metadata": {"query": "x", "threshold": "10"}}]);
+        kube.create(
+            &collection,
+            json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                   "metadata": {"name": "app", "namespace": ns}, "spec": spec}),
+        );
+        FloorObject {
+            target: json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "app"}),
+            path: format!("{collection}/app"),
+            field: "minReplicaCount",
+            mode: "KEDAFloor",
+        }
+    }
+
+    /// Creates the fixture's scaler `name` (12 h of history) on this object.
+    fn create_scaler(&self, kube: &KubeCluster, ns: &str, name: &str) {
+        let scaler = PredictiveScaler::test(ns, name)
+            .history("12h", "1m")
+            .with("/spec/scaleTargetRef", self.target.clone());
+        create_scaler(kube, scaler.json());
+    }
+
+    /// Waits for the floor `want` on the object; the object.
+    fn wait_floor(&self, op: &mut Controller, kube: &KubeCluster, what: &str, want: i64) -> Value {
+        wait_for(op, kube, &self.path, what, WAIT, |o| {
+            o["spec"][self.field] == want
+        })
+    }
 }
 
 /// Creates a scaler `name` on the floor object, waits for the floor `want` and the annotation
 /// `original`, deletes the scaler and waits for the floor `original` back, no annotation, and
 /// the scaler gone (its finalizer removed).
-#[allow(clippy::too_many_arguments)]
 fn raise_then_restore(
     kube: &KubeCluster,
     op: &mut Controller,
     ns: &str,
     name: &str,
-    target: Value,
-    object_path: &str,
-    min_field: &str,
+    floor: &FloorObject,
     want: i64,
     original: i64,
-    mode: &str,
 ) {
-    create_scaler(kube, ns, name, target);
+    floor.create_scaler(kube, ns, name);
     let path = scaler_path(ns, name);
-    let obj = wait_for(op, kube, object_path, "the raised floor", |o| {
-        o["spec"][min_field] == want
-    });
+    let obj = floor.wait_floor(op, kube, "the raised floor", want);
     assert_eq!(
         obj["metadata"]["annotations"][ANNOTATION],
         original.to_string(),
         "the original floor is remembered: {obj}"
     );
-    let s = wait_for(op, kube, &path, "status.targetMode", |s| {
-        s["status"]["targetMode"] == mode
+    let s = wait_for(op, kube, &path, "status.targetMode", WAIT, |s| {
+        s["status"]["targetMode"] == floor.mode
     });
     assert_eq!(s["metadata"]["finalizers"], json!([FINALIZER]), "{s}");
     assert_eq!(
@@ -128,16 +136,16 @@ fn raise_then_restore(
     );
     // a later reconcile keeps the record of the original, not prescale's own value
     std::thread::sleep(Duration::from_secs(3));
-    let obj = kube.get(object_path);
-    assert_eq!(obj["spec"][min_field], want);
+    let obj = kube.get(&floor.path);
+    assert_eq!(obj["spec"][floor.field], want);
     assert_eq!(
         obj["metadata"]["annotations"][ANNOTATION],
         original.to_string()
     );
 
     kube.delete(&path);
-    wait_for(op, kube, object_path, "the restored floor", |o| {
-        o["spec"][min_field] == original && o["metadata"]["annotations"][ANNOTATION].is_null()
+    wait_for(op, kube, &floor.path, "the restored floor", WAIT, |o| {
+        o["spec"][floor.field] == original && o["metadata"]["annotations"][ANNOTATION].is_null()
     });
     let gone = wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
         kube.try_get(&path).is_none().then_some(())
@@ -174,143 +182,79 @@ fn install_scaled_object_crd(kube: &KubeCluster) {
 
 #[test]
 fn an_hpa_floor_is_raised_under_its_max_and_restored_on_delete() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "floor-hpa";
     kube.create_namespace(ns);
     kube.create_deployment(ns, "app", 3);
-    kube.create(
-        &format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"),
-        json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "app", "namespace": ns},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
-                     "minReplicas": 2, "maxReplicas": 8}
-        }),
-    );
+    let hpa = FloorObject::hpa(kube, ns, json!({"minReplicas": 2, "maxReplicas": 8}));
     let mut op = operator(kube, ns, &prom);
     // the plan wants 10; the HPA's maxReplicas 8 bounds the floor
-    raise_then_restore(
-        kube,
-        &mut op,
-        ns,
-        "app-floor",
-        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "app"}),
-        &format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/app"),
-        "minReplicas",
-        8,
-        2,
-        "HPAFloor",
-    );
+    raise_then_restore(kube, &mut op, ns, "app-floor", &hpa, 8, 2);
 }
 
 #[test]
 fn a_keda_scaled_object_floor_is_raised_and_restored_on_delete() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
-    install_scaled_object_crd(kube);
     let ns = "floor-keda";
     kube.create_namespace(ns);
     kube.create_deployment(ns, "app", 3);
-    kube.create(
-        &format!("/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects"),
-        json!({
-            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-            "metadata": {"name": "app", "namespace": ns},
-            "spec": {"scaleTargetRef": {"name": "app"}, "minReplicaCount": 1,
-                     "maxReplicaCount": 20,
-                     "triggers": [{"type": "prometheus", "metadata": {"query": "x", "threshold": "10"}}]}
-        }),
+    let so = FloorObject::scaled_object(
+        kube,
+        ns,
+        json!({"minReplicaCount": 1, "maxReplicaCount": 20}),
     );
     let mut op = operator(kube, ns, &prom);
-    raise_then_restore(
-        kube,
-        &mut op,
-        ns,
-        "app-floor",
-        json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "app"}),
-        &format!("/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/app"),
-        "minReplicaCount",
-        10,
-        1,
-        "KEDAFloor",
-    );
+    raise_then_restore(kube, &mut op, ns, "app-floor", &so, FLAT_LOAD_REPLICAS, 1);
 }
 
 #[test]
 fn dry_run_puts_the_floor_back_and_drops_the_finalizer() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "floor-dryrun";
     kube.create_namespace(ns);
     kube.create_deployment(ns, "app", 3);
-    let hpa_path = format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/app");
-    kube.create(
-        &format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"),
-        json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "app", "namespace": ns},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
-                     "maxReplicas": 30}
-        }),
-    );
+    let hpa = FloorObject::hpa(kube, ns, json!({"maxReplicas": 30}));
     let mut op = operator(kube, ns, &prom);
-    create_scaler(
-        kube,
-        ns,
-        "app-floor",
-        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "app"}),
-    );
+    hpa.create_scaler(kube, ns, "app-floor");
     // no minReplicas in the HPA's spec: the default 1 is the original
-    let hpa = wait_for(&mut op, kube, &hpa_path, "the raised floor", |o| {
-        o["spec"]["minReplicas"] == 10
-    });
-    assert_eq!(hpa["metadata"]["annotations"][ANNOTATION], "1");
+    let obj = hpa.wait_floor(&mut op, kube, "the raised floor", FLAT_LOAD_REPLICAS);
+    assert_eq!(obj["metadata"]["annotations"][ANNOTATION], "1");
     let path = scaler_path(ns, "app-floor");
     kube.patch_merge(&path, json!({"spec": {"mode": "DryRun"}}));
-    wait_for(&mut op, kube, &hpa_path, "the floor put back", |o| {
+    wait_for(&mut op, kube, &hpa.path, "the floor put back", WAIT, |o| {
         o["spec"]["minReplicas"] == 1 && o["metadata"]["annotations"][ANNOTATION].is_null()
     });
-    wait_for(&mut op, kube, &path, "the finalizer removed", |s| {
+    wait_for(&mut op, kube, &path, "the finalizer removed", WAIT, |s| {
         s["metadata"]["finalizers"]
             .as_array()
             .is_none_or(|f| f.is_empty())
     });
     // DryRun leaves the floor alone from then on
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(kube.get(&hpa_path)["spec"]["minReplicas"], 1);
+    assert_eq!(kube.get(&hpa.path)["spec"]["minReplicas"], 1);
 }
 
 #[test]
 fn a_keda_workload_idle_at_zero_is_woken_by_the_floor() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
-    install_scaled_object_crd(kube);
     let ns = "floor-keda-idle";
     kube.create_namespace(ns);
     kube.create_deployment(ns, "app", 0);
-    let so_path = format!("/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/app");
-    kube.create(
-        &format!("/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects"),
-        json!({
-            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-            "metadata": {"name": "app", "namespace": ns},
-            "spec": {"scaleTargetRef": {"name": "app"}, "minReplicaCount": 0,
-                     "triggers": [{"type": "prometheus", "metadata": {"query": "x", "threshold": "10"}}]}
-        }),
-    );
+    let so = FloorObject::scaled_object(kube, ns, json!({"minReplicaCount": 0}));
     let mut op = operator(kube, ns, &prom);
-    create_scaler(
-        kube,
-        ns,
-        "app-floor",
-        json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "app"}),
-    );
+    so.create_scaler(kube, ns, "app-floor");
     // KEDA's 0 is idle, not switched off: the forecast raises the floor from it
-    let so = wait_for(&mut op, kube, &so_path, "the floor raised from idle", |o| {
-        o["spec"]["minReplicaCount"] == 10
-    });
-    assert_eq!(so["metadata"]["annotations"][ANNOTATION], "0");
+    let obj = so.wait_floor(
+        &mut op,
+        kube,
+        "the floor raised from idle",
+        FLAT_LOAD_REPLICAS,
+    );
+    assert_eq!(obj["metadata"]["annotations"][ANNOTATION], "0");
     assert_eq!(
         kube.deployment_replicas(ns, "app"),
         0,

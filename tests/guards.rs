@@ -19,44 +19,19 @@ use std::time::Duration;
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
+use support::scenario::{
+    FLAT_LOAD_REPLICAS, create_scaler, flat_load, scaler_path, scrape, start_operator, wait_for,
+};
 use support::{
-    Controller, Prometheus, find_condition, free_port, http_request, join_openmetrics,
-    openmetrics_gauge, report, unix_now, wait_until,
+    Prometheus, find_condition, join_openmetrics, openmetrics_gauge, report, unix_now, wait_until,
 };
 
 /// Flat load 100 at the fixture's targetPerReplica 10: 10 replicas.
-const WANT: i64 = 10;
+const WANT: i64 = FLAT_LOAD_REPLICAS;
 const MAX: i64 = 30;
 /// The guard's hold window and the scaler's stabilisation window, in seconds.
 const HOLD: i64 = 30;
 const STABILIZE: i64 = 10;
-
-fn scaler_path(ns: &str, name: &str) -> String {
-    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
-}
-
-/// Waits up to `timeout` for `f` on the scaler (the operator must stay up); panics with the
-/// operator's log otherwise.
-fn wait_for(
-    op: &mut Controller,
-    kube: &KubeCluster,
-    path: &str,
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut(&Value) -> bool,
-) -> Value {
-    wait_until(timeout, Duration::from_millis(200), || {
-        op.assert_running();
-        Some(kube.get(path)).filter(|s| f(s))
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{what}: not within {timeout:?}\nscaler: {}\n{}",
-            kube.get(path)["status"],
-            op.log_tail(40)
-        )
-    })
-}
 
 fn limited(s: &Value) -> (String, String) {
     let c = find_condition(s, "ScalingLimited")
@@ -92,24 +67,8 @@ fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
                     "addReplicas": 4, "holdWindow": format!("{HOLD}s")}]),
         )
         .json();
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler,
-    );
-    let kubeconfig = kube.operator_kubeconfig(ns, None);
-    let http = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "run",
-        "--prometheus-url",
-        &prom.url(),
-        "--http-addr",
-        &http,
-        "--sync-interval",
-        "2s",
-        "--namespaces",
-        ns,
-    ];
-    let mut op = Controller::start(&args, &[("KUBECONFIG", &kubeconfig)]);
+    create_scaler(kube, scaler);
+    let (mut op, http) = start_operator(kube, ns, &prom.url(), None, "2s");
     let path = scaler_path(ns, name);
     let wait = Duration::from_secs(90);
 
@@ -140,9 +99,7 @@ fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
         table.contains("LIMITED") && table.contains("GuardBreached"),
         "{table}"
     );
-    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
-        .expect("GET /metrics")
-        .body;
+    let metrics = scrape(&http);
     assert!(
         metrics.contains(&format!(
             "prescale_guard_breached{{namespace=\"{ns}\",name=\"{name}\",guard=\"p95-latency\"}} 1"
@@ -197,9 +154,7 @@ fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
 
 #[test]
 fn a_guard_whose_query_fails_holds_the_count_and_says_why() {
-    let now = unix_now();
-    let load = openmetrics_gauge("proxy_rps", &[], now - 86_400, now - 60, 60, |_| 100.0);
-    let prom = Prometheus::start_with_history(&load);
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let (ns, name) = ("guard-fails", "llm-proxy");
     kube.create_namespace(ns);
@@ -215,24 +170,8 @@ fn a_guard_whose_query_fails_holds_the_count_and_says_why() {
             json!([{"name": "p95-latency", "query": "proxy_p95_seconds{", "threshold": 0.5}]),
         )
         .json();
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler,
-    );
-    let kubeconfig = kube.operator_kubeconfig(ns, None);
-    let http = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "run",
-        "--prometheus-url",
-        &prom.url(),
-        "--http-addr",
-        &http,
-        "--sync-interval",
-        "1s",
-        "--namespaces",
-        ns,
-    ];
-    let mut op = Controller::start(&args, &[("KUBECONFIG", &kubeconfig)]);
+    create_scaler(kube, scaler);
+    let (mut op, http) = start_operator(kube, ns, &prom.url(), None, "1s");
     let path = scaler_path(ns, name);
     let s = wait_for(
         &mut op,
@@ -255,9 +194,7 @@ fn a_guard_whose_query_fails_holds_the_count_and_says_why() {
     assert_eq!(limited(&s).0, "GuardUnavailable");
     assert_eq!(kube.deployment_replicas(ns, name), 20);
     // an unreadable guard has no gauge series
-    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
-        .expect("GET /metrics")
-        .body;
+    let metrics = scrape(&http);
     assert!(!metrics.contains("prescale_guard_breached{"), "{metrics}");
     op.assert_never_forbidden();
     report(&format!(

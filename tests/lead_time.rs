@@ -12,12 +12,17 @@ mod support;
 use std::time::{Duration, Instant};
 
 use prescale::api::{PredictiveScaler, duration::parse_duration};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::cluster::KubeCluster;
-use support::{Controller, Prometheus, free_port, openmetrics_gauge, unix_now, wait_until};
+use support::scenario::{
+    FLAT_LOAD_REPLICAS, create_scaler, flat_load, scaler_path, start_operator, wait_for,
+};
+use support::{Controller, Prometheus, wait_until};
 
 /// Flat load 100 at the fixture's targetPerReplica 10: 10 replicas.
-const WANT: i64 = 10;
+const WANT: i64 = FLAT_LOAD_REPLICAS;
+/// How long a test waits for what the operator does.
+const WAIT: Duration = Duration::from_secs(60);
 /// How long the "kubelet" takes to make the new replicas ready.
 const STARTUP: Duration = Duration::from_secs(4);
 
@@ -45,58 +50,15 @@ fn namespace(kube: &KubeCluster, ns: &str) {
     );
 }
 
+/// The operator watching `ns`, with the chart's RBAC for `leadTime: Auto`.
 fn operator(kube: &KubeCluster, ns: &str, prom: &Prometheus) -> Controller {
-    let values = std::env::temp_dir().join(format!("prescale-lead-{ns}-{}.yaml", free_port()));
-    std::fs::write(&values, "learnedLeadTime:\n  enabled: true\n").unwrap();
-    let kubeconfig = kube.operator_kubeconfig_for(ns, &[ns], None, Some(&values));
-    let http = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "run",
-        "--prometheus-url",
-        &prom.url(),
-        "--http-addr",
-        &http,
-        "--sync-interval",
-        "1s",
-        "--namespaces",
-        ns,
-    ];
-    Controller::start(&args, &[("KUBECONFIG", &kubeconfig)])
-}
-
-/// Waits up to a minute for `f` on the scaler at `path` (the operator must stay up).
-fn wait_for(
-    op: &mut Controller,
-    kube: &KubeCluster,
-    path: &str,
-    what: &str,
-    mut f: impl FnMut(&Value) -> bool,
-) -> Value {
-    let timeout = Duration::from_secs(60);
-    wait_until(timeout, Duration::from_millis(100), || {
-        op.assert_running();
-        Some(kube.get(path)).filter(|s| f(s))
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{what}: not within {timeout:?}\nscaler: {}\n{}",
-            kube.get(path)["status"],
-            op.log_tail(40)
-        )
-    })
+    let values = "learnedLeadTime:\n  enabled: true\n";
+    start_operator(kube, ns, &prom.url(), Some(values), "1s").0
 }
 
 #[test]
 fn a_learned_lead_time_is_measured_from_the_targets_ready_replicas() {
-    let now = unix_now();
-    let prom = Prometheus::start_with_history(&openmetrics_gauge(
-        "proxy_rps",
-        &[],
-        now - 86_400,
-        now - 60,
-        60,
-        |_| 100.0,
-    ));
+    let prom = flat_load();
     let kube = control_plane();
     let (ns, name) = ("lead-auto", "proxy");
     namespace(&kube, ns);
@@ -105,15 +67,12 @@ fn a_learned_lead_time_is_measured_from_the_targets_ready_replicas() {
         .history("12h", "1m")
         .lead_time("Auto")
         .json();
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler,
-    );
-    let path = format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}");
+    create_scaler(&kube, scaler);
+    let path = scaler_path(ns, name);
     let mut op = operator(&kube, ns, &prom);
 
     // before any measurement: the default, and why nothing is measured (no status at all)
-    let s = wait_for(&mut op, &kube, &path, "status.leadTime", |s| {
+    let s = wait_for(&mut op, &kube, &path, "status.leadTime", WAIT, |s| {
         s["status"]["leadTime"].is_object()
     });
     let lead = &s["status"]["leadTime"];
@@ -145,7 +104,7 @@ fn a_learned_lead_time_is_measured_from_the_targets_ready_replicas() {
         &format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}/status"),
         json!({"status": {"replicas": WANT, "readyReplicas": WANT}}),
     );
-    let s = wait_for(&mut op, &kube, &path, "a learned lead time", |s| {
+    let s = wait_for(&mut op, &kube, &path, "a learned lead time", WAIT, |s| {
         s["status"]["leadTime"]["source"] == "Learned"
     });
     let measured_within = scaled.elapsed();
@@ -166,7 +125,7 @@ fn a_learned_lead_time_is_measured_from_the_targets_ready_replicas() {
     op.stop();
     let mut op = operator(&kube, ns, &prom);
     kube.patch_merge(&path, json!({"spec": {"maxReplicas": 51}}));
-    let s = wait_for(&mut op, &kube, &path, "the new generation", |s| {
+    let s = wait_for(&mut op, &kube, &path, "the new generation", WAIT, |s| {
         s["status"]["observedGeneration"] == s["metadata"]["generation"]
     });
     assert_eq!(s["status"]["leadTime"], *lead, "{}", s["status"]);

@@ -13,33 +13,11 @@ use std::time::{Duration, Instant};
 use prescale::api::{PredictiveScaler, ScalerFixture};
 use serde_json::{Value, json};
 use support::cluster::{ApiProxy, Fault, KubeCluster};
-use support::{
-    Controller, Prometheus, find_condition, free_port, http_request, openmetrics_gauge, report,
-    unix_now, wait_until,
-};
+use support::scenario::{FLAT_LOAD_REPLICAS, deployments_path, flat_load, scalers_path};
+use support::{Controller, find_condition, free_port, http_request, report, wait_until};
 
 /// Flat load 100 at targetPerReplica 10: 10 replicas.
-const WANT: i64 = 10;
-
-fn prometheus() -> Prometheus {
-    let now = unix_now();
-    Prometheus::start_with_history(&openmetrics_gauge(
-        "proxy_rps",
-        &[],
-        now - 86_400,
-        now - 60,
-        60,
-        |_| 100.0,
-    ))
-}
-
-fn deployments(ns: &str) -> String {
-    format!("/apis/apps/v1/namespaces/{ns}/deployments")
-}
-
-fn scalers(ns: &str) -> String {
-    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers")
-}
+const WANT: i64 = FLAT_LOAD_REPLICAS;
 
 fn deployment(kube: &KubeCluster, ns: &str, name: &str, replicas: i64) {
     kube.create_deployment(ns, name, replicas);
@@ -54,7 +32,7 @@ fn scaler_fixture(ns: &str, name: &str) -> ScalerFixture {
 /// Creates the scaler on the API server, in the fixture's namespace.
 fn create_scaler(kube: &KubeCluster, scaler: ScalerFixture) {
     let json = scaler.json();
-    let path = scalers(json["metadata"]["namespace"].as_str().expect("a namespace"));
+    let path = scalers_path(json["metadata"]["namespace"].as_str().expect("a namespace"));
     kube.create(&path, json);
 }
 
@@ -63,7 +41,7 @@ fn replicas(kube: &KubeCluster, ns: &str, name: &str) -> i64 {
 }
 
 fn get_scaler(kube: &KubeCluster, ns: &str, name: &str) -> Value {
-    kube.get(&format!("{}/{name}", scalers(ns)))
+    kube.get(&format!("{}/{name}", scalers_path(ns)))
 }
 
 fn reason(kube: &KubeCluster, ns: &str, name: &str, type_: &str) -> Option<String> {
@@ -126,7 +104,7 @@ fn events(kube: &KubeCluster, ns: &str, regarding: &str, reason: &str) -> Vec<Va
 /// every sync forever, and no counter, gauge or Warning event showed the failure.
 #[test]
 fn a_deleted_target_clears_status_and_gauge_is_visible_to_alerting_and_is_written_once() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "rel-gone";
     let proxy = ApiProxy::start(kube);
@@ -141,7 +119,7 @@ fn a_deleted_target_clears_status_and_gauge_is_visible_to_alerting_and_is_writte
         Duration::from_secs(60),
         |o| replicas(kube, ns, "gone") == WANT && o.metrics().contains(&gauge),
     );
-    kube.delete(&format!("{}/gone", deployments(ns)));
+    kube.delete(&format!("{}/gone", deployments_path(ns)));
     let took = op.wait("TargetNotFound", Duration::from_secs(30), |_| {
         reason(kube, ns, "gone", "AbleToScale").as_deref() == Some("TargetNotFound")
     });
@@ -191,7 +169,7 @@ fn a_deleted_target_clears_status_and_gauge_is_visible_to_alerting_and_is_writte
 /// 2 -> 10 -> 20 -> 30 showed as one event "from 2 to 10" with a count of 3.
 #[test]
 fn every_scale_has_an_event_with_its_own_numbers() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "rel-events";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
@@ -201,7 +179,7 @@ fn every_scale_has_an_event_with_its_own_numbers() {
     for (min, want) in [(None, WANT), (Some(20), 20), (Some(30), 30)] {
         if let Some(min) = min {
             kube.patch_merge(
-                &format!("{}/steps", scalers(ns)),
+                &format!("{}/steps", scalers_path(ns)),
                 json!({"spec": {"minReplicas": min}}),
             );
         }
@@ -242,7 +220,7 @@ fn every_scale_has_an_event_with_its_own_numbers() {
 /// inherited the failure backoff of the one before.
 #[test]
 fn nothing_of_a_scaler_outlives_it() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "rel-leaks";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
@@ -261,7 +239,7 @@ fn nothing_of_a_scaler_outlives_it() {
     });
     // a renamed metric: the old name's series go
     kube.patch_merge(
-        &format!("{}/leaky", scalers(ns)),
+        &format!("{}/leaky", scalers_path(ns)),
         json!({"spec": {"metrics": [{"name": "reqs", "query": "proxy_rps", "targetPerReplica": "10"}]}}),
     );
     op.wait(
@@ -274,13 +252,13 @@ fn nothing_of_a_scaler_outlives_it() {
     );
     // invalid for this operator (the history cache is too small), then deleted
     kube.patch_merge(
-        &format!("{}/leaky", scalers(ns)),
+        &format!("{}/leaky", scalers_path(ns)),
         json!({"spec": {"history": {"lookback": "1d"}}}),
     );
     op.wait("InvalidSpec", Duration::from_secs(30), |_| {
         reason(kube, ns, "leaky", "Ready").as_deref() == Some("InvalidSpec")
     });
-    kube.delete(&format!("{}/leaky", scalers(ns)));
+    kube.delete(&format!("{}/leaky", scalers_path(ns)));
     let gone = op.wait("every series of leaky gone", Duration::from_secs(40), |o| {
         series(&o.metrics(), "name=\"leaky\"") == 0
     });
@@ -292,9 +270,9 @@ fn nothing_of_a_scaler_outlives_it() {
     op.wait("a long backoff", Duration::from_secs(60), |o| {
         o.ctrl.log().contains("retry_in_s=16")
     });
-    kube.delete(&format!("{}/failing", scalers(ns)));
+    kube.delete(&format!("{}/failing", scalers_path(ns)));
     wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
-        kube.try_get(&format!("{}/failing", scalers(ns)))
+        kube.try_get(&format!("{}/failing", scalers_path(ns)))
             .is_none()
             .then_some(())
     })
@@ -326,7 +304,7 @@ fn nothing_of_a_scaler_outlives_it() {
 /// HPA treats 0 as "disabled"), and `minReplicas: 0` was allowed without an opt-in.
 #[test]
 fn a_target_at_zero_is_left_alone_unless_the_scaler_owns_zero() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "rel-zero";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
@@ -340,7 +318,7 @@ fn a_target_at_zero_is_left_alone_unless_the_scaler_owns_zero() {
     assert_eq!(replicas(kube, ns, "paused"), 0, "scaled up from 0");
     // scaled up by hand: prescale takes over again
     kube.patch_merge(
-        &format!("{}/paused", deployments(ns)),
+        &format!("{}/paused", deployments_path(ns)),
         json!({"spec": {"replicas": 1}}),
     );
     op.wait(
@@ -352,7 +330,7 @@ fn a_target_at_zero_is_left_alone_unless_the_scaler_owns_zero() {
     let zero = scaler_fixture(ns, "zero").min_max(0, 50);
     let resp = kube.request(
         "POST",
-        &format!("{}?dryRun=All", scalers(ns)),
+        &format!("{}?dryRun=All", scalers_path(ns)),
         Some("application/json"),
         Some(&zero.clone().json()),
     );
@@ -373,7 +351,7 @@ fn a_target_at_zero_is_left_alone_unless_the_scaler_owns_zero() {
 /// Review item 13: two PredictiveScalers (or one and an HPA) on one target fought unnoticed.
 #[test]
 fn two_scalers_or_an_hpa_on_one_target_are_ambiguous_and_write_nothing() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "rel-ambiguous";
     let kubeconfig = kube.operator_kubeconfig(ns, None);
@@ -405,7 +383,7 @@ fn two_scalers_or_an_hpa_on_one_target_are_ambiguous_and_write_nothing() {
             .contains("PredictiveScaler b also scales"),
         "{message}"
     );
-    kube.delete(&format!("{}/b", scalers(ns)));
+    kube.delete(&format!("{}/b", scalers_path(ns)));
     op.wait("a alone scales", Duration::from_secs(60), |_| {
         replicas(kube, ns, "shared") == WANT
     });
@@ -447,7 +425,7 @@ fn two_scalers_or_an_hpa_on_one_target_are_ambiguous_and_write_nothing() {
 /// API server held the reconcile for the client's five-minute read timeout.
 #[test]
 fn a_hanging_discovery_or_event_call_is_bounded_by_the_request_timeout() {
-    let prom = prometheus();
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let ns = "rel-hang";
     let proxy = ApiProxy::start(kube);

@@ -10,56 +10,21 @@ mod support;
 use std::time::Duration;
 
 use prescale::api::PredictiveScaler;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::cluster::KubeCluster;
-use support::{
-    Controller, Prometheus, find_condition, free_port, openmetrics_gauge, report, unix_now,
-    wait_until,
+use support::scenario::{
+    FLAT_LOAD_REPLICAS, create_scaler, flat_load, scaler_path, start_operator, wait_for,
 };
+use support::{find_condition, report, unix_now, wait_until};
 
 /// Flat load 100 at the fixture's targetPerReplica 10: 10 replicas.
-const WANT: i64 = 10;
+const WANT: i64 = FLAT_LOAD_REPLICAS;
 /// The window's floor.
 const FLOOR: i64 = 25;
 
-fn scaler_path(ns: &str, name: &str) -> String {
-    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
-}
-
-/// Waits up to `timeout` for `f` on the scaler (the operator must stay up); panics with the
-/// operator's log otherwise.
-fn wait_for(
-    op: &mut Controller,
-    kube: &KubeCluster,
-    path: &str,
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut(&Value) -> bool,
-) -> Value {
-    wait_until(timeout, Duration::from_millis(200), || {
-        op.assert_running();
-        Some(kube.get(path)).filter(|s| f(s))
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{what}: not within {timeout:?}\nscaler: {}\n{}",
-            kube.get(path)["status"],
-            op.log_tail(40)
-        )
-    })
-}
-
 #[test]
 fn a_schedule_window_raises_replicas_at_its_start_and_lets_go_at_its_end() {
-    let now = unix_now();
-    let prom = Prometheus::start_with_history(&openmetrics_gauge(
-        "proxy_rps",
-        &[],
-        now - 86_400,
-        now - 60,
-        60,
-        |_| 100.0,
-    ));
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let (ns, name) = ("sched-window", "launch");
     kube.create_namespace(ns);
@@ -77,24 +42,8 @@ fn a_schedule_window_raises_replicas_at_its_start_and_lets_go_at_its_end() {
                     "minReplicas": FLOOR}]),
         )
         .json();
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler,
-    );
-    let kubeconfig = kube.operator_kubeconfig(ns, None);
-    let http = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "run",
-        "--prometheus-url",
-        &prom.url(),
-        "--http-addr",
-        &http,
-        "--sync-interval",
-        "1s",
-        "--namespaces",
-        ns,
-    ];
-    let mut op = Controller::start(&args, &[("KUBECONFIG", &kubeconfig)]);
+    create_scaler(kube, scaler);
+    let (mut op, _) = start_operator(kube, ns, &prom.url(), None, "1s");
     let path = scaler_path(ns, name);
     let wait = Duration::from_secs(60);
 

@@ -12,6 +12,8 @@
 //! - [`misbehaving`]: [`AuthProxy`] (a bearer-token gate in front of Prometheus), [`FaultProxy`] (a proxy told to
 //!   fail) and [`BlackHole`] (a listener that never answers).
 //! - [`http`]: a minimal HTTP/1.1 client over `TcpStream` ([`http_request`]).
+//! - [`scenario`]: what the end-to-end scaler tests share (paths, the fixture's flat load, the operator
+//!   as the chart's ServiceAccount, waiting on an object while it runs).
 //! - [`process`]: how every child process is spawned; [`tempdir`]: [`TestDir`].
 //! - Here: [`wait_until`] (polling with a deadline, instead of sleeps), [`free_port`], [`report`] and the like.
 //!
@@ -29,6 +31,7 @@ mod misbehaving;
 mod openmetrics;
 mod process;
 mod prometheus;
+pub mod scenario;
 mod tempdir;
 mod tls;
 

@@ -1,0 +1,120 @@
+//! What the end-to-end scaler tests share: where scalers and Deployments live on the API
+//! server, the fixture's flat load in a real Prometheus, creating a scaler, the operator started
+//! as the chart's ServiceAccount for one namespace, and waiting on an object while it runs.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::cluster::KubeCluster;
+use super::{
+    Controller, Prometheus, free_port, http_request, openmetrics_gauge, unix_now, wait_until,
+};
+
+/// What the fixture's scaler (`PredictiveScaler::test`: `proxy_rps` at 10 per replica) wants on
+/// [`flat_load`]: 100 / 10 replicas.
+pub const FLAT_LOAD_REPLICAS: i64 = 10;
+
+/// A real Prometheus holding `proxy_rps` at 100 every minute of the last day.
+pub fn flat_load() -> Prometheus {
+    let now = unix_now();
+    Prometheus::start_with_history(&openmetrics_gauge(
+        "proxy_rps",
+        &[],
+        now - 86_400,
+        now - 60,
+        60,
+        |_| 100.0,
+    ))
+}
+
+/// The collection of PredictiveScalers in `ns`.
+pub fn scalers_path(ns: &str) -> String {
+    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers")
+}
+
+/// The PredictiveScaler `ns/name`.
+pub fn scaler_path(ns: &str, name: &str) -> String {
+    format!("{}/{name}", scalers_path(ns))
+}
+
+/// The collection of Deployments in `ns`.
+pub fn deployments_path(ns: &str) -> String {
+    format!("/apis/apps/v1/namespaces/{ns}/deployments")
+}
+
+/// Creates `scaler` (e.g. `PredictiveScaler::test(ns, name).json()`) in its own namespace.
+pub fn create_scaler(kube: &KubeCluster, scaler: Value) -> Value {
+    let ns = scaler["metadata"]["namespace"]
+        .as_str()
+        .expect("the scaler has a namespace")
+        .to_string();
+    kube.create(&scalers_path(&ns), scaler)
+}
+
+/// `prescale run` for namespace `ns` as the chart's ServiceAccount (the chart rendered with
+/// `values`, YAML, where a feature needs more RBAC), reading `prom_url` and evaluating every
+/// `sync_interval`. Returns the operator and the address of its probes and `/metrics`.
+pub fn start_operator(
+    kube: &KubeCluster,
+    ns: &str,
+    prom_url: &str,
+    values: Option<&str>,
+    sync_interval: &str,
+) -> (Controller, String) {
+    let kubeconfig = match values {
+        None => kube.operator_kubeconfig(ns, None),
+        Some(yaml) => {
+            let file =
+                std::env::temp_dir().join(format!("prescale-values-{ns}-{}.yaml", free_port()));
+            std::fs::write(&file, yaml).expect("write the chart values");
+            kube.operator_kubeconfig_for(ns, &[ns], None, Some(&file))
+        }
+    };
+    let http = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "--prometheus-url",
+        prom_url,
+        "--http-addr",
+        &http,
+        "--sync-interval",
+        sync_interval,
+        "--namespaces",
+        ns,
+    ];
+    let op = Controller::start(&args, &[("KUBECONFIG", &kubeconfig)]);
+    (op, http)
+}
+
+/// The operator's `/metrics` page at `http` (from [`start_operator`]).
+pub fn scrape(http: &str) -> String {
+    http_request("GET", &format!("http://{http}/metrics"), None, None)
+        .expect("GET /metrics")
+        .body
+}
+
+/// Waits up to `timeout` for `f` on the object at `path` (the operator must stay up); panics
+/// with the object's status and the operator's log otherwise.
+pub fn wait_for(
+    op: &mut Controller,
+    kube: &KubeCluster,
+    path: &str,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&Value) -> bool,
+) -> Value {
+    wait_until(timeout, Duration::from_millis(200), || {
+        op.assert_running();
+        kube.try_get(path).filter(|s| f(s))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what}: not within {timeout:?}\nobject status: {}\n{}",
+            kube.try_get(path)
+                .map(|s| s["status"].clone())
+                .unwrap_or_default(),
+            op.log_tail(40)
+        )
+    })
+}
