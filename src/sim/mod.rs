@@ -188,6 +188,7 @@ fn walk_forward(series: &Series, s: &SimSettings, fits: &[Fit]) -> Vec<PlanRow> 
             target_per_replica: s.target_per_replica,
             observed,
             forecast: forecast.clone(),
+            duration: None,
         };
         let d = planner::plan(now, current, &s.policy, &[input], &mut state);
         // the simulated target takes every decision at once
