@@ -29,6 +29,7 @@ fn settings(step: i64) -> SimSettings {
         forecast: ForecastSettings::new(ModelKind::Auto, vec![], 24, 0.9, step),
         threads: 2,
         scaler: prescale::planner::choice::UNNAMED_SCALER.into(),
+        concurrency: None,
     }
 }
 
