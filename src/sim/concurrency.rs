@@ -189,8 +189,9 @@ mod tests {
         let d = known_durations(&requests, &busy, 60);
         assert_eq!(d[0], None, "nothing is known before the first row ends");
         assert_eq!(d[1], Some(2.0), "120 s is two steps of a minute");
-        assert_eq!(d[59], Some(2.0), "held while idle...");
-        assert_eq!(d[60], None, "...for an hour");
+        assert_eq!(d[5], Some(2.0), "in the five rows' mean until row 5");
+        assert_eq!(d[64], Some(2.0), "then held while idle...");
+        assert_eq!(d[65], None, "...for an hour");
         assert_eq!(d[71], Some(0.5));
         assert_eq!(d[75], Some(0.5));
     }
@@ -224,7 +225,8 @@ mod tests {
         assert_eq!(runs.len(), 2);
         assert!((runs[0].0 - 2.5).abs() < 0.01, "{}", runs[0].0);
         let v = interpolate_violations(&runs, 400);
-        assert!((v - 25.0).abs() < 0.5, "{v}");
+        // (whole replica-steps and violations: within one of the exact 25)
+        assert!((v - 25.0).abs() <= 1.0, "{v}");
         // out of range: the end of the range, alone
         let runs = rate_target_at_budget(5000, (1.0, 10.0), 20, run);
         assert_eq!((runs.len(), runs[0].0), (1, 1.0));
