@@ -42,12 +42,18 @@ pub struct ConcurrencyFlags {
     /// the comparison.
     #[arg(long, requires = "duration_column")]
     pub compare_rate: bool,
+    /// With --duration-column: the window the mean duration is taken over, as the range of
+    /// the duration query's rate() [default: 5m].
+    #[arg(long, requires = "duration_column")]
+    pub duration_window: Option<String>,
 }
 
 /// The extra columns of a trace with durations.
 #[derive(Debug, Clone)]
 pub struct DurationTrace {
     pub duration_column: String,
+    /// Rows the mean duration is taken over.
+    pub window: usize,
     pub score_column: String,
     /// The summed request durations of each row (seconds).
     pub busy: Vec<f64>,
@@ -60,7 +66,9 @@ impl DurationTrace {
     /// durations known at each row, scored on the true concurrency at `streams_per_replica`.
     pub fn sizing(&self, series: &Series, streams_per_replica: f64) -> Concurrency {
         Concurrency {
-            durations: Some(conc::known_durations(&series.values, &self.busy, series.step).into()),
+            durations: Some(
+                conc::known_durations(&series.values, &self.busy, series.step, self.window).into(),
+            ),
             scored: Arc::from(self.scored.values.as_slice()),
             streams_per_replica,
         }
@@ -92,7 +100,20 @@ pub fn read(
         }
         Ok(t.series)
     };
+    let window = match &flags.duration_window {
+        None => conc::DURATION_WINDOW_STEPS,
+        Some(w) => {
+            let w = crate::api::duration::parse_duration(w)
+                .map_err(|e| anyhow::anyhow!("--duration-window: {e}"))?;
+            let steps = w.as_secs() as i64 / series.step;
+            if steps < 1 {
+                bail!("--duration-window must be at least one step of the trace");
+            }
+            steps as usize
+        }
+    };
     Ok(Some(DurationTrace {
+        window,
         busy: column(duration_column)?.values,
         scored: column(&score_column)?,
         duration_column: duration_column.clone(),
@@ -111,7 +132,7 @@ pub fn write_settings(out: &mut String, r: &Resolved) {
          scored against {} (capacity {:.3} streams/replica)",
         r.column,
         d.duration_column,
-        conc::DURATION_WINDOW_STEPS,
+        d.window,
         c.streams_per_replica,
         d.score_column,
         c.streams_per_replica / UTILISATION
@@ -189,10 +210,11 @@ impl Comparison<'_> {
         let _ = writeln!(out, "prescale simulate --compare-rate: {}", r.label);
         let _ = writeln!(
             out,
-            "  arrivals {}, durations {}, scored against {} at {streams} streams/replica (capacity {:.3}); \
+            "  arrivals {}, durations {} ({}-step mean), scored against {} at {streams} streams/replica (capacity {:.3}); \
              lead {}, startup {} steps, {} rows at {step}, {} scored after {} warm-up",
             r.column,
             self.d.duration_column,
+            self.d.window,
             self.d.score_column,
             streams / UTILISATION,
             format_duration(r.lead_time),

@@ -14,8 +14,8 @@ use crate::planner::{
     concurrency::{DURATION_MAX_AGE, rate_per_replica},
 };
 
-/// Steps of the window the mean duration of a row is taken over: 5, as the example duration
-/// query's `rate(..._sum[5m]) / rate(..._count[5m])` at a 1-minute step.
+/// Steps of the window the mean duration of a row is taken over by default: 5, as the example
+/// duration query's `rate(..._sum[5m]) / rate(..._count[5m])` at a 1-minute step.
 pub const DURATION_WINDOW_STEPS: usize = 5;
 
 /// A trace with request durations.
@@ -67,15 +67,21 @@ pub fn fit_settings(s: &SimSettings, t: usize) -> ForecastSettings {
     settings
 }
 
-/// The duration the scaler knows at the start of each row, in steps: the mean of the
-/// [`DURATION_WINDOW_STEPS`] rows before it (`busy / requests`, `busy` in seconds, rows of
-/// `step` seconds), or, when those hold no request, the newest such mean of the last
-/// [`DURATION_MAX_AGE`]: the controller's reading of `rate(_sum[5m]) / rate(_count[5m])`.
+/// The duration the scaler knows at the start of each row, in steps: the mean of the `window`
+/// rows before it (`busy / requests`, `busy` in seconds, rows of `step` seconds), or, when
+/// those hold no request, the newest such mean of the last [`DURATION_MAX_AGE`]: the
+/// controller's reading of `rate(_sum[w]) / rate(_count[w])` (`w` = 5m for
+/// [`DURATION_WINDOW_STEPS`] at 1m).
 /// (The durations of a row's requests are known at its end here; a histogram records each at
 /// completion, so for requests longer than a step the simulation knows them a little early.)
-pub fn known_durations(requests: &[f64], busy: &[f64], step: i64) -> Vec<Option<f64>> {
+pub fn known_durations(
+    requests: &[f64],
+    busy: &[f64],
+    step: i64,
+    window: usize,
+) -> Vec<Option<f64>> {
     let n = requests.len().min(busy.len());
-    let w = DURATION_WINDOW_STEPS;
+    let w = window.max(1);
     let max_age = (DURATION_MAX_AGE / step.max(1)).max(1) as usize;
     // means[e]: the mean over rows [e - w, e), known at the start of row e
     let means: Vec<Option<f64>> = (0..n)
@@ -186,7 +192,7 @@ mod tests {
         busy[0] = 120.0;
         requests[70] = 2.0;
         busy[70] = 60.0;
-        let d = known_durations(&requests, &busy, 60);
+        let d = known_durations(&requests, &busy, 60, DURATION_WINDOW_STEPS);
         assert_eq!(d[0], None, "nothing is known before the first row ends");
         assert_eq!(d[1], Some(2.0), "120 s is two steps of a minute");
         assert_eq!(d[5], Some(2.0), "in the five rows' mean until row 5");
