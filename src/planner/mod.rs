@@ -6,7 +6,8 @@
 //! selection, [`margin`] the calibrated lead-window margin replicas are sized with, [`choice`]
 //! when `Auto` chooses, [`model`] which model to fit and which one a forecast came from,
 //! [`schedule`] which scheduled overrides are active, [`guard`] what a guard's health does,
-//! [`lead_time`] the learned lead time of `scaleUp.leadTime: Auto`; this file is the decision
+//! [`lead_time`] the learned lead time of `scaleUp.leadTime: Auto`, [`concurrency`] Little's law
+//! sizing of a metric with `concurrency`; this file is the decision
 //! ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
 //! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
 //! reads a spec into them and maps the planner's outcomes to condition reasons.
