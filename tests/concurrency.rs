@@ -7,11 +7,12 @@
 //! Deployment goes to ceil(2 x 30 / 8) = 8 replicas, where sizing the same rate at the same
 //! target (2 / 8) would ask for 1. Two more scalers read a duration query that returns nothing
 //! and one whose value is 0: each holds its Deployment at 20 replicas (never read as zero
-//! load), with `ForecastAvailable=False`, reason `DurationUnavailable`.
+//! load), with `ForecastAvailable=False`, reason `DurationUnavailable` (and a Warning event).
+//! `prescale forecast --duration-query` on the same Prometheus sizes the same way.
 
 mod support;
 
-use std::{fmt::Write as _, time::Duration};
+use std::{fmt::Write as _, process::Command, time::Duration};
 
 use prescale::api::PredictiveScaler;
 use serde_json::Value;
@@ -180,10 +181,60 @@ fn a_concurrency_metric_scales_on_rate_times_duration_and_a_missing_duration_hol
         let s = kube.get(&scaler_path(ns, name));
         assert_eq!(s["status"]["desiredReplicas"], 20, "{}", s["status"]);
     }
+    // a Warning event names the reason once
+    let events = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        Some(kube.events_about(ns, "no-duration", "DurationUnavailable")).filter(|e| !e.is_empty())
+    })
+    .unwrap_or_default();
+    assert_eq!(
+        events.len(),
+        1,
+        "one DurationUnavailable event: {events:#?}"
+    );
+    assert_eq!(events[0]["type"], "Warning");
     op.assert_never_forbidden();
+
+    // `prescale forecast` sizes the same way: 2/s x 30 s / 8
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
+        .args([
+            "forecast",
+            "--source-url",
+            &prom.url(),
+            "--query",
+            ARRIVALS,
+            "--duration-query",
+            MEAN_DURATION,
+            "--target-per-replica",
+            "8",
+            "--lookback",
+            "12h",
+            "--horizon",
+            "1h",
+        ])
+        .env_remove("PRESCALE_PROMETHEUS_URL")
+        .env_remove("PRESCALE_SOURCES_FILE")
+        .output()
+        .expect("run prescale forecast");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("concurrency: request duration 30s"),
+        "{stdout}"
+    );
+    let forecast_peak: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("peak: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no peak line: {stdout}"));
+    assert!((8..=10).contains(&forecast_peak), "{stdout}");
     report(&format!(
-        "[concurrency] {RATE}/s x {DURATION}s / 8 streams: 3 -> {replicas} replicas (peak {peak} streams); \
-         without a duration held at 20: {}",
+        "[concurrency] {RATE}/s x {DURATION}s / 8 streams: 3 -> {replicas} replicas (peak {peak} streams; \
+         prescale forecast: peak {forecast_peak} replicas); without a duration held at 20: {}",
         held.join(" | ")
     ));
 }
