@@ -585,7 +585,12 @@ fn cli_duration_column_bad_input_is_one_line() {
     let input = dir.join("busy.csv");
     std::fs::write(&input, durations_csv().0).unwrap();
     let input = input.to_str().unwrap();
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/concurrency.yaml");
     for (args, want) in [
+        (
+            vec!["--input", input, "--spec", spec],
+            "metric streams sizes on concurrency (its targetPerReplica is in concurrent requests)",
+        ),
         (
             vec!["--duration-column", "exec_seconds"],
             "--duration-column reads a trace file: give --input",

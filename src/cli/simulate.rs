@@ -260,6 +260,16 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
     let quantile = quantile(args, sc)?;
     let model = super::model_flag(args.model.as_deref(), sc.map(|c| c.model))?;
     let periods = seasonal_periods(args, sc, step)?;
+    if durations.is_none()
+        && let Some(m) = sc.and_then(|c| c.metrics.first())
+        && m.duration_query.is_some()
+    {
+        bail!(
+            "metric {} sizes on concurrency (its targetPerReplica is in concurrent requests): \
+             replay a trace with request durations, --input FILE --duration-column COLUMN",
+            m.name
+        );
+    }
     // with durations the target is in concurrent requests, the default from their peak
     let sized = durations.as_ref().map_or(&series, |d| &d.scored);
     let target_per_replica = target_per_replica(args, sc, sized)?;
