@@ -25,8 +25,8 @@ pub struct ConcurrencyFlags {
     /// Size on concurrent requests (Little's law), as a metric with `concurrency` does: the
     /// column holding, per row, the summed duration in seconds of the requests the value
     /// column counts (e.g. `exec_seconds`). The value column is forecast as the arrivals;
-    /// each decision sizes on arrivals x the mean duration of the 5 rows before it (the newest
-    /// such mean of the last hour), with --target-per-replica in concurrent requests; every plan
+    /// each decision sizes on arrivals x the mean duration of the --duration-window before it
+    /// (the newest such mean of the last hour), with --target-per-replica in concurrent requests; every plan
     /// is scored against --score-column. Needs --input.
     #[arg(long)]
     pub duration_column: Option<String>,
