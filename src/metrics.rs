@@ -112,6 +112,8 @@ pub struct Metrics {
     pub forecast_peak: Family<ScalerMetricLabels, FloatGauge>,
     pub forecast_now: Family<ScalerMetricLabels, FloatGauge>,
     pub observed_load: Family<ScalerMetricLabels, FloatGauge>,
+    /// The request duration each concurrency metric is sized with (Little's law).
+    pub request_duration: Family<ScalerMetricLabels, FloatGauge>,
     pub backtest_error: Family<ScalerMetricLabels, FloatGauge>,
     pub scale_operations: Family<ScaleLabels, Counter>,
     /// Each guard of each scaler: 1 while breached, else 0 (no series while it cannot be read).
@@ -143,6 +145,7 @@ pub const NAMES: &[&str] = &[
     "prescale_scaler_forecast_peak",
     "prescale_scaler_forecast_load",
     "prescale_scaler_observed_load",
+    "prescale_scaler_request_duration_seconds",
     "prescale_scaler_forecast_backtest_error",
     "prescale_scale_operations_total",
     "prescale_scaler_condition",
@@ -175,6 +178,7 @@ impl Metrics {
             forecast_peak: Family::default(),
             forecast_now: Family::default(),
             observed_load: Family::default(),
+            request_duration: Family::default(),
             backtest_error: Family::default(),
             scale_operations: Family::default(),
             guard_breached: Family::default(),
@@ -289,6 +293,12 @@ impl Metrics {
             "prescale_scaler_observed_load",
             "The metric's latest observed value",
             self.observed_load.clone(),
+        );
+        self.registry.register(
+            "prescale_scaler_request_duration_seconds",
+            "The request duration a metric with concurrency (Little's law) is sized with: the \
+             newest value of its durationQuery of the last hour; no series while there is none",
+            self.request_duration.clone(),
         );
         self.registry.register(
             "prescale_scaler_forecast_backtest_error",
@@ -423,6 +433,7 @@ impl Metrics {
         self.forecast_peak.remove(&l);
         self.forecast_now.remove(&l);
         self.observed_load.remove(&l);
+        self.request_duration.remove(&l);
         self.backtest_error.remove(&l);
     }
 
@@ -521,6 +532,7 @@ mod tests {
         m.forecast_peak.get_or_create(&sm).set(123.5);
         m.forecast_now.get_or_create(&sm).set(100.0);
         m.observed_load.get_or_create(&sm).set(98.0);
+        m.request_duration.get_or_create(&sm).set(27.5);
         m.backtest_error.get_or_create(&sm).set(0.07);
         m.scale_operations
             .get_or_create(&ScaleLabels {

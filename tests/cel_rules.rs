@@ -422,6 +422,47 @@ fn each_bad_guard_is_refused_with_its_rules_message() {
     }
 }
 
+/// One invalid concurrency block per rule, with the words the refusal must carry.
+fn concurrency_refusals() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "a concurrency metric whose durationQuery repeats its query",
+            with(
+                "/metrics/0/concurrency",
+                json!({"durationQuery": "sum(rate(x[2m]))"}),
+            ),
+            "concurrency.durationQuery must read the request duration in seconds, not repeat the metric's query",
+        ),
+        (
+            "a concurrency block without a durationQuery",
+            with("/metrics/0/concurrency", json!({})),
+            "spec.metrics[0].concurrency.durationQuery: Required value",
+        ),
+        (
+            "an empty durationQuery",
+            with("/metrics/0/concurrency", json!({"durationQuery": ""})),
+            "spec.metrics[0].concurrency.durationQuery",
+        ),
+    ]
+}
+
+#[test]
+fn a_concurrency_metric_passes_when_valid_and_each_bad_one_is_refused() {
+    let dq = "sum(rate(x_duration_seconds_sum[5m])) / sum(rate(x_duration_seconds_count[5m]))";
+    check(&with(
+        "/metrics/0/concurrency",
+        json!({"durationQuery": dq}),
+    ))
+    .unwrap();
+    for (what, manifest, words) in concurrency_refusals() {
+        if words.starts_with("spec.") {
+            continue;
+        }
+        let err = check(&manifest).expect_err(what);
+        assert!(err.contains(words), "{what}: {words:?} not in {err}");
+    }
+}
+
 /// One invalid spec per rule of the CRD (CEL and schema), with the words the refusal must carry.
 fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     let metric = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
@@ -535,6 +576,7 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     ];
     refusals.extend(schedule_refusals());
     refusals.extend(guard_refusals());
+    refusals.extend(concurrency_refusals());
     refusals
 }
 

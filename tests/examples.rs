@@ -62,6 +62,8 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/floor-mode.yaml",
         "examples/guards.yaml",
         "examples/learned-lead-time.yaml",
+        "examples/concurrency.yaml",
+        "examples/cache-miss.yaml",
         "tests/e2e/predictivescaler.yaml",
     ] {
         assert!(
@@ -95,6 +97,15 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
                 && v["spec"]["scaleUp"]["leadTime"] == "Auto"),
         "the learned-lead-time example does not learn its lead time"
     );
+    for file in ["concurrency.yaml", "cache-miss.yaml"] {
+        assert!(
+            all.iter().any(|(p, v)| p.ends_with(file)
+                && v["spec"]["metrics"].as_array().is_some_and(|m| m
+                    .iter()
+                    .any(|m| m["concurrency"]["durationQuery"].is_string()))),
+            "the {file} example has no metric sized on concurrency"
+        );
+    }
     println!("{} passed, 0 failed: {names:#?}", all.len());
 }
 

@@ -47,6 +47,7 @@ fn metric<'a>(fc: &'a Forecast, observed: Option<f64>) -> MetricInput<'a> {
         target_per_replica: 10.0,
         observed,
         forecast: Ok(fc),
+        duration: None,
     }
 }
 
@@ -334,6 +335,7 @@ fn no_data_holds_never_zero() {
                 target_per_replica: 10.0,
                 observed: None,
                 forecast: Err(unavailable.clone()),
+                duration: None,
             };
             let mut state = PlannerState::default();
             for minute in 0..30 {
@@ -368,6 +370,7 @@ fn reactive_fallback_follows_the_observed_load_up() {
         target_per_replica: 10.0,
         observed: Some(300.0),
         forecast: Err(Unavailable::new(NoForecast::InsufficientHistory, "short")),
+        duration: None,
     };
     let d = plan(
         T0,
@@ -413,12 +416,14 @@ fn the_max_over_metrics_drives() {
             target_per_replica: 10.0,
             observed: None,
             forecast: Ok(&low),
+            duration: None,
         },
         MetricInput {
             name: "tokens",
             target_per_replica: 30.0,
             observed: None,
             forecast: Ok(&high),
+            duration: None,
         },
     ];
     let d = plan(T0, 5, &policy(), &metrics, &mut PlannerState::default());
@@ -507,4 +512,92 @@ fn a_calibrated_margin_sizes_on_the_latest_load_and_the_model_band_is_the_fallba
     // without a fresh observation the margin has nothing to scale: the model's band sizes
     let d = plan(T0 + 2 * MIN, 22, &p, &[metric(&fc, None)], &mut state);
     assert_eq!(d.metrics[0].forecast_replicas, Some(10));
+}
+
+/// A concurrency metric (Little's law): 2 requests/s forecast, requests lasting 30 s, 8 streams
+/// per replica: ceil(2 x 30 / 8) = 8 replicas, where the same rate sized as requests at the
+/// same target would ask for 1.
+#[test]
+fn a_concurrency_metric_sizes_on_rate_times_duration() {
+    let fc = forecast(T0, 60, |_| 2.0);
+    let streams = |duration: Option<f64>| MetricInput {
+        name: "streams",
+        target_per_replica: 8.0,
+        observed: Some(2.0),
+        forecast: Ok(&fc),
+        duration,
+    };
+    let d = plan(
+        T0,
+        3,
+        &policy(),
+        &[streams(Some(30.0))],
+        &mut PlannerState::default(),
+    );
+    assert_eq!(d.desired, 8);
+    let m = &d.metrics[0];
+    assert_eq!(
+        (m.forecast_replicas, m.reactive_replicas),
+        (Some(8), Some(8))
+    );
+    assert_eq!(m.duration, Some(30.0));
+    let peak = m.peak.expect("a peak");
+    assert_eq!(
+        (peak.value, peak.replicas),
+        (2.0, 8),
+        "the peak value stays a rate"
+    );
+    // the duration doubles: twice the streams
+    let d = plan(
+        T0,
+        3,
+        &policy(),
+        &[streams(Some(60.0))],
+        &mut PlannerState::default(),
+    );
+    assert_eq!(d.desired, 15);
+    // without a duration the rate is the load
+    let d = plan(
+        T0,
+        1,
+        &policy(),
+        &[streams(None)],
+        &mut PlannerState::default(),
+    );
+    assert_eq!((d.desired, d.metrics[0].forecast_replicas), (1, Some(1)));
+}
+
+/// A concurrency metric whose duration is not usable holds the current count: never a
+/// scale-down, never zero load, with `DurationUnavailable`.
+#[test]
+fn a_concurrency_metric_without_a_usable_duration_holds() {
+    let fc = forecast(T0, 60, |_| 0.1);
+    for duration in [f64::NAN, 0.0, -1.0, f64::INFINITY] {
+        let input = MetricInput {
+            name: "streams",
+            target_per_replica: 8.0,
+            observed: Some(0.1),
+            forecast: Ok(&fc),
+            duration: Some(duration),
+        };
+        let d = plan(T0, 12, &policy(), &[input], &mut PlannerState::default());
+        assert_eq!(d.desired, 12, "duration {duration}: holds");
+        let m = &d.metrics[0];
+        assert_eq!(m.replicas, None);
+        let u = m.unavailable.as_ref().expect("unavailable");
+        assert_eq!(unavailable_reason(u.cause), reasons::DURATION_UNAVAILABLE);
+    }
+    // as the controller passes it: no observation, the cause as the forecast's error
+    let input = MetricInput {
+        name: "streams",
+        target_per_replica: 8.0,
+        observed: None,
+        forecast: Err(Unavailable::new(
+            NoForecast::DurationUnavailable,
+            "no value",
+        )),
+        duration: None,
+    };
+    let d = plan(T0, 12, &policy(), &[input], &mut PlannerState::default());
+    assert_eq!(d.desired, 12);
 }

@@ -29,6 +29,7 @@ fn settings(step: i64) -> SimSettings {
         forecast: ForecastSettings::new(ModelKind::Auto, vec![], 24, 0.9, step),
         threads: 2,
         scaler: prescale::planner::choice::UNNAMED_SCALER.into(),
+        concurrency: None,
     }
 }
 
@@ -486,4 +487,159 @@ fn frontier_trades_replicas_for_violations_at_each_quantile() {
             .windows(2)
             .all(|w| w[0].1.replica_steps >= w[1].1.replica_steps)
     );
+}
+
+/// A trace with request durations: `trace()`'s arrivals (per 5-minute row), each request lasting
+/// 600 s in the first half of every day and 1200 s in the second, and the true concurrency by
+/// Little's law (arrivals per second x duration).
+fn durations_csv() -> (String, f64) {
+    let t = trace();
+    let mut csv = String::from("timestamp,requests,exec_seconds,concurrency\n");
+    let mut peak: f64 = 0.0;
+    for (i, r) in t.values.iter().enumerate() {
+        let d = if i % 288 < 144 { 600.0 } else { 1200.0 };
+        let c = r / t.step as f64 * d;
+        peak = peak.max(c);
+        csv.push_str(&format!("{},{r},{},{c}\n", t.time_of(i), r * d));
+    }
+    (csv, peak)
+}
+
+#[test]
+fn cli_duration_column_sizes_on_concurrency_and_scores_against_it() {
+    let dir = std::env::temp_dir().join(format!("prescale-conc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("busy.csv");
+    let (csv, peak) = durations_csv();
+    std::fs::write(&input, &csv).unwrap();
+    let plan = dir.join("plan.csv");
+    let target = format!("{}", (peak / 20.0).ceil());
+    let out = prescale()
+        .args(["simulate", "--input", input.to_str().unwrap()])
+        .args(["--duration-column", "exec_seconds", "--target-per-replica"])
+        .args([target.as_str(), "--refresh", "30m", "--output"])
+        .arg(plan.to_str().unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("concurrency sizing: requests x mean duration (exec_seconds, 5-step mean")
+            && stdout.contains("scored against concurrency"),
+        "{stdout}"
+    );
+    // the plan CSV shows the load it is scored against: the true concurrency
+    let concurrency: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().to_string())
+        .collect();
+    let values: Vec<String> = std::fs::read_to_string(&plan)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(values.len(), concurrency.len());
+    for (v, c) in values.iter().zip(&concurrency) {
+        let (v, c): (f64, f64) = (v.parse().unwrap(), c.parse().unwrap());
+        assert!((v - c).abs() < 1e-6 * c.max(1.0), "{v} vs {c}");
+    }
+    // the comparison with rate sizing, on the same scored concurrency
+    let out = prescale()
+        .args(["simulate", "--input", input.to_str().unwrap()])
+        .args(["--duration-column", "exec_seconds", "--target-per-replica"])
+        .args([target.as_str(), "--refresh", "1h", "--model", "ets"])
+        .arg("--compare-rate")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "concurrency (Little's law)",
+        "rate, mean-duration target",
+        "rate, nearest the same budget",
+        "reactive on concurrency",
+        // 600 s or 1200 s per request: their mean, weighted by the requests, in between
+        "mean duration 9",
+        " s over the whole trace",
+        "at concurrency sizing's budget",
+    ] {
+        assert!(stdout.contains(want), "{want:?} not in:\n{stdout}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cli_duration_column_bad_input_is_one_line() {
+    let dir = std::env::temp_dir().join(format!("prescale-conc-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("busy.csv");
+    std::fs::write(&input, durations_csv().0).unwrap();
+    let input = input.to_str().unwrap();
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/concurrency.yaml");
+    for (args, want) in [
+        (
+            vec!["--input", input, "--spec", spec],
+            "metric streams sizes on concurrency (its targetPerReplica is in concurrent requests)",
+        ),
+        (
+            vec!["--duration-column", "exec_seconds"],
+            "--duration-column reads a trace file: give --input",
+        ),
+        (
+            vec!["--input", input, "--duration-column", "busy_seconds"],
+            "no column \"busy_seconds\"",
+        ),
+        (
+            vec![
+                "--input",
+                input,
+                "--duration-column",
+                "exec_seconds",
+                "--score-column",
+                "inflight",
+            ],
+            "no column \"inflight\"",
+        ),
+        (
+            vec![
+                "--input",
+                input,
+                "--duration-column",
+                "exec_seconds",
+                "--duration-window",
+                "10s",
+            ],
+            "--duration-window must be at least one step",
+        ),
+    ] {
+        let out = prescale()
+            .arg("simulate")
+            .args(&args)
+            .args(["--target-per-replica", "1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{args:?}: {want:?} not in {stderr:?}"
+        );
+    }
+    // --score-column and --compare-rate need --duration-column (a usage error)
+    let out = prescale()
+        .args(["simulate", "--input", input, "--compare-rate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -126,6 +126,20 @@ impl ScalerFixture {
         self
     }
 
+    /// Sizes the metric added last on concurrent requests (Little's law), with the mean
+    /// request duration read by `duration_query`.
+    pub fn concurrency(mut self, duration_query: &str) -> Self {
+        self.scaler
+            .spec
+            .metrics
+            .last_mut()
+            .expect("a fixture always has a metric")
+            .concurrency = Some(super::ConcurrencySpec {
+            duration_query: duration_query.into(),
+        });
+        self
+    }
+
     /// `history.lookback` and `history.step` (default `1d` and `1m`).
     pub fn history(mut self, lookback: &str, step: &str) -> Self {
         self.scaler.spec.history.lookback = lookback.into();
@@ -219,6 +233,7 @@ fn metric(name: &str, query: &str, target_per_replica: &str) -> MetricSpec {
         source: "default".into(),
         query: query.into(),
         target_per_replica: Quantity(target_per_replica.into()),
+        concurrency: None,
     }
 }
 

@@ -73,6 +73,9 @@ pub mod reasons {
     pub const GUARD_BREACHED: &str = "GuardBreached";
     /// A guard's query failed: no scale-down until it can be read.
     pub const GUARD_UNAVAILABLE: &str = "GuardUnavailable";
+    /// A concurrency metric's duration query returned nothing (or only NaN) in the last hour,
+    /// or a value that is not positive: the metric holds the replicas.
+    pub const DURATION_UNAVAILABLE: &str = "DurationUnavailable";
 }
 
 /// The `ScalingLimited` reason for what limited a decision.
@@ -98,6 +101,7 @@ pub fn unavailable_reason(cause: NoForecast) -> &'static str {
         NoForecast::ModelFitFailed => reasons::MODEL_FIT_FAILED,
         NoForecast::StaleForecast => reasons::STALE_FORECAST,
         NoForecast::Metric(reason) => reason,
+        NoForecast::DurationUnavailable => reasons::DURATION_UNAVAILABLE,
     }
 }
 

@@ -354,6 +354,7 @@ pub enum Fallback {
 /// One load signal and what one replica should carry of it.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.concurrency) || self.concurrency.durationQuery != self.query").message("concurrency.durationQuery must read the request duration in seconds, not repeat the metric's query (the arrival rate)"))]
 pub struct MetricSpec {
     /// A short name for the metric, shown in status, events, metrics and logs (e.g. `requests`,
     /// `tokens`): lower case letters, digits and `-`, at most 63, like a Kubernetes name.
@@ -380,11 +381,38 @@ pub struct MetricSpec {
     pub query: String,
 
     /// The amount of this metric one replica should carry (a quantity, like an HPA
-    /// `averageValue`): replicas = ceil(load / targetPerReplica).
+    /// `averageValue`): replicas = ceil(load / targetPerReplica). With `concurrency`, the
+    /// concurrent requests (streams) one replica should carry instead.
     // maxLength bounds the CEL rule's cost: without it a real API server refuses the CRD
     #[schemars(extend("maxLength" = 64))]
     #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("targetPerReplica must be a positive quantity"))]
     pub target_per_replica: Quantity,
+
+    /// Size on concurrent requests (Little's law) instead of on the metric itself: `query` is
+    /// then the arrival rate in requests per second (`sum(rate(..._count[2m]))`), it is what
+    /// is forecast, and replicas = ceil(forecast rate x mean request duration /
+    /// targetPerReplica), with `targetPerReplica` in concurrent requests (streams) per
+    /// replica. For long requests of varying length (streamed LLM responses, image
+    /// generation), whose load on a replica is how many run at once, not how many arrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencySpec>,
+}
+
+/// Little's law sizing of a metric: where the mean request duration comes from.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcurrencySpec {
+    /// A PromQL expression returning one series: the recent request duration in seconds, read
+    /// from the metric's `source`. The mean of a histogram:
+    /// `sum(rate(x_duration_seconds_sum[5m])) / sum(rate(x_duration_seconds_count[5m]))`, or
+    /// a high quantile to size for slow spells:
+    /// `histogram_quantile(0.9, sum by (le) (rate(x_duration_seconds_bucket[5m])))`. Its
+    /// latest value of the last hour is used (idle minutes, where the ratio is NaN, are
+    /// skipped). Nothing in the last hour, or a value that is not positive: the metric holds
+    /// the replicas (`ForecastAvailable=False`, `DurationUnavailable`); it is never read as
+    /// zero load.
+    #[schemars(length(min = 1, max = 4096))]
+    pub duration_query: String,
 }
 
 /// History window used for fitting.
@@ -598,6 +626,11 @@ pub struct PredictiveScalerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead_time: Option<LeadTimeStatus>,
 
+    /// Each metric with `concurrency` at the last evaluation: the request duration it was
+    /// sized with and the concurrent requests it forecasts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub concurrency: Vec<ConcurrencyStatus>,
+
     /// `Ready`, `ForecastAvailable`, `AbleToScale` and `ScalingLimited`.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
@@ -623,6 +656,29 @@ pub struct ForecastStatus {
     /// weighted absolute percentage error, WAPE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backtest_error: Option<String>,
+}
+
+/// A concurrency metric at the last evaluation.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcurrencyStatus {
+    /// The metric's name.
+    pub metric: String,
+    /// The request duration sized with, e.g. `27.5s`: the newest value of
+    /// `concurrency.durationQuery` of the last hour. Absent when there is none (see
+    /// `message`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// The forecast peak in concurrent requests: the upper-quantile arrival rate at the peak
+    /// times `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_streams: Option<String>,
+    /// The replicas this metric asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Why the metric has no duration or forecast, when it has none: it holds the replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The learned lead time of `scaleUp.leadTime: Auto`.

@@ -99,7 +99,11 @@ pub struct MetricConfig {
     pub name: String,
     pub source: String,
     pub query: String,
+    /// In metric units, or with `duration_query` in concurrent requests (streams).
     pub target_per_replica: f64,
+    /// `concurrency.durationQuery`: the metric is an arrival rate sized on concurrent requests
+    /// (Little's law, [`planner::concurrency`]) with the request duration this query reads.
+    pub duration_query: Option<String>,
 }
 
 /// The most points of history one metric may fetch and keep (`history.lookback /
@@ -286,9 +290,30 @@ fn read_metrics(spec: &PredictiveScalerSpec) -> Result<Vec<MetricConfig>, Invali
             source: m.source.clone(),
             query: m.query.clone(),
             target_per_replica: target,
+            duration_query: read_duration_query(m, i)?,
         });
     }
     Ok(metrics)
+}
+
+/// `concurrency.durationQuery` of `metrics[i]`, when set: not empty, and not the metric's own
+/// query (that is the arrival rate, not a duration).
+fn read_duration_query(m: &super::MetricSpec, i: usize) -> Result<Option<String>, InvalidSpec> {
+    let Some(c) = &m.concurrency else {
+        return Ok(None);
+    };
+    let at = format!("metrics[{i}] ({}).concurrency.durationQuery", m.name);
+    if c.duration_query.trim().is_empty() {
+        return bad(format!("{at} is empty"));
+    }
+    if c.duration_query.trim() == m.query.trim() {
+        return bad(format!(
+            "{at} repeats the metric's query: it must read the request duration in seconds \
+             (e.g. sum(rate(x_duration_seconds_sum[5m])) / sum(rate(x_duration_seconds_count[5m]))), \
+             while the query reads the arrival rate"
+        ));
+    }
+    Ok(Some(c.duration_query.clone()))
 }
 
 /// The spec's durations, read.
@@ -809,6 +834,62 @@ mod schedule_tests {
             err.contains("schedule name \"launch\" is used twice"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+
+    fn spec(concurrency: serde_json::Value) -> PredictiveScalerSpec {
+        serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "maxReplicas": 60,
+            "metrics": [
+                {"name": "requests", "query": "rps", "targetPerReplica": "40"},
+                {"name": "streams", "query": "arrivals", "targetPerReplica": "8",
+                 "concurrency": concurrency},
+            ],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_concurrency_metric_reads_its_duration_query_and_streams_target() {
+        let c = validate(&spec(serde_json::json!({"durationQuery": "mean_duration"}))).unwrap();
+        assert_eq!(c.metrics[0].duration_query, None);
+        assert_eq!(
+            c.metrics[1].duration_query.as_deref(),
+            Some("mean_duration")
+        );
+        assert_eq!(c.metrics[1].target_per_replica, 8.0);
+    }
+
+    #[test]
+    fn an_empty_or_repeated_duration_query_is_refused_naming_the_metric() {
+        for (duration_query, want) in [
+            (
+                " ",
+                "metrics[1] (streams).concurrency.durationQuery is empty",
+            ),
+            (
+                "arrivals",
+                "metrics[1] (streams).concurrency.durationQuery repeats the metric's query",
+            ),
+        ] {
+            let err = validate(&spec(serde_json::json!({"durationQuery": duration_query})))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+        // durationQuery is required in a concurrency block (the API server's schema, serde too)
+        let err = serde_json::from_value::<PredictiveScalerSpec>(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "maxReplicas": 6,
+            "metrics": [{"name": "s", "query": "q", "targetPerReplica": "1", "concurrency": {}}],
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("durationQuery"), "{err}");
     }
 }
 

@@ -238,5 +238,6 @@ fn trace_file_args(path: std::path::PathBuf) -> SimulateArgs {
         lookback: None,
         step: None,
         sources: Default::default(),
+        concurrency: Default::default(),
     }
 }

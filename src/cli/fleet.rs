@@ -210,6 +210,7 @@ impl Fleet {
                     target_per_replica: 40.0,
                     observed,
                     forecast: Ok(&forecasts[i]),
+                    duration: None,
                 };
                 let d = planner::plan(now, current[i], &policy, &[input], &mut states[i]);
                 planner::record_scale(&mut states[i], now, current[i], d.desired);

@@ -17,7 +17,9 @@ use crate::{
         ForecastStatus, PredictiveScaler, ScalerConfig, duration::format_duration,
         quantity::parse_quantity, validate,
     },
-    planner::{DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastSettings, Series, choice},
+    planner::{
+        DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastSettings, Series, choice, concurrency,
+    },
     sim::plot::{
         PlotError,
         canvas::{self, BAND, FORECAST, Format, LOAD, PRESCALE, USE_SVG_OR_PNG, number},
@@ -53,6 +55,11 @@ pub struct ForecastArgs {
     /// Load one replica carries (a quantity); adds the replicas column to --query.
     #[arg(long)]
     pub target_per_replica: Option<String>,
+    /// Concurrency sizing of --query (Little's law, as `concurrency.durationQuery`): a query of
+    /// the request duration in seconds; --query is then the arrival rate per second and
+    /// --target-per-replica is in concurrent requests.
+    #[arg(long, requires = "query")]
+    pub duration_query: Option<String>,
     /// Upper quantile of the band [default: 0.9, or the scaler's].
     #[arg(long)]
     pub quantile: Option<f64>,
@@ -73,6 +80,8 @@ struct Job {
     source: String,
     query: String,
     target: Option<f64>,
+    /// Concurrency sizing: the query of the request duration.
+    duration_query: Option<String>,
     /// With `--scaler`: its namespace, so the query goes out as the operator would send it
     /// (the source's allowed namespaces and namespace isolation).
     scope: Option<super::Scope>,
@@ -89,6 +98,18 @@ struct Done {
     job: Job,
     history: Arc<Series>,
     forecast: Forecast,
+    /// Concurrency sizing: the request duration (seconds) the replicas are sized with.
+    duration: Option<f64>,
+}
+
+impl Done {
+    /// The replicas `upper` of this metric needs (in concurrent requests with a duration).
+    fn replicas(&self, upper: f64) -> Option<u32> {
+        Some(replicas(
+            concurrency::load(upper, self.duration),
+            self.job.target?,
+        ))
+    }
 }
 
 /// Runs the subcommand: each metric fetched and fitted in turn (a failing one does not stop
@@ -165,11 +186,50 @@ async fn forecast_one(
         "{}",
         describe(&job, &history, &forecast, settings, fetched, t.elapsed())
     );
+    let duration = match &job.duration_query {
+        Some(q) => {
+            let d = read_duration(&job, q, sources, now).await?;
+            let peak = forecast.upper.iter().copied().fold(f64::NAN, f64::max);
+            println!(
+                "  concurrency: request duration {} (newest value of the last hour of {q}); \
+                 forecast peak {} concurrent requests",
+                number(d) + "s",
+                number(concurrency::streams(peak, d))
+            );
+            Some(d)
+        }
+        None => None,
+    };
     Ok(Done {
         job,
         history,
         forecast,
+        duration,
     })
+}
+
+/// The request duration of a concurrency metric, read as the operator reads it: the newest
+/// finite value of the last hour ([`concurrency::read_duration`]).
+async fn read_duration(
+    job: &Job,
+    query: &str,
+    sources: &crate::sources::Sources,
+    now: i64,
+) -> Result<f64, String> {
+    let unavailable = |why: String| {
+        format!(
+            "metric {}: no request duration (DurationUnavailable): {why}",
+            job.name
+        )
+    };
+    let Resolved { source, query } =
+        super::resolve_query(sources, &job.source, query, job.scope.as_ref())
+            .map_err(|e| unavailable(format!("{e} ({})", e.reason())))?;
+    let points = source
+        .range(&query, now - concurrency::DURATION_MAX_AGE + 60, now, 60)
+        .await
+        .map_err(|e| unavailable(format!("the duration query failed ({}): {e}", e.reason())))?;
+    concurrency::read_duration(&points, now).map_err(|p| unavailable(p.to_string()))
 }
 
 /// How a history was fetched: requests sent and wall time.
@@ -359,6 +419,7 @@ fn from_flags(args: &ForecastArgs) -> anyhow::Result<Plan> {
         source: args.source.clone(),
         query,
         target,
+        duration_query: args.duration_query.clone(),
         scope: None,
         scaler: choice::UNNAMED_SCALER.to_string(),
         remembered: None,
@@ -430,6 +491,7 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
             source: m.source.clone(),
             query: m.query.clone(),
             target: Some(m.target_per_replica),
+            duration_query: m.duration_query.clone(),
             scope: Some(super::Scope {
                 namespace: namespace.clone(),
                 labels: labels.clone(),
@@ -474,7 +536,7 @@ fn replicas(upper: f64, target: f64) -> u32 {
 fn combined(done: &[Done], i: usize, limits: Option<ReplicaRange>) -> Option<u32> {
     let r = done
         .iter()
-        .filter_map(|d| Some(replicas(*d.forecast.upper.get(i)?, d.job.target?)))
+        .filter_map(|d| d.replicas(*d.forecast.upper.get(i)?))
         .max()?;
     Some(match limits {
         Some(range) => r.clamp(range.min, range.max),
@@ -571,9 +633,9 @@ impl Columns {
             let upper = max(&d.forecast.upper);
             row.push(format!("{upper:.2}"));
             if self.many
-                && let Some(t) = d.job.target
+                && let Some(r) = d.replicas(upper)
             {
-                row.push(replicas(upper, t).to_string());
+                row.push(r.to_string());
             }
         }
         if self.any_target {

@@ -3,6 +3,7 @@
 //! `forecast` and `simulate --query`/`--scaler` read Prometheus, and `--scaler` the cluster.
 
 pub mod bench;
+pub mod concurrency;
 pub mod fleet;
 pub mod forecast;
 pub mod simulate;

@@ -19,6 +19,7 @@
 //! to report and what follows it. [`reconcile_inner`] turns every end, early or not, into the
 //! status write and the requeue in one `match`. A deleted scaler in floor mode only [`finalize`]s.
 
+mod concurrency;
 mod events;
 mod forecasts;
 mod guards;
@@ -74,6 +75,8 @@ pub(crate) struct ScalerState {
     lead_time: Option<planner::LeadTimeLearner>,
     /// `status.leadTime` as the last learning step left it.
     lead_time_status: Option<crate::api::LeadTimeStatus>,
+    /// `status.concurrency` of the last decision (`None`: none made since the start).
+    concurrency: Option<Vec<crate::api::ConcurrencyStatus>>,
 }
 
 /// What every stage of one reconcile reads.
@@ -233,6 +236,7 @@ async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report
         .map_err(End::Failed)?;
     let readings = guards::read(run, &config).await;
     let decision = plan(run, &config, state, target.current, &outcomes, &readings);
+    state.concurrency = Some(status::concurrency_status(&config, &decision));
     guards::report(run, &decision, &mut state.guards_breached).await;
     events::schedule_transitions(run.ctx, run.ps, &decision.schedules).await;
     let written = write_target(run, &config, state, &target, &decision).await?;
@@ -491,6 +495,7 @@ fn export_decision(run: &Run<'_>, decision: &Decision, outcomes: &[MetricOutcome
         Metrics::set_or_remove(&mx.forecast_peak, &labels, m.peak.map(|p| p.value));
         Metrics::set_or_remove(&mx.forecast_now, &labels, forecast_now);
         Metrics::set_or_remove(&mx.observed_load, &labels, o.observed);
+        Metrics::set_or_remove(&mx.request_duration, &labels, o.duration);
         let backtest = o.fit.as_ref().and_then(|f| f.backtest_error);
         Metrics::set_or_remove(&mx.backtest_error, &labels, backtest);
     }
@@ -688,6 +693,9 @@ async fn write_status(
     );
     new.target_mode = Some(floor::mode_of(&run.ps.spec.scale_target_ref).to_string());
     new.lead_time = lead_time::status_of(run, state);
+    if let Some(c) = &state.concurrency {
+        new.concurrency = c.clone();
+    }
     export_status(run, &new);
     state.ready_failure = report
         .conditions

@@ -7,13 +7,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
     api::{
-        ForecastPeak, ForecastStatus, LeadTimeStatus, NextSchedule, PredictiveScalerStatus,
-        SchedulesStatus,
+        ConcurrencyStatus, ForecastPeak, ForecastStatus, LeadTimeStatus, NextSchedule,
+        PredictiveScalerStatus, ScalerConfig, SchedulesStatus,
         conditions::{self, Cond, Status, limit_reason, reasons, types, unavailable_reason},
         duration::{format_duration, parse_duration},
     },
     planner::{
         Decision, LeadTimeLearner, LeadTimeSource, MetricDecision, Peak, Schedules, Unavailable,
+        concurrency,
     },
 };
 
@@ -166,6 +167,8 @@ pub fn build(
         target_mode: None,
         // set by the reconcile from its lead time learner (`scaleUp.leadTime: Auto`)
         lead_time: previous.and_then(|p| p.lead_time.clone()),
+        // set by the reconcile from its last decision (`concurrency_status`)
+        concurrency: previous.map(|p| p.concurrency.clone()).unwrap_or_default(),
         conditions: conditions::merge(prev_conditions, &report.conditions, generation, now),
     }
 }
@@ -358,6 +361,29 @@ fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastS
     })
 }
 
+/// `status.concurrency`: each metric of `config` with `concurrency` (in the order of the
+/// spec) as `decision` sized it: its request duration, its forecast peak in concurrent
+/// requests (Little's law, [`concurrency::streams`]), the replicas it asks for, or why it has
+/// none.
+pub fn concurrency_status(config: &ScalerConfig, decision: &Decision) -> Vec<ConcurrencyStatus> {
+    config
+        .metrics
+        .iter()
+        .filter(|m| m.duration_query.is_some())
+        .filter_map(|m| decision.metrics.iter().find(|d| d.name == m.name))
+        .map(|d| ConcurrencyStatus {
+            metric: d.name.clone(),
+            duration: d.duration.map(|s| format!("{}s", format_value(s))),
+            peak_streams: d
+                .duration
+                .zip(d.peak)
+                .map(|(s, p)| format_value(concurrency::streams(p.value, s))),
+            replicas: d.replicas.map(|r| r.min(i32::MAX as u32) as i32),
+            message: d.unavailable.as_ref().map(|u| u.message.clone()),
+        })
+        .collect()
+}
+
 /// The schedules for status: the names of the active ones, and the next to start.
 fn schedules_status(schedules: &Schedules) -> SchedulesStatus {
     SchedulesStatus {
@@ -423,6 +449,7 @@ mod tests {
                 replicas,
             }),
             unavailable,
+            duration: None,
         }
     }
 
@@ -704,6 +731,7 @@ mod tests {
             schedules: None,
             target_mode: None,
             lead_time: None,
+            concurrency: Vec::new(),
             conditions: vec![
                 condition(types::READY, "True", reasons::SCALER_ACTIVE, 50),
                 condition(

@@ -6,7 +6,8 @@
 //! selection, [`margin`] the calibrated lead-window margin replicas are sized with, [`choice`]
 //! when `Auto` chooses, [`model`] which model to fit and which one a forecast came from,
 //! [`schedule`] which scheduled overrides are active, [`guard`] what a guard's health does,
-//! [`lead_time`] the learned lead time of `scaleUp.leadTime: Auto`; this file is the decision
+//! [`lead_time`] the learned lead time of `scaleUp.leadTime: Auto`, [`concurrency`] Little's law
+//! sizing of a metric with `concurrency`; this file is the decision
 //! ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
 //! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
 //! reads a spec into them and maps the planner's outcomes to condition reasons.
@@ -27,6 +28,7 @@
 //! The last step that limited the count names the decision's [`Limit`].
 
 pub mod choice;
+pub mod concurrency;
 pub mod forecast;
 pub mod guard;
 pub mod lead_time;
@@ -92,6 +94,8 @@ pub enum NoForecast {
     /// The metric could not be read, or is too old to act on: the condition reason the edge
     /// that reads metrics gave. The planner passes it through.
     Metric(&'static str),
+    /// A concurrency metric without a usable request duration ([`concurrency::read_duration`]).
+    DurationUnavailable,
 }
 
 /// Why a metric has no usable forecast, and a message for a person.
@@ -131,6 +135,10 @@ pub struct MetricInput<'a> {
     pub observed: Option<f64>,
     /// The forecast, or why there is none.
     pub forecast: Result<&'a Forecast, Unavailable>,
+    /// Concurrency sizing ([`concurrency`]): the mean request duration, in the time unit of
+    /// the metric's rate. Every value of the metric is then sized as the concurrent requests
+    /// `value x duration`, and `target_per_replica` is in those. `None`: the value itself.
+    pub duration: Option<f64>,
 }
 
 /// A raw recommendation, remembered for scale-down stabilisation.
@@ -192,6 +200,8 @@ pub struct MetricDecision {
     /// The forecast peak over the whole forecast from now.
     pub peak: Option<Peak>,
     pub unavailable: Option<Unavailable>,
+    /// The request duration a concurrency metric was sized with ([`MetricInput::duration`]).
+    pub duration: Option<f64>,
 }
 
 /// What limited the desired count. Each maps to a `ScalingLimited` condition reason
@@ -371,21 +381,40 @@ fn metric_need(
     current: u32,
     fallback: Fallback,
 ) -> MetricDecision {
+    if let Some(d) = m.duration.filter(|d| !(d.is_finite() && *d > 0.0)) {
+        // the edge reads only positive durations; any other is no data, never zero load
+        return MetricDecision {
+            name: m.name.to_string(),
+            replicas: None,
+            forecast_replicas: None,
+            reactive_replicas: None,
+            peak: None,
+            unavailable: Some(Unavailable::new(
+                NoForecast::DurationUnavailable,
+                concurrency::DurationProblem::NotPositive(d).to_string(),
+            )),
+            duration: None,
+        };
+    }
     let observed = m.observed.filter(|v| v.is_finite());
-    let reactive = observed.map(|v| replicas_for(v, m.target_per_replica));
+    // the one place a metric's values become the load replicas carry (Little's law with a
+    // duration)
+    let replicas_of =
+        |value: f64| replicas_for(concurrency::load(value, m.duration), m.target_per_replica);
+    let reactive = observed.map(replicas_of);
     let (forecast_replicas, peak, unavailable) = match &m.forecast {
         Ok(fc) => match fc.max_upper_in(now, window_end) {
             Some(window_max) => {
                 let peak = fc.max_upper_in(now, fc.end() - 1).map(|p| Peak {
                     at: p.at,
                     value: p.value,
-                    replicas: replicas_for(p.value, m.target_per_replica),
+                    replicas: replicas_of(p.value),
                 });
                 let sized = match (&fc.margins, observed) {
                     (Some(margins), Some(last)) => margins.sized_load(now, last),
                     _ => window_max.value,
                 };
-                (Some(replicas_for(sized, m.target_per_replica)), peak, None)
+                (Some(replicas_of(sized)), peak, None)
             }
             None => (
                 None,
@@ -411,6 +440,7 @@ fn metric_need(
         reactive_replicas: reactive,
         peak,
         unavailable,
+        duration: m.duration,
     }
 }
 
@@ -812,6 +842,7 @@ mod tests {
             target_per_replica: 1.0,
             observed: Some(4.0),
             forecast: Err(Unavailable::new(NoForecast::Empty, "none")),
+            duration: None,
         }];
         let d = plan(1200, 10, &p, &fc_free, &mut state);
         assert!(d.schedules.active.is_empty());
@@ -866,6 +897,7 @@ mod tests {
             target_per_replica: 1.0,
             observed: Some(2.0),
             forecast: Err(Unavailable::new(NoForecast::Empty, "none")),
+            duration: None,
         }];
         let mut state = PlannerState::default();
         let d = plan_with_guards(0, 4, &p, &low, &at(0.9), &mut state);

@@ -100,7 +100,7 @@ pub fn frontier(
         })
         .collect();
     let warm = s.warmup_steps.min(series.len());
-    let family = reactive_family(&series.values, s, &FAMILY_FACTORS, warm);
+    let family = reactive_family(s.scored(series), s, &FAMILY_FACTORS, warm);
     // the first point is the settings as given, always run: its reactive baseline is everyone's
     let reactive = points[0].report.reactive;
     Frontier {

@@ -9,6 +9,7 @@
 //! [`frontier`] compute only. The CLI (`crate::cli::simulate`) fetches history from
 //! Prometheus and writes the plan CSV.
 
+pub mod concurrency;
 pub mod frontier;
 pub mod plot;
 pub mod synthetic;
@@ -50,6 +51,27 @@ pub struct SimSettings {
     /// The simulated scaler's `namespace/name`: `Auto`'s selection epochs are offset by it,
     /// as the controller's are ([`choice::selection_epoch`]).
     pub scaler: String,
+    /// A trace with request durations: concurrency sizing, and scoring on the true
+    /// concurrency ([`concurrency`]). `None`: the plan is sized and scored on the trace's values.
+    pub concurrency: Option<concurrency::Concurrency>,
+}
+
+impl SimSettings {
+    /// The load the plans are scored against: the true concurrency with
+    /// [`SimSettings::concurrency`], else the trace's values.
+    pub fn scored<'a>(&'a self, series: &'a Series) -> &'a [f64] {
+        match &self.concurrency {
+            Some(c) => &c.scored,
+            None => &series.values,
+        }
+    }
+
+    /// What one replica should carry of the scored load (capacity = this / [`UTILISATION`]).
+    pub fn score_target(&self) -> f64 {
+        self.concurrency
+            .as_ref()
+            .map_or(self.target_per_replica, |c| c.streams_per_replica)
+    }
 }
 
 /// One row of the plan, for `--output`.
@@ -127,15 +149,21 @@ pub fn simulate_observed(
     let n = series.len();
     let fitted = fit_all(series, s, progress);
     let mut rows = walk_forward(series, s, &fitted.fits);
-    let loads = &series.values;
+    let loads = s.scored(series);
     let reactive = reactive_plan(loads, s);
     let oracle = oracle_plan(loads, s);
     for (row, (r, o)) in rows.iter_mut().zip(reactive.iter().zip(&oracle)) {
         row.reactive = *r;
         row.oracle = *o;
     }
+    if s.concurrency.is_some() {
+        // the plan CSV and plot show the load the plan is scored against
+        for (row, load) in rows.iter_mut().zip(loads) {
+            row.value = *load;
+        }
+    }
     let desired: Vec<u32> = rows.iter().map(|r| r.desired).collect();
-    let capacity = s.target_per_replica / UTILISATION;
+    let capacity = s.score_target() / UTILISATION;
     let warm = s.warmup_steps.min(n);
     let fits = &fitted.fits;
     let forecasts = || fits.iter().filter_map(|f| f.forecast.as_ref().ok());
@@ -183,16 +211,33 @@ fn walk_forward(series: &Series, s: &SimSettings, fits: &[Fit]) -> Vec<PlanRow> 
             .checked_sub(1)
             .map(|i| series.values[i])
             .filter(|v| v.is_finite());
-        let input = MetricInput {
-            name: "load",
-            target_per_replica: s.target_per_replica,
-            observed,
-            forecast: forecast.clone(),
+        let input = match concurrency::duration_at(s, t) {
+            // a concurrency metric without a known duration holds, as in the controller
+            Some(None) => MetricInput {
+                name: "load",
+                target_per_replica: s.target_per_replica,
+                observed: None,
+                forecast: Err(concurrency::unknown_duration()),
+                duration: None,
+            },
+            duration => MetricInput {
+                name: "load",
+                target_per_replica: s.target_per_replica,
+                observed,
+                forecast: forecast.clone(),
+                duration: duration.flatten(),
+            },
         };
         let d = planner::plan(now, current, &s.policy, &[input], &mut state);
         // the simulated target takes every decision at once
         planner::record_scale(&mut state, now, current, d.desired);
         let (point, upper) = in_use(forecast.ok(), now);
+        // with concurrency sizing, the forecast in concurrent requests (Little's law)
+        let streams = |v: Option<f64>| match concurrency::duration_at(s, t) {
+            Some(d) => v.zip(d).map(|(v, d)| planner::concurrency::streams(v, d)),
+            None => v,
+        };
+        let (point, upper) = (streams(point), streams(upper));
         rows.push(PlanRow {
             timestamp: now,
             value: series.values[t],
@@ -300,7 +345,8 @@ fn fit_all(series: &Series, s: &SimSettings, progress: &(dyn Fn() + Sync)) -> Fi
             .map(|(sel, _)| sel)
             .find(|sel| sel.epoch == epoch_of(t));
         let began = Instant::now();
-        let forecast = choice::fit_chosen(&history(t), &s.forecast, selection)
+        let settings = concurrency::fit_settings(s, t);
+        let forecast = choice::fit_chosen(&history(t), &settings, selection)
             .map_err(|e| Unavailable::from_forecast_error(&e));
         progress();
         Fit {
@@ -362,10 +408,10 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
 /// unchanged within a 10% tolerance, scale-down only to the highest want of the last 5 steps,
 /// no scale-up limit, clamped to [min, max]. A missing load holds.
 pub fn reactive_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
-    reactive_plan_for(loads, s, s.target_per_replica)
+    reactive_plan_for(loads, s, s.score_target())
 }
 
-/// [`reactive_plan`] with another target per replica.
+/// [`reactive_plan`] with another target per replica (in units of the scored load).
 fn reactive_plan_for(loads: &[f64], s: &SimSettings, target_per_replica: f64) -> Vec<u32> {
     let (min, max) = (s.policy.min_replicas, s.policy.max_replicas);
     let mut out = Vec::with_capacity(loads.len());
@@ -405,9 +451,9 @@ pub fn reactive_at_cost(
     budget: u64,
     warm: usize,
 ) -> Option<(f64, Score)> {
-    let capacity = s.target_per_replica / UTILISATION;
+    let capacity = s.score_target() / UTILISATION;
     let run = |f: f64| {
-        let plan = reactive_plan_for(loads, s, s.target_per_replica * f);
+        let plan = reactive_plan_for(loads, s, s.score_target() * f);
         score(loads, &plan, capacity, s.startup_steps, warm)
     };
     let at_default = run(1.0);
@@ -444,11 +490,11 @@ pub fn reactive_family(
     factors: &[f64],
     warm: usize,
 ) -> Vec<(f64, Score)> {
-    let capacity = s.target_per_replica / UTILISATION;
+    let capacity = s.score_target() / UTILISATION;
     factors
         .iter()
         .map(|&f| {
-            let plan = reactive_plan_for(loads, s, s.target_per_replica * f);
+            let plan = reactive_plan_for(loads, s, s.score_target() * f);
             (f, score(loads, &plan, capacity, s.startup_steps, warm))
         })
         .collect()
@@ -457,7 +503,7 @@ pub fn reactive_family(
 /// The oracle of docs/evaluation.md: `need[t] = ceil(load[t] / capacity)`,
 /// `oracle[t] = max(need[t ..= t + startup])`.
 pub fn oracle_plan(loads: &[f64], s: &SimSettings) -> Vec<u32> {
-    let capacity = s.target_per_replica / UTILISATION;
+    let capacity = s.score_target() / UTILISATION;
     let need: Vec<u32> = loads
         .iter()
         .map(|&l| {

@@ -17,7 +17,8 @@ use crate::{
     metrics::{ModelLabels, QueryLabels},
     planner::{
         DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastError, ForecastSettings, MetricInput,
-        NoForecast, Selection, Sizing, Unavailable, choice, series::Series,
+        NoForecast, Selection, Sizing, Unavailable, choice, concurrency::rate_per_replica,
+        series::Series,
     },
     sources::{HistoryKey, MetricsSource, SourceError},
 };
@@ -50,6 +51,8 @@ pub(super) struct MetricOutcome {
     pub(super) forecast: std::result::Result<Arc<Forecast>, Unavailable>,
     /// The fit behind `forecast`, when there is one.
     pub(super) fit: Option<FitSummary>,
+    /// A concurrency metric's request duration, in seconds ([`super::concurrency`]).
+    pub(super) duration: Option<f64>,
 }
 
 impl MetricOutcome {
@@ -61,10 +64,11 @@ impl MetricOutcome {
             observed: None,
             forecast: Err(why),
             fit: None,
+            duration: None,
         }
     }
 
-    fn fitted(m: &MetricConfig, observed: Option<f64>, fit: Fit) -> Self {
+    fn fitted(m: &MetricConfig, observed: Option<f64>, fit: Fit, duration: Option<f64>) -> Self {
         let summary = fit.result.as_ref().ok().map(|fc| FitSummary {
             metric: m.name.clone(),
             model: fc.model.to_string(),
@@ -77,6 +81,7 @@ impl MetricOutcome {
             observed,
             forecast: fit.result,
             fit: summary,
+            duration,
         }
     }
 
@@ -91,6 +96,7 @@ impl MetricOutcome {
                 .as_ref()
                 .map(|f| f.as_ref())
                 .map_err(Clone::clone),
+            duration: self.duration,
         }
     }
 }
@@ -144,13 +150,26 @@ pub(super) async fn evaluate_metrics(
                 continue;
             }
         };
+        let duration = match &m.duration_query {
+            Some(q) => {
+                let labels = namespace_labels(run.ctx, run.namespace, config).await;
+                match super::concurrency::duration(run, labels.as_ref(), m, q).await {
+                    Ok(d) => Some(d),
+                    Err(why) => {
+                        out.push(MetricOutcome::unavailable(m, why));
+                        continue;
+                    }
+                }
+            }
+            None => None,
+        };
         let key = FitKey {
             history: history.key,
             lookback: grid.lookback,
             settings: fit_settings(run.ctx, config, m, &grid),
         };
-        let fit = fit_or_reuse(run, config, state, &m.name, key, history.series).await?;
-        out.push(MetricOutcome::fitted(m, history.observed, fit));
+        let fit = fit_or_reuse(run, config, state, &m.name, key, history.series, duration).await?;
+        out.push(MetricOutcome::fitted(m, history.observed, fit, duration));
     }
     Ok(out)
 }
@@ -352,7 +371,9 @@ fn fit_settings(
 }
 
 /// The forecast of `metric` for `key`: its last fit while that still holds ([`reusable`]),
-/// else a new [`fit`], remembered for the next reconciles.
+/// else a new [`fit`], remembered for the next reconciles. A concurrency metric's fit is
+/// calibrated with the request `duration` of the moment it is made
+/// ([`concurrency_sizing`]); a new duration alone does not refit.
 async fn fit_or_reuse(
     run: &Run<'_>,
     config: &ScalerConfig,
@@ -360,6 +381,7 @@ async fn fit_or_reuse(
     metric: &str,
     key: FitKey,
     series: Arc<Series>,
+    duration: Option<f64>,
 ) -> Result<Fit> {
     let last = state.fits.get(metric);
     if let Some(fit) = last.filter(|f| reusable(run, config, f, &key)) {
@@ -372,9 +394,21 @@ async fn fit_or_reuse(
         .and_then(|f| f.selection.clone())
         .filter(|s| s.epoch == epoch)
         .or_else(|| remembered_choice(remembered, metric, epoch));
-    let fit = fit(run, metric, key, series, epoch, previous).await?;
+    let settings = concurrency_sizing(&key.settings, duration);
+    let fit = fit(run, metric, key, settings, series, epoch, previous).await?;
     state.fits.insert(metric.to_string(), fit.clone());
     Ok(fit)
+}
+
+/// The settings a concurrency metric is fitted with: the calibrated margin counts replicas of
+/// the arrival rate, so its target is the rate one replica carries at `duration`
+/// (`targetPerReplica` streams / duration). Without a duration, `settings` as they are.
+fn concurrency_sizing(settings: &ForecastSettings, duration: Option<f64>) -> ForecastSettings {
+    let mut settings = settings.clone();
+    if let (Some(d), Some(sizing)) = (duration, settings.sizing.as_mut()) {
+        sizing.target_per_replica = rate_per_replica(sizing.target_per_replica, d);
+    }
+    settings
 }
 
 /// Whether `fit` may serve this reconcile: made for the same key, less than a refresh interval
@@ -399,12 +433,12 @@ async fn fit(
     run: &Run<'_>,
     metric: &str,
     key: FitKey,
+    settings: ForecastSettings,
     series: Arc<Series>,
     epoch: i64,
     previous: Option<Selection>,
 ) -> Result<Fit> {
     let _stage = Stage::enter("fit");
-    let settings = key.settings.clone();
     let slot = run
         .ctx
         .fit_slots

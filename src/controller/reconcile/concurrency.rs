@@ -1,0 +1,56 @@
+//! Stage 3, for a metric with `concurrency`: its request duration, read through the same
+//! sources layer as its query (the source's access rules and the namespace isolation of
+//! queries). Which reading is used and what sizing does with it is the planner's rule
+//! ([`crate::planner::concurrency`]).
+
+use tracing::warn;
+
+use super::{Run, timed};
+use crate::{
+    api::MetricConfig,
+    metrics::QueryLabels,
+    planner::{
+        NoForecast, Unavailable,
+        concurrency::{DURATION_MAX_AGE, read_duration},
+    },
+};
+
+/// The step of the duration's range query over the last [`DURATION_MAX_AGE`].
+const STEP: i64 = 60;
+
+/// The request duration of `m` (seconds) to size with now, or why there is none
+/// (`DurationUnavailable`): the query failed, returned nothing or only NaN in the last hour,
+/// or its newest value is not positive.
+pub(super) async fn duration(
+    run: &Run<'_>,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    m: &MetricConfig,
+    duration_query: &str,
+) -> Result<f64, Unavailable> {
+    let unavailable = |message: String| {
+        warn!(metric = %m.name, source = %m.source, error = %message, "no request duration");
+        Unavailable::new(NoForecast::DurationUnavailable, message)
+    };
+    let failed = |e: crate::sources::SourceError| {
+        unavailable(format!("the duration query failed ({}): {e}", e.reason()))
+    };
+    let resolved = run
+        .ctx
+        .sources
+        .resolve(run.namespace, labels, &m.source, duration_query)
+        .map_err(failed)?;
+    let now = run.now_s();
+    let start = now - DURATION_MAX_AGE + STEP;
+    let (result, elapsed) = timed(resolved.source.range(&resolved.query, start, now, STEP)).await;
+    let query_labels = QueryLabels {
+        source: m.source.clone(),
+        result: result
+            .as_ref()
+            .map_or_else(|e| e.reason(), |_| "ok")
+            .to_string(),
+    };
+    let histogram = run.ctx.metrics.query_duration.get_or_create(&query_labels);
+    histogram.observe(elapsed.as_secs_f64());
+    let points = result.map_err(failed)?;
+    read_duration(&points, now).map_err(|p| unavailable(p.to_string()))
+}
