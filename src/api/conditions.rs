@@ -73,6 +73,10 @@ pub mod reasons {
     pub const GUARD_BREACHED: &str = "GuardBreached";
     /// A guard's query failed: no scale-down until it can be read.
     pub const GUARD_UNAVAILABLE: &str = "GuardUnavailable";
+    /// Drain-aware scale-in cannot set the pods' deletion costs (the pod query fails or
+    /// matches no pod, the pods cannot be listed or annotated): the scale-down waits, up to
+    /// `scaleDown.drainAware.maxWait`.
+    pub const DRAIN_AWARE_UNAVAILABLE: &str = "DrainAwareUnavailable";
 }
 
 /// The `ScalingLimited` reason for what limited a decision.

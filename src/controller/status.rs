@@ -222,6 +222,8 @@ pub enum Write {
     /// Active mode; `Ok` when written (or nothing to write), `Err` with the error text.
     Active(Result<(), String>),
     DryRun,
+    /// Active; a scale-down held by drain-aware scale-in, with why (`scaleDown.drainAware`).
+    DrainAwareHeld(String),
 }
 
 /// Conditions after a decision: `Ready` sums up the other three (the forecast first, then
@@ -284,6 +286,12 @@ fn able_condition(decision: &Decision, current: u32, write: &Write) -> Cond {
                 "DryRun: would set {} replicas (now {current}); the target is not written",
                 decision.desired
             ),
+        ),
+        Write::DrainAwareHeld(why) => Cond::new(
+            types::ABLE_TO_SCALE,
+            Status::False,
+            reasons::DRAIN_AWARE_UNAVAILABLE,
+            why.clone(),
         ),
         Write::Active(Err(e)) => Cond::new(
             types::ABLE_TO_SCALE,

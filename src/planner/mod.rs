@@ -27,6 +27,7 @@
 //! The last step that limited the count names the decision's [`Limit`].
 
 pub mod choice;
+pub mod drain;
 pub mod forecast;
 pub mod guard;
 pub mod lead_time;
