@@ -561,6 +561,8 @@ mod tests {
             "a",
             &[("p95".into(), Some(true)), ("errors".into(), None)],
         );
+        m.pod_deletion_cost_updates.get_or_create(&s).inc_by(3);
+        m.drain_aware_skipped.get_or_create(&s).inc();
         m
     }
 
@@ -616,6 +618,13 @@ mod tests {
             )
         );
         assert!(!text.contains("guard=\"p95\""), "{text}");
+
+        assert!(
+            text.contains(
+                "prescale_pod_deletion_cost_updates_total{namespace=\"ns\",name=\"a\"} 3"
+            ),
+            "{text}"
+        );
 
         m.remove_scaler("ns", "a");
         let text = m.encode();

@@ -62,6 +62,7 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/floor-mode.yaml",
         "examples/guards.yaml",
         "examples/learned-lead-time.yaml",
+        "examples/drain-aware.yaml",
         "tests/e2e/predictivescaler.yaml",
     ] {
         assert!(
@@ -94,6 +95,13 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
             .any(|(p, v)| p.ends_with("learned-lead-time.yaml")
                 && v["spec"]["scaleUp"]["leadTime"] == "Auto"),
         "the learned-lead-time example does not learn its lead time"
+    );
+    assert!(
+        all.iter().any(|(p, v)| p.ends_with("drain-aware.yaml")
+            && v["spec"]["scaleDown"]["drainAware"]["podQuery"]
+                .as_str()
+                .is_some_and(|q| q.starts_with("sum by (pod)"))),
+        "the drain-aware example reads no per-pod query"
     );
     println!("{} passed, 0 failed: {names:#?}", all.len());
 }
