@@ -579,6 +579,22 @@ mod tests {
             (Status::False, reasons::FAILED_UPDATE_SCALE)
         );
 
+        // a drain-aware scale-down held: not able to scale as planned, and Ready says why
+        let c = decided(&d, 9, &Write::DrainAwareHeld("holding 9 replicas".into()));
+        let able = find(&c, types::ABLE_TO_SCALE);
+        assert_eq!(
+            (able.status, able.reason, able.message.as_str()),
+            (
+                Status::False,
+                reasons::DRAIN_AWARE_UNAVAILABLE,
+                "holding 9 replicas"
+            )
+        );
+        assert_eq!(
+            find(&c, types::READY).reason,
+            reasons::DRAIN_AWARE_UNAVAILABLE
+        );
+
         let c = decided(&d, 3, &Write::DryRun);
         let able = find(&c, types::ABLE_TO_SCALE);
         assert_eq!((able.status, able.reason), (Status::True, reasons::DRY_RUN));

@@ -156,3 +156,65 @@ impl PrometheusSource {
         Ok(body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+    use std::time::Duration;
+
+    fn source() -> PrometheusSource {
+        PrometheusSource::new("prom", "http://127.0.0.1:9", Duration::from_secs(1)).unwrap()
+    }
+
+    fn answer(
+        source: &PrometheusSource,
+        status: StatusCode,
+        body: &str,
+    ) -> Result<Vec<(String, f64)>, SourceError> {
+        source.labelled_samples(status, "application/json", body.as_bytes(), "pod")
+    }
+
+    #[test]
+    fn each_series_gives_its_label_and_value() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a","app":"x"},"value":[1764600000,"3"]},
+            {"metric":{"app":"x"},"value":[1764600000,"9"]},
+            {"metric":{"pod":"b"},"value":[1764600000,"NaN"]}]}}"#;
+        let got = answer(&source(), StatusCode::OK, body).unwrap();
+        assert_eq!(got.len(), 2, "the series without the label is skipped");
+        assert_eq!(got[0], ("a".to_string(), 3.0));
+        assert!(
+            got[1].0 == "b" && got[1].1.is_nan(),
+            "NaN stays NaN, never 0"
+        );
+        let empty = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(answer(&source(), StatusCode::OK, empty).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_wrong_shape_an_error_or_too_many_series_is_an_error() {
+        let s = source();
+        let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        let e = answer(&s, StatusCode::OK, matrix).unwrap_err();
+        assert_eq!(e.reason(), "InvalidQuery");
+        assert!(
+            e.to_string()
+                .contains("expected an instant vector, got a matrix"),
+            "{e}"
+        );
+        let bad = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        let e = answer(&s, StatusCode::BAD_REQUEST, bad).unwrap_err();
+        assert_eq!(e.reason(), "InvalidQuery");
+        let one = r#"{"metric":{"pod":"p"},"value":[1,"1"]}"#;
+        let many = vec![one; MAX_LABELLED_SERIES + 1].join(",");
+        let body =
+            format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{many}]}}}}"#);
+        let e = answer(&s, StatusCode::OK, &body).unwrap_err();
+        assert!(e.to_string().contains("one series per pod"), "{e}");
+        let e = s
+            .labelled_samples(StatusCode::BAD_GATEWAY, "text/html", b"<html>", "pod")
+            .unwrap_err();
+        assert_eq!(e.reason(), "MetricsSourceUnavailable");
+    }
+}
