@@ -13,8 +13,8 @@
 //!   text), condition vocabulary, durations, quantities, spec validation. Pure.
 //! - [`planner`]: series, forecasting with augurs, the calibrated lead-window margin, the
 //!   scheduled overrides active at an instant, the guards (health read now that raises and
-//!   holds replicas), the learned lead time of `leadTime: Auto` (`planner::lead_time`) and the
-//!   replica decision; `planner::choice` is
+//!   holds replicas), the learned lead time of `leadTime: Auto` (`planner::lead_time`), the pod
+//!   deletion costs of drain-aware scale-in (`planner::drain`) and the replica decision; `planner::choice` is
 //!   the one rule for when `Auto` chooses its model, used by the controller, `simulate`,
 //!   `forecast` and the fleet bench. Pure (CPU only).
 //! - [`sources`]: where history comes from: the sources a cluster admin configures, the
@@ -22,8 +22,9 @@
 //!   the sources, and the sources file, secret and TLS files.
 //! - [`controller`]: the reconciler over PredictiveScalers and leader election. IO: the
 //!   Kubernetes API (`/scale`, status, events, Lease, HPAs, in floor mode an HPA's or KEDA
-//!   ScaledObject's floor, namespaces, with `leadTime: Auto` the target's ready replicas) and
-//!   the sources.
+//!   ScaledObject's floor, namespaces, with `leadTime: Auto` the target's ready replicas, with
+//!   `scaleDown.drainAware` the target's pods and their deletion-cost annotation) and the
+//!   sources.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`. IO: a TCP listener.
 //! - [`metrics`]: the operator's own Prometheus metrics (in memory; served by [`http`]).
 //! - [`cli`]: the subcommands besides `run`: `forecast`, `simulate`, `bench`. IO: flags, files,

@@ -118,6 +118,10 @@ pub struct Metrics {
     pub scale_operations: Family<ScaleLabels, Counter>,
     /// Each guard of each scaler: 1 while breached, else 0 (no series while it cannot be read).
     pub guard_breached: Family<GuardLabels, Gauge>,
+    /// Pod-deletion-cost annotations written before scale-downs (`scaleDown.drainAware`).
+    pub pod_deletion_cost_updates: Family<ScalerLabels, Counter>,
+    /// Scale-downs that went ahead without deletion costs after `drainAware.maxWait`.
+    pub drain_aware_skipped: Family<ScalerLabels, Counter>,
     /// What each scaler has series of, so they can all be removed: its metric names and its
     /// condition label sets.
     known: Mutex<HashMap<(String, String), Known>>,
@@ -150,6 +154,8 @@ pub const NAMES: &[&str] = &[
     "prescale_scale_operations_total",
     "prescale_scaler_condition",
     "prescale_guard_breached",
+    "prescale_pod_deletion_cost_updates_total",
+    "prescale_drain_aware_skipped_total",
 ];
 
 impl Default for Metrics {
@@ -182,6 +188,8 @@ impl Metrics {
             backtest_error: Family::default(),
             scale_operations: Family::default(),
             guard_breached: Family::default(),
+            pod_deletion_cost_updates: Family::default(),
+            drain_aware_skipped: Family::default(),
             known: Mutex::default(),
         };
         m.register_build_info();
@@ -189,6 +197,7 @@ impl Metrics {
         m.register_history();
         m.register_fits();
         m.register_scalers();
+        m.register_drain_aware();
         m
     }
 
@@ -327,6 +336,22 @@ impl Metrics {
         );
     }
 
+    /// Drain-aware scale-in (`scaleDown.drainAware`), per scaler.
+    fn register_drain_aware(&mut self) {
+        self.registry.register(
+            "prescale_pod_deletion_cost_updates",
+            "Pod annotations controller.kubernetes.io/pod-deletion-cost written before scale-downs \
+             (scaleDown.drainAware; only changed values are written)",
+            self.pod_deletion_cost_updates.clone(),
+        );
+        self.registry.register(
+            "prescale_drain_aware_skipped",
+            "Scale-downs that went ahead without pod deletion costs because the per-pod values \
+             could not be had within scaleDown.drainAware.maxWait",
+            self.drain_aware_skipped.clone(),
+        );
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -455,6 +480,8 @@ impl Metrics {
         };
         self.current_replicas.remove(&s);
         self.desired_replicas.remove(&s);
+        self.pod_deletion_cost_updates.remove(&s);
+        self.drain_aware_skipped.remove(&s);
         for direction in ["up", "down"] {
             self.scale_operations.remove(&ScaleLabels {
                 namespace: namespace.into(),
@@ -546,6 +573,8 @@ mod tests {
             "a",
             &[("p95".into(), Some(true)), ("errors".into(), None)],
         );
+        m.pod_deletion_cost_updates.get_or_create(&s).inc_by(3);
+        m.drain_aware_skipped.get_or_create(&s).inc();
         m
     }
 
@@ -601,6 +630,13 @@ mod tests {
             )
         );
         assert!(!text.contains("guard=\"p95\""), "{text}");
+
+        assert!(
+            text.contains(
+                "prescale_pod_deletion_cost_updates_total{namespace=\"ns\",name=\"a\"} 3"
+            ),
+            "{text}"
+        );
 
         m.remove_scaler("ns", "a");
         let text = m.encode();

@@ -463,6 +463,77 @@ fn a_concurrency_metric_passes_when_valid_and_each_bad_one_is_refused() {
     }
 }
 
+/// One invalid `scaleDown.drainAware` per rule, with the words the refusal must carry.
+fn drain_aware_refusals() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "drainAware without podQuery",
+            with("/scaleDown/drainAware", json!({"source": "default"})),
+            "scaleDown.drainAware needs podQuery: a PromQL query returning one series per pod",
+        ),
+        (
+            "drainAware with an empty podQuery",
+            with("/scaleDown/drainAware", json!({"podQuery": ""})),
+            "scaleDown.drainAware needs podQuery",
+        ),
+        (
+            "drainAware on a StatefulSet",
+            example()
+                .target_ref("apps/v1", "StatefulSet", "db")
+                .drain_aware("sum by (pod) (inflight)")
+                .json(),
+            "scaleDown.drainAware needs an apps/v1 Deployment or ReplicaSet target: a StatefulSet removes its highest ordinal and ignores pod-deletion-cost",
+        ),
+        (
+            "drainAware in floor mode",
+            example()
+                .target_ref("autoscaling/v2", "HorizontalPodAutoscaler", "h")
+                .drain_aware("sum by (pod) (inflight)")
+                .json(),
+            "scaleDown.drainAware needs an apps/v1 Deployment or ReplicaSet target",
+        ),
+        (
+            "drainAware with a malformed maxWait",
+            with(
+                "/scaleDown/drainAware",
+                json!({"podQuery": "q", "maxWait": "5min"}),
+            ),
+            "spec.scaleDown.drainAware.maxWait",
+        ),
+        (
+            "drainAware with a podLabel that is no label name",
+            with(
+                "/scaleDown/drainAware",
+                json!({"podQuery": "q", "podLabel": "pod-name"}),
+            ),
+            "spec.scaleDown.drainAware.podLabel",
+        ),
+    ]
+}
+
+#[test]
+fn drain_aware_passes_when_valid() {
+    check(&example().drain_aware("sum by (pod) (inflight)").json()).unwrap();
+    let all = json!({"source": "other", "podQuery": "q", "podLabel": "kubernetes_pod_name", "maxWait": "0s"});
+    check(&with("/scaleDown/drainAware", all)).unwrap();
+    let rs = example()
+        .target_ref("apps/v1", "ReplicaSet", "r")
+        .drain_aware("q")
+        .json();
+    check(&rs).unwrap();
+}
+
+#[test]
+fn each_bad_drain_aware_is_refused_with_its_rules_message() {
+    for (what, manifest, words) in drain_aware_refusals() {
+        if words.starts_with("spec.") {
+            continue;
+        }
+        let err = check(&manifest).expect_err(what);
+        assert!(err.contains(words), "{what}: {words:?} not in {err}");
+    }
+}
+
 /// One invalid spec per rule of the CRD (CEL and schema), with the words the refusal must carry.
 fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     let metric = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
@@ -577,6 +648,7 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     refusals.extend(schedule_refusals());
     refusals.extend(guard_refusals());
     refusals.extend(concurrency_refusals());
+    refusals.extend(drain_aware_refusals());
     refusals
 }
 

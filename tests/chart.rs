@@ -601,3 +601,39 @@ fn without_leader_election_an_upgrade_never_runs_two_operators() {
     let args = container(&docs)["args"].to_string();
     assert!(args.contains("--max-concurrent-reconciles=16"), "{args}");
 }
+
+#[test]
+fn drain_aware_adds_pod_access_only_when_enabled() {
+    let Some(docs) = render(&[]) else { return };
+    let all = serde_json::to_string(&docs).unwrap();
+    assert!(!all.contains("\"pods\""), "no RBAC on pods by default");
+    let Some(docs) = render(&["--set", "drainAware.enabled=true"]) else {
+        return;
+    };
+    let mut want = operator_rules(&[("apps", &["deployments", "statefulsets", "replicasets"])]);
+    let pods = json!([[""], ["pods"], ["get", "list", "patch"]]);
+    want.insert(3, format!("{} {} {}", pods[0], pods[1], pods[2]));
+    assert_eq!(rules(one(&docs, "ClusterRole")), want);
+    // with watchNamespaces, in each namespace's Role only
+    let Some(docs) = render(&[
+        "--set",
+        "drainAware.enabled=true",
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+    ]) else {
+        return;
+    };
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
+    let roles = of_kind(&docs, "Role");
+    let with_pods: Vec<_> = roles
+        .iter()
+        .filter(|r| rules(r).contains(&want[3]))
+        .map(|r| {
+            r["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(with_pods, vec!["team-a", "team-b"]);
+}

@@ -64,6 +64,7 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/learned-lead-time.yaml",
         "examples/concurrency.yaml",
         "examples/cache-miss.yaml",
+        "examples/drain-aware.yaml",
         "tests/e2e/predictivescaler.yaml",
     ] {
         assert!(
@@ -106,6 +107,13 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
             "the {file} example has no metric sized on concurrency"
         );
     }
+    assert!(
+        all.iter().any(|(p, v)| p.ends_with("drain-aware.yaml")
+            && v["spec"]["scaleDown"]["drainAware"]["podQuery"]
+                .as_str()
+                .is_some_and(|q| q.starts_with("sum by (pod)"))),
+        "the drain-aware example reads no per-pod query"
+    );
     println!("{} passed, 0 failed: {names:#?}", all.len());
 }
 

@@ -184,6 +184,18 @@ impl ScalerFixture {
         self
     }
 
+    /// `scaleDown.drainAware` reading `pod_query` from the source `default` (its other fields
+    /// keep their defaults: label `pod`, `maxWait` `5m`).
+    pub fn drain_aware(mut self, pod_query: &str) -> Self {
+        self.scaler.spec.scale_down.drain_aware = Some(super::v1alpha1::DrainAwareSpec {
+            source: "default".into(),
+            pod_query: Some(pod_query.into()),
+            pod_label: "pod".into(),
+            max_wait: "5m".into(),
+        });
+        self
+    }
+
     /// `fallback` (default `Reactive`).
     pub fn fallback(mut self, fallback: Fallback) -> Self {
         self.scaler.spec.fallback = fallback;

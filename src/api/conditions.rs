@@ -76,6 +76,10 @@ pub mod reasons {
     /// A concurrency metric's duration query returned nothing (or only NaN) in the last hour,
     /// or a value that is not positive: the metric holds the replicas.
     pub const DURATION_UNAVAILABLE: &str = "DurationUnavailable";
+    /// Drain-aware scale-in cannot set the pods' deletion costs (the pod query fails or
+    /// matches no pod, the pods cannot be listed or annotated): the scale-down waits, up to
+    /// `scaleDown.drainAware.maxWait`.
+    pub const DRAIN_AWARE_UNAVAILABLE: &str = "DrainAwareUnavailable";
 }
 
 /// The `ScalingLimited` reason for what limited a decision.

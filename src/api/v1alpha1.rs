@@ -94,6 +94,12 @@ macro_rules! cel_duration_ms {
         .field_path(".spec.history.lookback")
         .reason(Reason::FieldValueInvalid),
     validation = Rule::new(concat!(
+        "!has(self.spec.scaleDown) || !has(self.spec.scaleDown.drainAware) || ",
+        "(self.spec.scaleTargetRef.apiVersion == 'apps/v1' && self.spec.scaleTargetRef.kind in ['Deployment', 'ReplicaSet'])"))
+        .message("scaleDown.drainAware needs an apps/v1 Deployment or ReplicaSet target: a StatefulSet removes its highest ordinal and ignores pod-deletion-cost, and in floor mode the HPA or KEDA picks the moment of the scale-down")
+        .field_path(".spec.scaleDown.drainAware")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new(concat!(
         cel_duration_ms!("self.spec.forecast.horizon"), " <= ", cel_duration_ms!("self.spec.history.step"), " * 20000"))
         .message("forecast.horizon / history.step must be at most 20000 points: raise history.step or shorten forecast.horizon")
         .field_path(".spec.forecast.horizon")
@@ -577,6 +583,59 @@ pub struct ScaleDownSpec {
     #[serde(default = "default_max_percent_per_minute")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("maxPercentPerMinute must be between 0 and 100"))]
     pub max_percent_per_minute: i32,
+
+    /// Drain-aware scale-in: before lowering the replicas of a Deployment or ReplicaSet,
+    /// prescale reads each pod's in-flight requests or active streams (`podQuery`) and sets
+    /// the pod annotation `controller.kubernetes.io/pod-deletion-cost` to it (rounded up), so
+    /// the ReplicaSet removes the idlest pods and the long streams of the busy ones are not
+    /// cut; then it lowers the count. A pod the query has no value for counts as busy as the
+    /// busiest. When the values cannot be read (the query fails or matches no pod, the pods
+    /// cannot be listed or annotated) the scale-down waits up to `maxWait`
+    /// (`AbleToScale=False`, `DrainAwareUnavailable`), then goes ahead without the costs
+    /// (a Warning event `DrainAwareSkipped`). `Active` mode only; needs the chart's
+    /// `drainAware.enabled` (pods get, list, patch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_aware: Option<DrainAwareSpec>,
+}
+
+/// Where drain-aware scale-in reads each pod's in-flight work.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.podQuery) && size(self.podQuery) > 0").message("scaleDown.drainAware needs podQuery: a PromQL query returning one series per pod, e.g. sum by (pod) (proxy_inflight_requests{namespace=\"ai-gateway\"})"))]
+pub struct DrainAwareSpec {
+    /// The Prometheus source to query, as for a metric (configured by the cluster admin; never
+    /// a URL). Default `default`.
+    #[serde(default = "default_source")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub source: String,
+
+    /// A PromQL expression returning one series per pod, labelled with the pod's name
+    /// (`podLabel`), whose value is the pod's in-flight requests or active streams now, e.g.
+    /// `sum by (pod) (proxy_inflight_requests{namespace="ai-gateway"})`. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub pod_query: Option<String>,
+
+    /// The label of `podQuery`'s series that holds the pod name. Default `pod`.
+    #[serde(default = "default_pod_label")]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    )]
+    pub pod_label: String,
+
+    /// How long a scale-down waits for readable per-pod values (from the first failed read)
+    /// before it goes ahead without deletion costs, e.g. `5m` (the default); `0s` never
+    /// waits.
+    #[serde(default = "default_drain_max_wait")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    pub max_wait: String,
 }
 
 impl Default for ScaleDownSpec {
@@ -584,6 +643,7 @@ impl Default for ScaleDownSpec {
         Self {
             stabilization_window: default_stabilization_window(),
             max_percent_per_minute: default_max_percent_per_minute(),
+            drain_aware: None,
         }
     }
 }
@@ -786,4 +846,10 @@ fn default_stabilization_window() -> String {
 }
 fn default_max_percent_per_minute() -> i32 {
     10
+}
+fn default_pod_label() -> String {
+    "pod".into()
+}
+fn default_drain_max_wait() -> String {
+    "5m".into()
 }

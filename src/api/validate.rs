@@ -46,6 +46,19 @@ pub struct ScalerConfig {
     pub schedules: Vec<planner::Schedule>,
     /// `spec.guards`, read, in the spec's order.
     pub guards: Vec<GuardConfig>,
+    /// `scaleDown.drainAware`, read.
+    pub drain_aware: Option<DrainAwareConfig>,
+}
+
+/// `scaleDown.drainAware`: where each pod's in-flight value is read, and how long a
+/// scale-down waits for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrainAwareConfig {
+    pub source: String,
+    pub query: String,
+    /// The label of the query's series that holds the pod name.
+    pub pod_label: String,
+    pub max_wait: Duration,
 }
 
 /// One guard of the spec: where its value is read, and the planner's rule for it.
@@ -171,6 +184,7 @@ pub fn validate_with(
     check_rates(spec)?;
     let schedules = read_schedules(spec)?;
     let guards = read_guards(spec)?;
+    let drain_aware = read_drain_aware(spec)?;
     Ok(ScalerConfig {
         min_replicas: spec.min_replicas as u32,
         allow_scale_to_zero: spec.allow_scale_to_zero,
@@ -192,6 +206,7 @@ pub fn validate_with(
         fallback: spec.fallback.into(),
         schedules,
         guards,
+        drain_aware,
     })
 }
 
@@ -535,6 +550,51 @@ fn read_guards(spec: &PredictiveScalerSpec) -> Result<Vec<GuardConfig>, InvalidS
         });
     }
     Ok(guards)
+}
+
+/// `scaleDown.drainAware`: an `apps/v1` Deployment or ReplicaSet target (a StatefulSet
+/// ignores pod-deletion-cost; in floor mode the autoscaler scales down), a `podQuery`, a source
+/// name, a Prometheus label name as `podLabel` and a `maxWait` duration.
+fn read_drain_aware(spec: &PredictiveScalerSpec) -> Result<Option<DrainAwareConfig>, InvalidSpec> {
+    let Some(d) = &spec.scale_down.drain_aware else {
+        return Ok(None);
+    };
+    let t = &spec.scale_target_ref;
+    if t.api_version != "apps/v1" || !matches!(t.kind.as_str(), "Deployment" | "ReplicaSet") {
+        return bad(format!(
+            "scaleDown.drainAware needs an apps/v1 Deployment or ReplicaSet target, not {} {}: a StatefulSet \
+             removes its highest ordinal and ignores pod-deletion-cost, and in floor mode the HPA or KEDA picks \
+             the moment of the scale-down",
+            t.api_version, t.kind
+        ));
+    }
+    let query = d.pod_query.as_deref().unwrap_or("").trim();
+    if query.is_empty() {
+        return bad(
+            "scaleDown.drainAware needs podQuery: a PromQL query returning one series per pod, e.g. \
+             sum by (pod) (proxy_inflight_requests{namespace=\"ai-gateway\"})"
+                .into(),
+        );
+    }
+    if !is_dns_label(&d.source) {
+        return bad(format!(
+            "scaleDown.drainAware.source {:?} is not a source name (lower case letters, digits, '-'); sources \
+             are configured in the operator, never given as a URL",
+            d.source
+        ));
+    }
+    if !crate::names::is_prometheus_label_name(&d.pod_label) {
+        return bad(format!(
+            "scaleDown.drainAware.podLabel {:?} is not a Prometheus label name",
+            d.pod_label
+        ));
+    }
+    Ok(Some(DrainAwareConfig {
+        source: d.source.clone(),
+        query: query.to_string(),
+        pod_label: d.pod_label.clone(),
+        max_wait: duration("scaleDown.drainAware.maxWait", &d.max_wait)?,
+    }))
 }
 
 /// A schedule's window: `start` and `end`, or `cron`, `duration` and `timeZone`. `at` names
@@ -1009,6 +1069,89 @@ mod guard_tests {
             ),
         ] {
             let err = validate(&spec(guards).unwrap()).unwrap_err().to_string();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod drain_aware_tests {
+    use super::*;
+
+    fn spec(kind: &str, drain_aware: serde_json::Value) -> PredictiveScalerSpec {
+        serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": "x"},
+            "maxReplicas": 60,
+            "metrics": [{"name": "requests", "query": "q", "targetPerReplica": "1"}],
+            "scaleDown": {"drainAware": drain_aware},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn drain_aware_reads_with_its_defaults() {
+        let q = "sum by (pod) (inflight)";
+        let c = validate(&spec("Deployment", serde_json::json!({"podQuery": q}))).unwrap();
+        assert_eq!(
+            c.drain_aware,
+            Some(DrainAwareConfig {
+                source: "default".into(),
+                query: q.into(),
+                pod_label: "pod".into(),
+                max_wait: Duration::from_secs(300),
+            })
+        );
+        let d = serde_json::json!({"podQuery": q, "source": "other", "podLabel": "kubernetes_pod_name", "maxWait": "0s"});
+        let c = validate(&spec("ReplicaSet", d)).unwrap();
+        let d = c.drain_aware.unwrap();
+        assert_eq!(
+            (d.pod_label.as_str(), d.max_wait),
+            ("kubernetes_pod_name", Duration::ZERO)
+        );
+        assert_eq!(
+            validate(&spec("Deployment", serde_json::json!(null)))
+                .unwrap()
+                .drain_aware,
+            None
+        );
+    }
+
+    #[test]
+    fn each_drain_aware_problem_has_a_message() {
+        let q = serde_json::json!("sum by (pod) (inflight)");
+        for (kind, d, want) in [
+            (
+                "Deployment",
+                serde_json::json!({}),
+                "scaleDown.drainAware needs podQuery",
+            ),
+            (
+                "Deployment",
+                serde_json::json!({"podQuery": "  "}),
+                "scaleDown.drainAware needs podQuery",
+            ),
+            (
+                "StatefulSet",
+                serde_json::json!({"podQuery": q}),
+                "a StatefulSet removes its highest ordinal and ignores pod-deletion-cost",
+            ),
+            (
+                "Deployment",
+                serde_json::json!({"podQuery": q, "source": "http://p"}),
+                "drainAware.source \"http://p\" is not a source name",
+            ),
+            (
+                "Deployment",
+                serde_json::json!({"podQuery": q, "podLabel": "pod-name"}),
+                "podLabel \"pod-name\" is not a Prometheus label name",
+            ),
+            (
+                "Deployment",
+                serde_json::json!({"podQuery": q, "maxWait": "5min"}),
+                "scaleDown.drainAware.maxWait",
+            ),
+        ] {
+            let err = validate(&spec(kind, d)).unwrap_err().to_string();
             assert!(err.contains(want), "{want:?} not in {err:?}");
         }
     }

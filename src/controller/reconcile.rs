@@ -12,7 +12,9 @@
 //!    the scaler's memory), and announce the guards that turned breached or healthy and the
 //!    scheduled windows that started or ended since the stored status (IO: events);
 //! 5. [`write_target`]: its `/scale` (in floor mode, the HPA's or ScaledObject's floor) in
-//!    `Active` mode, a notice in `DryRun` (which puts back a floor prescale raised) (IO);
+//!    `Active` mode, a notice in `DryRun` (which puts back a floor prescale raised) (IO); with
+//!    `scaleDown.drainAware`, a scale-down first sets the pods' deletion costs
+//!    ([`drain::prepare`]: pods, the pod query, annotations) or waits for them;
 //! 6. [`write_status`]: the status when it changed, the per-scaler gauges, Warning events (IO).
 //!
 //! Stages 1 to 5 return `Result<_, End>`: an [`End`] stops the pipeline early with the status
@@ -20,6 +22,7 @@
 //! status write and the requeue in one `match`. A deleted scaler in floor mode only [`finalize`]s.
 
 mod concurrency;
+mod drain;
 mod events;
 mod forecasts;
 mod guards;
@@ -77,6 +80,9 @@ pub(crate) struct ScalerState {
     lead_time_status: Option<crate::api::LeadTimeStatus>,
     /// `status.concurrency` of the last decision (`None`: none made since the start).
     concurrency: Option<Vec<crate::api::ConcurrencyStatus>>,
+    /// `scaleDown.drainAware`: the failed reads of the per-pod values, for how long a
+    /// scale-down waits for them.
+    drain: planner::drain::DrainMemory,
 }
 
 /// What every stage of one reconcile reads.
@@ -545,7 +551,13 @@ async fn write_target(
         Mode::Active if decision.desired == target.current => {
             Ok(unchanged(status::Write::Active(Ok(()))))
         }
-        Mode::Active => scale(run, state, target, decision).await,
+        Mode::Active => {
+            let prepared = drain::prepare(run, config, state, target, decision.desired).await;
+            if let drain::Prepared::Hold(why) = prepared {
+                return Ok(unchanged(status::Write::DrainAwareHeld(why)));
+            }
+            scale(run, state, target, decision).await
+        }
     }
 }
 

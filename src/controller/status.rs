@@ -225,6 +225,8 @@ pub enum Write {
     /// Active mode; `Ok` when written (or nothing to write), `Err` with the error text.
     Active(Result<(), String>),
     DryRun,
+    /// Active; a scale-down held by drain-aware scale-in, with why (`scaleDown.drainAware`).
+    DrainAwareHeld(String),
 }
 
 /// Conditions after a decision: `Ready` sums up the other three (the forecast first, then
@@ -287,6 +289,12 @@ fn able_condition(decision: &Decision, current: u32, write: &Write) -> Cond {
                 "DryRun: would set {} replicas (now {current}); the target is not written",
                 decision.desired
             ),
+        ),
+        Write::DrainAwareHeld(why) => Cond::new(
+            types::ABLE_TO_SCALE,
+            Status::False,
+            reasons::DRAIN_AWARE_UNAVAILABLE,
+            why.clone(),
         ),
         Write::Active(Err(e)) => Cond::new(
             types::ABLE_TO_SCALE,
@@ -596,6 +604,22 @@ mod tests {
         assert_eq!(
             (ready.status, ready.reason),
             (Status::False, reasons::FAILED_UPDATE_SCALE)
+        );
+
+        // a drain-aware scale-down held: not able to scale as planned, and Ready says why
+        let c = decided(&d, 9, &Write::DrainAwareHeld("holding 9 replicas".into()));
+        let able = find(&c, types::ABLE_TO_SCALE);
+        assert_eq!(
+            (able.status, able.reason, able.message.as_str()),
+            (
+                Status::False,
+                reasons::DRAIN_AWARE_UNAVAILABLE,
+                "holding 9 replicas"
+            )
+        );
+        assert_eq!(
+            find(&c, types::READY).reason,
+            reasons::DRAIN_AWARE_UNAVAILABLE
         );
 
         let c = decided(&d, 3, &Write::DryRun);

@@ -1,7 +1,8 @@
 //! The scale target: read and write its `/scale` subresource. Nothing else about the target
 //! is ever written (no ownerReference, no annotations), so deleting a PredictiveScaler leaves
 //! the target as it is, like deleting an HPA. (Floor mode writes an HPA or ScaledObject
-//! instead, and restores it: `floor.rs`.)
+//! instead, and restores it: `floor.rs`; `scaleDown.drainAware` annotates the target's pods,
+//! never the target: `reconcile/drain.rs`.)
 
 use kube::{
     Api, Client,

@@ -29,6 +29,7 @@
 
 pub mod choice;
 pub mod concurrency;
+pub mod drain;
 pub mod forecast;
 pub mod guard;
 pub mod lead_time;

@@ -126,7 +126,30 @@ pub trait MetricsSource: Send + Sync {
     fn requests(&self) -> Option<u64> {
         None
     }
+
+    /// The value at `at` (unix seconds) of each series of the instant `query`, with the value
+    /// of its `label` (series without it are skipped): one series per pod for drain-aware
+    /// scale-in. At most [`MAX_LABELLED_SERIES`]; more is an error. A source without instant
+    /// queries says so.
+    fn instant_by_label<'a>(
+        &'a self,
+        query: &'a str,
+        label: &'a str,
+        at: i64,
+    ) -> BoxFuture<'a, Result<Vec<(String, f64)>, SourceError>> {
+        let _ = (query, label, at);
+        Box::pin(async {
+            Err(SourceError::QueryFailed {
+                source_name: String::new(),
+                message: "this source cannot answer instant queries".into(),
+            })
+        })
+    }
 }
+
+/// The most series an instant query by label ([`MetricsSource::instant_by_label`]) may return:
+/// more pods than any one workload should have.
+pub const MAX_LABELLED_SERIES: usize = 5_000;
 
 /// Cache key: the same query at the same step from the same source shares its history.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -40,6 +40,8 @@ use super::{
 };
 use crate::api::duration::{format_duration, parse_duration};
 
+mod labelled;
+
 /// Prometheus refuses more than 11,000 points per series in one range query.
 const MAX_POINTS_PER_QUERY: i64 = 10_000;
 
@@ -573,6 +575,15 @@ impl MetricsSource for PrometheusSource {
         step: i64,
     ) -> BoxFuture<'a, Result<Vec<(i64, f64)>, SourceError>> {
         Box::pin(self.range_chunked(query, start, end, step))
+    }
+
+    fn instant_by_label<'a>(
+        &'a self,
+        query: &'a str,
+        label: &'a str,
+        at: i64,
+    ) -> BoxFuture<'a, Result<Vec<(String, f64)>, SourceError>> {
+        Box::pin(self.instant_by_label_once(query, label, at))
     }
 
     fn requests(&self) -> Option<u64> {

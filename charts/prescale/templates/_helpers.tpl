@@ -190,6 +190,13 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
   verbs: [get]
 {{- end }}
 {{- end }}
+{{- if .Values.drainAware.enabled }}
+# scaleDown.drainAware: the target's pods (by its selector), and their pod-deletion-cost
+# annotation (a merge patch) before a scale-down
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, patch]
+{{- end }}
 # events (events.k8s.io/v1, as kube-runtime's Recorder writes them; patch for repeated events)
 - apiGroups: [events.k8s.io]
   resources: [events]

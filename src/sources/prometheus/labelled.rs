@@ -1,0 +1,220 @@
+//! Instant queries whose series are told apart by one label (`/api/v1/query`): the per-pod
+//! values of drain-aware scale-in. Only that label's value and the sample are kept of each
+//! series; the answer is read with a size cap, as range queries are.
+
+use std::{collections::HashMap, sync::atomic::Ordering};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde::Deserialize;
+
+use super::{Auth, PrometheusSource, parse_value};
+use crate::sources::{MAX_LABELLED_SERIES, SourceError};
+
+/// Bytes allowed per series of the answer (a pod name label and a sample, with room for a few
+/// more labels).
+const BYTES_PER_SERIES: u64 = 512;
+/// Bytes allowed for the envelope.
+const ENVELOPE: u64 = 64 * 1024;
+
+/// An instant query's answer: a vector of labelled samples.
+#[derive(Deserialize)]
+struct VectorAnswer {
+    status: String,
+    #[serde(default)]
+    data: Option<VectorData>,
+}
+
+#[derive(Deserialize)]
+struct VectorData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    #[serde(default)]
+    result: Vec<VectorSample>,
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    #[serde(default)]
+    metric: HashMap<String, String>,
+    value: (f64, String),
+}
+
+impl PrometheusSource {
+    /// One instant query at `at`: each series' `label` value and sample value.
+    pub(super) async fn instant_by_label_once(
+        &self,
+        query: &str,
+        label: &str,
+        at: i64,
+    ) -> Result<Vec<(String, f64)>, SourceError> {
+        let _slot = self.query_slot().await?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self
+            .client()
+            .query(query)
+            .at(at)
+            .timeout(self.timeout.as_millis() as i64);
+        if let Some(value) = self.auth.as_ref().and_then(Auth::header) {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let response = request.get_raw().await.map_err(|e| match e {
+            prometheus_http_query::Error::Client(c) => match c.inner() {
+                Some(r) => self.transport_error(r),
+                None => self.failed(c.to_string()),
+            },
+            other => self.failed(other.to_string()),
+        })?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = self.read_labelled_capped(response).await?;
+        let samples = self.labelled_samples(status, &content_type, &body, label)?;
+        self.points
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        Ok(samples)
+    }
+
+    /// The samples of a successful vector answer, by label; or the error the answer tells.
+    fn labelled_samples(
+        &self,
+        status: reqwest::StatusCode,
+        content_type: &str,
+        body: &[u8],
+        label: &str,
+    ) -> Result<Vec<(String, f64)>, SourceError> {
+        let answer = content_type
+            .starts_with("application/json")
+            .then(|| serde_json::from_slice::<VectorAnswer>(body).ok())
+            .flatten();
+        let data = match answer {
+            Some(VectorAnswer {
+                status: s,
+                data: Some(data),
+            }) if s == "success" => data,
+            // an error answer, or not API JSON: the range queries' classification
+            _ => {
+                self.answer_data(status, content_type, body)?;
+                return Err(self.failed("the answer was not valid Prometheus JSON".into()));
+            }
+        };
+        if data.result_type != "vector" {
+            return Err(SourceError::InvalidQuery {
+                source_name: self.name.clone(),
+                message: format!("expected an instant vector, got a {}", data.result_type),
+            });
+        }
+        if data.result.len() > MAX_LABELLED_SERIES {
+            return Err(self.too_many_series(data.result.len()));
+        }
+        Ok(data
+            .result
+            .into_iter()
+            .filter_map(|s| {
+                let value = parse_value(&s.value.1);
+                s.metric.get(label).map(|pod| (pod.clone(), value))
+            })
+            .collect())
+    }
+
+    fn too_many_series(&self, count: usize) -> SourceError {
+        self.failed(format!(
+            "the query returned {count} series, more than the {MAX_LABELLED_SERIES} allowed: it must return \
+             one series per pod (sum by (pod) (...))"
+        ))
+    }
+
+    /// The body, refused as soon as it is larger than [`MAX_LABELLED_SERIES`] series can need.
+    async fn read_labelled_capped(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, SourceError> {
+        let limit = MAX_LABELLED_SERIES as u64 * BYTES_PER_SERIES + ENVELOPE;
+        let too_large = || {
+            self.failed(format!(
+                "the answer was larger than {limit} bytes; reading stopped there: the query must return one \
+                 series per pod (sum by (pod) (...))"
+            ))
+        };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+    use std::time::Duration;
+
+    fn source() -> PrometheusSource {
+        PrometheusSource::new("prom", "http://127.0.0.1:9", Duration::from_secs(1)).unwrap()
+    }
+
+    fn answer(
+        source: &PrometheusSource,
+        status: StatusCode,
+        body: &str,
+    ) -> Result<Vec<(String, f64)>, SourceError> {
+        source.labelled_samples(status, "application/json", body.as_bytes(), "pod")
+    }
+
+    #[test]
+    fn each_series_gives_its_label_and_value() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a","app":"x"},"value":[1764600000,"3"]},
+            {"metric":{"app":"x"},"value":[1764600000,"9"]},
+            {"metric":{"pod":"b"},"value":[1764600000,"NaN"]}]}}"#;
+        let got = answer(&source(), StatusCode::OK, body).unwrap();
+        assert_eq!(got.len(), 2, "the series without the label is skipped");
+        assert_eq!(got[0], ("a".to_string(), 3.0));
+        assert!(
+            got[1].0 == "b" && got[1].1.is_nan(),
+            "NaN stays NaN, never 0"
+        );
+        let empty = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(answer(&source(), StatusCode::OK, empty).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_wrong_shape_an_error_or_too_many_series_is_an_error() {
+        let s = source();
+        let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        let e = answer(&s, StatusCode::OK, matrix).unwrap_err();
+        assert_eq!(e.reason(), "InvalidQuery");
+        assert!(
+            e.to_string()
+                .contains("expected an instant vector, got a matrix"),
+            "{e}"
+        );
+        let bad = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        let e = answer(&s, StatusCode::BAD_REQUEST, bad).unwrap_err();
+        assert_eq!(e.reason(), "InvalidQuery");
+        let one = r#"{"metric":{"pod":"p"},"value":[1,"1"]}"#;
+        let many = vec![one; MAX_LABELLED_SERIES + 1].join(",");
+        let body =
+            format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{many}]}}}}"#);
+        let e = answer(&s, StatusCode::OK, &body).unwrap_err();
+        assert!(e.to_string().contains("one series per pod"), "{e}");
+        let e = s
+            .labelled_samples(StatusCode::BAD_GATEWAY, "text/html", b"<html>", "pod")
+            .unwrap_err();
+        assert_eq!(e.reason(), "MetricsSourceUnavailable");
+    }
+}
