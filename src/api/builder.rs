@@ -219,6 +219,8 @@ fn metric(name: &str, query: &str, target_per_replica: &str) -> MetricSpec {
         source: "default".into(),
         query: query.into(),
         target_per_replica: Quantity(target_per_replica.into()),
+        group_by: Vec::new(),
+        max_series: None,
     }
 }
 

@@ -100,6 +100,30 @@ pub struct MetricConfig {
     pub source: String,
     pub query: String,
     pub target_per_replica: f64,
+    /// `groupBy`: forecast bottom-up per label set (`None` without `groupBy`).
+    pub group: Option<GroupConfig>,
+}
+
+/// A metric's `groupBy`, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConfig {
+    /// The label names, in the spec's order.
+    pub labels: Vec<String>,
+    /// At most this many series (`maxSeries`, default
+    /// [`planner::group::DEFAULT_MAX_SERIES`]).
+    pub max_series: usize,
+}
+
+impl GroupConfig {
+    /// The query that reads the series: `sum by (<labels>) (<query>)`.
+    pub fn series_query(&self, query: &str) -> String {
+        format!("sum by ({}) ({query})", self.labels.join(", "))
+    }
+
+    /// The query that reads the total: `sum(<query>)`.
+    pub fn total_query(query: &str) -> String {
+        format!("sum({query})")
+    }
 }
 
 /// The most points of history one metric may fetch and keep (`history.lookback /
@@ -286,9 +310,59 @@ fn read_metrics(spec: &PredictiveScalerSpec) -> Result<Vec<MetricConfig>, Invali
             source: m.source.clone(),
             query: m.query.clone(),
             target_per_replica: target,
+            group: read_group(i, m)?,
         });
     }
     Ok(metrics)
+}
+
+/// A metric's `groupBy` and `maxSeries`, checked as the CRD's rules do.
+fn read_group(i: usize, m: &crate::api::MetricSpec) -> Result<Option<GroupConfig>, InvalidSpec> {
+    use crate::planner::group::{DEFAULT_MAX_SERIES, MAX_MAX_SERIES};
+    if m.group_by.is_empty() {
+        if m.max_series.is_some() {
+            return bad(format!(
+                "metrics[{i}] ({}).maxSeries applies to a metric with groupBy only",
+                m.name
+            ));
+        }
+        return Ok(None);
+    }
+    if m.group_by.len() > 4 {
+        return bad(format!(
+            "metrics[{i}] ({}).groupBy has {} label names; at most 4",
+            m.name,
+            m.group_by.len()
+        ));
+    }
+    for (j, l) in m.group_by.iter().enumerate() {
+        if !crate::names::is_prometheus_label_name(l) || l.starts_with("__") {
+            return bad(format!(
+                "metrics[{i}] ({}).groupBy[{j}] {l:?} is not a Prometheus label name",
+                m.name
+            ));
+        }
+        if m.group_by[..j].contains(l) {
+            return bad(format!(
+                "metrics[{i}] ({}).groupBy names {l:?} twice",
+                m.name
+            ));
+        }
+    }
+    let max_series = match m.max_series {
+        None => DEFAULT_MAX_SERIES,
+        Some(n) if (1..=MAX_MAX_SERIES as i32).contains(&n) => n as usize,
+        Some(n) => {
+            return bad(format!(
+                "metrics[{i}] ({}).maxSeries must be between 1 and {MAX_MAX_SERIES}, got {n}",
+                m.name
+            ));
+        }
+    };
+    Ok(Some(GroupConfig {
+        labels: m.group_by.clone(),
+        max_series,
+    }))
 }
 
 /// The spec's durations, read.

@@ -7,13 +7,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
     api::{
-        ForecastPeak, ForecastStatus, LeadTimeStatus, NextSchedule, PredictiveScalerStatus,
-        SchedulesStatus,
+        Contributor, ForecastPeak, ForecastStatus, LeadTimeStatus, NextSchedule,
+        PredictiveScalerStatus, SchedulesStatus,
         conditions::{self, Cond, Status, limit_reason, reasons, types, unavailable_reason},
         duration::{format_duration, parse_duration},
     },
     planner::{
         Decision, LeadTimeLearner, LeadTimeSource, MetricDecision, Peak, Schedules, Unavailable,
+        group::{self, GroupForecast},
     },
 };
 
@@ -134,6 +135,8 @@ pub struct FitSummary {
     /// When it was fitted (unix seconds).
     pub fitted_at: i64,
     pub backtest_error: Option<f64>,
+    /// The per-series forecasts of a `groupBy` metric, for its top contributors.
+    pub group: Option<std::sync::Arc<crate::planner::group::GroupForecast>>,
 }
 
 /// Merges a report into the previous status: keeps `lastScaleTime` unless this reconcile
@@ -355,7 +358,25 @@ fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastS
             replicas: replicas as i32,
         }),
         backtest_error: fit.backtest_error.map(|b| format!("{b:.3}")),
+        series: fit.group.as_ref().map(|g| g.parts.len() as i32),
+        top_contributors: fit
+            .group
+            .as_ref()
+            .map(|g| top_contributors(g, at))
+            .unwrap_or_default(),
     })
+}
+
+/// The largest series of a `groupBy` metric at the peak `at`, as status shows them.
+fn top_contributors(group: &GroupForecast, at: i64) -> Vec<Contributor> {
+    group::contributors(group, at, group::TOP_CONTRIBUTORS)
+        .into_iter()
+        .map(|c| Contributor {
+            labels: c.labels,
+            value: format_value(c.value),
+            share: format!("{:.2}", c.share),
+        })
+        .collect()
 }
 
 /// The schedules for status: the names of the active ones, and the next to start.
@@ -632,6 +653,7 @@ mod tests {
             model: model.into(),
             fitted_at: at,
             backtest_error: backtest,
+            group: None,
         }
     }
 
@@ -659,6 +681,8 @@ mod tests {
                     replicas: 4,
                 }),
                 backtest_error: Some("0.123".into()),
+                series: None,
+                top_contributors: vec![],
             }
         );
         // no driving metric with a peak: the one that needs the most replicas
@@ -700,6 +724,8 @@ mod tests {
                 generated_at: t(90),
                 peak: None,
                 backtest_error: None,
+                series: None,
+                top_contributors: vec![],
             }),
             schedules: None,
             target_mode: None,
@@ -773,6 +799,8 @@ mod tests {
             generated_at: t(190),
             peak: None,
             backtest_error: None,
+            series: None,
+            top_contributors: vec![],
         };
         let scaled = Report {
             scaled_at: Some(t(200)),

@@ -6,7 +6,8 @@
 //! selection, [`margin`] the calibrated lead-window margin replicas are sized with, [`choice`]
 //! when `Auto` chooses, [`model`] which model to fit and which one a forecast came from,
 //! [`schedule`] which scheduled overrides are active, [`guard`] what a guard's health does,
-//! [`lead_time`] the learned lead time of `scaleUp.leadTime: Auto`; this file is the decision
+//! [`lead_time`] the learned lead time of `scaleUp.leadTime: Auto`, [`group`] the bottom-up
+//! forecast of a metric with `groupBy` (one forecast per series, combined); this file is the decision
 //! ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
 //! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
 //! reads a spec into them and maps the planner's outcomes to condition reasons.
@@ -28,6 +29,7 @@
 
 pub mod choice;
 pub mod forecast;
+pub mod group;
 pub mod guard;
 pub mod lead_time;
 pub mod margin;
