@@ -62,6 +62,7 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/floor-mode.yaml",
         "examples/guards.yaml",
         "examples/learned-lead-time.yaml",
+        "examples/per-model.yaml",
         "tests/e2e/predictivescaler.yaml",
     ] {
         assert!(
@@ -94,6 +95,11 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
             .any(|(p, v)| p.ends_with("learned-lead-time.yaml")
                 && v["spec"]["scaleUp"]["leadTime"] == "Auto"),
         "the learned-lead-time example does not learn its lead time"
+    );
+    assert!(
+        all.iter().any(|(p, v)| p.ends_with("per-model.yaml")
+            && v["spec"]["metrics"][0]["groupBy"] == serde_json::json!(["model"])),
+        "the per-model example does not group by model"
     );
     println!("{} passed, 0 failed: {names:#?}", all.len());
 }

@@ -673,6 +673,62 @@ mod tests {
     }
 
     #[test]
+    fn group_by_reads_with_its_default_cap_and_its_queries() {
+        assert_eq!(validate(&spec()).unwrap().metrics[0].group, None);
+        let mut s = spec();
+        s.metrics[0].group_by = vec!["model".into(), "tenant".into()];
+        let g = validate(&s).unwrap().metrics[0].group.clone().unwrap();
+        assert_eq!(g.max_series, planner::group::DEFAULT_MAX_SERIES);
+        assert_eq!(g.series_query("q"), "sum by (model, tenant) (q)");
+        assert_eq!(GroupConfig::total_query("q"), "sum(q)");
+        s.metrics[0].max_series = Some(7);
+        assert_eq!(
+            validate(&s).unwrap().metrics[0]
+                .group
+                .clone()
+                .unwrap()
+                .max_series,
+            7
+        );
+    }
+
+    #[test]
+    fn bad_group_by_has_a_message() {
+        let cases: Vec<(Vec<&str>, Option<i32>, &str)> = vec![
+            (
+                vec![],
+                Some(5),
+                "maxSeries applies to a metric with groupBy only",
+            ),
+            (
+                vec!["model"],
+                Some(0),
+                "maxSeries must be between 1 and 50, got 0",
+            ),
+            (
+                vec!["model"],
+                Some(51),
+                "maxSeries must be between 1 and 50, got 51",
+            ),
+            (vec!["model-name"], None, "is not a Prometheus label name"),
+            (vec!["__name__"], None, "is not a Prometheus label name"),
+            (
+                vec!["model", "model"],
+                None,
+                "groupBy names \"model\" twice",
+            ),
+            (vec!["a", "b", "c", "d", "e"], None, "at most 4"),
+        ];
+        for (labels, max, words) in cases {
+            let mut s = spec();
+            s.metrics[0].group_by = labels.iter().map(|l| l.to_string()).collect();
+            s.metrics[0].max_series = max;
+            let err = validate(&s).unwrap_err().to_string();
+            assert!(err.contains(words), "{labels:?} {max:?}: {err}");
+        }
+    }
+
+    #[test]
     fn lead_time_auto_starts_from_the_default_within_the_horizon() {
         let mut s = spec();
         s.scale_up.lead_time = "Auto".into();

@@ -238,5 +238,8 @@ fn trace_file_args(path: std::path::PathBuf) -> SimulateArgs {
         lookback: None,
         step: None,
         sources: Default::default(),
+        group_columns: None,
+        combine: "independent".into(),
+        sizing: "margin".into(),
     }
 }

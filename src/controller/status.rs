@@ -658,6 +658,51 @@ mod tests {
     }
 
     #[test]
+    fn a_grouped_metric_shows_its_series_and_top_contributors_at_the_peak() {
+        use crate::planner::group::PartForecast;
+        let part = |labels: &str, upper: Vec<f64>| PartForecast {
+            labels: labels.into(),
+            start: 940,
+            step: 60,
+            point: upper.clone(),
+            upper,
+            model: "ETS".into(),
+            carried: None,
+        };
+        // at the peak (t = 1000, the second step) b is the largest, at t = 940 a was
+        let group = GroupForecast {
+            parts: vec![
+                part("model=a", vec![30.0, 10.0]),
+                part("model=b", vec![5.0, 25.0]),
+                part("model=c", vec![1.0, 6.0]),
+            ],
+            vanished: vec![],
+        };
+        let mut f = fit("requests", "ETS", 900, None);
+        f.group = Some(std::sync::Arc::new(group));
+        let d = decision(
+            4,
+            Some("requests"),
+            vec![metric("requests", Some(4), Some((1_000, 40.0, 4)), None)],
+        );
+        let s = forecast_status(&d, &[f]).expect("a summary");
+        assert_eq!(s.series, Some(3));
+        let top: Vec<(&str, &str, &str)> = s
+            .top_contributors
+            .iter()
+            .map(|c| (c.labels.as_str(), c.value.as_str(), c.share.as_str()))
+            .collect();
+        assert_eq!(
+            top,
+            [
+                ("model=b", "25", "0.61"),
+                ("model=a", "10", "0.24"),
+                ("model=c", "6", "0.15")
+            ]
+        );
+    }
+
+    #[test]
     fn the_forecast_summary_is_the_driving_metrics_peak_else_the_highest() {
         let metrics = vec![
             metric("requests", Some(4), Some((1_000, 38.5, 4)), None),

@@ -198,13 +198,12 @@ pub fn fit_parts(
     (out, selections)
 }
 
-/// A group's fit: the total's (for its margin, model and error), the per-series forecasts and
-/// the combined forecast the planner sizes with.
+/// A group's fit: the total's (for its margin, model and error) and the per-series forecasts;
+/// [`GroupFit::forecast`] combines them into what the planner sizes with.
 #[derive(Debug, Clone)]
 pub struct GroupFit {
-    /// The combined forecast ([`combine`] of the per-series ones onto the total's fit), or
-    /// why the total could not be fitted.
-    pub forecast: Result<Forecast, super::ForecastError>,
+    /// The fit of the summed series, or why it could not be fitted.
+    pub total: Result<Forecast, super::ForecastError>,
     /// `Auto`'s choice for the total.
     pub selection: Option<Selection>,
     pub group: GroupForecast,
@@ -212,23 +211,31 @@ pub struct GroupFit {
     pub part_selections: BTreeMap<String, Selection>,
 }
 
+impl GroupFit {
+    /// The combined forecast: [`combine`] of the per-series forecasts onto the total's fit.
+    pub fn forecast(&self, rule: Combine) -> Result<Forecast, super::ForecastError> {
+        self.total
+            .as_ref()
+            .map(|f| combine(f, &self.group, rule))
+            .map_err(Clone::clone)
+    }
+}
+
 /// Everything a refit of a `groupBy` metric does, the one rule the controller and `simulate`
 /// share: the total (`total`, the summed series) fitted as any metric (its margin sizes the
-/// replicas), each series fitted for the total's band quantile ([`fit_parts`]), and the bands
-/// combined by `rule`.
+/// replicas) and each series fitted for the total's band quantile ([`fit_parts`]).
 pub fn fit_group(
     total: &Series,
     parts: &[Part],
     settings: &ForecastSettings,
     epoch: i64,
     previous: (Option<Selection>, &BTreeMap<String, Selection>),
-    rule: Combine,
 ) -> GroupFit {
     let (fit, selection) = choice::fit_with_choice(total, settings, epoch, previous.0);
     let part_settings = part_settings(settings, fit.as_ref().ok());
     let (group, part_selections) = fit_parts(parts, &part_settings, total.end(), epoch, previous.1);
     GroupFit {
-        forecast: fit.map(|f| combine(&f, &group, rule)),
+        total: fit,
         selection,
         group,
         part_selections,

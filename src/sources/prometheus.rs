@@ -1071,6 +1071,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_grouped_read_keeps_each_series_by_its_group_labels_up_to_the_cap() {
+        // the group label is `secret_label` here; other labels are never kept
+        let body = matrix(&[
+            ("a", vec![(0, "1"), (60, "2")]),
+            ("b", vec![(60, "5"), (9_999, "7")]),
+        ]);
+        let url = bogus_source(body, false).await;
+        let src = PrometheusSource::new("default", &url, Duration::from_secs(5)).unwrap();
+        let labels = vec!["secret_label".to_string(), "missing".to_string()];
+        let w = GroupWindow {
+            start: 0,
+            end: 60,
+            step: 60,
+            max_series: 2,
+        };
+        let got = src.range_grouped("q", &labels, w).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                LabeledSamples {
+                    values: vec!["a".into(), String::new()],
+                    samples: vec![(0, 1.0), (60, 2.0)],
+                },
+                LabeledSamples {
+                    values: vec!["b".into(), String::new()],
+                    samples: vec![(60, 5.0)],
+                },
+            ]
+        );
+        let e = src
+            .range_grouped("q", &labels, GroupWindow { max_series: 1, ..w })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            SourceError::TooManySeries {
+                count: Some(2),
+                max: 1
+            }
+        );
+        assert_eq!(e.reason(), "TooManySeries");
+        assert!(
+            e.to_string()
+                .contains("returned 2 series, more than maxSeries 1"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
     async fn an_answer_larger_than_one_series_can_be_is_not_read_further() {
         // 2,000 series of 61 points: ~2.9 MB where one series of 61 points may have ~70 KB
         let values: Vec<(i64, &str)> = (0..61).map(|i| (i * 60, "12345.678")).collect();

@@ -568,24 +568,17 @@ async fn fit_group(
         .map_err(|e| Error::ForecastTask(e.to_string()))?;
     let (joined, elapsed) = timed(tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        group::fit_group(
-            &series,
-            &parts,
-            &settings,
-            epoch,
-            (previous.0, &previous.1),
-            Combine::default(),
-        )
+        group::fit_group(&series, &parts, &settings, epoch, (previous.0, &previous.1))
     }))
     .await;
     let g = joined.map_err(|e| Error::ForecastTask(e.to_string()))?;
-    record_fit(run, metric, &g.forecast, g.selection.as_ref(), elapsed);
+    let forecast = g.forecast(Combine::default());
+    record_fit(run, metric, &forecast, g.selection.as_ref(), elapsed);
     info!(metric = %metric, series = g.group.parts.len(), vanished = g.group.vanished.len(), "groupBy: forecast bottom-up");
     Ok(Fit {
         key,
         fitted_at: run.now_s(),
-        result: g
-            .forecast
+        result: forecast
             .map(Arc::new)
             .map_err(|e| Unavailable::from_forecast_error(&e)),
         selection: g.selection,
