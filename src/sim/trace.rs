@@ -242,6 +242,20 @@ fn parse_timestamp(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn group_columns_are_matched_by_name_or_prefix_in_header_order() {
+        let mut text = String::from("timestamp,requests,client_1,client_2,other\n");
+        for i in 0..12 {
+            text.push_str(&format!("{},{},{},{},{}\n", i * 60, 6 + i, 1, 2 + i, 3));
+        }
+        let got = parse_columns(&text, &["other".into(), "client_*".into()]).unwrap();
+        let names: Vec<&str> = got.iter().map(|t| t.column.as_str()).collect();
+        assert_eq!(names, ["client_1", "client_2", "other"]);
+        assert_eq!(got[1].series.values[3], 5.0);
+        let err = parse_columns(&text, &["model_*".into()]).unwrap_err();
+        assert!(err.to_string().contains("no column \"model_*\""), "{err}");
+    }
+
     fn rows(n: usize) -> String {
         let mut s = String::from("timestamp,requests,tokens\n");
         for i in 0..n {
