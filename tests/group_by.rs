@@ -162,6 +162,35 @@ fn a_group_by_metric_scales_on_the_total_and_shows_the_top_contributors() {
         s["status"]
     );
     op.assert_never_forbidden();
+    // `prescale forecast --group-by` lists the same contributors, read from the same Prometheus
+    let bin = std::env::var_os("PRESCALE_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_prescale").into());
+    let query = format!("{METRIC}{{namespace=\"default\"}}");
+    let out = std::process::Command::new(bin)
+        .args(["forecast", "--source-url", &prom.url(), "--query", &query])
+        .args(["--group-by", "model", "--lookback", "12h", "--step", "1m"])
+        .args(["--horizon", "1h", "--target-per-replica", "10"])
+        .env_remove("PRESCALE_PROMETHEUS_URL")
+        .env_remove("PRESCALE_SOURCES_FILE")
+        .output()
+        .expect("run prescale forecast");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("bottom-up over 3 series"), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("model=")).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].contains("model=gpt-4o") && lines[0].ends_with("60.0%"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("model=llama") && lines[2].ends_with("10.0%"),
+        "{stdout}"
+    );
     report(&format!(
         "[groupBy] three models (60/30/10 req/s) forecast bottom-up: 3 -> 10 replicas; top contributors {top:?}"
     ));
