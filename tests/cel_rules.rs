@@ -534,6 +534,72 @@ fn each_bad_drain_aware_is_refused_with_its_rules_message() {
     }
 }
 
+/// The example's metric with `changes` merged in (`groupBy`, `maxSeries`).
+fn grouped(changes: Value) -> Value {
+    let mut m = json!({"name": "requests", "query": "sum by (model) (rate(x[2m]))",
+        "targetPerReplica": "40", "groupBy": ["model"]});
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            m.as_object_mut().unwrap().remove(k);
+        } else {
+            m[k] = v.clone();
+        }
+    }
+    with("/metrics", json!([m]))
+}
+
+fn group_refusals() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "maxSeries without groupBy",
+            grouped(json!({"groupBy": null, "maxSeries": 5})),
+            "maxSeries applies to a metric with groupBy only",
+        ),
+        (
+            "maxSeries 0",
+            grouped(json!({"maxSeries": 0})),
+            "maxSeries must be between 1 and 50",
+        ),
+        (
+            "maxSeries 51",
+            grouped(json!({"maxSeries": 51})),
+            "maxSeries must be between 1 and 50",
+        ),
+        (
+            "groupBy naming a label twice",
+            grouped(json!({"groupBy": ["model", "model"]})),
+            "groupBy label names must be unique",
+        ),
+        (
+            "groupBy with a label that is not a label name",
+            grouped(json!({"groupBy": ["model-name"]})),
+            "spec.metrics[0].groupBy[0]",
+        ),
+    ]
+}
+
+#[test]
+fn group_by_passes_when_valid() {
+    check(&grouped(json!({}))).unwrap();
+    check(&grouped(
+        json!({"groupBy": ["model", "tenant"], "maxSeries": 50}),
+    ))
+    .unwrap();
+    check(&grouped(json!({"maxSeries": 1}))).unwrap();
+}
+
+#[test]
+fn each_bad_group_by_is_refused_with_its_rules_message() {
+    for (what, manifest, words) in group_refusals() {
+        // the schema's own checks (pattern) are the API server's, not CEL's
+        if words.starts_with("spec.") {
+            continue;
+        }
+        let err = check(&manifest).expect_err(what);
+        assert!(err.contains(words), "{what}: {words:?} not in {err}");
+    }
+}
+
 /// One invalid spec per rule of the CRD (CEL and schema), with the words the refusal must carry.
 fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     let metric = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
@@ -649,6 +715,7 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     refusals.extend(guard_refusals());
     refusals.extend(concurrency_refusals());
     refusals.extend(drain_aware_refusals());
+    refusals.extend(group_refusals());
     refusals
 }
 

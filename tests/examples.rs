@@ -65,6 +65,7 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/concurrency.yaml",
         "examples/cache-miss.yaml",
         "examples/drain-aware.yaml",
+        "examples/per-model.yaml",
         "tests/e2e/predictivescaler.yaml",
     ] {
         assert!(
@@ -113,6 +114,11 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
                 .as_str()
                 .is_some_and(|q| q.starts_with("sum by (pod)"))),
         "the drain-aware example reads no per-pod query"
+    );
+    assert!(
+        all.iter().any(|(p, v)| p.ends_with("per-model.yaml")
+            && v["spec"]["metrics"][0]["groupBy"] == serde_json::json!(["model"])),
+        "the per-model example does not group by model"
     );
     println!("{} passed, 0 failed: {names:#?}", all.len());
 }

@@ -246,6 +246,8 @@ fn metric(name: &str, query: &str, target_per_replica: &str) -> MetricSpec {
         query: query.into(),
         target_per_replica: Quantity(target_per_replica.into()),
         concurrency: None,
+        group_by: Vec::new(),
+        max_series: None,
     }
 }
 

@@ -40,6 +40,8 @@ pub mod reasons {
     /// The source answers but the series' newest sample is too old to act on.
     pub const STALE_METRIC: &str = "StaleMetric";
     pub const MULTIPLE_SERIES: &str = "QueryReturnedManySeries";
+    /// A `groupBy` metric's query returned more series than its `maxSeries`.
+    pub const TOO_MANY_SERIES: &str = "TooManySeries";
     pub const UNKNOWN_SOURCE: &str = "UnknownSource";
     /// The scaler's namespace may not use the source it names.
     pub const SOURCE_NOT_ALLOWED: &str = "SourceNotAllowed";

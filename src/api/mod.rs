@@ -11,7 +11,8 @@ pub mod validate;
 pub use builder::ScalerFixture;
 pub use v1alpha1::*;
 pub use validate::{
-    DrainAwareConfig, GuardConfig, Limits, MetricConfig, ScalerConfig, validate, validate_with,
+    DrainAwareConfig, GroupConfig, GuardConfig, Limits, MetricConfig, ScalerConfig, validate,
+    validate_with,
 };
 
 /// The field manager prescale writes with.

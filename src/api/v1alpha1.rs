@@ -361,6 +361,7 @@ pub enum Fallback {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.concurrency) || self.concurrency.durationQuery != self.query").message("concurrency.durationQuery must read the request duration in seconds, not repeat the metric's query (the arrival rate)"))]
+#[x_kube(validation = Rule::new("!has(self.maxSeries) || (has(self.groupBy) && size(self.groupBy) > 0)").message("maxSeries applies to a metric with groupBy only"))]
 pub struct MetricSpec {
     /// A short name for the metric, shown in status, events, metrics and logs (e.g. `requests`,
     /// `tokens`): lower case letters, digits and `-`, at most 63, like a Kubernetes name.
@@ -394,6 +395,35 @@ pub struct MetricSpec {
     #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("targetPerReplica must be a positive quantity"))]
     pub target_per_replica: Quantity,
 
+    /// Forecast bottom-up: label names (e.g. `[model]` or `[tenant]`) whose values split the
+    /// load into series. prescale reads `sum by (<groupBy>) (<query>)`, forecasts each series
+    /// on its own (the same model rule as any metric) and sizes for their combined total: the
+    /// point forecasts add up and the upper bands add their half-widths in quadrature
+    /// (`sum(point) + sqrt(sum((upper - point)^2))`, independent errors). Replicas are still
+    /// sized with the calibrated margin of the total, `sum(<query>)`; the bottom-up band gives
+    /// the forecast peak, `status.forecast.topContributors` (the largest series at the peak
+    /// with their share) and the sizing while no margin can be calibrated. A series that
+    /// stopped more than ten minutes ago is left out; one with too little history to fit (a
+    /// new model) is carried flat at its recent level (newest value, upper the highest of its
+    /// last hour). Each series is one more model fit per refit. Without `groupBy` a query
+    /// returning several series is refused (`QueryReturnedManySeries`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 4),
+        inner(
+            length(min = 1, max = 128),
+            regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+        )
+    )]
+    #[x_kube(validation = Rule::new("self.all(l, self.exists_one(k, k == l))").message("groupBy label names must be unique"))]
+    pub group_by: Vec<String>,
+
+    /// The most series `groupBy` may split the load into (default 20, at most 50). A query
+    /// returning more is refused with `ForecastAvailable=False`, reason `TooManySeries`, and
+    /// the metric holds the current replica count (never a truncated or partial sum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 50").message("maxSeries must be between 1 and 50"))]
+    pub max_series: Option<i32>,
     /// Size on concurrent requests (Little's law) instead of on the metric itself: `query` is
     /// then the arrival rate in requests per second (`sum(rate(..._count[2m]))`), it is what
     /// is forecast, and replicas = ceil(forecast rate x mean request duration /
@@ -716,6 +746,26 @@ pub struct ForecastStatus {
     /// weighted absolute percentage error, WAPE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backtest_error: Option<String>,
+    /// For a metric with `groupBy`: how many series were forecast bottom-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<i32>,
+    /// For a metric with `groupBy`: the largest series at the peak (at most five), largest
+    /// first, each with its upper-quantile forecast there and its share of the sum of all
+    /// series' forecasts there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_contributors: Vec<Contributor>,
+}
+
+/// One series of a `groupBy` metric and its part of the forecast peak.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Contributor {
+    /// Its label set, e.g. `model=gpt-4o`.
+    pub labels: String,
+    /// Its upper-quantile forecast at the peak, in the metric's units.
+    pub value: String,
+    /// Its share of the sum of all series' forecasts at the peak, e.g. `0.42`.
+    pub share: String,
 }
 
 /// A concurrency metric at the last evaluation.

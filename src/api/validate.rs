@@ -117,6 +117,30 @@ pub struct MetricConfig {
     /// `concurrency.durationQuery`: the metric is an arrival rate sized on concurrent requests
     /// (Little's law, [`planner::concurrency`]) with the request duration this query reads.
     pub duration_query: Option<String>,
+    /// `groupBy`: forecast bottom-up per label set (`None` without `groupBy`).
+    pub group: Option<GroupConfig>,
+}
+
+/// A metric's `groupBy`, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConfig {
+    /// The label names, in the spec's order.
+    pub labels: Vec<String>,
+    /// At most this many series (`maxSeries`, default
+    /// [`planner::group::DEFAULT_MAX_SERIES`]).
+    pub max_series: usize,
+}
+
+impl GroupConfig {
+    /// The query that reads the series: `sum by (<labels>) (<query>)`.
+    pub fn series_query(&self, query: &str) -> String {
+        format!("sum by ({}) ({query})", self.labels.join(", "))
+    }
+
+    /// The query that reads the total: `sum(<query>)`.
+    pub fn total_query(query: &str) -> String {
+        format!("sum({query})")
+    }
 }
 
 /// The most points of history one metric may fetch and keep (`history.lookback /
@@ -306,6 +330,7 @@ fn read_metrics(spec: &PredictiveScalerSpec) -> Result<Vec<MetricConfig>, Invali
             query: m.query.clone(),
             target_per_replica: target,
             duration_query: read_duration_query(m, i)?,
+            group: read_group(i, m)?,
         });
     }
     Ok(metrics)
@@ -329,6 +354,55 @@ fn read_duration_query(m: &super::MetricSpec, i: usize) -> Result<Option<String>
         ));
     }
     Ok(Some(c.duration_query.clone()))
+}
+
+/// A metric's `groupBy` and `maxSeries`, checked as the CRD's rules do.
+fn read_group(i: usize, m: &crate::api::MetricSpec) -> Result<Option<GroupConfig>, InvalidSpec> {
+    use crate::planner::group::{DEFAULT_MAX_SERIES, MAX_MAX_SERIES};
+    if m.group_by.is_empty() {
+        if m.max_series.is_some() {
+            return bad(format!(
+                "metrics[{i}] ({}).maxSeries applies to a metric with groupBy only",
+                m.name
+            ));
+        }
+        return Ok(None);
+    }
+    if m.group_by.len() > 4 {
+        return bad(format!(
+            "metrics[{i}] ({}).groupBy has {} label names; at most 4",
+            m.name,
+            m.group_by.len()
+        ));
+    }
+    for (j, l) in m.group_by.iter().enumerate() {
+        if !crate::names::is_prometheus_label_name(l) || l.starts_with("__") {
+            return bad(format!(
+                "metrics[{i}] ({}).groupBy[{j}] {l:?} is not a Prometheus label name",
+                m.name
+            ));
+        }
+        if m.group_by[..j].contains(l) {
+            return bad(format!(
+                "metrics[{i}] ({}).groupBy names {l:?} twice",
+                m.name
+            ));
+        }
+    }
+    let max_series = match m.max_series {
+        None => DEFAULT_MAX_SERIES,
+        Some(n) if (1..=MAX_MAX_SERIES as i32).contains(&n) => n as usize,
+        Some(n) => {
+            return bad(format!(
+                "metrics[{i}] ({}).maxSeries must be between 1 and {MAX_MAX_SERIES}, got {n}",
+                m.name
+            ));
+        }
+    };
+    Ok(Some(GroupConfig {
+        labels: m.group_by.clone(),
+        max_series,
+    }))
 }
 
 /// The spec's durations, read.
@@ -681,6 +755,62 @@ mod tests {
         assert_eq!(c.step, Duration::from_secs(60));
         assert_eq!(c.lead_time, Duration::from_secs(300));
         assert_eq!((c.quantile, c.max_percent_per_minute), (None, 10));
+    }
+
+    #[test]
+    fn group_by_reads_with_its_default_cap_and_its_queries() {
+        assert_eq!(validate(&spec()).unwrap().metrics[0].group, None);
+        let mut s = spec();
+        s.metrics[0].group_by = vec!["model".into(), "tenant".into()];
+        let g = validate(&s).unwrap().metrics[0].group.clone().unwrap();
+        assert_eq!(g.max_series, planner::group::DEFAULT_MAX_SERIES);
+        assert_eq!(g.series_query("q"), "sum by (model, tenant) (q)");
+        assert_eq!(GroupConfig::total_query("q"), "sum(q)");
+        s.metrics[0].max_series = Some(7);
+        assert_eq!(
+            validate(&s).unwrap().metrics[0]
+                .group
+                .clone()
+                .unwrap()
+                .max_series,
+            7
+        );
+    }
+
+    #[test]
+    fn bad_group_by_has_a_message() {
+        let cases: Vec<(Vec<&str>, Option<i32>, &str)> = vec![
+            (
+                vec![],
+                Some(5),
+                "maxSeries applies to a metric with groupBy only",
+            ),
+            (
+                vec!["model"],
+                Some(0),
+                "maxSeries must be between 1 and 50, got 0",
+            ),
+            (
+                vec!["model"],
+                Some(51),
+                "maxSeries must be between 1 and 50, got 51",
+            ),
+            (vec!["model-name"], None, "is not a Prometheus label name"),
+            (vec!["__name__"], None, "is not a Prometheus label name"),
+            (
+                vec!["model", "model"],
+                None,
+                "groupBy names \"model\" twice",
+            ),
+            (vec!["a", "b", "c", "d", "e"], None, "at most 4"),
+        ];
+        for (labels, max, words) in cases {
+            let mut s = spec();
+            s.metrics[0].group_by = labels.iter().map(|l| l.to_string()).collect();
+            s.metrics[0].max_series = max;
+            let err = validate(&s).unwrap_err().to_string();
+            assert!(err.contains(words), "{labels:?} {max:?}: {err}");
+        }
     }
 
     #[test]

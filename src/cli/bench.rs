@@ -239,5 +239,8 @@ fn trace_file_args(path: std::path::PathBuf) -> SimulateArgs {
         step: None,
         sources: Default::default(),
         concurrency: Default::default(),
+        group_columns: None,
+        combine: "independent".into(),
+        sizing: "margin".into(),
     }
 }

@@ -14,11 +14,12 @@ use plotters::prelude::*;
 
 use crate::{
     api::{
-        ForecastStatus, PredictiveScaler, ScalerConfig, duration::format_duration,
+        ForecastStatus, GroupConfig, PredictiveScaler, ScalerConfig, duration::format_duration,
         quantity::parse_quantity, validate,
     },
     planner::{
-        DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastSettings, Series, choice, concurrency,
+        DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastSettings, Series, choice,
+        concurrency, group,
     },
     sim::plot::{
         PlotError,
@@ -72,6 +73,13 @@ pub struct ForecastArgs {
     /// Also draw the recent history, the forecast band and the replicas (.svg or .png).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Forecast --query bottom-up, as a metric with `groupBy`: label names (comma-separated,
+    /// e.g. `model`); prints the largest contributors to the peak.
+    #[arg(long, value_delimiter = ',', value_name = "LABELS", requires = "query")]
+    pub group_by: Option<Vec<String>>,
+    /// With --group-by: the most series [default: 20].
+    #[arg(long, requires = "group_by")]
+    pub max_series: Option<usize>,
 }
 
 /// One metric to forecast.
@@ -91,6 +99,8 @@ struct Job {
     /// The forecast the scaler's status reports for this metric: its model is `Auto`'s choice
     /// for the epoch, reused as the operator reuses it.
     remembered: Option<ForecastStatus>,
+    /// `groupBy`: forecast bottom-up.
+    group: Option<GroupConfig>,
 }
 
 /// What a metric gave.
@@ -151,10 +161,14 @@ async fn forecast_one(
     settings: &Settings,
     now: i64,
 ) -> Result<Done, String> {
+    let wanted = match &job.group {
+        Some(_) => GroupConfig::total_query(&job.query),
+        None => job.query.clone(),
+    };
     let Resolved { source, query } = super::resolve_query(
         sources,
         &job.source,
-        &job.query,
+        &wanted,
         job.scope.as_ref(),
     )
     .map_err(|e| match e {
@@ -181,7 +195,15 @@ async fn forecast_one(
         took: t.elapsed(),
     };
     let t = Instant::now();
-    let forecast = fit(&job, &history, settings, now)?;
+    let mut forecast = fit(&job, &history, settings, now)?;
+    let group = match &job.group {
+        Some(g) => {
+            let read = read_group(&job, g, sources, &history, settings, now).await?;
+            forecast = group::combine(&forecast, &read, group::Combine::default());
+            Some(read)
+        }
+        None => None,
+    };
     println!(
         "{}",
         describe(&job, &history, &forecast, settings, fetched, t.elapsed())
@@ -200,6 +222,9 @@ async fn forecast_one(
         }
         None => None,
     };
+    if let Some(g) = &group {
+        println!("{}", contributors_lines(g, &forecast));
+    }
     Ok(Done {
         job,
         history,
@@ -230,6 +255,82 @@ async fn read_duration(
         .await
         .map_err(|e| unavailable(format!("the duration query failed ({}): {e}", e.reason())))?;
     concurrency::read_duration(&points, now).map_err(|p| unavailable(p.to_string()))
+}
+
+/// A `groupBy` job's series, read as the operator reads them (`sum by (...)`, at most
+/// `maxSeries`) and forecast each for the band quantile of the total's fit.
+async fn read_group(
+    job: &Job,
+    g: &GroupConfig,
+    sources: &crate::sources::Sources,
+    history: &Series,
+    settings: &Settings,
+    now: i64,
+) -> Result<group::GroupForecast, String> {
+    let fail = |e: SourceError| format!("metric {}: {} ({})", job.name, e, e.reason());
+    let Resolved { source, query } = super::resolve_query(
+        sources,
+        &job.source,
+        &g.series_query(&job.query),
+        job.scope.as_ref(),
+    )
+    .map_err(fail)?;
+    let parts = crate::sources::read_group(
+        source.as_ref(),
+        &query,
+        &g.labels,
+        settings.lookback,
+        now,
+        settings.step,
+        g.max_series,
+    )
+    .await
+    .map_err(fail)?;
+    let epoch = choice::selection_epoch(&job.scaler, now);
+    let fitted = group::fit_group(
+        history,
+        &parts,
+        &settings.forecast,
+        epoch,
+        (None, &Default::default()),
+    );
+    Ok(fitted.group)
+}
+
+/// The largest contributors to the peak of a `groupBy` forecast, one line each.
+fn contributors_lines(g: &group::GroupForecast, forecast: &Forecast) -> String {
+    let Some(peak) = forecast.max_upper_in(forecast.start, forecast.end() - 1) else {
+        return "  contributors: none (the forecast is empty)".into();
+    };
+    let mut out = format!(
+        "  bottom-up over {} series{}; top contributors at the peak {} ({}):",
+        g.parts.len(),
+        if g.vanished.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} stopped, left out)", g.vanished.len())
+        },
+        time(peak.at),
+        number(peak.value)
+    );
+    for c in group::contributors(g, peak.at, group::TOP_CONTRIBUTORS) {
+        let carried = g
+            .parts
+            .iter()
+            .any(|p| p.labels == c.labels && p.carried.is_some());
+        out.push_str(&format!(
+            "\n    {:<40} {:>12} {:>5.1}%{}",
+            c.labels,
+            number(c.value),
+            c.share * 100.0,
+            if carried {
+                "  (new: carried at its recent level)"
+            } else {
+                ""
+            }
+        ));
+    }
+    out
 }
 
 /// How a history was fetched: requests sent and wall time.
@@ -423,6 +524,7 @@ fn from_flags(args: &ForecastArgs) -> anyhow::Result<Plan> {
         scope: None,
         scaler: choice::UNNAMED_SCALER.to_string(),
         remembered: None,
+        group: group_flag(args)?,
     };
     Ok(Plan {
         jobs: vec![job],
@@ -430,6 +532,28 @@ fn from_flags(args: &ForecastArgs) -> anyhow::Result<Plan> {
         limits: None,
         label,
     })
+}
+
+/// `--group-by` and `--max-series`, checked as the spec's `groupBy` and `maxSeries` are.
+fn group_flag(args: &ForecastArgs) -> anyhow::Result<Option<GroupConfig>> {
+    use crate::planner::group::{DEFAULT_MAX_SERIES, MAX_MAX_SERIES};
+    let Some(labels) = &args.group_by else {
+        return Ok(None);
+    };
+    if let Some(l) = labels
+        .iter()
+        .find(|l| !crate::names::is_prometheus_label_name(l))
+    {
+        bail!("--group-by: {l:?} is not a Prometheus label name");
+    }
+    let max_series = args.max_series.unwrap_or(DEFAULT_MAX_SERIES);
+    if !(1..=MAX_MAX_SERIES).contains(&max_series) {
+        bail!("--max-series must be between 1 and {MAX_MAX_SERIES}");
+    }
+    Ok(Some(GroupConfig {
+        labels: labels.clone(),
+        max_series,
+    }))
 }
 
 /// Reads a PredictiveScaler (`NAMESPACE/NAME`) from the cluster kubeconfig points at, and
@@ -498,6 +622,7 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
             }),
             scaler: which.to_string(),
             remembered: remembered.clone().filter(|f| f.metric == m.name),
+            group: m.group.clone(),
         })
         .collect();
     let label = format!(

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
     api::{
-        ConcurrencyStatus, ForecastPeak, ForecastStatus, LeadTimeStatus, NextSchedule,
+        ConcurrencyStatus, Contributor, ForecastPeak, ForecastStatus, LeadTimeStatus, NextSchedule,
         PredictiveScalerStatus, ScalerConfig, SchedulesStatus,
         conditions::{self, Cond, Status, limit_reason, reasons, types, unavailable_reason},
         duration::{format_duration, parse_duration},
@@ -15,6 +15,7 @@ use crate::{
     planner::{
         Decision, LeadTimeLearner, LeadTimeSource, MetricDecision, Peak, Schedules, Unavailable,
         concurrency,
+        group::{self, GroupForecast},
     },
 };
 
@@ -135,6 +136,8 @@ pub struct FitSummary {
     /// When it was fitted (unix seconds).
     pub fitted_at: i64,
     pub backtest_error: Option<f64>,
+    /// The per-series forecasts of a `groupBy` metric, for its top contributors.
+    pub group: Option<std::sync::Arc<crate::planner::group::GroupForecast>>,
 }
 
 /// Merges a report into the previous status: keeps `lastScaleTime` unless this reconcile
@@ -366,6 +369,12 @@ fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastS
             replicas: replicas as i32,
         }),
         backtest_error: fit.backtest_error.map(|b| format!("{b:.3}")),
+        series: fit.group.as_ref().map(|g| g.parts.len() as i32),
+        top_contributors: fit
+            .group
+            .as_ref()
+            .map(|g| top_contributors(g, at))
+            .unwrap_or_default(),
     })
 }
 
@@ -388,6 +397,18 @@ pub fn concurrency_status(config: &ScalerConfig, decision: &Decision) -> Vec<Con
                 .map(|(s, p)| format_value(concurrency::streams(p.value, s))),
             replicas: d.replicas.map(|r| r.min(i32::MAX as u32) as i32),
             message: d.unavailable.as_ref().map(|u| u.message.clone()),
+        })
+        .collect()
+}
+
+/// The largest series of a `groupBy` metric at the peak `at`, as status shows them.
+fn top_contributors(group: &GroupForecast, at: i64) -> Vec<Contributor> {
+    group::contributors(group, at, group::TOP_CONTRIBUTORS)
+        .into_iter()
+        .map(|c| Contributor {
+            labels: c.labels,
+            value: format_value(c.value),
+            share: format!("{:.2}", c.share),
         })
         .collect()
 }
@@ -683,7 +704,53 @@ mod tests {
             model: model.into(),
             fitted_at: at,
             backtest_error: backtest,
+            group: None,
         }
+    }
+
+    #[test]
+    fn a_grouped_metric_shows_its_series_and_top_contributors_at_the_peak() {
+        use crate::planner::group::PartForecast;
+        let part = |labels: &str, upper: Vec<f64>| PartForecast {
+            labels: labels.into(),
+            start: 940,
+            step: 60,
+            point: upper.clone(),
+            upper,
+            model: "ETS".into(),
+            carried: None,
+        };
+        // at the peak (t = 1000, the second step) b is the largest, at t = 940 a was
+        let group = GroupForecast {
+            parts: vec![
+                part("model=a", vec![30.0, 10.0]),
+                part("model=b", vec![5.0, 25.0]),
+                part("model=c", vec![1.0, 6.0]),
+            ],
+            vanished: vec![],
+        };
+        let mut f = fit("requests", "ETS", 900, None);
+        f.group = Some(std::sync::Arc::new(group));
+        let d = decision(
+            4,
+            Some("requests"),
+            vec![metric("requests", Some(4), Some((1_000, 40.0, 4)), None)],
+        );
+        let s = forecast_status(&d, &[f]).expect("a summary");
+        assert_eq!(s.series, Some(3));
+        let top: Vec<(&str, &str, &str)> = s
+            .top_contributors
+            .iter()
+            .map(|c| (c.labels.as_str(), c.value.as_str(), c.share.as_str()))
+            .collect();
+        assert_eq!(
+            top,
+            [
+                ("model=b", "25", "0.61"),
+                ("model=a", "10", "0.24"),
+                ("model=c", "6", "0.15")
+            ]
+        );
     }
 
     #[test]
@@ -710,6 +777,8 @@ mod tests {
                     replicas: 4,
                 }),
                 backtest_error: Some("0.123".into()),
+                series: None,
+                top_contributors: vec![],
             }
         );
         // no driving metric with a peak: the one that needs the most replicas
@@ -751,6 +820,8 @@ mod tests {
                 generated_at: t(90),
                 peak: None,
                 backtest_error: None,
+                series: None,
+                top_contributors: vec![],
             }),
             schedules: None,
             target_mode: None,
@@ -825,6 +896,8 @@ mod tests {
             generated_at: t(190),
             peak: None,
             backtest_error: None,
+            series: None,
+            top_contributors: vec![],
         };
         let scaled = Report {
             scaled_at: Some(t(200)),

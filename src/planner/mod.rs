@@ -7,7 +7,8 @@
 //! when `Auto` chooses, [`model`] which model to fit and which one a forecast came from,
 //! [`schedule`] which scheduled overrides are active, [`guard`] what a guard's health does,
 //! [`lead_time`] the learned lead time of `scaleUp.leadTime: Auto`, [`concurrency`] Little's law
-//! sizing of a metric with `concurrency`; this file is the decision
+//! sizing of a metric with `concurrency`, [`group`] the bottom-up forecast of a metric with
+//! `groupBy` (one forecast per series, combined); this file is the decision
 //! ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
 //! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
 //! reads a spec into them and maps the planner's outcomes to condition reasons.
@@ -31,6 +32,7 @@ pub mod choice;
 pub mod concurrency;
 pub mod drain;
 pub mod forecast;
+pub mod group;
 pub mod guard;
 pub mod lead_time;
 pub mod margin;

@@ -11,6 +11,7 @@
 
 pub mod concurrency;
 pub mod frontier;
+pub mod group;
 pub mod plot;
 pub mod synthetic;
 pub mod trace;
@@ -146,8 +147,13 @@ pub fn simulate_observed(
     s: &SimSettings,
     progress: &(dyn Fn() + Sync),
 ) -> SimReport {
-    let n = series.len();
     let fitted = fit_all(series, s, progress);
+    report(series, s, fitted)
+}
+
+/// Walks `series` forward with the fits made already (`fitted`) and scores the plan.
+fn report(series: &Series, s: &SimSettings, fitted: Fitted) -> SimReport {
+    let n = series.len();
     let mut rows = walk_forward(series, s, &fitted.fits);
     let loads = s.scored(series);
     let reactive = reactive_plan(loads, s);

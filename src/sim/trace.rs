@@ -93,6 +93,39 @@ pub fn parse_trace(text: &str, column: Option<&str>) -> Result<Trace, TraceError
     })
 }
 
+/// The columns of a trace whose names match `patterns` (each a name, or a prefix ending in
+/// `*`, e.g. `client_*`), in the header's order, each read as [`parse_trace`] reads one.
+pub fn parse_columns(text: &str, patterns: &[String]) -> Result<Vec<Trace>, TraceError> {
+    let header = text
+        .strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .ok_or(TraceError::NoHeader)?;
+    let names: Vec<String> = header
+        .split(',')
+        .skip(1)
+        .map(|n| n.trim().trim_matches('"').to_string())
+        .collect();
+    let matches = |n: &str| {
+        patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => n.starts_with(prefix),
+            None => n == p,
+        })
+    };
+    let chosen: Vec<&String> = names.iter().filter(|n| matches(n)).collect();
+    if chosen.is_empty() {
+        return Err(TraceError::NoColumn {
+            name: patterns.join(","),
+            columns: names.join(", "),
+        });
+    }
+    chosen
+        .into_iter()
+        .map(|c| parse_trace(text, Some(c)))
+        .collect()
+}
+
 /// The line a record starts on, as an editor numbers it (counted from the byte offset, so
 /// blank lines and CRLF ends count as the file has them).
 fn line_at(text: &str, p: Option<&csv::Position>) -> usize {
@@ -208,6 +241,20 @@ fn parse_timestamp(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_columns_are_matched_by_name_or_prefix_in_header_order() {
+        let mut text = String::from("timestamp,requests,client_1,client_2,other\n");
+        for i in 0..12 {
+            text.push_str(&format!("{},{},{},{},{}\n", i * 60, 6 + i, 1, 2 + i, 3));
+        }
+        let got = parse_columns(&text, &["other".into(), "client_*".into()]).unwrap();
+        let names: Vec<&str> = got.iter().map(|t| t.column.as_str()).collect();
+        assert_eq!(names, ["client_1", "client_2", "other"]);
+        assert_eq!(got[1].series.values[3], 5.0);
+        let err = parse_columns(&text, &["model_*".into()]).unwrap_err();
+        assert!(err.to_string().contains("no column \"model_*\""), "{err}");
+    }
 
     fn rows(n: usize) -> String {
         let mut s = String::from("timestamp,requests,tokens\n");

@@ -67,6 +67,13 @@ pub enum SourceError {
     /// someone else).
     #[error("the query returned {count} series; it must return one series: wrap it in sum()")]
     MultipleSeries { count: usize },
+    /// A `groupBy` metric's query returned more series than `maxSeries` (`count` is `None` when
+    /// the answer was refused by its size before the series were counted).
+    #[error(
+        "the query returned {} series, more than maxSeries {max}: group by fewer labels, filter the query, or raise maxSeries (at most 50)",
+        count.map_or_else(|| "more".to_string(), |c| c.to_string())
+    )]
+    TooManySeries { count: Option<usize>, max: usize },
     /// The answer grew past what one series of the asked points can need: reading stopped there.
     #[error(
         "source {source_name:?}: the answer was larger than {limit_bytes} bytes, the most one series of {points} \
@@ -103,6 +110,7 @@ impl SourceError {
             SourceError::InvalidQuery { .. } => reasons::INVALID_QUERY,
             SourceError::QueryFailed { .. } => reasons::METRICS_QUERY_FAILED,
             SourceError::MultipleSeries { .. } => reasons::MULTIPLE_SERIES,
+            SourceError::TooManySeries { .. } => reasons::TOO_MANY_SERIES,
             SourceError::TooLarge { .. } => reasons::QUERY_TOO_LARGE,
             SourceError::NotAllowed { .. } => reasons::SOURCE_NOT_ALLOWED,
             SourceError::QueryNotAllowed { .. } => reasons::QUERY_NOT_ALLOWED,
@@ -121,6 +129,25 @@ pub trait MetricsSource: Send + Sync {
         end: i64,
         step: i64,
     ) -> BoxFuture<'a, Result<Vec<(i64, f64)>, SourceError>>;
+
+    /// The series of `query` grouped by `labels` (a `sum by (<labels>) (...)` query), each
+    /// with its values of those labels in their order, and its samples as [`Self::range`]
+    /// gives them; more than `max_series` series is [`SourceError::TooManySeries`]. A source
+    /// that cannot tell series apart refuses.
+    fn range_grouped<'a>(
+        &'a self,
+        query: &'a str,
+        labels: &'a [String],
+        window: GroupWindow,
+    ) -> BoxFuture<'a, Result<Vec<LabeledSamples>, SourceError>> {
+        let _ = (query, labels, window);
+        Box::pin(async {
+            Err(SourceError::QueryFailed {
+                source_name: "unknown".into(),
+                message: "this source cannot read several series (groupBy)".into(),
+            })
+        })
+    }
 
     /// Requests sent so far, where the source counts them.
     fn requests(&self) -> Option<u64> {
@@ -150,6 +177,60 @@ pub trait MetricsSource: Send + Sync {
 /// The most series an instant query by label ([`MetricsSource::instant_by_label`]) may return:
 /// more pods than any one workload should have.
 pub const MAX_LABELLED_SERIES: usize = 5_000;
+/// The range and cap of a [`MetricsSource::range_grouped`] read (unix seconds, inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupWindow {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+    pub max_series: usize,
+}
+
+/// One series of a grouped read: its values of the group labels (in their order; `""` where
+/// the series lacks one) and its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabeledSamples {
+    pub values: Vec<String>,
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// Reads the series of a `groupBy` metric over `lookback` seconds up to `now`, one [`Series`]
+/// per label set on the `step` grid (not cached: read once per refit), each named as
+/// `planner::group::label_set` names it, sorted by name.
+pub async fn read_group(
+    source: &dyn MetricsSource,
+    query: &str,
+    labels: &[String],
+    lookback: i64,
+    now: i64,
+    step: i64,
+    max_series: usize,
+) -> Result<Vec<crate::planner::group::Part>, SourceError> {
+    let end = align_down(now, step);
+    let start = end - align_down(lookback, step);
+    let window = GroupWindow {
+        start,
+        end,
+        step,
+        max_series,
+    };
+    let read = source.range_grouped(query, labels, window).await?;
+    let mut parts: Vec<crate::planner::group::Part> = read
+        .into_iter()
+        .map(|l| {
+            let pairs: Vec<(String, String)> = labels.iter().cloned().zip(l.values).collect();
+            let mut series = Series::empty(start, step);
+            series.upsert(&l.samples);
+            series.extend_to(end + step);
+            crate::planner::group::Part {
+                labels: crate::planner::group::label_set(&pairs),
+                series,
+            }
+        })
+        .collect();
+    parts.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(parts)
+}
 
 /// Cache key: the same query at the same step from the same source shares its history.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use tracing::{debug, info, warn};
 
 use super::{
-    MetricsSource, SourceError,
+    GroupWindow, LabeledSamples, MetricsSource, SourceError,
     config::{ConfigError, DEFAULT_MAX_CONCURRENT_QUERIES, SourceConfig, TlsConfig},
     secret::{SECRET_REFRESH, SecretFile, io_reason},
 };
@@ -435,15 +435,27 @@ impl PrometheusSource {
     /// `points` can need ([`answer_limit`]): a query over many series never fills memory.
     async fn read_capped(
         &self,
-        mut response: reqwest::Response,
+        response: reqwest::Response,
         points: i64,
     ) -> Result<Vec<u8>, SourceError> {
         let limit = answer_limit(points);
-        let too_large = || SourceError::TooLarge {
+        let too_large = SourceError::TooLarge {
             source_name: self.name.clone(),
             limit_bytes: limit,
             points,
         };
+        self.read_limited(response, limit, too_large).await
+    }
+
+    /// The body, read as it arrives, refused with `too_large` as soon as it passes `limit`
+    /// bytes.
+    async fn read_limited(
+        &self,
+        mut response: reqwest::Response,
+        limit: u64,
+        too_large: SourceError,
+    ) -> Result<Vec<u8>, SourceError> {
+        let too_large = || too_large.clone();
         if response.content_length().is_some_and(|n| n > limit) {
             return Err(too_large());
         }
@@ -566,6 +578,123 @@ impl PrometheusSource {
     }
 }
 
+/// A grouped read (`groupBy`): every series of the answer with its group labels.
+impl PrometheusSource {
+    async fn range_grouped_chunked(
+        &self,
+        query: &str,
+        labels: &[String],
+        w: GroupWindow,
+    ) -> Result<Vec<LabeledSamples>, SourceError> {
+        let mut by: BTreeMap<Vec<String>, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut chunk_start = w.start;
+        while chunk_start <= w.end {
+            let chunk_end = (chunk_start + (MAX_POINTS_PER_QUERY - 1) * w.step).min(w.end);
+            let chunk = GroupWindow {
+                start: chunk_start,
+                end: chunk_end,
+                ..w
+            };
+            for (key, samples) in self.range_grouped_once(query, labels, chunk).await? {
+                by.entry(key).or_default().extend(samples);
+            }
+            if by.len() > w.max_series {
+                return Err(SourceError::TooManySeries {
+                    count: Some(by.len()),
+                    max: w.max_series,
+                });
+            }
+            chunk_start = chunk_end + w.step;
+        }
+        Ok(by
+            .into_iter()
+            .map(|(values, samples)| LabeledSamples { values, samples })
+            .collect())
+    }
+
+    /// One `query_range` request of a grouped read: refused past `max_series` series (counted
+    /// before any is kept) or past the bytes that many series can need.
+    async fn range_grouped_once(
+        &self,
+        query: &str,
+        labels: &[String],
+        w: GroupWindow,
+    ) -> Result<Vec<(Vec<String>, Vec<(i64, f64)>)>, SourceError> {
+        let _slot = self.query_slot().await?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self.send(query, w.start, w.end, w.step).await?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let points = (w.end - w.start) / w.step + 1;
+        let limit = answer_limit(points) * w.max_series as u64;
+        let too_many = SourceError::TooManySeries {
+            count: None,
+            max: w.max_series,
+        };
+        let body = self.read_limited(response, limit, too_many).await?;
+        let data = self.answer_data(status, &content_type, &body)?;
+        match (data.result_type.as_str(), data.result.count) {
+            ("matrix", n) if n > w.max_series => {
+                return Err(SourceError::TooManySeries {
+                    count: Some(n),
+                    max: w.max_series,
+                });
+            }
+            ("matrix", _) => {}
+            (other, _) => {
+                return Err(SourceError::InvalidQuery {
+                    source_name: self.name.clone(),
+                    message: format!("expected a range vector, got a {other}"),
+                });
+            }
+        }
+        let full: GroupedAnswer = serde_json::from_slice(&body)
+            .map_err(|_| self.failed("the answer was not valid Prometheus JSON".into()))?;
+        let mut out = Vec::new();
+        for series in full.data.result {
+            let key = labels
+                .iter()
+                .map(|l| series.metric.get(l).cloned().unwrap_or_default())
+                .collect();
+            let samples: Vec<(i64, f64)> = series
+                .values
+                .into_iter()
+                .map(|(t, v)| (t.round() as i64, parse_value(&v)))
+                .filter(|(t, _)| (w.start..=w.end).contains(t))
+                .collect();
+            self.points
+                .fetch_add(samples.len() as u64, Ordering::Relaxed);
+            out.push((key, samples));
+        }
+        Ok(out)
+    }
+}
+
+/// A successful answer of a grouped read, with each series' labels.
+#[derive(Deserialize)]
+struct GroupedAnswer {
+    data: GroupedData,
+}
+
+#[derive(Deserialize)]
+struct GroupedData {
+    #[serde(default)]
+    result: Vec<LabeledSeries>,
+}
+
+#[derive(Deserialize)]
+struct LabeledSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
 impl MetricsSource for PrometheusSource {
     fn range<'a>(
         &'a self,
@@ -584,6 +713,15 @@ impl MetricsSource for PrometheusSource {
         at: i64,
     ) -> BoxFuture<'a, Result<Vec<(String, f64)>, SourceError>> {
         Box::pin(self.instant_by_label_once(query, label, at))
+    }
+
+    fn range_grouped<'a>(
+        &'a self,
+        query: &'a str,
+        labels: &'a [String],
+        window: GroupWindow,
+    ) -> BoxFuture<'a, Result<Vec<LabeledSamples>, SourceError>> {
+        Box::pin(self.range_grouped_chunked(query, labels, window))
     }
 
     fn requests(&self) -> Option<u64> {
@@ -941,6 +1079,55 @@ mod tests {
         let e = src.range("q", 0, 60, 60).await.unwrap_err();
         assert_eq!(e, SourceError::MultipleSeries { count: 3 });
         assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_grouped_read_keeps_each_series_by_its_group_labels_up_to_the_cap() {
+        // the group label is `secret_label` here; other labels are never kept
+        let body = matrix(&[
+            ("a", vec![(0, "1"), (60, "2")]),
+            ("b", vec![(60, "5"), (9_999, "7")]),
+        ]);
+        let url = bogus_source(body, false).await;
+        let src = PrometheusSource::new("default", &url, Duration::from_secs(5)).unwrap();
+        let labels = vec!["secret_label".to_string(), "missing".to_string()];
+        let w = GroupWindow {
+            start: 0,
+            end: 60,
+            step: 60,
+            max_series: 2,
+        };
+        let got = src.range_grouped("q", &labels, w).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                LabeledSamples {
+                    values: vec!["a".into(), String::new()],
+                    samples: vec![(0, 1.0), (60, 2.0)],
+                },
+                LabeledSamples {
+                    values: vec!["b".into(), String::new()],
+                    samples: vec![(60, 5.0)],
+                },
+            ]
+        );
+        let e = src
+            .range_grouped("q", &labels, GroupWindow { max_series: 1, ..w })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            SourceError::TooManySeries {
+                count: Some(2),
+                max: 1
+            }
+        );
+        assert_eq!(e.reason(), "TooManySeries");
+        assert!(
+            e.to_string()
+                .contains("returned 2 series, more than maxSeries 1"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

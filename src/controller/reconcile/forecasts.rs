@@ -5,22 +5,24 @@
 //! refuse an empty or stale series), [`fit_settings`], then [`fit_or_reuse`] (the last fit
 //! while it still holds, else [`fit`] with `Auto`'s choice for this epoch).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tracing::{info, warn};
 
 use super::{Run, ScalerState, Stage, timed};
 use crate::{
     Error, Result,
-    api::{ForecastStatus, MetricConfig, ScalerConfig, conditions::reasons},
+    api::{ForecastStatus, GroupConfig, MetricConfig, ScalerConfig, conditions::reasons},
     controller::{Context, status::FitSummary},
     metrics::{ModelLabels, QueryLabels},
     planner::{
         DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastError, ForecastSettings, MetricInput,
-        NoForecast, Selection, Sizing, Unavailable, choice, concurrency::rate_per_replica,
+        NoForecast, Selection, Sizing, Unavailable, choice,
+        concurrency::rate_per_replica,
+        group::{self, Combine, GroupForecast},
         series::Series,
     },
-    sources::{HistoryKey, MetricsSource, SourceError},
+    sources::{self, HistoryKey, MetricsSource, SourceError},
 };
 
 /// A fitted forecast and what it was fitted for.
@@ -32,6 +34,9 @@ pub(super) struct Fit {
     result: std::result::Result<Arc<Forecast>, Unavailable>,
     /// `Auto`'s model choice for the epoch the fit was made in.
     selection: Option<Selection>,
+    /// With `groupBy`: the per-series forecasts and `Auto`'s choice per series.
+    group: Option<Arc<GroupForecast>>,
+    part_selections: BTreeMap<String, Selection>,
 }
 
 /// Everything a fit depends on; a change means a refit.
@@ -40,6 +45,8 @@ struct FitKey {
     history: HistoryKey,
     lookback: i64,
     settings: ForecastSettings,
+    /// With `groupBy`: the series query as the source receives it, and `maxSeries`.
+    group: Option<(String, usize)>,
 }
 
 /// One metric after this stage: what the planner needs of it, and the fit for the status.
@@ -74,7 +81,11 @@ impl MetricOutcome {
             model: fc.model.to_string(),
             fitted_at: fit.fitted_at,
             backtest_error: fc.backtest_error,
+            group: fit.group.clone(),
         });
+        // more series than maxSeries: the metric holds (no observation either), never a
+        // partial sum
+        let observed = observed.filter(|_| !holds(&fit.result));
         Self {
             name: m.name.clone(),
             target_per_replica: m.target_per_replica,
@@ -163,12 +174,26 @@ pub(super) async fn evaluate_metrics(
             }
             None => None,
         };
+        let read = GroupRead::of(m, &history);
         let key = FitKey {
             history: history.key,
             lookback: grid.lookback,
             settings: fit_settings(run.ctx, config, m, &grid),
+            group: history
+                .group
+                .clone()
+                .map(|g| (g, m.group.as_ref().map_or(0, |g| g.max_series))),
         };
-        let fit = fit_or_reuse(run, config, state, &m.name, key, history.series, duration).await?;
+        let fit = fit_or_reuse(
+            run,
+            config,
+            state,
+            &m.name,
+            key,
+            history.series,
+            (duration, read),
+        )
+        .await?;
         out.push(MetricOutcome::fitted(m, history.observed, fit, duration));
     }
     Ok(out)
@@ -178,6 +203,8 @@ pub(super) async fn evaluate_metrics(
 struct SourcedQuery {
     source: Arc<dyn MetricsSource>,
     key: HistoryKey,
+    /// With `groupBy`: the series query as the source receives it.
+    group: Option<String>,
 }
 
 /// Each metric's query as its source must receive it, if this namespace may use that source.
@@ -191,10 +218,19 @@ async fn resolve_queries(
         .metrics
         .iter()
         .map(|m| {
-            let r = run
-                .ctx
-                .sources
-                .resolve(run.namespace, labels.as_ref(), &m.source, &m.query)?;
+            let resolve = |q: &str| {
+                run.ctx
+                    .sources
+                    .resolve(run.namespace, labels.as_ref(), &m.source, q)
+            };
+            // with groupBy the history is the total, sum(query); the series are read at refits
+            let (r, group) = match &m.group {
+                Some(g) => (
+                    resolve(&GroupConfig::total_query(&m.query))?,
+                    Some(resolve(&g.series_query(&m.query))?.query),
+                ),
+                None => (resolve(&m.query)?, None),
+            };
             let key = HistoryKey {
                 source: m.source.clone(),
                 query: r.query,
@@ -203,6 +239,7 @@ async fn resolve_queries(
             Ok(SourcedQuery {
                 source: r.source,
                 key,
+                group,
             })
         })
         .collect()
@@ -236,6 +273,9 @@ pub(super) async fn namespace_labels(
 struct History {
     series: Arc<Series>,
     key: HistoryKey,
+    /// With `groupBy`: the series query, and the source to read it from at a refit.
+    group: Option<String>,
+    source: Arc<dyn MetricsSource>,
     /// The newest sample, when it is within three steps of the series' end.
     observed: Option<f64>,
 }
@@ -273,6 +313,8 @@ async fn update_history(
     Ok(History {
         series,
         key: query.key,
+        group: query.group,
+        source: query.source,
         observed,
     })
 }
@@ -303,6 +345,31 @@ async fn fetch(
     let histogram = run.ctx.metrics.query_duration.get_or_create(&labels);
     histogram.observe(elapsed.as_secs_f64());
     result
+}
+
+/// Where a `groupBy` metric's series are read at a refit.
+struct GroupRead {
+    source: Arc<dyn MetricsSource>,
+    query: String,
+    labels: Vec<String>,
+    max_series: usize,
+}
+
+impl GroupRead {
+    fn of(m: &MetricConfig, history: &History) -> Option<Self> {
+        let (g, query) = (m.group.as_ref()?, history.group.clone()?);
+        Some(Self {
+            source: history.source.clone(),
+            query,
+            labels: g.labels.clone(),
+            max_series: g.max_series,
+        })
+    }
+}
+
+/// Whether a fit's outcome makes the metric hold the count: more series than `maxSeries`.
+fn holds(result: &std::result::Result<Arc<Forecast>, Unavailable>) -> bool {
+    matches!(result, Err(u) if u.cause == NoForecast::Metric(reasons::TOO_MANY_SERIES))
 }
 
 /// A failed query (or a source this namespace may not use), logged.
@@ -371,7 +438,8 @@ fn fit_settings(
 }
 
 /// The forecast of `metric` for `key`: its last fit while that still holds ([`reusable`]),
-/// else a new [`fit`], remembered for the next reconciles. A concurrency metric's fit is
+/// else a new [`fit`] ([`fit_group`] for a `groupBy` metric), remembered for the next
+/// reconciles. A concurrency metric's fit is
 /// calibrated with the request `duration` of the moment it is made
 /// ([`concurrency_sizing`]); a new duration alone does not refit.
 async fn fit_or_reuse(
@@ -381,7 +449,7 @@ async fn fit_or_reuse(
     metric: &str,
     key: FitKey,
     series: Arc<Series>,
-    duration: Option<f64>,
+    (duration, group): (Option<f64>, Option<GroupRead>),
 ) -> Result<Fit> {
     let last = state.fits.get(metric);
     if let Some(fit) = last.filter(|f| reusable(run, config, f, &key)) {
@@ -395,7 +463,17 @@ async fn fit_or_reuse(
         .filter(|s| s.epoch == epoch)
         .or_else(|| remembered_choice(remembered, metric, epoch));
     let settings = concurrency_sizing(&key.settings, duration);
-    let fit = fit(run, metric, key, settings, series, epoch, previous).await?;
+    let previous_parts = last
+        .filter(|f| f.key == key)
+        .map(|f| f.part_selections.clone())
+        .unwrap_or_default();
+    let fit = match group {
+        Some(g) => {
+            let previous = (previous, previous_parts);
+            fit_group(run, metric, (key, settings), series, epoch, previous, g).await?
+        }
+        None => fit(run, metric, key, settings, series, epoch, previous).await?,
+    };
     state.fits.insert(metric.to_string(), fit.clone());
     Ok(fit)
 }
@@ -422,7 +500,11 @@ fn reusable(run: &Run<'_>, config: &ScalerConfig, fit: &Fit, key: &FitKey) -> bo
         && now < fit.fitted_at + refresh
         && match &fit.result {
             Ok(fc) => fc.end() > window_end,
-            Err(u) => u.cause == NoForecast::ModelFitFailed,
+            // a failed fit and too many series are not retried before the refresh
+            Err(u) => {
+                u.cause == NoForecast::ModelFitFailed
+                    || u.cause == NoForecast::Metric(reasons::TOO_MANY_SERIES)
+            }
         }
 }
 
@@ -462,6 +544,80 @@ async fn fit(
             .map(Arc::new)
             .map_err(|e| Unavailable::from_forecast_error(&e)),
         selection,
+        group: None,
+        part_selections: BTreeMap::new(),
+    })
+}
+
+/// [`fit`] for a `groupBy` metric: its series read from the source (more than `maxSeries` is
+/// `TooManySeries`: the metric holds; another failure leaves the total's forecast alone, with
+/// no contributors), then [`group::fit_group`] on a blocking thread.
+async fn fit_group(
+    run: &Run<'_>,
+    metric: &str,
+    (key, settings): (FitKey, ForecastSettings),
+    series: Arc<Series>,
+    epoch: i64,
+    previous: (Option<Selection>, BTreeMap<String, Selection>),
+    read: GroupRead,
+) -> Result<Fit> {
+    let _stage = Stage::enter("fit group");
+    let parts = sources::read_group(
+        read.source.as_ref(),
+        &read.query,
+        &read.labels,
+        key.lookback,
+        run.now_s(),
+        key.history.step,
+        read.max_series,
+    )
+    .await;
+    let parts = match parts {
+        Ok(parts) => parts,
+        Err(e @ SourceError::TooManySeries { .. }) => {
+            warn!(metric = %metric, error = %e, "groupBy: too many series; the metric holds the count");
+            return Ok(Fit {
+                key,
+                fitted_at: run.now_s(),
+                result: Err(Unavailable::new(
+                    NoForecast::Metric(e.reason()),
+                    e.to_string(),
+                )),
+                selection: None,
+                group: None,
+                part_selections: BTreeMap::new(),
+            });
+        }
+        Err(e) => {
+            warn!(metric = %metric, reason = e.reason(), error = %e, "groupBy: cannot read the series; forecasting the total alone");
+            return fit(run, metric, key, settings, series, epoch, previous.0).await;
+        }
+    };
+    let slot = run
+        .ctx
+        .fit_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| Error::ForecastTask(e.to_string()))?;
+    let (joined, elapsed) = timed(tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        group::fit_group(&series, &parts, &settings, epoch, (previous.0, &previous.1))
+    }))
+    .await;
+    let g = joined.map_err(|e| Error::ForecastTask(e.to_string()))?;
+    let forecast = g.forecast(Combine::default());
+    record_fit(run, metric, &forecast, g.selection.as_ref(), elapsed);
+    info!(metric = %metric, series = g.group.parts.len(), vanished = g.group.vanished.len(), "groupBy: forecast bottom-up");
+    Ok(Fit {
+        key,
+        fitted_at: run.now_s(),
+        result: forecast
+            .map(Arc::new)
+            .map_err(|e| Unavailable::from_forecast_error(&e)),
+        selection: g.selection,
+        group: Some(Arc::new(g.group)),
+        part_selections: g.part_selections,
     })
 }
 
@@ -523,6 +679,8 @@ mod tests {
             generated_at: Time(Timestamp::from_second(at).unwrap()),
             peak: None,
             backtest_error: None,
+            series: None,
+            top_contributors: vec![],
         };
         let s = status("requests", "SeasonalNaive(7d)", epoch + 60);
         let got = remembered_choice(Some(&s), "requests", epoch).expect("remembered");
