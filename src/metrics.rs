@@ -116,6 +116,10 @@ pub struct Metrics {
     pub scale_operations: Family<ScaleLabels, Counter>,
     /// Each guard of each scaler: 1 while breached, else 0 (no series while it cannot be read).
     pub guard_breached: Family<GuardLabels, Gauge>,
+    /// Each scaler with upstream limits: 1 while the ceiling caps its count, else 0.
+    pub upstream_limited: Family<ScalerLabels, Gauge>,
+    /// Each upstream limit of each scaler: the replicas it admits for its metric.
+    pub upstream_ceiling: Family<ScalerMetricLabels, Gauge>,
     /// What each scaler has series of, so they can all be removed: its metric names and its
     /// condition label sets.
     known: Mutex<HashMap<(String, String), Known>>,
@@ -147,6 +151,8 @@ pub const NAMES: &[&str] = &[
     "prescale_scale_operations_total",
     "prescale_scaler_condition",
     "prescale_guard_breached",
+    "prescale_upstream_limited",
+    "prescale_upstream_ceiling_replicas",
 ];
 
 impl Default for Metrics {
@@ -178,6 +184,8 @@ impl Metrics {
             backtest_error: Family::default(),
             scale_operations: Family::default(),
             guard_breached: Family::default(),
+            upstream_limited: Family::default(),
+            upstream_ceiling: Family::default(),
             known: Mutex::default(),
         };
         m.register_build_info();
@@ -185,6 +193,7 @@ impl Metrics {
         m.register_history();
         m.register_fits();
         m.register_scalers();
+        m.register_upstream();
         m
     }
 
@@ -317,6 +326,74 @@ impl Metrics {
         );
     }
 
+    /// The upstream quota ceiling of each scaler with `spec.upstream` (planner::upstream).
+    fn register_upstream(&mut self) {
+        self.registry.register(
+            "prescale_upstream_limited",
+            "Each scaler with upstream limits (spec.upstream): 1 while the quota ceiling caps its \
+             replicas below what its metrics ask for (ask the provider for more quota, not for more \
+             replicas), else 0",
+            self.upstream_limited.clone(),
+        );
+        self.registry.register(
+            "prescale_upstream_ceiling_replicas",
+            "Each upstream limit of each scaler, by metric: the replicas it admits, ceil(limit as load \
+             / targetPerReplica) (absent while the limit is unknown: its query fails and it has no \
+             perMinute)",
+            self.upstream_ceiling.clone(),
+        );
+    }
+
+    /// The scaler's upstream ceiling now: `limited` is `None` without upstream limits (no
+    /// series), else whether the ceiling caps the count; `admits` is each limit's metric and the
+    /// replicas it admits (no series while unknown). The series of a metric no longer limited
+    /// go; those of a removed metric go with its other series.
+    pub fn set_upstream(
+        &self,
+        namespace: &str,
+        name: &str,
+        limited: Option<bool>,
+        admits: &[(String, Option<u32>)],
+    ) {
+        let scaler = ScalerLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        match limited {
+            Some(l) => {
+                self.upstream_limited.get_or_create(&scaler).set(l as i64);
+            }
+            None => {
+                self.upstream_limited.remove(&scaler);
+            }
+        }
+        let known = self.known.lock().expect("metrics lock");
+        let metrics = known
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|k| k.metrics.clone())
+            .unwrap_or_default();
+        drop(known);
+        for metric in metrics.iter().chain(admits.iter().map(|(m, _)| m)) {
+            let labels = ScalerMetricLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                metric: metric.clone(),
+            };
+            match admits
+                .iter()
+                .find(|(m, _)| m == metric)
+                .and_then(|(_, a)| *a)
+            {
+                Some(a) => {
+                    self.upstream_ceiling.get_or_create(&labels).set(a as i64);
+                }
+                None => {
+                    self.upstream_ceiling.remove(&labels);
+                }
+            }
+        }
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -424,6 +501,7 @@ impl Metrics {
         self.forecast_now.remove(&l);
         self.observed_load.remove(&l);
         self.backtest_error.remove(&l);
+        self.upstream_ceiling.remove(&l);
     }
 
     /// The scalers that have series, as (namespace, name).
@@ -444,6 +522,7 @@ impl Metrics {
         };
         self.current_replicas.remove(&s);
         self.desired_replicas.remove(&s);
+        self.upstream_limited.remove(&s);
         for direction in ["up", "down"] {
             self.scale_operations.remove(&ScaleLabels {
                 namespace: namespace.into(),
@@ -534,6 +613,7 @@ mod tests {
             "a",
             &[("p95".into(), Some(true)), ("errors".into(), None)],
         );
+        m.set_upstream("ns", "a", Some(true), &[("requests".into(), Some(4))]);
         m
     }
 
@@ -589,6 +669,23 @@ mod tests {
             )
         );
         assert!(!text.contains("guard=\"p95\""), "{text}");
+        // the upstream gauges: capped at 4; no ceiling in force; no limits at all
+        assert!(text.contains("prescale_upstream_limited{namespace=\"ns\",name=\"a\"} 1"));
+        m.set_upstream("ns", "a", Some(true), &[("tokens".into(), Some(4))]);
+        let text = m.encode();
+        assert!(text.contains(
+            "prescale_upstream_ceiling_replicas{namespace=\"ns\",name=\"a\",metric=\"tokens\"} 4"
+        ));
+        m.set_upstream("ns", "a", Some(false), &[("tokens".into(), None)]);
+        let text = m.encode();
+        assert!(text.contains("prescale_upstream_limited{namespace=\"ns\",name=\"a\"} 0"));
+        assert!(
+            !text.contains("prescale_upstream_ceiling_replicas{"),
+            "{text}"
+        );
+        m.set_upstream("ns", "a", None, &[]);
+        assert!(!m.encode().contains("prescale_upstream_limited{"));
+        m.set_upstream("ns", "a", Some(true), &[("tokens".into(), Some(4))]);
 
         m.remove_scaler("ns", "a");
         let text = m.encode();

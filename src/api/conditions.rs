@@ -73,6 +73,12 @@ pub mod reasons {
     pub const GUARD_BREACHED: &str = "GuardBreached";
     /// A guard's query failed: no scale-down until it can be read.
     pub const GUARD_UNAVAILABLE: &str = "GuardUnavailable";
+    /// Capped at what the upstream quota (`spec.upstream`) admits: ask the provider for more
+    /// quota rather than for more replicas.
+    pub const UPSTREAM_LIMITED: &str = "UpstreamLimited";
+    /// An upstream limit's query failed: its static `perMinute` (never below the current
+    /// count), or no ceiling from it.
+    pub const UPSTREAM_UNAVAILABLE: &str = "UpstreamUnavailable";
 }
 
 /// The `ScalingLimited` reason for what limited a decision.
@@ -87,6 +93,8 @@ pub fn limit_reason(limit: Limit) -> &'static str {
         Limit::ScheduledMaximum => reasons::SCHEDULED_MAXIMUM,
         Limit::GuardBreached => reasons::GUARD_BREACHED,
         Limit::GuardUnavailable => reasons::GUARD_UNAVAILABLE,
+        Limit::UpstreamLimited => reasons::UPSTREAM_LIMITED,
+        Limit::UpstreamUnavailable => reasons::UPSTREAM_UNAVAILABLE,
     }
 }
 

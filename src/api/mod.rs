@@ -10,7 +10,9 @@ pub mod validate;
 
 pub use builder::ScalerFixture;
 pub use v1alpha1::*;
-pub use validate::{GuardConfig, Limits, MetricConfig, ScalerConfig, validate, validate_with};
+pub use validate::{
+    GuardConfig, Limits, MetricConfig, ScalerConfig, UpstreamConfig, validate, validate_with,
+};
 
 /// The field manager prescale writes with.
 pub const FIELD_MANAGER: &str = "prescale";
