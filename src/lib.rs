@@ -13,9 +13,10 @@
 //!   text), condition vocabulary, durations, quantities, spec validation. Pure.
 //! - [`planner`]: series, forecasting with augurs, the calibrated lead-window margin, the
 //!   scheduled overrides active at an instant, the guards (health read now that raises and
-//!   holds replicas), the learned lead time of `leadTime: Auto` (`planner::lead_time`), the pod
-//!   deletion costs of drain-aware scale-in (`planner::drain`), the bottom-up forecast of a
-//!   `groupBy` metric (`planner::group`) and the replica decision; `planner::choice` is
+//!   holds replicas), the upstream quota ceiling (`planner::upstream`), the learned lead time
+//!   of `leadTime: Auto` (`planner::lead_time`), the pod deletion costs of drain-aware scale-in
+//!   (`planner::drain`), the bottom-up forecast of a `groupBy` metric (`planner::group`) and the
+//!   replica decision; `planner::choice` is
 //!   the one rule for when `Auto` chooses its model, used by the controller, `simulate`,
 //!   `forecast` and the fleet bench. Pure (CPU only).
 //! - [`sources`]: where history comes from: the sources a cluster admin configures, the

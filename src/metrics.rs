@@ -122,6 +122,10 @@ pub struct Metrics {
     pub pod_deletion_cost_updates: Family<ScalerLabels, Counter>,
     /// Scale-downs that went ahead without deletion costs after `drainAware.maxWait`.
     pub drain_aware_skipped: Family<ScalerLabels, Counter>,
+    /// Each scaler with upstream limits: 1 while the ceiling caps its count, else 0.
+    pub upstream_limited: Family<ScalerLabels, Gauge>,
+    /// Each upstream limit of each scaler: the replicas it admits for its metric.
+    pub upstream_ceiling: Family<ScalerMetricLabels, Gauge>,
     /// What each scaler has series of, so they can all be removed: its metric names and its
     /// condition label sets.
     known: Mutex<HashMap<(String, String), Known>>,
@@ -156,6 +160,8 @@ pub const NAMES: &[&str] = &[
     "prescale_guard_breached",
     "prescale_pod_deletion_cost_updates_total",
     "prescale_drain_aware_skipped_total",
+    "prescale_upstream_limited",
+    "prescale_upstream_ceiling_replicas",
 ];
 
 impl Default for Metrics {
@@ -190,6 +196,8 @@ impl Metrics {
             guard_breached: Family::default(),
             pod_deletion_cost_updates: Family::default(),
             drain_aware_skipped: Family::default(),
+            upstream_limited: Family::default(),
+            upstream_ceiling: Family::default(),
             known: Mutex::default(),
         };
         m.register_build_info();
@@ -198,6 +206,7 @@ impl Metrics {
         m.register_fits();
         m.register_scalers();
         m.register_drain_aware();
+        m.register_upstream();
         m
     }
 
@@ -352,6 +361,74 @@ impl Metrics {
         );
     }
 
+    /// The upstream quota ceiling of each scaler with `spec.upstream` (planner::upstream).
+    fn register_upstream(&mut self) {
+        self.registry.register(
+            "prescale_upstream_limited",
+            "Each scaler with upstream limits (spec.upstream): 1 while the quota ceiling caps its \
+             replicas below what its metrics ask for (ask the provider for more quota, not for more \
+             replicas), else 0",
+            self.upstream_limited.clone(),
+        );
+        self.registry.register(
+            "prescale_upstream_ceiling_replicas",
+            "Each upstream limit of each scaler, by metric: the replicas it admits, ceil(limit as load \
+             / targetPerReplica) (absent while the limit is unknown: its query fails and it has no \
+             perMinute)",
+            self.upstream_ceiling.clone(),
+        );
+    }
+
+    /// The scaler's upstream ceiling now: `limited` is `None` without upstream limits (no
+    /// series), else whether the ceiling caps the count; `admits` is each limit's metric and the
+    /// replicas it admits (no series while unknown). The series of a metric no longer limited
+    /// go; those of a removed metric go with its other series.
+    pub fn set_upstream(
+        &self,
+        namespace: &str,
+        name: &str,
+        limited: Option<bool>,
+        admits: &[(String, Option<u32>)],
+    ) {
+        let scaler = ScalerLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        match limited {
+            Some(l) => {
+                self.upstream_limited.get_or_create(&scaler).set(l as i64);
+            }
+            None => {
+                self.upstream_limited.remove(&scaler);
+            }
+        }
+        let known = self.known.lock().expect("metrics lock");
+        let metrics = known
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|k| k.metrics.clone())
+            .unwrap_or_default();
+        drop(known);
+        for metric in metrics.iter().chain(admits.iter().map(|(m, _)| m)) {
+            let labels = ScalerMetricLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+                metric: metric.clone(),
+            };
+            match admits
+                .iter()
+                .find(|(m, _)| m == metric)
+                .and_then(|(_, a)| *a)
+            {
+                Some(a) => {
+                    self.upstream_ceiling.get_or_create(&labels).set(a as i64);
+                }
+                None => {
+                    self.upstream_ceiling.remove(&labels);
+                }
+            }
+        }
+    }
+
     /// The Prometheus text exposition (format 0.0.4).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -460,6 +537,7 @@ impl Metrics {
         self.observed_load.remove(&l);
         self.request_duration.remove(&l);
         self.backtest_error.remove(&l);
+        self.upstream_ceiling.remove(&l);
     }
 
     /// The scalers that have series, as (namespace, name).
@@ -482,6 +560,7 @@ impl Metrics {
         self.desired_replicas.remove(&s);
         self.pod_deletion_cost_updates.remove(&s);
         self.drain_aware_skipped.remove(&s);
+        self.upstream_limited.remove(&s);
         for direction in ["up", "down"] {
             self.scale_operations.remove(&ScaleLabels {
                 namespace: namespace.into(),
@@ -575,6 +654,7 @@ mod tests {
         );
         m.pod_deletion_cost_updates.get_or_create(&s).inc_by(3);
         m.drain_aware_skipped.get_or_create(&s).inc();
+        m.set_upstream("ns", "a", Some(true), &[("requests".into(), Some(4))]);
         m
     }
 
@@ -630,6 +710,23 @@ mod tests {
             )
         );
         assert!(!text.contains("guard=\"p95\""), "{text}");
+        // the upstream gauges: capped at 4; no ceiling in force; no limits at all
+        assert!(text.contains("prescale_upstream_limited{namespace=\"ns\",name=\"a\"} 1"));
+        m.set_upstream("ns", "a", Some(true), &[("tokens".into(), Some(4))]);
+        let text = m.encode();
+        assert!(text.contains(
+            "prescale_upstream_ceiling_replicas{namespace=\"ns\",name=\"a\",metric=\"tokens\"} 4"
+        ));
+        m.set_upstream("ns", "a", Some(false), &[("tokens".into(), None)]);
+        let text = m.encode();
+        assert!(text.contains("prescale_upstream_limited{namespace=\"ns\",name=\"a\"} 0"));
+        assert!(
+            !text.contains("prescale_upstream_ceiling_replicas{"),
+            "{text}"
+        );
+        m.set_upstream("ns", "a", None, &[]);
+        assert!(!m.encode().contains("prescale_upstream_limited{"));
+        m.set_upstream("ns", "a", Some(true), &[("tokens".into(), Some(4))]);
 
         assert!(
             text.contains(

@@ -402,6 +402,94 @@ fn guard_refusals() -> Vec<(&'static str, Value, &'static str)> {
     ]
 }
 
+/// `spec.upstream` with these limits (the example's one metric is `requests`).
+fn with_limits(limits: Value) -> Value {
+    with("/upstream", json!({ "limits": limits }))
+}
+
+/// One invalid upstream limit per rule, with the words the refusal must carry.
+fn upstream_refusals() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "an upstream limit of a metric that does not exist",
+            with_limits(json!([{"metric": "tokens", "perMinute": "2M"}])),
+            "every upstream limit must name a metric of spec.metrics",
+        ),
+        (
+            "an upstream limit of 0 per minute",
+            with_limits(json!([{"metric": "requests", "perMinute": "0"}])),
+            "perMinute must be a positive quantity",
+        ),
+        (
+            "a negative upstream limit",
+            with_limits(json!([{"metric": "requests", "perMinute": "-100"}])),
+            "perMinute must be a positive quantity",
+        ),
+        (
+            "an upstream limit with neither perMinute nor query",
+            with_limits(json!([{"metric": "requests"}])),
+            "an upstream limit needs perMinute, query, or both",
+        ),
+        (
+            "two upstream limits on one metric",
+            with_limits(json!([
+                {"metric": "requests", "perMinute": "6000"},
+                {"metric": "requests", "perMinute": "3000"}
+            ])),
+            "one upstream limit per metric",
+        ),
+        (
+            "no upstream limits",
+            with_limits(json!([])),
+            "upstream.limits needs at least one limit",
+        ),
+        (
+            "an upstream limit with an unknown metricUnit",
+            with_limits(
+                json!([{"metric": "requests", "perMinute": "6000", "metricUnit": "PerHour"}]),
+            ),
+            "spec.upstream.limits[0].metricUnit: Unsupported value",
+        ),
+    ]
+}
+
+#[test]
+fn upstream_limits_pass_when_valid() {
+    check(&with_limits(
+        json!([{"metric": "requests", "perMinute": "6000"}]),
+    ))
+    .unwrap();
+    check(&with_limits(
+        json!([{"metric": "requests", "perMinute": "2M",
+        "metricUnit": "PerMinute", "query": "max(ratelimit_limit_requests)", "source": "gw"}]),
+    ))
+    .unwrap();
+    check(&with_limits(
+        json!([{"metric": "requests", "query": "max(x)"}]),
+    ))
+    .unwrap();
+    let two = example()
+        .metric("tokens", "sum(rate(t[2m]))", "5k")
+        .with(
+            "/spec/upstream",
+            json!({"limits": [{"metric": "requests", "perMinute": "6000"},
+                              {"metric": "tokens", "perMinute": "1.5M"}]}),
+        )
+        .json();
+    check(&two).unwrap();
+}
+
+#[test]
+fn each_bad_upstream_limit_is_refused_with_its_rules_message() {
+    for (what, manifest, words) in upstream_refusals() {
+        if words.starts_with("spec.") {
+            continue;
+        }
+        let err = check(&manifest).expect_err(what);
+        assert!(err.contains(words), "{what}: {words:?} not in {err}");
+    }
+}
+
 #[test]
 fn guards_pass_when_valid() {
     check(&with("/guards", json!([p95()]))).unwrap();
@@ -716,6 +804,7 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     refusals.extend(concurrency_refusals());
     refusals.extend(drain_aware_refusals());
     refusals.extend(group_refusals());
+    refusals.extend(upstream_refusals());
     refusals
 }
 

@@ -61,6 +61,7 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         "examples/schedules.yaml",
         "examples/floor-mode.yaml",
         "examples/guards.yaml",
+        "examples/upstream-quota.yaml",
         "examples/learned-lead-time.yaml",
         "examples/concurrency.yaml",
         "examples/cache-miss.yaml",
@@ -119,6 +120,14 @@ fn every_example_passes_the_cel_rules_and_the_operators_checks() {
         all.iter().any(|(p, v)| p.ends_with("per-model.yaml")
             && v["spec"]["metrics"][0]["groupBy"] == serde_json::json!(["model"])),
         "the per-model example does not group by model"
+    );
+    assert!(
+        all.iter().any(|(p, v)| p.ends_with("upstream-quota.yaml")
+            && v["spec"]["upstream"]["limits"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l["query"].is_string())
+                    && l.iter().any(|l| l["query"].is_null()))),
+        "the upstream-quota example has no static and no queried limit"
     );
     println!("{} passed, 0 failed: {names:#?}", all.len());
 }

@@ -24,6 +24,7 @@ fn policy() -> Policy {
         max_percent_per_minute: 0,
         fallback: Fallback::Reactive,
         schedules: Vec::new(),
+        upstream: Vec::new(),
     }
 }
 
@@ -249,11 +250,19 @@ fn dry_run_follows_the_trajectory_active_would() {
     assert_eq!(active_seen, [18, 17, 16, 16, 16, 16]);
     let mut dry = Default::default();
     let dry_seen: Vec<u32> = minutes()
-        .map(|now| plan_dry_run(now, 20, &p, &[metric(&fc, None)], &[], &mut dry).desired)
+        .map(|now| plan_dry_run(now, 20, &p, &[metric(&fc, None)], &[], &[], &mut dry).desired)
         .collect();
     assert_eq!(dry_seen, active_seen, "the target stays at 20 in DryRun");
     // someone else changes the target: the shadow starts again from the real count
-    let d = plan_dry_run(T0 + 6 * MIN, 30, &p, &[metric(&fc, None)], &[], &mut dry);
+    let d = plan_dry_run(
+        T0 + 6 * MIN,
+        30,
+        &p,
+        &[metric(&fc, None)],
+        &[],
+        &[],
+        &mut dry,
+    );
     assert_eq!(d.desired, 27);
 }
 

@@ -25,6 +25,7 @@ fn settings(step: i64) -> SimSettings {
             max_percent_per_minute: 10,
             fallback: Fallback::Reactive,
             schedules: Vec::new(),
+            upstream: Vec::new(),
         },
         forecast: ForecastSettings::new(ModelKind::Auto, vec![], 24, 0.9, step),
         threads: 2,
@@ -641,5 +642,121 @@ fn cli_duration_column_bad_input_is_one_line() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_upstream_ceiling_caps_the_plan_and_reports_what_it_saved() {
+    let series = trace();
+    let peak = series.values.iter().copied().fold(0.0, f64::max);
+    // a quota at 60% of the peak, per step of the trace: ceil(0.6 * peak / 40) replicas
+    let limit = (0.6 * peak).round();
+    let cap = (limit / 40.0).ceil() as u32;
+    let mut s = settings(series.step);
+    s.policy.upstream = vec![prescale::planner::Quota {
+        metric: prescale::sim::SIM_METRIC.into(),
+        per_minute: Some(limit),
+        unit: prescale::planner::MetricUnit::PerMinute,
+        queried: false,
+    }];
+    let capped = simulate(&series, &s);
+    let free = simulate(&series, &settings(series.step));
+    assert!(capped.rows.iter().all(|r| r.desired <= cap), "above {cap}");
+    assert!(
+        free.rows.iter().any(|r| r.desired > cap),
+        "the test could fail"
+    );
+    let u = capped.upstream.expect("an upstream effect with a limit");
+    assert!(free.upstream.is_none());
+    assert_eq!(u.limit, limit);
+    // the replay without the ceiling is the plain run, on the same fits
+    assert_eq!(u.uncapped, free.prescale);
+    assert!(u.limited_steps > 0);
+    assert!(capped.prescale.replica_steps < u.uncapped.replica_steps);
+    // above the quota the load is refused anyway: against what it admits, the ceiling costs
+    // (almost) nothing, while against all the load it costs violations
+    assert!(u.over_quota_steps > 0);
+    assert!(capped.prescale.violation_steps >= u.uncapped.violation_steps);
+    assert!(u.admitted.violation_steps <= capped.prescale.violation_steps);
+    assert!(
+        capped.rows.iter().any(|r| r.reason == "UpstreamLimited"),
+        "the plan CSV names the ceiling"
+    );
+}
+
+#[test]
+fn cli_upstream_limit_from_the_spec_or_the_flag_prints_the_trade() {
+    let dir = std::env::temp_dir().join(format!("prescale-sim-upstream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let series = trace();
+    let input = dir.join("trace.csv");
+    std::fs::write(
+        &input,
+        prescale::sim::synthetic::write_csv(&series, "requests"),
+    )
+    .unwrap();
+    // the trace counts per step (5 minutes): a per-minute metric, quota 2000 a minute
+    let spec = dir.join("spec.yaml");
+    std::fs::write(
+        &spec,
+        "apiVersion: prescale.dev/v1alpha1\nkind: PredictiveScaler\nmetadata: {name: sim}\n\
+         spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: sim}\n  \
+         maxReplicas: 200\n  metrics: [{name: requests, query: q, targetPerReplica: \"40\"}]\n  \
+         forecast: {refreshInterval: 30m}\n  \
+         upstream: {limits: [{metric: requests, perMinute: \"2000\", metricUnit: PerMinute}]}\n",
+    )
+    .unwrap();
+    let csv = dir.join("plan.csv");
+    let run = |extra: &[&str]| {
+        let out = prescale()
+            .args(["simulate", "--input", input.to_str().unwrap()])
+            .args(["--spec", spec.to_str().unwrap()])
+            .args(["--output", csv.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan = std::fs::read_to_string(&csv).unwrap();
+        let max = plan
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(4).unwrap().parse::<u32>().unwrap())
+            .max()
+            .unwrap();
+        (stdout, max)
+    };
+    let (stdout, max) = run(&[]);
+    assert!(
+        stdout.contains("upstream ceiling: limit 2000 per step admits 50 replicas"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("replica-steps saved: "), "{stdout}");
+    assert!(stdout.contains("load above the quota in "), "{stdout}");
+    assert!(max <= 50, "{max}");
+    // the flag wins, in the trace's unit or as a percentile of its load
+    let (stdout, max) = run(&["--upstream-limit", "1200"]);
+    assert!(
+        stdout.contains("limit 1200 per step admits 30 replicas"),
+        "{stdout}"
+    );
+    assert!(max <= 30, "{max}");
+    let (stdout, _) = run(&["--upstream-limit", "p90"]);
+    assert!(stdout.contains("upstream ceiling: limit "), "{stdout}");
+    for bad in ["p0", "p101", "lots", "-5", "0"] {
+        let out = prescale()
+            .args(["simulate", "--input", input.to_str().unwrap()])
+            .arg(format!("--upstream-limit={bad}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
+        assert!(stderr.contains("--upstream-limit"), "{bad}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{bad}: {stderr}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

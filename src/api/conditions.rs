@@ -82,6 +82,12 @@ pub mod reasons {
     /// matches no pod, the pods cannot be listed or annotated): the scale-down waits, up to
     /// `scaleDown.drainAware.maxWait`.
     pub const DRAIN_AWARE_UNAVAILABLE: &str = "DrainAwareUnavailable";
+    /// Capped at what the upstream quota (`spec.upstream`) admits: ask the provider for more
+    /// quota rather than for more replicas.
+    pub const UPSTREAM_LIMITED: &str = "UpstreamLimited";
+    /// An upstream limit's query failed: its static `perMinute` (never below the current
+    /// count), or no ceiling from it.
+    pub const UPSTREAM_UNAVAILABLE: &str = "UpstreamUnavailable";
 }
 
 /// The `ScalingLimited` reason for what limited a decision.
@@ -96,6 +102,8 @@ pub fn limit_reason(limit: Limit) -> &'static str {
         Limit::ScheduledMaximum => reasons::SCHEDULED_MAXIMUM,
         Limit::GuardBreached => reasons::GUARD_BREACHED,
         Limit::GuardUnavailable => reasons::GUARD_UNAVAILABLE,
+        Limit::UpstreamLimited => reasons::UPSTREAM_LIMITED,
+        Limit::UpstreamUnavailable => reasons::UPSTREAM_UNAVAILABLE,
     }
 }
 

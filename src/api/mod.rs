@@ -11,8 +11,8 @@ pub mod validate;
 pub use builder::ScalerFixture;
 pub use v1alpha1::*;
 pub use validate::{
-    DrainAwareConfig, GroupConfig, GuardConfig, Limits, MetricConfig, ScalerConfig, validate,
-    validate_with,
+    DrainAwareConfig, GroupConfig, GuardConfig, Limits, MetricConfig, ScalerConfig, UpstreamConfig,
+    validate, validate_with,
 };
 
 /// The field manager prescale writes with.

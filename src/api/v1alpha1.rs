@@ -93,6 +93,11 @@ macro_rules! cel_duration_ms {
         .message("history.lookback / history.step must be at most 50000 points: raise history.step or shorten history.lookback")
         .field_path(".spec.history.lookback")
         .reason(Reason::FieldValueInvalid),
+    validation = Rule::new(
+        "!has(self.spec.upstream) || self.spec.upstream.limits.all(l, self.spec.metrics.exists(m, m.name == l.metric))")
+        .message("every upstream limit must name a metric of spec.metrics")
+        .field_path(".spec.upstream.limits")
+        .reason(Reason::FieldValueInvalid),
     validation = Rule::new(concat!(
         "!has(self.spec.scaleDown) || !has(self.spec.scaleDown.drainAware) || ",
         "(self.spec.scaleTargetRef.apiVersion == 'apps/v1' && self.spec.scaleTargetRef.kind in ['Deployment', 'ReplicaSet'])"))
@@ -192,6 +197,88 @@ pub struct PredictiveScalerSpec {
     #[x_kube(validation = Rule::new("self.all(g, self.exists_one(h, h.name == g.name))").message("guard names must be unique"))]
     #[schemars(length(max = 8))]
     pub guards: Vec<GuardSpec>,
+
+    /// The provider quotas the proxy forwards to (requests per minute, tokens per minute):
+    /// every forwarded request spends them, so replicas beyond what a quota admits only add
+    /// cost. A limit on a metric caps the replicas that metric asks for at
+    /// `ceil(limit as load / targetPerReplica)` (`perMinute / 60` as load for a per-second
+    /// metric such as a `rate()`, `perMinute` itself for a per-minute one; see `metricUnit`);
+    /// the count is the most any metric then asks for, never below `minReplicas` (an active
+    /// schedule's `minReplicas` and a breached guard still raise it). When the ceiling lowers
+    /// the count, `ScalingLimited` is `UpstreamLimited`, an `UpstreamLimited` event is sent
+    /// when it starts, and `prescale_upstream_limited` is 1: ask the provider for more quota,
+    /// not for more replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamSpec>,
+}
+
+/// The upstream provider's limits.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamSpec {
+    /// One limit per metric, each naming a metric of `spec.metrics`, e.g.
+    /// `{metric: requests, perMinute: "6000"}` and `{metric: tokens, perMinute: 2M}`.
+    #[x_kube(validation = Rule::new("size(self) >= 1").message("upstream.limits needs at least one limit"))]
+    #[x_kube(validation = Rule::new("self.all(l, self.exists_one(k, k.metric == l.metric))").message("one upstream limit per metric"))]
+    #[schemars(length(max = 8))]
+    pub limits: Vec<UpstreamLimitSpec>,
+}
+
+/// One provider limit on a metric's load: a static `perMinute`, a `query` reading the current
+/// limit, or both (the query wins; the static limit is the fallback when it fails).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.perMinute) || has(self.query)").message("an upstream limit needs perMinute, query, or both"))]
+pub struct UpstreamLimitSpec {
+    /// The metric of `spec.metrics` whose load spends this quota (`requests` for a
+    /// requests-per-minute quota, `tokens` for tokens per minute).
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub metric: String,
+
+    /// The quota per minute, as the provider states it (a positive quantity: `6000`, `2M`).
+    /// With `query`, the fallback used while the query fails (never below the current count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = 64))]
+    #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("perMinute must be a positive quantity"))]
+    pub per_minute: Option<Quantity>,
+
+    /// What the metric's value counts: `PerSecond` (the default: a `rate()`, so a quota of
+    /// 6000 per minute is a load of 100) or `PerMinute` (an `increase(...[1m])`).
+    #[serde(default)]
+    pub metric_unit: UpstreamMetricUnit,
+
+    /// A PromQL expression returning one series: the current limit, per minute, e.g. a gauge
+    /// exported from the provider's `x-ratelimit-limit-requests` header. Its latest value (of
+    /// the last five minutes) wins over `perMinute`. When it fails or returns nothing the
+    /// limit is `perMinute` but never below the current count, or, without `perMinute`, no
+    /// limit (`ScalingLimited` says `UpstreamUnavailable` with the source's reason). A gauge of
+    /// the *remaining* quota is not a limit: add what was used, e.g.
+    /// `remaining + sum(rate(used[1m])) * 60`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: Option<String>,
+
+    /// The Prometheus source of `query`, as for a metric (configured by the cluster admin;
+    /// never a URL). Default `default`.
+    #[serde(default = "default_source")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub source: String,
+}
+
+/// What a metric's value counts, per second or per minute.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UpstreamMetricUnit {
+    /// Per second (`rate()`).
+    #[default]
+    PerSecond,
+    /// Per minute.
+    PerMinute,
 }
 
 /// One guard: a health signal, its threshold, and what a breach does.

@@ -4,6 +4,8 @@
 //! The CRD's CEL rules reject most bad specs at the API server already; this covers what CEL
 //! cannot say and objects that were stored before a rule existed.
 
+mod upstream;
+
 use std::time::Duration;
 
 use super::{
@@ -13,6 +15,7 @@ use super::{
 };
 use crate::names::is_dns_label;
 use crate::planner;
+pub use upstream::UpstreamConfig;
 
 /// A spec read into numbers and the planner's vocabulary, ready for the planner and the
 /// forecaster.
@@ -46,6 +49,8 @@ pub struct ScalerConfig {
     pub schedules: Vec<planner::Schedule>,
     /// `spec.guards`, read, in the spec's order.
     pub guards: Vec<GuardConfig>,
+    /// `spec.upstream.limits`, read, in the spec's order.
+    pub upstream: Vec<UpstreamConfig>,
     /// `scaleDown.drainAware`, read.
     pub drain_aware: Option<DrainAwareConfig>,
 }
@@ -82,6 +87,7 @@ impl ScalerConfig {
             max_percent_per_minute: self.max_percent_per_minute,
             fallback: self.fallback,
             schedules: self.schedules.clone(),
+            upstream: self.upstream.iter().map(|u| u.quota.clone()).collect(),
         }
     }
 }
@@ -209,6 +215,7 @@ pub fn validate_with(
     let schedules = read_schedules(spec)?;
     let guards = read_guards(spec)?;
     let drain_aware = read_drain_aware(spec)?;
+    let upstream = upstream::read_upstream(spec, &metrics)?;
     Ok(ScalerConfig {
         min_replicas: spec.min_replicas as u32,
         allow_scale_to_zero: spec.allow_scale_to_zero,
@@ -231,6 +238,7 @@ pub fn validate_with(
         schedules,
         guards,
         drain_aware,
+        upstream,
     })
 }
 

@@ -232,6 +232,7 @@ fn trace_file_args(path: std::path::PathBuf) -> SimulateArgs {
         plot: None,
         threads: None,
         frontier: None,
+        upstream_limit: None,
         query: None,
         scaler: None,
         source: "default".into(),

@@ -187,6 +187,7 @@ impl Fleet {
             max_percent_per_minute: 10,
             fallback: Fallback::Reactive,
             schedules: Vec::new(),
+            upstream: Vec::new(),
         };
         let scalers = self.keys.len();
         let mut states = vec![PlannerState::default(); scalers];

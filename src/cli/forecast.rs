@@ -635,6 +635,7 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
         config.min_replicas,
         config.max_replicas
     );
+    let label = format!("{label}{}", upstream_note(&config));
     Ok(Plan {
         jobs,
         settings,
@@ -644,6 +645,37 @@ async fn from_scaler(args: &ForecastArgs, which: &str) -> anyhow::Result<Plan> {
         }),
         label,
     })
+}
+
+/// The scaler's upstream limits in words, for the forecast's heading: what each static limit
+/// admits (the replica columns are not capped by it; the controller caps the count).
+fn upstream_note(config: &ScalerConfig) -> String {
+    let limits: Vec<String> = config
+        .upstream
+        .iter()
+        .filter_map(|u| {
+            let m = config.metrics.iter().find(|m| m.name == u.quota.metric)?;
+            let query = if u.query.is_some() {
+                ", or what its query reads"
+            } else {
+                ""
+            };
+            Some(match u.quota.per_minute {
+                Some(l) => format!(
+                    "{} {}/min admits {} replicas{query}",
+                    m.name,
+                    crate::planner::upstream::fmt_limit(l),
+                    replicas(u.quota.unit.load_of(l), m.target_per_replica)
+                ),
+                None => format!("{}: read by its query", m.name),
+            })
+        })
+        .collect();
+    if limits.is_empty() {
+        String::new()
+    } else {
+        format!("; upstream limits: {}", limits.join(", "))
+    }
 }
 
 fn time(t: i64) -> String {
@@ -969,4 +1001,37 @@ fn draw_replicas<DB: DrawingBackend>(
     }
     chart.draw_series(LineSeries::new(steps, PRESCALE.stroke_width(2)))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod upstream_tests {
+    use super::*;
+
+    #[test]
+    fn the_heading_says_what_each_upstream_limit_admits() {
+        let spec: crate::api::PredictiveScalerSpec = serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "maxReplicas": 60,
+            "metrics": [
+                {"name": "requests", "query": "q", "targetPerReplica": "40"},
+                {"name": "tokens", "query": "t", "targetPerReplica": "5k"},
+            ],
+            "upstream": {"limits": [
+                {"metric": "requests", "perMinute": "6000"},
+                {"metric": "tokens", "perMinute": "2M", "query": "max(limit)"},
+            ]},
+        }))
+        .unwrap();
+        let config = crate::api::validate(&spec).unwrap();
+        assert_eq!(
+            upstream_note(&config),
+            "; upstream limits: requests 6000/min admits 3 replicas, tokens 2000000/min admits 7 \
+             replicas, or what its query reads"
+        );
+        let none = crate::api::ScalerConfig {
+            upstream: Vec::new(),
+            ..config
+        };
+        assert_eq!(upstream_note(&none), "");
+    }
 }

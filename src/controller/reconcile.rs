@@ -8,9 +8,10 @@
 //!    lead time to plan with;
 //! 3. [`forecasts::evaluate_metrics`]: per metric, bring the history up to date (IO), then fit
 //!    or reuse the forecast (CPU, on a blocking thread);
-//! 4. [`guards::read`] each guard's latest value (IO), [`plan`] the replica count (pure, with
-//!    the scaler's memory), and announce the guards that turned breached or healthy and the
-//!    scheduled windows that started or ended since the stored status (IO: events);
+//! 4. [`guards::read`] each guard's latest value and [`upstream::read`] each upstream limit's
+//!    query (IO), [`plan`] the replica count (pure, with the scaler's memory), and announce the
+//!    guards that turned breached or healthy, an upstream ceiling that started to cap the count,
+//!    and the scheduled windows that started or ended since the stored status (IO: events);
 //! 5. [`write_target`]: its `/scale` (in floor mode, the HPA's or ScaledObject's floor) in
 //!    `Active` mode, a notice in `DryRun` (which puts back a floor prescale raised) (IO); with
 //!    `scaleDown.drainAware`, a scale-down first sets the pods' deletion costs
@@ -27,6 +28,7 @@ mod events;
 mod forecasts;
 mod guards;
 mod lead_time;
+mod upstream;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -73,6 +75,8 @@ pub(crate) struct ScalerState {
     reconciled: bool,
     /// The guards breached, or holding a scale-down, at the last evaluation (for events).
     guards_breached: Vec<String>,
+    /// Whether the upstream ceiling capped the count at the last evaluation (for events).
+    upstream_limited: bool,
     /// `scaleUp.leadTime: Auto`: the scale-ups measured and waiting (`None`: not restored from
     /// the stored status yet, or not `Auto`).
     lead_time: Option<planner::LeadTimeLearner>,
@@ -241,9 +245,19 @@ async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report
         .await
         .map_err(End::Failed)?;
     let readings = guards::read(run, &config).await;
-    let decision = plan(run, &config, state, target.current, &outcomes, &readings);
+    let quotas = upstream::read(run, &config).await;
+    let decision = plan(
+        run,
+        &config,
+        state,
+        target.current,
+        &outcomes,
+        &readings,
+        &quotas,
+    );
     state.concurrency = Some(status::concurrency_status(&config, &decision));
     guards::report(run, &decision, &mut state.guards_breached).await;
+    upstream::report(run, &config, &decision, &mut state.upstream_limited).await;
     events::schedule_transitions(run.ctx, run.ps, &decision.schedules).await;
     let written = write_target(run, &config, state, &target, &decision).await?;
     let fits: Vec<status::FitSummary> = outcomes.iter().filter_map(|o| o.fit.clone()).collect();
@@ -454,6 +468,7 @@ fn plan(
     current: u32,
     outcomes: &[MetricOutcome],
     readings: &[Result<f64, planner::GuardFailure>],
+    quotas: &[planner::QuotaReading],
 ) -> Decision {
     let _stage = Stage::enter("plan");
     let inputs: Vec<MetricInput<'_>> = outcomes.iter().map(MetricOutcome::input).collect();
@@ -463,11 +478,12 @@ fn plan(
     let decision = match config.mode {
         Mode::Active => {
             state.dry_run = planner::DryRunState::default();
-            planner::plan_with_guards(now, current, &policy, &inputs, &guards, &mut state.planner)
+            let planner = &mut state.planner;
+            planner::plan_with_readings(now, current, &policy, &inputs, &guards, quotas, planner)
         }
         Mode::DryRun => {
             let dry_run = &mut state.dry_run;
-            planner::plan_dry_run(now, current, &policy, &inputs, &guards, dry_run)
+            planner::plan_dry_run(now, current, &policy, &inputs, &guards, quotas, dry_run)
         }
     };
     export_decision(run, &decision, outcomes);

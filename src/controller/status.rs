@@ -494,6 +494,9 @@ mod tests {
             stabilized: false,
             schedules: Schedules::default(),
             guards: Vec::new(),
+            upstream: Vec::new(),
+            upstream_ceiling: None,
+            upstream_limited: false,
         }
     }
 

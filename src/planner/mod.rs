@@ -8,7 +8,8 @@
 //! [`schedule`] which scheduled overrides are active, [`guard`] what a guard's health does,
 //! [`lead_time`] the learned lead time of `scaleUp.leadTime: Auto`, [`concurrency`] Little's law
 //! sizing of a metric with `concurrency`, [`group`] the bottom-up forecast of a metric with
-//! `groupBy` (one forecast per series, combined); this file is the decision
+//! `groupBy` (one forecast per series, combined), [`upstream`] the ceiling of the provider's
+//! quota; this file is the decision
 //! ([`plan`]). Nor does it know the CRD: the planner has its own types ([`Policy`],
 //! [`ModelKind`], [`Fallback`], [`FittedModel`], [`Limit`], [`NoForecast`]); `crate::api`
 //! reads a spec into them and maps the planner's outcomes to condition reasons.
@@ -18,6 +19,8 @@
 //! 1. `metric_need`: per metric, the replicas its forecast and its latest observation ask for;
 //! 2. `highest_need`: the most any metric asks for (a metric that cannot say holds the count);
 //! 3. `clamp_to_bounds`: into `[minReplicas, maxReplicas]`;
+//!    then `upstream::apply`: capped at what the upstream quotas admit, never below
+//!    `minReplicas` ([`upstream`]);
 //! 4. `apply_schedules`: raised to the highest floor of the active schedules, lowered to their
 //!    lowest ceiling (both within the bounds);
 //! 5. `guard::apply`: a breached guard raises the count over the current one, a failing or
@@ -39,6 +42,7 @@ pub mod margin;
 pub mod model;
 pub mod schedule;
 pub mod series;
+pub mod upstream;
 
 use std::time::Duration;
 
@@ -52,6 +56,7 @@ pub use margin::Sizing;
 pub use model::{FittedModel, ModelKind};
 pub use schedule::{Schedule, Schedules};
 pub use series::Series;
+pub use upstream::{MetricUnit, Quota, QuotaDecision, QuotaFailure, QuotaReading};
 
 /// What to do for a metric without a forecast.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,6 +85,8 @@ pub struct Policy {
     pub fallback: Fallback,
     /// Scheduled overrides of the bounds (`spec.schedules`), in the spec's order.
     pub schedules: Vec<Schedule>,
+    /// The upstream quotas (`spec.upstream.limits`), in the spec's order.
+    pub upstream: Vec<Quota>,
 }
 
 /// Why a metric has no usable forecast. Each maps to a `ForecastAvailable` condition reason
@@ -229,6 +236,11 @@ pub enum Limit {
     GuardBreached,
     /// A guard could not be read: no scale-down.
     GuardUnavailable,
+    /// Capped at what the upstream quota admits.
+    UpstreamLimited,
+    /// An upstream limit's query failed: its static limit (never below the current count), or
+    /// none.
+    UpstreamUnavailable,
 }
 
 /// A [`Limit`] with its message, as a step of [`plan`] returns it.
@@ -263,6 +275,13 @@ pub struct Decision {
     pub schedules: Schedules,
     /// Each guard's value and state, in the spec's order.
     pub guards: Vec<GuardDecision>,
+    /// Each upstream limit in force and what it admits, in the spec's order.
+    pub upstream: Vec<QuotaDecision>,
+    /// The count the upstream limits allow now (`None`: no limit in force; see
+    /// [`upstream::Ceiling`]).
+    pub upstream_ceiling: Option<u32>,
+    /// True when the upstream ceiling lowered the recommendation.
+    pub upstream_limited: bool,
 }
 
 impl Decision {
@@ -272,7 +291,7 @@ impl Decision {
 }
 
 /// Replicas that carry `load` at `target_per_replica` each (saturating at `u32::MAX`).
-fn replicas_for(load: f64, target_per_replica: f64) -> u32 {
+pub(crate) fn replicas_for(load: f64, target_per_replica: f64) -> u32 {
     let r = (load.max(0.0) / target_per_replica).ceil();
     if r >= u32::MAX as f64 {
         u32::MAX
@@ -314,6 +333,20 @@ pub fn plan_with_guards(
     guards: &[GuardInput<'_>],
     state: &mut PlannerState,
 ) -> Decision {
+    plan_with_readings(now, current, policy, metrics, guards, &[], state)
+}
+
+/// [`plan_with_guards`] with the upstream limits' queries read now (`upstream`; a limit of
+/// `policy.upstream` without a reading uses its static `perMinute`).
+pub fn plan_with_readings(
+    now: i64,
+    current: u32,
+    policy: &Policy,
+    metrics: &[MetricInput<'_>],
+    guards: &[GuardInput<'_>],
+    upstream: &[QuotaReading],
+    state: &mut PlannerState,
+) -> Decision {
     state.prune(now, policy);
     let window_end = now + (policy.lead_time + policy.interval).as_secs() as i64;
     let decisions: Vec<MetricDecision> = metrics
@@ -322,8 +355,9 @@ pub fn plan_with_guards(
         .collect();
     let (raw, driving_metric) = highest_need(&decisions, current);
     let (clamped, bounded) = clamp_to_bounds(raw, policy);
+    let ceiling = apply_upstream(clamped, current, policy, metrics, &decisions, upstream);
     let schedules = schedule::at(&policy.schedules, now);
-    let (scheduled_count, scheduled) = apply_schedules(clamped, &schedules, policy);
+    let (scheduled_count, scheduled) = apply_schedules(ceiling.count, &schedules, policy);
     let guarded = guard::apply(
         now,
         current,
@@ -352,6 +386,13 @@ pub fn plan_with_guards(
         .or(rated)
         .or(guard_limit)
         .or(scheduled)
+        .or(ceiling.limit.map(|(l, message)| {
+            let limit = match l {
+                upstream::UpstreamLimit::Limited => Limit::UpstreamLimited,
+                upstream::UpstreamLimit::Unavailable => Limit::UpstreamUnavailable,
+            };
+            Limited::new(limit, message)
+        }))
         .or(bounded)
         .unwrap_or_else(|| {
             Limited::new(
@@ -369,7 +410,46 @@ pub fn plan_with_guards(
         stabilized,
         schedules,
         guards: guarded.guards,
+        upstream: ceiling.quotas,
+        upstream_ceiling: ceiling.ceiling,
+        upstream_limited: ceiling.limited,
     }
+}
+
+/// Step 3, second half: the upstream quotas' ceiling on the bounded count ([`upstream`]).
+/// Why here: a quota limits what the load can be, so it caps what the metrics ask for, like
+/// `maxReplicas`, and never below `minReplicas`; an active schedule's floor, a breached guard,
+/// the stabilisation window and the rate limits come after it and still win.
+fn apply_upstream(
+    count: u32,
+    current: u32,
+    policy: &Policy,
+    metrics: &[MetricInput<'_>],
+    decisions: &[MetricDecision],
+    readings: &[QuotaReading],
+) -> upstream::Ceiling {
+    let asked: Vec<upstream::Asked<'_>> = metrics
+        .iter()
+        .zip(decisions)
+        .map(|(m, d)| upstream::Asked {
+            name: m.name,
+            // a quota counts arrivals: with concurrency sizing, the arrival rate one replica
+            // carries at the metric's duration
+            target_per_replica: match m.duration {
+                Some(duration) => concurrency::rate_per_replica(m.target_per_replica, duration),
+                None => m.target_per_replica,
+            },
+            replicas: d.replicas,
+        })
+        .collect();
+    upstream::apply(
+        count,
+        current,
+        policy.min_replicas,
+        &asked,
+        &policy.upstream,
+        readings,
+    )
 }
 
 /// Step 1: what one metric asks for. With a forecast that covers the lead window
@@ -673,6 +753,7 @@ pub fn plan_dry_run(
     policy: &Policy,
     metrics: &[MetricInput<'_>],
     guards: &[GuardInput<'_>],
+    upstream: &[QuotaReading],
     state: &mut DryRunState,
 ) -> Decision {
     let shadow = match state.shadow {
@@ -682,7 +763,15 @@ pub fn plan_dry_run(
             current
         }
     };
-    let decision = plan_with_guards(now, shadow, policy, metrics, guards, &mut state.planner);
+    let decision = plan_with_readings(
+        now,
+        shadow,
+        policy,
+        metrics,
+        guards,
+        upstream,
+        &mut state.planner,
+    );
     record_scale(&mut state.planner, now, shadow, decision.desired);
     state.shadow = Some(Shadow {
         would_set: decision.desired,
@@ -706,6 +795,7 @@ mod tests {
             max_percent_per_minute: 10,
             fallback: Fallback::Reactive,
             schedules: Vec::new(),
+            upstream: Vec::new(),
         }
     }
 
@@ -860,6 +950,119 @@ mod tests {
             d.desired, 9,
             "the window let go; 10% a minute, at least one"
         );
+    }
+
+    #[test]
+    fn an_upstream_quota_counts_the_arrivals_of_a_concurrency_metric() {
+        // 600/min = 10 arrivals/s; at 4 s per request and 8 streams per replica one replica
+        // carries 2 arrivals/s: the quota admits 5 replicas
+        let p = Policy {
+            stabilization_window: Duration::ZERO,
+            upstream: vec![Quota {
+                metric: "requests".into(),
+                per_minute: Some(600.0),
+                unit: MetricUnit::PerSecond,
+                queried: false,
+            }],
+            ..policy()
+        };
+        let input = |arrivals: f64| {
+            [MetricInput {
+                name: "requests",
+                target_per_replica: 8.0,
+                observed: Some(arrivals),
+                forecast: Err(Unavailable::new(NoForecast::Empty, "none")),
+                duration: Some(4.0),
+            }]
+        };
+        let mut state = PlannerState::default();
+        // 18 arrivals/s x 4 s = 72 streams: 9 replicas asked, 5 admitted
+        let d = plan(0, 3, &p, &input(18.0), &mut state);
+        assert_eq!((d.desired, d.limit), (5, Limit::UpstreamLimited));
+        assert_eq!(d.upstream_ceiling, Some(5));
+        // 8 arrivals/s x 4 s = 32 streams: 4 replicas, within the quota
+        let d = plan(60, 5, &p, &input(8.0), &mut state);
+        assert_eq!(d.desired, 4);
+        assert!(!d.upstream_limited);
+    }
+
+    #[test]
+    fn the_upstream_ceiling_caps_the_need_and_a_schedule_floor_or_a_guard_still_wins() {
+        // 600/min of a per-second metric: 10/s, 10 replicas at 1 per replica
+        let p = Policy {
+            max_replicas_per_minute: 0,
+            max_percent_per_minute: 0,
+            stabilization_window: Duration::ZERO,
+            upstream: vec![Quota {
+                metric: "requests".into(),
+                per_minute: Some(600.0),
+                unit: MetricUnit::PerSecond,
+                queried: false,
+            }],
+            ..policy()
+        };
+        let need = |v: f64| {
+            [MetricInput {
+                name: "requests",
+                target_per_replica: 1.0,
+                observed: Some(v),
+                forecast: Err(Unavailable::new(NoForecast::Empty, "none")),
+                duration: None,
+            }]
+        };
+        let mut state = PlannerState::default();
+        let d = plan(0, 5, &p, &need(18.0), &mut state);
+        assert_eq!((d.desired, d.limit), (10, Limit::UpstreamLimited));
+        assert_eq!((d.upstream_ceiling, d.upstream_limited), (Some(10), true));
+        assert_eq!(d.recommended, 10);
+        // within the quota: nothing to say
+        let d = plan(60, 10, &p, &need(7.0), &mut state);
+        assert_eq!(
+            (d.desired, d.limit, d.upstream_limited),
+            (7, Limit::WithinRange, false)
+        );
+        // a schedule's floor wins over the ceiling
+        let floored = Policy {
+            schedules: vec![fixed("launch", 0, 1000, 14, None)],
+            ..p.clone()
+        };
+        let d = plan(120, 10, &floored, &need(18.0), &mut PlannerState::default());
+        assert_eq!((d.desired, d.limit), (14, Limit::ScheduledMinimum));
+        assert!(
+            d.upstream_limited,
+            "the ceiling still lowered the forecast's 18"
+        );
+        // so does a breached guard
+        let g = Guard {
+            name: "p95".into(),
+            threshold: 0.5,
+            direction: Direction::Above,
+            step: GuardStep::Replicas(2),
+            hold_window: Duration::from_secs(60),
+        };
+        let breached = [GuardInput {
+            guard: &g,
+            reading: Ok(0.9),
+        }];
+        let d = plan_with_guards(
+            180,
+            10,
+            &p,
+            &need(18.0),
+            &breached,
+            &mut PlannerState::default(),
+        );
+        assert_eq!((d.desired, d.limit), (12, Limit::GuardBreached));
+        // a quota below minReplicas stops there
+        let tight = Policy {
+            upstream: vec![Quota {
+                per_minute: Some(60.0),
+                ..p.upstream[0].clone()
+            }],
+            ..p.clone()
+        };
+        let d = plan(240, 5, &tight, &need(18.0), &mut PlannerState::default());
+        assert_eq!((d.desired, d.limit), (2, Limit::UpstreamLimited));
     }
 
     #[test]

@@ -220,6 +220,7 @@ mod tests {
             selection_times: Vec::new(),
             quantiles: Vec::new(),
             reactive_at_cost: None,
+            upstream: None,
         }
     }
 

@@ -270,6 +270,7 @@ mod tests {
                 max_percent_per_minute: 0,
                 fallback: Default::default(),
                 schedules: vec![],
+                upstream: vec![],
             },
             forecast: ForecastSettings::new(ModelKind::Ets, vec![], 24, 0.9, step),
             threads: 2,

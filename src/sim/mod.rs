@@ -119,6 +119,28 @@ pub struct SimReport {
     /// The reactive baseline with its target lowered to spend prescale's replica-steps: the
     /// factor and its score (see [`reactive_at_cost`]).
     pub reactive_at_cost: Option<(f64, Score)>,
+    /// With an upstream limit (`policy.upstream`): what its ceiling saved and cost.
+    pub upstream: Option<UpstreamEffect>,
+}
+
+/// What the upstream ceiling did in a run: the same run without it, scored on the same trace.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UpstreamEffect {
+    /// The quota as load per step of the trace.
+    pub limit: f64,
+    /// The plan without the ceiling.
+    pub uncapped: Score,
+    /// Scored rows whose count the ceiling lowered.
+    pub limited_steps: usize,
+    /// Scored rows whose load is above the quota: the upstream refuses the excess whatever the
+    /// replicas.
+    pub over_quota_steps: usize,
+    /// The load above the quota, as a percentage of all load.
+    pub over_quota_pct: f64,
+    /// The plan with and without the ceiling, scored against the load the quota admits
+    /// (`min(load, limit)`): the service a user could really get.
+    pub admitted: Score,
+    pub admitted_uncapped: Score,
 }
 
 /// Replays `series` walk-forward.
@@ -154,7 +176,7 @@ pub fn simulate_observed(
 /// Walks `series` forward with the fits made already (`fitted`) and scores the plan.
 fn report(series: &Series, s: &SimSettings, fitted: Fitted) -> SimReport {
     let n = series.len();
-    let mut rows = walk_forward(series, s, &fitted.fits);
+    let (mut rows, limited) = walk_forward(series, s, &fitted.fits);
     let loads = s.scored(series);
     let reactive = reactive_plan(loads, s);
     let oracle = oracle_plan(loads, s);
@@ -174,7 +196,9 @@ fn report(series: &Series, s: &SimSettings, fitted: Fitted) -> SimReport {
     let fits = &fitted.fits;
     let forecasts = || fits.iter().filter_map(|f| f.forecast.as_ref().ok());
     let prescale = score(loads, &desired, capacity, s.startup_steps, warm);
+    let upstream = upstream_effect(series, s, &fitted.fits, &desired, &limited);
     SimReport {
+        upstream,
         reactive_at_cost: reactive_at_cost(loads, s, prescale.replica_steps, warm),
         prescale,
         reactive: score(loads, &reactive, capacity, s.startup_steps, warm),
@@ -191,9 +215,63 @@ fn report(series: &Series, s: &SimSettings, fitted: Fitted) -> SimReport {
     }
 }
 
+/// With an upstream limit on the simulated metric: the plan replayed without it on the same
+/// fits, both scored against the whole load and against the load the quota admits.
+fn upstream_effect(
+    series: &Series,
+    s: &SimSettings,
+    fits: &[Fit],
+    desired: &[u32],
+    limited: &[bool],
+) -> Option<UpstreamEffect> {
+    let q = s.policy.upstream.iter().find(|q| q.metric == SIM_METRIC)?;
+    let limit = q.unit.load_of(q.per_minute?);
+    let free = SimSettings {
+        policy: Policy {
+            upstream: Vec::new(),
+            ..s.policy.clone()
+        },
+        ..s.clone()
+    };
+    let (rows, _) = walk_forward(series, &free, fits);
+    let uncapped: Vec<u32> = rows.iter().map(|r| r.desired).collect();
+    let loads = s.scored(series);
+    let capacity = s.score_target() / UTILISATION;
+    let warm = s.warmup_steps.min(loads.len());
+    let scored = |l: &[f64], plan: &[u32]| score(l, plan, capacity, s.startup_steps, warm);
+    let admitted: Vec<f64> = loads.iter().map(|l| l.min(limit)).collect();
+    let (mut over, mut total) = (0.0, 0.0);
+    let mut over_quota_steps = 0;
+    for &l in loads[warm..].iter().filter(|l| l.is_finite()) {
+        total += l;
+        if l > limit {
+            over += l - limit;
+            over_quota_steps += 1;
+        }
+    }
+    Some(UpstreamEffect {
+        limit,
+        uncapped: scored(loads, &uncapped),
+        limited_steps: limited[warm..].iter().filter(|b| **b).count(),
+        over_quota_steps,
+        over_quota_pct: if total > 0.0 {
+            100.0 * over / total
+        } else {
+            0.0
+        },
+        admitted: scored(&admitted, desired),
+        admitted_uncapped: scored(&admitted, &uncapped),
+    })
+}
+
+/// The name of the simulated metric: an upstream limit applies to it when it names this.
+pub const SIM_METRIC: &str = "load";
+
 /// The plan, row by row: at row `t` the planner sees the load up to `t - 1` and the latest
-/// fit made at or before `t`, and the simulated target takes its decision at once.
-fn walk_forward(series: &Series, s: &SimSettings, fits: &[Fit]) -> Vec<PlanRow> {
+/// fit made at or before `t`, and the simulated target takes its decision at once. Also
+/// whether the upstream ceiling lowered each row's count.
+fn walk_forward(series: &Series, s: &SimSettings, fits: &[Fit]) -> (Vec<PlanRow>, Vec<bool>) {
+    let mut limited = Vec::with_capacity(series.len());
     let mut state = PlannerState::default();
     let mut current = s.policy.min_replicas;
     let mut rows = Vec::with_capacity(series.len());
@@ -220,14 +298,14 @@ fn walk_forward(series: &Series, s: &SimSettings, fits: &[Fit]) -> Vec<PlanRow> 
         let input = match concurrency::duration_at(s, t) {
             // a concurrency metric without a known duration holds, as in the controller
             Some(None) => MetricInput {
-                name: "load",
+                name: SIM_METRIC,
                 target_per_replica: s.target_per_replica,
                 observed: None,
                 forecast: Err(concurrency::unknown_duration()),
                 duration: None,
             },
             duration => MetricInput {
-                name: "load",
+                name: SIM_METRIC,
                 target_per_replica: s.target_per_replica,
                 observed,
                 forecast: forecast.clone(),
@@ -237,6 +315,7 @@ fn walk_forward(series: &Series, s: &SimSettings, fits: &[Fit]) -> Vec<PlanRow> 
         let d = planner::plan(now, current, &s.policy, &[input], &mut state);
         // the simulated target takes every decision at once
         planner::record_scale(&mut state, now, current, d.desired);
+        limited.push(d.upstream_limited);
         let (point, upper) = in_use(forecast.ok(), now);
         // with concurrency sizing, the forecast in concurrent requests (Little's law)
         let streams = |v: Option<f64>| match concurrency::duration_at(s, t) {
@@ -256,7 +335,7 @@ fn walk_forward(series: &Series, s: &SimSettings, fits: &[Fit]) -> Vec<PlanRow> 
         });
         current = d.desired;
     }
-    rows
+    (rows, limited)
 }
 
 /// The point and upper forecast for `now`, if `forecast` covers it.

@@ -194,8 +194,17 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-/// A one-line reason for an event.
+/// A one-line reason for an event, and the upstream quota's cap when it lowered the count.
 pub(super) fn why(d: &Decision) -> String {
+    let base = why_driven(d);
+    match d.upstream_ceiling.filter(|_| d.upstream_limited) {
+        Some(c) => format!("{base}; capped at {c} by the upstream quota (spec.upstream)"),
+        None => base,
+    }
+}
+
+/// What drives a decision, in one line.
+fn why_driven(d: &Decision) -> String {
     let Some(name) = &d.driving_metric else {
         return "no metric data; holding".into();
     };

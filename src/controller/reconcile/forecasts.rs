@@ -255,6 +255,7 @@ pub(super) async fn namespace_labels(
     let sources = config.metrics.iter().map(|m| &m.source);
     let needed = sources
         .chain(config.guards.iter().map(|g| &g.source))
+        .chain(config.upstream.iter().map(|u| &u.source))
         .any(|s| ctx.sources.access(s).is_some_and(|a| a.needs_labels()));
     if !needed {
         return None;

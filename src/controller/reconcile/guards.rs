@@ -46,6 +46,18 @@ async fn read_one(
     labels: Option<&std::collections::BTreeMap<String, String>>,
     g: &GuardConfig,
 ) -> Result<f64, GuardFailure> {
+    latest(run, labels, &g.source, &g.query).await
+}
+
+/// The latest value of `query` on `source` (with the source's rules for the scaler's
+/// namespace): the last finite point over the last [`WINDOW`]. Also read by the upstream
+/// limits' queries.
+pub(super) async fn latest(
+    run: &Run<'_>,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    source: &str,
+    query: &str,
+) -> Result<f64, GuardFailure> {
     let failed = |e: crate::sources::SourceError| GuardFailure {
         reason: e.reason(),
         message: e.to_string(),
@@ -53,7 +65,7 @@ async fn read_one(
     let resolved = run
         .ctx
         .sources
-        .resolve(run.namespace, labels, &g.source, &g.query)
+        .resolve(run.namespace, labels, source, query)
         .map_err(failed)?;
     let now = run.now_s();
     let (result, elapsed) = timed(
@@ -63,7 +75,7 @@ async fn read_one(
     )
     .await;
     let query_labels = QueryLabels {
-        source: g.source.clone(),
+        source: source.to_string(),
         result: result
             .as_ref()
             .map_or_else(|e| e.reason(), |_| "ok")

@@ -1,0 +1,273 @@
+//! The upstream quota ceiling (`spec.upstream`) on the real control plane
+//! (tests/support/cluster.rs), with a real Prometheus and the `prescale run` binary as the
+//! chart's ServiceAccount. The load (100/s at the fixture's targetPerReplica 10) asks for 10
+//! replicas:
+//! - a static quota of 3000 per minute (50/s) caps the Deployment at 5
+//!   (`ScalingLimited=UpstreamLimited`, also in `kubectl get psc`, one `UpstreamLimited` event,
+//!   `prescale_upstream_limited` 1 and `prescale_upstream_ceiling_replicas` 5);
+//! - a quota read from a limit gauge in Prometheus (4200 per minute: 7 replicas) wins over the
+//!   static one; a limit query that fails falls back to the static quota but never below the
+//!   current count (`UpstreamLimited`, naming the failure).
+//!
+//! The rules themselves (units, several limits, minReplicas, failures) are unit tests
+//! (`planner::upstream`).
+
+mod support;
+
+use std::time::Duration;
+
+use prescale::api::PredictiveScaler;
+use serde_json::{Value, json};
+use support::cluster::KubeCluster;
+use support::{
+    Controller, Prometheus, find_condition, free_port, http_request, join_openmetrics,
+    openmetrics_gauge, report, unix_now, wait_until,
+};
+
+/// Flat load 100 at the fixture's targetPerReplica 10: 10 replicas.
+const WANT: i64 = 10;
+
+fn scaler_path(ns: &str, name: &str) -> String {
+    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
+}
+
+/// Waits up to `timeout` for `f` on the scaler (the operator must stay up); panics with the
+/// operator's log otherwise.
+fn wait_for(
+    op: &mut Controller,
+    kube: &KubeCluster,
+    path: &str,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&Value) -> bool,
+) -> Value {
+    wait_until(timeout, Duration::from_millis(200), || {
+        op.assert_running();
+        Some(kube.get(path)).filter(|s| f(s))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what}: not within {timeout:?}\nscaler: {}\n{}",
+            kube.get(path)["status"],
+            op.log_tail(40)
+        )
+    })
+}
+
+fn limited(s: &Value) -> (String, String) {
+    let c = find_condition(s, "ScalingLimited")
+        .cloned()
+        .unwrap_or_default();
+    (
+        c["reason"].as_str().unwrap_or_default().to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// A scaler of the fixture's shape (12h of 1m history, scale-down at once) with these upstream
+/// limits.
+fn scaler(ns: &str, name: &str, limits: Value) -> Value {
+    PredictiveScaler::test(ns, name)
+        .min_max(1, 30)
+        .history("12h", "1m")
+        .scale_down("1s", 100)
+        .with("/spec/upstream", json!({ "limits": limits }))
+        .json()
+}
+
+fn start_operator(kube: &KubeCluster, prom: &Prometheus, ns: &str, http: &str) -> Controller {
+    let kubeconfig = kube.operator_kubeconfig(ns, None);
+    let args = [
+        "run",
+        "--prometheus-url",
+        &prom.url(),
+        "--http-addr",
+        http,
+        "--sync-interval",
+        "2s",
+        "--namespaces",
+        ns,
+    ];
+    Controller::start(&args, &[("KUBECONFIG", &kubeconfig)])
+}
+
+#[test]
+fn a_static_quota_caps_the_replicas_below_the_forecast_and_says_so() {
+    let now = unix_now();
+    let load = openmetrics_gauge("proxy_rps", &[], now - 86_400, now - 60, 60, |_| 100.0);
+    let prom = Prometheus::start_with_history(&load);
+    let kube = KubeCluster::shared();
+    let (ns, name) = ("upstream-static", "llm-proxy");
+    kube.create_namespace(ns);
+    kube.create_deployment(ns, name, 3);
+    kube.create(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+        scaler(
+            ns,
+            name,
+            json!([{"metric": "requests", "perMinute": "3000"}]),
+        ),
+    );
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut op = start_operator(kube, &prom, ns, &http);
+    let path = scaler_path(ns, name);
+    let wait = Duration::from_secs(90);
+
+    let s = wait_for(&mut op, kube, &path, "UpstreamLimited", wait, |s| {
+        limited(s).0 == "UpstreamLimited" && s["status"]["desiredReplicas"] == 5
+    });
+    let (_, message) = limited(&s);
+    assert_eq!(
+        message,
+        "the upstream limit of metric requests (3000/min) admits 5 replicas, 10 asked: the \
+         desired count 10 is capped at 5; more quota, not more replicas, would serve more"
+    );
+    wait_for(&mut op, kube, &path, "the capped scale-up", wait, |_| {
+        kube.deployment_replicas(ns, name) == 5
+    });
+    // it stays there: the forecast's 10 never lands
+    std::thread::sleep(Duration::from_secs(6));
+    op.assert_running();
+    assert_eq!(kube.deployment_replicas(ns, name), 5);
+    let s = kube.get(&path);
+    assert_eq!(limited(&s).0, "UpstreamLimited", "{}", s["status"]);
+    assert_eq!(
+        find_condition(&s, "ScalingLimited").unwrap()["status"],
+        "True"
+    );
+    // `kubectl get psc` shows the reason in its Limited column
+    let table = kube.kubectl_ok(&["get", "psc", "-n", ns, name]);
+    assert!(
+        table.contains("LIMITED") && table.contains("UpstreamLimited"),
+        "{table}"
+    );
+    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
+        .expect("GET /metrics")
+        .body;
+    for series in [
+        format!("prescale_upstream_limited{{namespace=\"{ns}\",name=\"{name}\"}} 1"),
+        format!(
+            "prescale_upstream_ceiling_replicas{{namespace=\"{ns}\",name=\"{name}\",metric=\"requests\"}} 5"
+        ),
+    ] {
+        assert!(metrics.contains(&series), "{series} not in:\n{metrics}");
+    }
+    // one Normal event when the ceiling started to cap, not one per evaluation
+    let events = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        Some(kube.events_about(ns, name, "UpstreamLimited")).filter(|e| !e.is_empty())
+    })
+    .unwrap_or_default();
+    assert_eq!(events.len(), 1, "one UpstreamLimited event: {events:#?}");
+    assert_eq!(events[0]["type"], "Normal");
+    let note = events[0]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with(
+            "the upstream limit of metric requests (3000/min) admits 5 replicas, 10 asked: capped at 5"
+        ),
+        "{note}"
+    );
+    let count = events[0]["deprecatedCount"].as_i64().unwrap_or(1);
+    assert_eq!(count, 1, "the event repeated: {:#?}", events[0]);
+    op.assert_never_forbidden();
+    report(&format!(
+        "[upstream] a 3000/min quota on 100/s at 10 per replica: {WANT} asked, held at 5: {message}"
+    ));
+}
+
+#[test]
+fn a_limit_read_from_prometheus_wins_and_a_failing_one_never_scales_down() {
+    let now = unix_now();
+    let load = openmetrics_gauge("proxy_rps", &[], now - 86_400, now - 60, 60, |_| 100.0);
+    // the proxy's gauge of the provider's x-ratelimit-limit-requests: 4200 a minute
+    let limit = openmetrics_gauge(
+        "provider_ratelimit_limit_requests",
+        &[],
+        now - 3600,
+        now + 600,
+        15,
+        |_| 4200.0,
+    );
+    let prom = Prometheus::start_with_history(&join_openmetrics(&[load, limit]));
+    let kube = KubeCluster::shared();
+    let ns = "upstream-query";
+    kube.create_namespace(ns);
+    kube.create_deployment(ns, "queried", 3);
+    kube.create_deployment(ns, "query-fails", 8);
+    let create = |name: &str, limits: Value| {
+        kube.create(
+            &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+            scaler(ns, name, limits),
+        );
+    };
+    create(
+        "queried",
+        json!([{"metric": "requests", "perMinute": "3000",
+                "query": "max(provider_ratelimit_limit_requests)"}]),
+    );
+    // an invalid query: the static 3000/min (5 replicas) applies, but never below the current 8
+    create(
+        "query-fails",
+        json!([{"metric": "requests", "perMinute": "3000",
+                "query": "max(provider_ratelimit_limit_requests{"}]),
+    );
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut op = start_operator(kube, &prom, ns, &http);
+    let wait = Duration::from_secs(90);
+
+    // 4200/min is 70/s: 7 replicas, not the static 5 and not the forecast's 10
+    let path = scaler_path(ns, "queried");
+    let s = wait_for(&mut op, kube, &path, "the queried limit", wait, |s| {
+        limited(s).0 == "UpstreamLimited" && s["status"]["desiredReplicas"] == 7
+    });
+    let (_, queried) = limited(&s);
+    assert!(
+        queried.starts_with(
+            "the upstream limit of metric requests (4200/min, read from its query) admits 7 replicas, 10 asked"
+        ),
+        "{queried}"
+    );
+    wait_for(&mut op, kube, &path, "the scale-up to 7", wait, |_| {
+        kube.deployment_replicas(ns, "queried") == 7
+    });
+
+    let path = scaler_path(ns, "query-fails");
+    let s = wait_for(&mut op, kube, &path, "the failing limit", wait, |s| {
+        limited(s).0 == "UpstreamLimited" && s["status"]["desiredReplicas"].is_i64()
+    });
+    let (_, failing) = limited(&s);
+    assert!(
+        failing.starts_with(
+            "the upstream limit of metric requests (3000/min, the static perMinute: its query \
+             failed, InvalidQuery: "
+        ) && failing.contains(
+            "admits 5 replicas, 10 asked: the desired count 10 is capped at 8 (the current \
+             count: a failing limit query never scales down)"
+        ),
+        "{failing}"
+    );
+    // evaluations later (a 2 s sync interval) the count still stands at 8: not lowered to the
+    // static 5 because the query fails, not raised to the forecast's 10 past the static quota
+    std::thread::sleep(Duration::from_secs(8));
+    op.assert_running();
+    let s = kube.get(&path);
+    assert_eq!(s["status"]["desiredReplicas"], 8, "{}", s["status"]);
+    assert_eq!(kube.deployment_replicas(ns, "query-fails"), 8);
+    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
+        .expect("GET /metrics")
+        .body;
+    assert!(
+        metrics.contains(&format!(
+            "prescale_upstream_ceiling_replicas{{namespace=\"{ns}\",name=\"queried\",metric=\"requests\"}} 7"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        op.log().contains("upstream limit query failed"),
+        "the failure is logged"
+    );
+    op.assert_never_forbidden();
+    report(&format!(
+        "[upstream] a limit gauge of 4200/min in Prometheus: 7 replicas ({queried}); an invalid \
+         limit query: held at 8 ({failing})"
+    ));
+}
