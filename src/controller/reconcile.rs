@@ -885,3 +885,27 @@ async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, Duration) {
     let out = work.await;
     (out, started.elapsed())
 }
+
+/// `query`'s answer from `source`, its duration observed in `prescale_query_duration_seconds`
+/// by source and result (the error's reason, or `ok`): every read of a source (a metric's
+/// history, a guard, a duration, an upstream limit, the per-pod values) goes through here.
+async fn timed_query<T>(
+    run: &Run<'_>,
+    source: &str,
+    query: impl std::future::Future<Output = Result<T, crate::sources::SourceError>>,
+) -> Result<T, crate::sources::SourceError> {
+    let (result, elapsed) = timed(query).await;
+    let labels = crate::metrics::QueryLabels {
+        source: source.to_string(),
+        result: result
+            .as_ref()
+            .map_or_else(|e| e.reason(), |_| "ok")
+            .to_string(),
+    };
+    run.ctx
+        .metrics
+        .query_duration
+        .get_or_create(&labels)
+        .observe(elapsed.as_secs_f64());
+    result
+}

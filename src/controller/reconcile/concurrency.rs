@@ -5,10 +5,9 @@
 
 use tracing::warn;
 
-use super::{Run, timed};
+use super::{Run, timed_query};
 use crate::{
     api::MetricConfig,
-    metrics::QueryLabels,
     planner::{
         NoForecast, Unavailable,
         concurrency::{DURATION_MAX_AGE, read_duration},
@@ -41,16 +40,12 @@ pub(super) async fn duration(
         .map_err(failed)?;
     let now = run.now_s();
     let start = now - DURATION_MAX_AGE + STEP;
-    let (result, elapsed) = timed(resolved.source.range(&resolved.query, start, now, STEP)).await;
-    let query_labels = QueryLabels {
-        source: m.source.clone(),
-        result: result
-            .as_ref()
-            .map_or_else(|e| e.reason(), |_| "ok")
-            .to_string(),
-    };
-    let histogram = run.ctx.metrics.query_duration.get_or_create(&query_labels);
-    histogram.observe(elapsed.as_secs_f64());
+    let result = timed_query(
+        run,
+        &m.source,
+        resolved.source.range(&resolved.query, start, now, STEP),
+    )
+    .await;
     let points = result.map_err(failed)?;
     read_duration(&points, now).map_err(|p| unavailable(p.to_string()))
 }

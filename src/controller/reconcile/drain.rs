@@ -15,11 +15,11 @@ use kube::{
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::{Run, ScalerState, Stage, Target, events, timed};
+use super::{Run, ScalerState, Stage, Target, events, timed_query};
 use crate::{
     api::{DrainAwareConfig, ScalerConfig},
     controller::target,
-    metrics::{QueryLabels, ScalerLabels},
+    metrics::ScalerLabels,
     planner::drain::{
         CostPlan, DELETION_COST_ANNOTATION, Gate, MAX_UPDATES_PER_EVALUATION, NoPodValues, Pod,
         gate, plan_costs,
@@ -248,21 +248,14 @@ async fn read_values(
             &drain.query,
         )
         .map_err(|e| format!("podQuery: {e}"))?;
-    let (result, elapsed) = timed(resolved.source.instant_by_label(
-        &resolved.query,
-        &drain.pod_label,
-        run.now_s(),
-    ))
+    let result = timed_query(
+        run,
+        &drain.source,
+        resolved
+            .source
+            .instant_by_label(&resolved.query, &drain.pod_label, run.now_s()),
+    )
     .await;
-    let labels = QueryLabels {
-        source: drain.source.clone(),
-        result: result
-            .as_ref()
-            .map_or_else(|e| e.reason(), |_| "ok")
-            .to_string(),
-    };
-    let histogram = run.ctx.metrics.query_duration.get_or_create(&labels);
-    histogram.observe(elapsed.as_secs_f64());
     result.map_err(|e| format!("podQuery ({}): {e}", e.reason()))
 }
 

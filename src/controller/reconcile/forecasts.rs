@@ -14,7 +14,7 @@ use crate::{
     Error, Result,
     api::{ForecastStatus, GroupConfig, MetricConfig, ScalerConfig, conditions::reasons},
     controller::{Context, status::FitSummary},
-    metrics::{ModelLabels, QueryLabels},
+    metrics::ModelLabels,
     planner::{
         DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastError, ForecastSettings, MetricInput,
         NoForecast, Selection, Sizing, Unavailable, choice,
@@ -328,24 +328,18 @@ async fn fetch(
     query: &SourcedQuery,
     lookback: i64,
 ) -> std::result::Result<Arc<Series>, SourceError> {
-    let (result, elapsed) = timed(run.ctx.history.update(
-        run.key,
-        query.source.as_ref(),
-        &query.key,
-        lookback,
-        run.now_s(),
-    ))
-    .await;
-    let labels = QueryLabels {
-        source: m.source.clone(),
-        result: result
-            .as_ref()
-            .map_or_else(|e| e.reason(), |_| "ok")
-            .to_string(),
-    };
-    let histogram = run.ctx.metrics.query_duration.get_or_create(&labels);
-    histogram.observe(elapsed.as_secs_f64());
-    result
+    super::timed_query(
+        run,
+        &m.source,
+        run.ctx.history.update(
+            run.key,
+            query.source.as_ref(),
+            &query.key,
+            lookback,
+            run.now_s(),
+        ),
+    )
+    .await
 }
 
 /// Where a `groupBy` metric's series are read at a refit.

@@ -7,10 +7,9 @@
 use kube::{ResourceExt, runtime::events::EventType};
 use tracing::warn;
 
-use super::{Run, events, forecasts::namespace_labels, timed};
+use super::{Run, events, forecasts::namespace_labels, timed_query};
 use crate::{
     api::{GuardConfig, ScalerConfig, conditions::reasons},
-    metrics::QueryLabels,
     planner::{Decision, GuardFailure, GuardInput, GuardState},
 };
 
@@ -68,21 +67,14 @@ pub(super) async fn latest(
         .resolve(run.namespace, labels, source, query)
         .map_err(failed)?;
     let now = run.now_s();
-    let (result, elapsed) = timed(
+    let result = timed_query(
+        run,
+        source,
         resolved
             .source
             .range(&resolved.query, now - WINDOW, now, STEP),
     )
     .await;
-    let query_labels = QueryLabels {
-        source: source.to_string(),
-        result: result
-            .as_ref()
-            .map_or_else(|e| e.reason(), |_| "ok")
-            .to_string(),
-    };
-    let histogram = run.ctx.metrics.query_duration.get_or_create(&query_labels);
-    histogram.observe(elapsed.as_secs_f64());
     let points = result.map_err(failed)?;
     points
         .iter()
