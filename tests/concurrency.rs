@@ -17,9 +17,8 @@ use std::{fmt::Write as _, process::Command, time::Duration};
 use prescale::api::PredictiveScaler;
 use serde_json::Value;
 use support::cluster::KubeCluster;
-use support::{
-    Controller, Prometheus, find_condition, free_port, http_request, report, unix_now, wait_until,
-};
+use support::scenario::{create_scaler, scaler_path, scrape, start_operator, wait_for};
+use support::{Prometheus, find_condition, report, unix_now, wait_until};
 
 const HISTOGRAM: &str = "llm_request_duration_seconds";
 /// Requests per second, and the seconds each lasts.
@@ -43,10 +42,6 @@ fn histogram(start: i64, end: i64, step_s: i64, rate: f64, duration: f64) -> Str
     }
     out.push_str("# EOF\n");
     out
-}
-
-fn scaler_path(ns: &str, name: &str) -> String {
-    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
 }
 
 fn forecast_condition(s: &Value) -> (String, String) {
@@ -85,43 +80,17 @@ fn a_concurrency_metric_scales_on_rate_times_duration_and_a_missing_duration_hol
             .history("12h", "1m")
             .scale_down("1s", 100)
             .json();
-        kube.create(
-            &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-            scaler,
-        );
+        create_scaler(kube, scaler);
     }
-    let kubeconfig = kube.operator_kubeconfig(ns, None);
-    let http = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "run",
-        "--prometheus-url",
-        &prom.url(),
-        "--http-addr",
-        &http,
-        "--sync-interval",
-        "1s",
-        "--namespaces",
-        ns,
-    ];
-    let mut op = Controller::start(&args, &[("KUBECONFIG", &kubeconfig)]);
-    let mut wait_for = |name: &str, what: &str, f: &dyn Fn(&Value) -> bool| -> Value {
+    let (mut op, http) = start_operator(kube, ns, &prom.url(), None, "1s");
+    let mut wait = |name: &str, what: &str, f: &dyn Fn(&Value) -> bool| -> Value {
         let path = scaler_path(ns, name);
-        wait_until(Duration::from_secs(90), Duration::from_millis(200), || {
-            op.assert_running();
-            Some(kube.get(&path)).filter(|s| f(s))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{name}: {what}: not within 90s\nscaler: {}\n{}",
-                kube.get(&path)["status"],
-                op.log_tail(40)
-            )
-        })
+        wait_for(&mut op, kube, &path, what, Duration::from_secs(90), f)
     };
 
     // 2/s x 30 s / 8 streams = 7.5: 8 replicas (rate sizing at 8 per replica would want 1); a
     // forecast margin may add a little, never the 1 of rate sizing
-    let s = wait_for("llm-proxy", "the scale-up to rate x duration", &|s| {
+    let s = wait("llm-proxy", "the scale-up to rate x duration", &|s| {
         s["status"]["desiredReplicas"]
             .as_i64()
             .is_some_and(|d| d >= 8)
@@ -134,9 +103,7 @@ fn a_concurrency_metric_scales_on_rate_times_duration_and_a_missing_duration_hol
     let peak: f64 = c["peakStreams"].as_str().unwrap().parse().unwrap();
     assert!((55.0..=80.0).contains(&peak), "peak streams {peak}");
     assert_eq!(forecast_condition(&s).0, "ForecastSucceeded");
-    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
-        .expect("GET /metrics")
-        .body;
+    let metrics = scrape(&http);
     let gauge = format!(
         "prescale_scaler_request_duration_seconds{{namespace=\"{ns}\",name=\"llm-proxy\",metric=\"streams\"}} "
     );
@@ -158,7 +125,7 @@ fn a_concurrency_metric_scales_on_rate_times_duration_and_a_missing_duration_hol
         ),
         ("zero-duration", "the duration query's newest value is 0"),
     ] {
-        let s = wait_for(name, "DurationUnavailable", &|s| {
+        let s = wait(name, "DurationUnavailable", &|s| {
             forecast_condition(s).0 == "DurationUnavailable"
         });
         let (_, message) = forecast_condition(&s);

@@ -24,9 +24,9 @@ use std::time::Duration;
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
+use support::scenario::{create_scaler, scaler_path, scrape, start_operator};
 use support::{
-    Controller, Prometheus, find_condition, free_port, http_request, join_openmetrics,
-    openmetrics_gauge, report, unix_now, wait_until,
+    Prometheus, find_condition, join_openmetrics, openmetrics_gauge, report, unix_now, wait_until,
 };
 
 /// The Deployment's replicas before, and what flat load 30 at targetPerReplica 10 needs.
@@ -35,10 +35,6 @@ const WANT: usize = 3;
 /// The in-flight requests of the pods, in the order of their names.
 const IN_FLIGHT: [f64; START] = [7.0, 0.0, 12.0, 2.0, 5.0];
 const COST: &str = "controller.kubernetes.io/pod-deletion-cost";
-
-fn scaler_path(ns: &str, name: &str) -> String {
-    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
-}
 
 /// The Deployment's pods that are not terminating, by name.
 fn pods(kube: &KubeCluster, ns: &str, app: &str) -> Vec<Value> {
@@ -99,42 +95,16 @@ fn prometheus(now: i64, extra: Option<String>) -> Prometheus {
     Prometheus::start_with_history(&join_openmetrics(&parts))
 }
 
-/// The operator for namespace `ns`, as the chart's ServiceAccount with `values` (YAML).
-fn operator(
-    kube: &KubeCluster,
-    ns: &str,
-    prom: &Prometheus,
-    values: &str,
-    http: &str,
-) -> Controller {
-    let file = std::env::temp_dir().join(format!("prescale-drain-{ns}-{}.yaml", free_port()));
-    std::fs::write(&file, values).unwrap();
-    let kubeconfig = kube.operator_kubeconfig_for(ns, &[ns], None, Some(&file));
-    let args = [
-        "run",
-        "--prometheus-url",
-        &prom.url(),
-        "--http-addr",
-        http,
-        "--sync-interval",
-        "1s",
-        "--namespaces",
-        ns,
-    ];
-    Controller::start(&args, &[("KUBECONFIG", &kubeconfig)])
-}
-
-fn create_scaler(kube: &KubeCluster, ns: &str, name: &str, max_wait: &str) {
+/// A drain-aware scaler on `ns/name` that scales down at once and waits at most `max_wait` for
+/// pod readings.
+fn create_drain_aware(kube: &KubeCluster, ns: &str, name: &str, max_wait: &str) {
     let scaler = PredictiveScaler::test(ns, name)
         .history("12h", "1m")
         .scale_down("0s", 0)
         .drain_aware("sum by (pod) (proxy_inflight)")
         .with("/spec/scaleDown/drainAware/maxWait", json!(max_wait))
         .json();
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler,
-    );
+    create_scaler(kube, scaler);
 }
 
 fn able(s: &Value) -> (String, String, String) {
@@ -160,9 +130,9 @@ fn the_replicaset_removes_the_idlest_pods_after_prescale_sets_their_deletion_cos
 
     let now = unix_now();
     let prom = prometheus(now, Some(inflight_series(now, &values)));
-    create_scaler(kube, ns, name, "5m");
-    let http = format!("127.0.0.1:{}", free_port());
-    let mut op = operator(kube, ns, &prom, "drainAware:\n  enabled: true\n", &http);
+    create_drain_aware(kube, ns, name, "5m");
+    let chart = "drainAware:\n  enabled: true\n";
+    let (mut op, http) = start_operator(kube, ns, &prom.url(), Some(chart), "1s");
 
     wait_until(Duration::from_secs(90), Duration::from_millis(100), || {
         op.assert_running();
@@ -209,9 +179,7 @@ fn the_replicaset_removes_the_idlest_pods_after_prescale_sets_their_deletion_cos
     );
     let s = kube.get(&scaler_path(ns, name));
     assert_eq!(able(&s).1, "ReadyForNewScale", "{}", s["status"]);
-    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
-        .expect("GET /metrics")
-        .body;
+    let metrics = scrape(&http);
     assert!(
         metrics.contains(&format!(
             "prescale_pod_deletion_cost_updates_total{{namespace=\"{ns}\",name=\"{name}\"}} {START}"
@@ -233,9 +201,9 @@ fn without_the_pod_rbac_the_scale_down_waits_max_wait_then_goes_ahead_without_co
     wait_pods(kube, ns, name, START);
     let prom = prometheus(unix_now(), None);
     let max_wait = 15;
-    create_scaler(kube, ns, name, &format!("{max_wait}s"));
-    let http = format!("127.0.0.1:{}", free_port());
-    let mut op = operator(kube, ns, &prom, "drainAware:\n  enabled: false\n", &http);
+    create_drain_aware(kube, ns, name, &format!("{max_wait}s"));
+    let chart = "drainAware:\n  enabled: false\n";
+    let (mut op, _) = start_operator(kube, ns, &prom.url(), Some(chart), "1s");
     let path = scaler_path(ns, name);
 
     let held = wait_until(Duration::from_secs(90), Duration::from_millis(100), || {

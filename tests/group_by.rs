@@ -16,16 +16,10 @@ use std::time::Duration;
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
-use support::{
-    Controller, Prometheus, find_condition, free_port, openmetrics_gauge, report, unix_now,
-    wait_until,
-};
+use support::scenario::{create_scaler, scaler_path, start_operator, wait_for};
+use support::{Prometheus, find_condition, openmetrics_gauge, report, unix_now};
 
 const METRIC: &str = "litellm_requests_per_second";
-
-fn scaler_path(ns: &str, name: &str) -> String {
-    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
-}
 
 /// One gauge family with a series per `(model, load)`, flat over the last day: the backfill.
 fn per_model(now: i64, models: &[(&str, f64)]) -> String {
@@ -48,29 +42,6 @@ fn per_model(now: i64, models: &[(&str, f64)]) -> String {
     out
 }
 
-/// Waits up to 90 s for `f` on the scaler (the operator must stay up); panics with the
-/// operator's log otherwise.
-fn wait_for(
-    op: &mut Controller,
-    kube: &KubeCluster,
-    path: &str,
-    what: &str,
-    mut f: impl FnMut(&Value) -> bool,
-) -> Value {
-    let timeout = Duration::from_secs(90);
-    wait_until(timeout, Duration::from_millis(200), || {
-        op.assert_running();
-        Some(kube.get(path)).filter(|s| f(s))
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{what}: not within {timeout:?}\nscaler: {}\n{}",
-            kube.get(path)["status"],
-            op.log_tail(40)
-        )
-    })
-}
-
 /// A scaler on `proxy` with one `groupBy: [model]` metric at 10 per replica.
 fn scaler(ns: &str, name: &str, max_series: Option<i64>) -> Value {
     let mut metric = json!({
@@ -90,26 +61,6 @@ fn scaler(ns: &str, name: &str, max_series: Option<i64>) -> Value {
         .json()
 }
 
-fn start_operator(kube: &KubeCluster, prom: &Prometheus, ns: &str) -> Controller {
-    let kubeconfig = kube.operator_kubeconfig(ns, None);
-    let http = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "run",
-        "--prometheus-url",
-        &prom.url(),
-        "--http-addr",
-        &http,
-        "--sync-interval",
-        "1s",
-        "--namespaces",
-        ns,
-    ];
-    Controller::start(
-        &args,
-        &[("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))],
-    )
-}
-
 #[test]
 fn a_group_by_metric_scales_on_the_total_and_shows_the_top_contributors() {
     let now = unix_now();
@@ -122,13 +73,11 @@ fn a_group_by_metric_scales_on_the_total_and_shows_the_top_contributors() {
     let (ns, name) = ("group-by", "llm-proxy");
     kube.create_namespace(ns);
     kube.create_deployment(ns, name, 3);
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler(ns, name, None),
-    );
-    let mut op = start_operator(kube, &prom, ns);
+    create_scaler(kube, scaler(ns, name, None));
+    let (mut op, _) = start_operator(kube, ns, &prom.url(), None, "1s");
     let path = scaler_path(ns, name);
-    let s = wait_for(&mut op, kube, &path, "ten replicas and contributors", |s| {
+    let wait = Duration::from_secs(90);
+    let s = wait_for(&mut op, kube, &path, "ten replicas", wait, |s| {
         kube.deployment_replicas(ns, name) == 10
             && s["status"]["forecast"]["topContributors"].is_array()
     });
@@ -205,15 +154,17 @@ fn more_series_than_max_series_is_refused_and_does_not_scale() {
     let (ns, name) = ("group-by-cap", "llm-proxy");
     kube.create_namespace(ns);
     kube.create_deployment(ns, name, 3);
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-        scaler(ns, name, Some(3)),
-    );
-    let mut op = start_operator(kube, &prom, ns);
+    create_scaler(kube, scaler(ns, name, Some(3)));
+    let (mut op, _) = start_operator(kube, ns, &prom.url(), None, "1s");
     let path = scaler_path(ns, name);
-    let s = wait_for(&mut op, kube, &path, "TooManySeries", |s| {
-        find_condition(s, "ForecastAvailable").is_some_and(|c| c["reason"] == "TooManySeries")
-    });
+    let s = wait_for(
+        &mut op,
+        kube,
+        &path,
+        "TooManySeries",
+        Duration::from_secs(90),
+        |s| find_condition(s, "ForecastAvailable").is_some_and(|c| c["reason"] == "TooManySeries"),
+    );
     let c = find_condition(&s, "ForecastAvailable").expect("condition");
     assert_eq!(c["status"], "False");
     let message = c["message"].as_str().unwrap_or_default().to_string();

@@ -19,40 +19,12 @@ use std::time::Duration;
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
-use support::{
-    Controller, Prometheus, find_condition, free_port, http_request, join_openmetrics,
-    openmetrics_gauge, report, unix_now, wait_until,
+use support::scenario::{
+    FLAT_LOAD_REPLICAS, create_scaler, flat_load, scaler_path, scrape, start_operator, wait_for,
 };
-
-/// Flat load 100 at the fixture's targetPerReplica 10: 10 replicas.
-const WANT: i64 = 10;
-
-fn scaler_path(ns: &str, name: &str) -> String {
-    format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/{name}")
-}
-
-/// Waits up to `timeout` for `f` on the scaler (the operator must stay up); panics with the
-/// operator's log otherwise.
-fn wait_for(
-    op: &mut Controller,
-    kube: &KubeCluster,
-    path: &str,
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut(&Value) -> bool,
-) -> Value {
-    wait_until(timeout, Duration::from_millis(200), || {
-        op.assert_running();
-        Some(kube.get(path)).filter(|s| f(s))
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{what}: not within {timeout:?}\nscaler: {}\n{}",
-            kube.get(path)["status"],
-            op.log_tail(40)
-        )
-    })
-}
+use support::{
+    Prometheus, find_condition, join_openmetrics, openmetrics_gauge, report, unix_now, wait_until,
+};
 
 fn limited(s: &Value) -> (String, String) {
     let c = find_condition(s, "ScalingLimited")
@@ -75,41 +47,22 @@ fn scaler(ns: &str, name: &str, limits: Value) -> Value {
         .json()
 }
 
-fn start_operator(kube: &KubeCluster, prom: &Prometheus, ns: &str, http: &str) -> Controller {
-    let kubeconfig = kube.operator_kubeconfig(ns, None);
-    let args = [
-        "run",
-        "--prometheus-url",
-        &prom.url(),
-        "--http-addr",
-        http,
-        "--sync-interval",
-        "2s",
-        "--namespaces",
-        ns,
-    ];
-    Controller::start(&args, &[("KUBECONFIG", &kubeconfig)])
-}
-
 #[test]
 fn a_static_quota_caps_the_replicas_below_the_forecast_and_says_so() {
-    let now = unix_now();
-    let load = openmetrics_gauge("proxy_rps", &[], now - 86_400, now - 60, 60, |_| 100.0);
-    let prom = Prometheus::start_with_history(&load);
+    let prom = flat_load();
     let kube = KubeCluster::shared();
     let (ns, name) = ("upstream-static", "llm-proxy");
     kube.create_namespace(ns);
     kube.create_deployment(ns, name, 3);
-    kube.create(
-        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+    create_scaler(
+        kube,
         scaler(
             ns,
             name,
             json!([{"metric": "requests", "perMinute": "3000"}]),
         ),
     );
-    let http = format!("127.0.0.1:{}", free_port());
-    let mut op = start_operator(kube, &prom, ns, &http);
+    let (mut op, http) = start_operator(kube, ns, &prom.url(), None, "2s");
     let path = scaler_path(ns, name);
     let wait = Duration::from_secs(90);
 
@@ -141,9 +94,7 @@ fn a_static_quota_caps_the_replicas_below_the_forecast_and_says_so() {
         table.contains("LIMITED") && table.contains("UpstreamLimited"),
         "{table}"
     );
-    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
-        .expect("GET /metrics")
-        .body;
+    let metrics = scrape(&http);
     for series in [
         format!("prescale_upstream_limited{{namespace=\"{ns}\",name=\"{name}\"}} 1"),
         format!(
@@ -170,7 +121,7 @@ fn a_static_quota_caps_the_replicas_below_the_forecast_and_says_so() {
     assert_eq!(count, 1, "the event repeated: {:#?}", events[0]);
     op.assert_never_forbidden();
     report(&format!(
-        "[upstream] a 3000/min quota on 100/s at 10 per replica: {WANT} asked, held at 5: {message}"
+        "[upstream] a 3000/min quota on 100/s at 10 per replica: {FLAT_LOAD_REPLICAS} asked, held at 5: {message}"
     ));
 }
 
@@ -194,10 +145,7 @@ fn a_limit_read_from_prometheus_wins_and_a_failing_one_never_scales_down() {
     kube.create_deployment(ns, "queried", 3);
     kube.create_deployment(ns, "query-fails", 8);
     let create = |name: &str, limits: Value| {
-        kube.create(
-            &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
-            scaler(ns, name, limits),
-        );
+        create_scaler(kube, scaler(ns, name, limits));
     };
     create(
         "queried",
@@ -210,8 +158,7 @@ fn a_limit_read_from_prometheus_wins_and_a_failing_one_never_scales_down() {
         json!([{"metric": "requests", "perMinute": "3000",
                 "query": "max(provider_ratelimit_limit_requests{"}]),
     );
-    let http = format!("127.0.0.1:{}", free_port());
-    let mut op = start_operator(kube, &prom, ns, &http);
+    let (mut op, http) = start_operator(kube, ns, &prom.url(), None, "2s");
     let wait = Duration::from_secs(90);
 
     // 4200/min is 70/s: 7 replicas, not the static 5 and not the forecast's 10
@@ -252,9 +199,7 @@ fn a_limit_read_from_prometheus_wins_and_a_failing_one_never_scales_down() {
     let s = kube.get(&path);
     assert_eq!(s["status"]["desiredReplicas"], 8, "{}", s["status"]);
     assert_eq!(kube.deployment_replicas(ns, "query-fails"), 8);
-    let metrics = http_request("GET", &format!("http://{http}/metrics"), None, None)
-        .expect("GET /metrics")
-        .body;
+    let metrics = scrape(&http);
     assert!(
         metrics.contains(&format!(
             "prescale_upstream_ceiling_replicas{{namespace=\"{ns}\",name=\"queried\",metric=\"requests\"}} 7"
