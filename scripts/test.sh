@@ -14,6 +14,9 @@ fi
 
 bash "$ROOT/scripts/setup.sh" || { echo "==> scripts/test.sh: FAILED: scripts/setup.sh"; exit 1; }
 
+disk() { echo "==> disk: $(df -h "$ROOT" | awk 'NR==2 {print $4 " free of " $2}'), target $(du -sh "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null | cut -f1)"; }
+disk
+
 failed=()
 passed=()
 step() { # step NAME CMD...
@@ -36,6 +39,7 @@ step clippy cargo clippy --all-targets -- -D warnings
 step chart bash scripts/check_chart.sh
 step cargo-test cargo test --no-fail-fast
 
+disk
 if [[ -s "$TIMINGS" ]]; then
   echo
   echo "==> timings reported by the tests:"
