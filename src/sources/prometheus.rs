@@ -30,7 +30,7 @@ use reqwest::{
     StatusCode, Url,
     header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
 };
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -312,12 +312,7 @@ impl PrometheusSource {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let response = self.send(query, start, end, step).await?;
         let status = response.status();
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type = content_type(&response);
         let points = (end - start) / step + 1;
         let body = self.read_capped(response, points).await?;
         let data = self.answer_data(status, &content_type, &body)?;
@@ -361,13 +356,19 @@ impl PrometheusSource {
         if let Some(value) = self.auth.as_ref().and_then(Auth::header) {
             request = request.header(AUTHORIZATION, value);
         }
-        request.get_raw().await.map_err(|e| match e {
+        request.get_raw().await.map_err(|e| self.request_error(e))
+    }
+
+    /// The error of a request that got no answer to classify: the transport's, or the client
+    /// library's.
+    fn request_error(&self, e: prometheus_http_query::Error) -> SourceError {
+        match e {
             prometheus_http_query::Error::Client(c) => match c.inner() {
                 Some(r) => self.transport_error(r),
                 None => self.failed(c.to_string()),
             },
             other => self.failed(other.to_string()),
-        })
+        }
     }
 
     /// The `data` of a successful API answer; or the error the answer (or the HTTP status, when
@@ -413,8 +414,8 @@ impl PrometheusSource {
                     first: Some(first),
                 },
             ) => {
-                let series: MatrixSeries = serde_json::from_value(first)
-                    .map_err(|_| self.failed("the answer was not valid Prometheus JSON".into()))?;
+                let series: MatrixSeries =
+                    serde_json::from_value(first).map_err(|_| self.not_json())?;
                 // an answer outside the asked range (a bogus or intercepted source) is not stored
                 Ok(series
                     .values
@@ -424,11 +425,47 @@ impl PrometheusSource {
                     .collect())
             }
             ("matrix", FirstSeries { count, .. }) => Err(SourceError::MultipleSeries { count }),
-            (other, _) => Err(SourceError::InvalidQuery {
-                source_name: self.name.clone(),
-                message: format!("expected a range vector, got a {other}"),
-            }),
+            (other, _) => Err(self.wrong_shape("matrix", other)),
         }
+    }
+
+    /// Every series of a successful answer whose `resultType` is `want`, each read as `T` (the
+    /// labels it needs and its samples). Past `max` series, counted before any is read, the
+    /// answer is refused with `too_many(count)`.
+    fn all_series<T: DeserializeOwned>(
+        &self,
+        answer: (StatusCode, &str, &[u8]),
+        want: &str,
+        max: usize,
+        too_many: impl FnOnce(usize) -> SourceError,
+    ) -> Result<Vec<T>, SourceError> {
+        let (status, content_type, body) = answer;
+        let data = self.answer_data(status, content_type, body)?;
+        if data.result_type != want {
+            return Err(self.wrong_shape(want, &data.result_type));
+        }
+        if data.result.count > max {
+            return Err(too_many(data.result.count));
+        }
+        let all: AllSeries<T> = serde_json::from_slice(body).map_err(|_| self.not_json())?;
+        Ok(all.data.result)
+    }
+
+    /// A successful answer of another `resultType` than `want` (`matrix`, `vector`).
+    fn wrong_shape(&self, want: &str, got: &str) -> SourceError {
+        let want = match want {
+            "matrix" => "a range vector",
+            "vector" => "an instant vector",
+            other => other,
+        };
+        SourceError::InvalidQuery {
+            source_name: self.name.clone(),
+            message: format!("expected {want}, got a {got}"),
+        }
+    }
+
+    fn not_json(&self) -> SourceError {
+        self.failed("the answer was not valid Prometheus JSON".into())
     }
 
     /// The body, read as it arrives, refused as soon as it is larger than one series of
@@ -624,12 +661,7 @@ impl PrometheusSource {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let response = self.send(query, w.start, w.end, w.step).await?;
         let status = response.status();
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type = content_type(&response);
         let points = (w.end - w.start) / w.step + 1;
         let limit = answer_limit(points) * w.max_series as u64;
         let too_many = SourceError::TooManySeries {
@@ -637,26 +669,17 @@ impl PrometheusSource {
             max: w.max_series,
         };
         let body = self.read_limited(response, limit, too_many).await?;
-        let data = self.answer_data(status, &content_type, &body)?;
-        match (data.result_type.as_str(), data.result.count) {
-            ("matrix", n) if n > w.max_series => {
-                return Err(SourceError::TooManySeries {
-                    count: Some(n),
-                    max: w.max_series,
-                });
-            }
-            ("matrix", _) => {}
-            (other, _) => {
-                return Err(SourceError::InvalidQuery {
-                    source_name: self.name.clone(),
-                    message: format!("expected a range vector, got a {other}"),
-                });
-            }
-        }
-        let full: GroupedAnswer = serde_json::from_slice(&body)
-            .map_err(|_| self.failed("the answer was not valid Prometheus JSON".into()))?;
+        let all: Vec<LabeledSeries> = self.all_series(
+            (status, &content_type, &body),
+            "matrix",
+            w.max_series,
+            |n| SourceError::TooManySeries {
+                count: Some(n),
+                max: w.max_series,
+            },
+        )?;
         let mut out = Vec::new();
-        for series in full.data.result {
+        for series in all {
             let key = labels
                 .iter()
                 .map(|l| series.metric.get(l).cloned().unwrap_or_default())
@@ -675,18 +698,19 @@ impl PrometheusSource {
     }
 }
 
-/// A successful answer of a grouped read, with each series' labels.
+/// A successful answer with every series read as `T` ([`PrometheusSource::all_series`]).
 #[derive(Deserialize)]
-struct GroupedAnswer {
-    data: GroupedData,
+struct AllSeries<T> {
+    data: AllSeriesData<T>,
 }
 
 #[derive(Deserialize)]
-struct GroupedData {
-    #[serde(default)]
-    result: Vec<LabeledSeries>,
+struct AllSeriesData<T> {
+    #[serde(default = "Vec::new")]
+    result: Vec<T>,
 }
 
+/// One series of a matrix with its labels (a grouped read).
 #[derive(Deserialize)]
 struct LabeledSeries {
     #[serde(default)]
@@ -727,6 +751,16 @@ impl MetricsSource for PrometheusSource {
     fn requests(&self) -> Option<u64> {
         Some(PrometheusSource::requests(self))
     }
+}
+
+/// The `Content-Type` of a response, "" without one.
+fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The JSON envelope of the Prometheus HTTP API.

@@ -4,10 +4,10 @@
 
 use std::{collections::HashMap, sync::atomic::Ordering};
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 
-use super::{Auth, PrometheusSource, parse_value};
+use super::{Auth, PrometheusSource, content_type, parse_value};
 use crate::sources::{MAX_LABELLED_SERIES, SourceError};
 
 /// Bytes allowed per series of the answer (a pod name label and a sample, with room for a few
@@ -16,22 +16,7 @@ const BYTES_PER_SERIES: u64 = 512;
 /// Bytes allowed for the envelope.
 const ENVELOPE: u64 = 64 * 1024;
 
-/// An instant query's answer: a vector of labelled samples.
-#[derive(Deserialize)]
-struct VectorAnswer {
-    status: String,
-    #[serde(default)]
-    data: Option<VectorData>,
-}
-
-#[derive(Deserialize)]
-struct VectorData {
-    #[serde(rename = "resultType")]
-    result_type: String,
-    #[serde(default)]
-    result: Vec<VectorSample>,
-}
-
+/// One labelled sample of an instant vector.
 #[derive(Deserialize)]
 struct VectorSample {
     #[serde(default)]
@@ -57,21 +42,15 @@ impl PrometheusSource {
         if let Some(value) = self.auth.as_ref().and_then(Auth::header) {
             request = request.header(AUTHORIZATION, value);
         }
-        let response = request.get_raw().await.map_err(|e| match e {
-            prometheus_http_query::Error::Client(c) => match c.inner() {
-                Some(r) => self.transport_error(r),
-                None => self.failed(c.to_string()),
-            },
-            other => self.failed(other.to_string()),
-        })?;
+        let response = request.get_raw().await.map_err(|e| self.request_error(e))?;
         let status = response.status();
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let body = self.read_labelled_capped(response).await?;
+        let content_type = content_type(&response);
+        let limit = MAX_LABELLED_SERIES as u64 * BYTES_PER_SERIES + ENVELOPE;
+        let too_large = self.failed(format!(
+            "the answer was larger than {limit} bytes; reading stopped there: the query must return one \
+             series per pod (sum by (pod) (...))"
+        ));
+        let body = self.read_limited(response, limit, too_large).await?;
         let samples = self.labelled_samples(status, &content_type, &body, label)?;
         self.points
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
@@ -86,74 +65,24 @@ impl PrometheusSource {
         body: &[u8],
         label: &str,
     ) -> Result<Vec<(String, f64)>, SourceError> {
-        let answer = content_type
-            .starts_with("application/json")
-            .then(|| serde_json::from_slice::<VectorAnswer>(body).ok())
-            .flatten();
-        let data = match answer {
-            Some(VectorAnswer {
-                status: s,
-                data: Some(data),
-            }) if s == "success" => data,
-            // an error answer, or not API JSON: the range queries' classification
-            _ => {
-                self.answer_data(status, content_type, body)?;
-                return Err(self.failed("the answer was not valid Prometheus JSON".into()));
-            }
-        };
-        if data.result_type != "vector" {
-            return Err(SourceError::InvalidQuery {
-                source_name: self.name.clone(),
-                message: format!("expected an instant vector, got a {}", data.result_type),
-            });
-        }
-        if data.result.len() > MAX_LABELLED_SERIES {
-            return Err(self.too_many_series(data.result.len()));
-        }
-        Ok(data
-            .result
+        let all: Vec<VectorSample> = self.all_series(
+            (status, content_type, body),
+            "vector",
+            MAX_LABELLED_SERIES,
+            |count| {
+                self.failed(format!(
+                    "the query returned {count} series, more than the {MAX_LABELLED_SERIES} allowed: it \
+                     must return one series per pod (sum by (pod) (...))"
+                ))
+            },
+        )?;
+        Ok(all
             .into_iter()
             .filter_map(|s| {
                 let value = parse_value(&s.value.1);
                 s.metric.get(label).map(|pod| (pod.clone(), value))
             })
             .collect())
-    }
-
-    fn too_many_series(&self, count: usize) -> SourceError {
-        self.failed(format!(
-            "the query returned {count} series, more than the {MAX_LABELLED_SERIES} allowed: it must return \
-             one series per pod (sum by (pod) (...))"
-        ))
-    }
-
-    /// The body, refused as soon as it is larger than [`MAX_LABELLED_SERIES`] series can need.
-    async fn read_labelled_capped(
-        &self,
-        mut response: reqwest::Response,
-    ) -> Result<Vec<u8>, SourceError> {
-        let limit = MAX_LABELLED_SERIES as u64 * BYTES_PER_SERIES + ENVELOPE;
-        let too_large = || {
-            self.failed(format!(
-                "the answer was larger than {limit} bytes; reading stopped there: the query must return one \
-                 series per pod (sum by (pod) (...))"
-            ))
-        };
-        if response.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(&e))?
-        {
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
     }
 }
 
