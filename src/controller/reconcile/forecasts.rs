@@ -39,6 +39,25 @@ pub(super) struct Fit {
     part_selections: BTreeMap<String, Selection>,
 }
 
+impl Fit {
+    /// A fit of `key` made at `fitted_at`: the forecast, or why there is none; no groups.
+    fn made(
+        key: FitKey,
+        fitted_at: i64,
+        result: std::result::Result<Forecast, Unavailable>,
+        selection: Option<Selection>,
+    ) -> Self {
+        Fit {
+            key,
+            fitted_at,
+            result: result.map(Arc::new),
+            selection,
+            group: None,
+            part_selections: BTreeMap::new(),
+        }
+    }
+}
+
 /// Everything a fit depends on; a change means a refit.
 #[derive(Debug, Clone, PartialEq)]
 struct FitKey {
@@ -516,6 +535,23 @@ async fn fit(
     previous: Option<Selection>,
 ) -> Result<Fit> {
     let _stage = Stage::enter("fit");
+    // the fit shares the cached history; the next update copies it only if the fit still
+    // holds it
+    let ((result, selection), elapsed) = on_fit_slot(run, move || {
+        choice::fit_with_choice(&series, &settings, epoch, previous)
+    })
+    .await?;
+    record_fit(run, metric, &result, selection.as_ref(), elapsed);
+    let result = result.map_err(|e| Unavailable::from_forecast_error(&e));
+    Ok(Fit::made(key, run.now_s(), result, selection))
+}
+
+/// `work` (a fit) on a blocking thread, once one of the `max_concurrent_fits` slots is free,
+/// and how long it took.
+async fn on_fit_slot<T: Send + 'static>(
+    run: &Run<'_>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<(T, Duration)> {
     let slot = run
         .ctx
         .fit_slots
@@ -523,25 +559,13 @@ async fn fit(
         .acquire_owned()
         .await
         .map_err(|e| Error::ForecastTask(e.to_string()))?;
-    // the fit shares the cached history; the next update copies it only if the fit still
-    // holds it
     let (joined, elapsed) = timed(tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        choice::fit_with_choice(&series, &settings, epoch, previous)
+        work()
     }))
     .await;
-    let (result, selection) = joined.map_err(|e| Error::ForecastTask(e.to_string()))?;
-    record_fit(run, metric, &result, selection.as_ref(), elapsed);
-    Ok(Fit {
-        key,
-        fitted_at: run.now_s(),
-        result: result
-            .map(Arc::new)
-            .map_err(|e| Unavailable::from_forecast_error(&e)),
-        selection,
-        group: None,
-        part_selections: BTreeMap::new(),
-    })
+    let out = joined.map_err(|e| Error::ForecastTask(e.to_string()))?;
+    Ok((out, elapsed))
 }
 
 /// [`fit`] for a `groupBy` metric: its series read from the source (more than `maxSeries` is
@@ -571,48 +595,26 @@ async fn fit_group(
         Ok(parts) => parts,
         Err(e @ SourceError::TooManySeries { .. }) => {
             warn!(metric = %metric, error = %e, "groupBy: too many series; the metric holds the count");
-            return Ok(Fit {
-                key,
-                fitted_at: run.now_s(),
-                result: Err(Unavailable::new(
-                    NoForecast::Metric(e.reason()),
-                    e.to_string(),
-                )),
-                selection: None,
-                group: None,
-                part_selections: BTreeMap::new(),
-            });
+            let why = Unavailable::new(NoForecast::Metric(e.reason()), e.to_string());
+            return Ok(Fit::made(key, run.now_s(), Err(why), None));
         }
         Err(e) => {
             warn!(metric = %metric, reason = e.reason(), error = %e, "groupBy: cannot read the series; forecasting the total alone");
             return fit(run, metric, key, settings, series, epoch, previous.0).await;
         }
     };
-    let slot = run
-        .ctx
-        .fit_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| Error::ForecastTask(e.to_string()))?;
-    let (joined, elapsed) = timed(tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+    let (g, elapsed) = on_fit_slot(run, move || {
         group::fit_group(&series, &parts, &settings, epoch, (previous.0, &previous.1))
-    }))
-    .await;
-    let g = joined.map_err(|e| Error::ForecastTask(e.to_string()))?;
+    })
+    .await?;
     let forecast = g.forecast(Combine::default());
     record_fit(run, metric, &forecast, g.selection.as_ref(), elapsed);
     info!(metric = %metric, series = g.group.parts.len(), vanished = g.group.vanished.len(), "groupBy: forecast bottom-up");
+    let result = forecast.map_err(|e| Unavailable::from_forecast_error(&e));
     Ok(Fit {
-        key,
-        fitted_at: run.now_s(),
-        result: forecast
-            .map(Arc::new)
-            .map_err(|e| Unavailable::from_forecast_error(&e)),
-        selection: g.selection,
         group: Some(Arc::new(g.group)),
         part_selections: g.part_selections,
+        ..Fit::made(key, run.now_s(), result, g.selection)
     })
 }
 
