@@ -254,6 +254,29 @@ impl Limited {
     fn new(limit: Limit, message: String) -> Self {
         Self { limit, message }
     }
+
+    /// A step's own limit (a guard's, a quota's) as the condition's reason, with its message.
+    fn of(step: (impl Into<Limit>, String)) -> Self {
+        Self::new(step.0.into(), step.1)
+    }
+}
+
+impl From<guard::GuardLimit> for Limit {
+    fn from(l: guard::GuardLimit) -> Self {
+        match l {
+            guard::GuardLimit::Breached => Limit::GuardBreached,
+            guard::GuardLimit::Unavailable => Limit::GuardUnavailable,
+        }
+    }
+}
+
+impl From<upstream::UpstreamLimit> for Limit {
+    fn from(l: upstream::UpstreamLimit) -> Self {
+        match l {
+            upstream::UpstreamLimit::Limited => Limit::UpstreamLimited,
+            upstream::UpstreamLimit::Unavailable => Limit::UpstreamUnavailable,
+        }
+    }
 }
 
 /// The outcome of [`plan`].
@@ -367,13 +390,6 @@ pub fn plan_with_readings(
         &mut state.guard_breaches,
     );
     let recommended = guarded.count;
-    let guard_limit = guarded.limit.map(|(l, message)| {
-        let limit = match l {
-            guard::GuardLimit::Breached => Limit::GuardBreached,
-            guard::GuardLimit::Unavailable => Limit::GuardUnavailable,
-        };
-        Limited::new(limit, message)
-    });
     let (desired, stabilized) = stabilize(now, current, recommended, policy, state);
     let (desired, rated) = rate_limit(current, desired, recommended, policy, &state.events);
     let (desired, stabilized, enforced) = match enforce_bounds(current, desired, policy) {
@@ -382,17 +398,12 @@ pub fn plan_with_readings(
         Some((desired, limited)) => (desired, false, Some(limited)),
         None => (desired, stabilized, None),
     };
+    // the step that acted last names the limit
     let limited = enforced
         .or(rated)
-        .or(guard_limit)
+        .or(guarded.limit.map(Limited::of))
         .or(scheduled)
-        .or(ceiling.limit.map(|(l, message)| {
-            let limit = match l {
-                upstream::UpstreamLimit::Limited => Limit::UpstreamLimited,
-                upstream::UpstreamLimit::Unavailable => Limit::UpstreamUnavailable,
-            };
-            Limited::new(limit, message)
-        }))
+        .or(ceiling.limit.map(Limited::of))
         .or(bounded)
         .unwrap_or_else(|| {
             Limited::new(
