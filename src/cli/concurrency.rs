@@ -202,7 +202,15 @@ struct Comparison<'a> {
 }
 
 impl Comparison<'_> {
+    /// The whole table: the settings, a row per sizing, the baselines, the budget line.
     fn write(&self, out: &mut String) {
+        self.write_header(out);
+        self.write_rows(out);
+        self.write_footer(out);
+    }
+
+    /// What was compared, with the mean-duration conversion.
+    fn write_header(&self, out: &mut String) {
         let r = self.r;
         let s = &r.settings;
         let streams = s.score_target();
@@ -236,6 +244,11 @@ impl Comparison<'_> {
             self.mean,
             self.converted
         );
+    }
+
+    /// A row per sizing with its equal-budget ratio, then the reactive baseline and the oracle.
+    fn write_rows(&self, out: &mut String) {
+        let streams = self.r.settings.score_target();
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -293,6 +306,11 @@ impl Comparison<'_> {
                 sc.replica_steps
             );
         }
+    }
+
+    /// The comparison at concurrency sizing's budget, and what equal-budget means.
+    fn write_footer(&self, out: &mut String) {
+        let base = &self.by_concurrency;
         let budget = base.prescale.replica_steps;
         let _ = writeln!(out);
         let _ = writeln!(

@@ -161,39 +161,7 @@ async fn forecast_one(
     settings: &Settings,
     now: i64,
 ) -> Result<Done, String> {
-    let wanted = match &job.group {
-        Some(_) => GroupConfig::total_query(&job.query),
-        None => job.query.clone(),
-    };
-    let Resolved { source, query } = super::resolve_query(
-        sources,
-        &job.source,
-        &wanted,
-        job.scope.as_ref(),
-    )
-    .map_err(|e| match e {
-        SourceError::UnknownSource { .. } => format!(
-            "metric {}: the source {:?} is not configured (give --source-url, or --sources-file \
-                     with a source of that name)",
-            job.name, job.source
-        ),
-        e => format!("metric {}: {} ({})", job.name, e, e.reason()),
-    })?;
-    let key = HistoryKey {
-        source: job.source.clone(),
-        query,
-        step: settings.step,
-    };
-    let before = source.requests().unwrap_or(0);
-    let t = Instant::now();
-    let history = store
-        .update("forecast", source.as_ref(), &key, settings.lookback, now)
-        .await
-        .map_err(|e| format!("metric {}: {} ({})", job.name, e, e.reason()))?;
-    let fetched = Fetch {
-        requests: source.requests().unwrap_or(0) - before,
-        took: t.elapsed(),
-    };
+    let (history, fetched) = fetch_history(&job, sources, store, settings, now).await?;
     let t = Instant::now();
     let mut forecast = fit(&job, &history, settings, now)?;
     let group = match &job.group {
@@ -231,6 +199,51 @@ async fn forecast_one(
         forecast,
         duration,
     })
+}
+
+/// The metric's history from its source (the total's, for a `groupBy` metric) through the
+/// history store, and what reading it took.
+async fn fetch_history(
+    job: &Job,
+    sources: &crate::sources::Sources,
+    store: &HistoryStore,
+    settings: &Settings,
+    now: i64,
+) -> Result<(Arc<Series>, Fetch), String> {
+    let wanted = match &job.group {
+        Some(_) => GroupConfig::total_query(&job.query),
+        None => job.query.clone(),
+    };
+    let Resolved { source, query } = super::resolve_query(
+        sources,
+        &job.source,
+        &wanted,
+        job.scope.as_ref(),
+    )
+    .map_err(|e| match e {
+        SourceError::UnknownSource { .. } => format!(
+            "metric {}: the source {:?} is not configured (give --source-url, or --sources-file \
+                     with a source of that name)",
+            job.name, job.source
+        ),
+        e => format!("metric {}: {} ({})", job.name, e, e.reason()),
+    })?;
+    let key = HistoryKey {
+        source: job.source.clone(),
+        query,
+        step: settings.step,
+    };
+    let before = source.requests().unwrap_or(0);
+    let t = Instant::now();
+    let history = store
+        .update("forecast", source.as_ref(), &key, settings.lookback, now)
+        .await
+        .map_err(|e| format!("metric {}: {} ({})", job.name, e, e.reason()))?;
+    let fetched = Fetch {
+        requests: source.requests().unwrap_or(0) - before,
+        took: t.elapsed(),
+    };
+    Ok((history, fetched))
 }
 
 /// The request duration of a concurrency metric, read as the operator reads it: the newest

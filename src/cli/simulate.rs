@@ -283,11 +283,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
     let input = args.input.as_deref().filter(|_| fetched.is_none());
     let history = load_history(args, fetched)?;
     let parts = group_columns(args)?;
-    let series = match parts.is_empty() {
-        true => history.trace.series,
-        false => crate::planner::group::sum_parts(&parts)
-            .context("--group-columns: the columns do not share one grid")?,
-    };
+    let (series, column) = replayed(history.trace, &parts)?;
     let step = series.step;
     let durations = super::concurrency::read(&args.concurrency, input, &series)?;
     let spec = read_spec(args, history.scaler)?;
@@ -297,16 +293,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
     let quantile = quantile(args, sc)?;
     let model = super::model_flag(args.model.as_deref(), sc.map(|c| c.model))?;
     let periods = seasonal_periods(args, sc, step)?;
-    if durations.is_none()
-        && let Some(m) = sc.and_then(|c| c.metrics.first())
-        && m.duration_query.is_some()
-    {
-        bail!(
-            "metric {} sizes on concurrency (its targetPerReplica is in concurrent requests): \
-             replay a trace with request durations, --input FILE --duration-column COLUMN",
-            m.name
-        );
-    }
+    check_durations_given(durations.as_ref(), sc)?;
     // with durations the target is in concurrent requests, the default from their peak
     let sized = durations.as_ref().map_or(&series, |d| &d.scored);
     let target_per_replica = target_per_replica(args, sc, sized)?;
@@ -338,17 +325,6 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
             .unwrap_or(1)
     });
     let steps = |d: Duration| steps_of(d, step);
-    let column = match parts.is_empty() {
-        true => history.trace.column,
-        false => format!(
-            "sum of {} (bottom-up)",
-            parts
-                .iter()
-                .map(|p| p.labels.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-    };
     Ok(Resolved {
         label: history.label,
         column,
@@ -373,6 +349,39 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
         warmup,
         durations,
     })
+}
+
+/// The series replayed and its name: the trace's column, or with `--group-columns` the sum of
+/// those columns (the bottom-up total).
+fn replayed(
+    trace: trace::Trace,
+    parts: &[crate::planner::group::Part],
+) -> anyhow::Result<(Series, String)> {
+    if parts.is_empty() {
+        return Ok((trace.series, trace.column));
+    }
+    let total = crate::planner::group::sum_parts(parts)
+        .context("--group-columns: the columns do not share one grid")?;
+    let names: Vec<&str> = parts.iter().map(|p| p.labels.as_str()).collect();
+    Ok((total, format!("sum of {} (bottom-up)", names.join(","))))
+}
+
+/// A spec whose metric sizes on concurrency needs the trace's request durations.
+fn check_durations_given(
+    durations: Option<&super::concurrency::DurationTrace>,
+    sc: Option<&crate::api::ScalerConfig>,
+) -> anyhow::Result<()> {
+    if durations.is_none()
+        && let Some(m) = sc.and_then(|c| c.metrics.first())
+        && m.duration_query.is_some()
+    {
+        bail!(
+            "metric {} sizes on concurrency (its targetPerReplica is in concurrent requests): \
+             replay a trace with request durations, --input FILE --duration-column COLUMN",
+            m.name
+        );
+    }
+    Ok(())
 }
 
 /// The `--group-columns` of the `--input` trace, each a series named by its column.
