@@ -12,12 +12,14 @@
 
 mod support;
 
-use std::{fmt::Write as _, process::Command, time::Duration};
+use std::{fmt::Write as _, time::Duration};
 
 use prescale::api::PredictiveScaler;
 use serde_json::Value;
 use support::cluster::KubeCluster;
-use support::scenario::{create_scaler, scaler_path, scrape, start_operator, wait_for};
+use support::scenario::{
+    condition, create_scaler, prescale_forecast, scaler_path, scrape, start_operator, wait_for,
+};
 use support::{Prometheus, find_condition, report, unix_now, wait_until};
 
 const HISTOGRAM: &str = "llm_request_duration_seconds";
@@ -42,16 +44,6 @@ fn histogram(start: i64, end: i64, step_s: i64, rate: f64, duration: f64) -> Str
     }
     out.push_str("# EOF\n");
     out
-}
-
-fn forecast_condition(s: &Value) -> (String, String) {
-    let c = find_condition(s, "ForecastAvailable")
-        .cloned()
-        .unwrap_or_default();
-    (
-        c["reason"].as_str().unwrap_or_default().to_string(),
-        c["message"].as_str().unwrap_or_default().to_string(),
-    )
 }
 
 #[test]
@@ -102,7 +94,7 @@ fn a_concurrency_metric_scales_on_rate_times_duration_and_a_missing_duration_hol
     assert_eq!(c["duration"], "30s", "{}", s["status"]);
     let peak: f64 = c["peakStreams"].as_str().unwrap().parse().unwrap();
     assert!((55.0..=80.0).contains(&peak), "peak streams {peak}");
-    assert_eq!(forecast_condition(&s).0, "ForecastSucceeded");
+    assert_eq!(condition(&s, "ForecastAvailable").0, "ForecastSucceeded");
     let metrics = scrape(&http);
     let gauge = format!(
         "prescale_scaler_request_duration_seconds{{namespace=\"{ns}\",name=\"llm-proxy\",metric=\"streams\"}} "
@@ -126,9 +118,9 @@ fn a_concurrency_metric_scales_on_rate_times_duration_and_a_missing_duration_hol
         ("zero-duration", "the duration query's newest value is 0"),
     ] {
         let s = wait(name, "DurationUnavailable", &|s| {
-            forecast_condition(s).0 == "DurationUnavailable"
+            condition(s, "ForecastAvailable").0 == "DurationUnavailable"
         });
-        let (_, message) = forecast_condition(&s);
+        let (_, message) = condition(&s, "ForecastAvailable");
         assert!(
             message.starts_with(&format!("metric streams: {want}"))
                 && message.ends_with("holding 20 replicas"),
@@ -162,11 +154,9 @@ fn a_concurrency_metric_scales_on_rate_times_duration_and_a_missing_duration_hol
     op.assert_never_forbidden();
 
     // `prescale forecast` sizes the same way: 2/s x 30 s / 8
-    let out = Command::new(env!("CARGO_BIN_EXE_prescale"))
-        .args([
-            "forecast",
-            "--source-url",
-            &prom.url(),
+    let stdout = prescale_forecast(
+        &prom.url(),
+        &[
             "--query",
             ARRIVALS,
             "--duration-query",
@@ -177,16 +167,7 @@ fn a_concurrency_metric_scales_on_rate_times_duration_and_a_missing_duration_hol
             "12h",
             "--horizon",
             "1h",
-        ])
-        .env_remove("PRESCALE_PROMETHEUS_URL")
-        .env_remove("PRESCALE_SOURCES_FILE")
-        .output()
-        .expect("run prescale forecast");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     assert!(
         stdout.contains("concurrency: request duration 30s"),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
-use support::scenario::{create_scaler, scaler_path, start_operator, wait_for};
+use support::scenario::{create_scaler, prescale_forecast, scaler_path, start_operator, wait_for};
 use support::{Prometheus, find_condition, openmetrics_gauge, report, unix_now};
 
 const METRIC: &str = "litellm_requests_per_second";
@@ -112,22 +112,23 @@ fn a_group_by_metric_scales_on_the_total_and_shows_the_top_contributors() {
     );
     op.assert_never_forbidden();
     // `prescale forecast --group-by` lists the same contributors, read from the same Prometheus
-    let bin = std::env::var_os("PRESCALE_TEST_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_prescale").into());
     let query = format!("{METRIC}{{namespace=\"default\"}}");
-    let out = std::process::Command::new(bin)
-        .args(["forecast", "--source-url", &prom.url(), "--query", &query])
-        .args(["--group-by", "model", "--lookback", "12h", "--step", "1m"])
-        .args(["--horizon", "1h", "--target-per-replica", "10"])
-        .env_remove("PRESCALE_PROMETHEUS_URL")
-        .env_remove("PRESCALE_SOURCES_FILE")
-        .output()
-        .expect("run prescale forecast");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = prescale_forecast(
+        &prom.url(),
+        &[
+            "--query",
+            &query,
+            "--group-by",
+            "model",
+            "--lookback",
+            "12h",
+            "--step",
+            "1m",
+            "--horizon",
+            "1h",
+            "--target-per-replica",
+            "10",
+        ],
     );
     assert!(stdout.contains("bottom-up over 3 series"), "{stdout}");
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("model=")).collect();

@@ -17,14 +17,13 @@ mod support;
 use std::time::Duration;
 
 use prescale::api::PredictiveScaler;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::cluster::KubeCluster;
 use support::scenario::{
-    FLAT_LOAD_REPLICAS, create_scaler, flat_load, scaler_path, scrape, start_operator, wait_for,
+    FLAT_LOAD_REPLICAS, condition, create_scaler, flat_load, scaler_path, scrape, start_operator,
+    wait_for,
 };
-use support::{
-    Prometheus, find_condition, join_openmetrics, openmetrics_gauge, report, unix_now, wait_until,
-};
+use support::{Prometheus, join_openmetrics, openmetrics_gauge, report, unix_now, wait_until};
 
 /// Flat load 100 at the fixture's targetPerReplica 10: 10 replicas.
 const WANT: i64 = FLAT_LOAD_REPLICAS;
@@ -32,16 +31,6 @@ const MAX: i64 = 30;
 /// The guard's hold window and the scaler's stabilisation window, in seconds.
 const HOLD: i64 = 30;
 const STABILIZE: i64 = 10;
-
-fn limited(s: &Value) -> (String, String) {
-    let c = find_condition(s, "ScalingLimited")
-        .cloned()
-        .unwrap_or_default();
-    (
-        c["reason"].as_str().unwrap_or_default().to_string(),
-        c["message"].as_str().unwrap_or_default().to_string(),
-    )
-}
 
 #[test]
 fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
@@ -81,14 +70,14 @@ fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
         raised_at < healthy_from,
         "raised only after the breach ended"
     );
-    let s = if limited(&s).0 == "GuardBreached" {
+    let s = if condition(&s, "ScalingLimited").0 == "GuardBreached" {
         s
     } else {
         wait_for(&mut op, kube, &path, "ScalingLimited", wait, |s| {
-            limited(s).0 == "GuardBreached"
+            condition(s, "ScalingLimited").0 == "GuardBreached"
         })
     };
-    let (_, message) = limited(&s);
+    let (_, message) = condition(&s, "ScalingLimited");
     assert!(
         message.starts_with("guard p95-latency is breached (2 above threshold 0.5)"),
         "{message}"
@@ -112,7 +101,9 @@ fn a_breached_guard_scales_up_and_holds_the_scale_down_for_its_window() {
 
     // healthy again: held at maxReplicas for the hold window, then down to the forecast's count
     wait_for(&mut op, kube, &path, "the hold", wait, |s| {
-        limited(s).1.contains("no scale-down below")
+        condition(s, "ScalingLimited")
+            .1
+            .contains("no scale-down below")
     });
     let lowered = wait_for(&mut op, kube, &path, "the scale-down", wait, |_| {
         kube.deployment_replicas(ns, name) < MAX
@@ -179,9 +170,9 @@ fn a_guard_whose_query_fails_holds_the_count_and_says_why() {
         &path,
         "GuardUnavailable",
         Duration::from_secs(90),
-        |s| limited(s).0 == "GuardUnavailable",
+        |s| condition(s, "ScalingLimited").0 == "GuardUnavailable",
     );
-    let (_, message) = limited(&s);
+    let (_, message) = condition(&s, "ScalingLimited");
     assert!(
         message.starts_with("guard p95-latency has no value (InvalidQuery: "),
         "{message}"
@@ -191,7 +182,7 @@ fn a_guard_whose_query_fails_holds_the_count_and_says_why() {
     op.assert_running();
     let s = kube.get(&path);
     assert_eq!(s["status"]["desiredReplicas"], 20, "{}", s["status"]);
-    assert_eq!(limited(&s).0, "GuardUnavailable");
+    assert_eq!(condition(&s, "ScalingLimited").0, "GuardUnavailable");
     assert_eq!(kube.deployment_replicas(ns, name), 20);
     // an unreadable guard has no gauge series
     let metrics = scrape(&http);

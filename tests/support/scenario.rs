@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::cluster::KubeCluster;
 use super::{
-    Controller, Prometheus, free_port, http_request, openmetrics_gauge, unix_now, wait_until,
+    Controller, Prometheus, find_condition, free_port, http_request, openmetrics_gauge, unix_now,
+    wait_until,
 };
 
 /// What the fixture's scaler (`PredictiveScaler::test`: `proxy_rps` at 10 per replica) wants on
@@ -117,4 +118,32 @@ pub fn wait_for(
             op.log_tail(40)
         )
     })
+}
+
+/// The `reason` and `message` of the scaler's condition `kind` ("" for what it lacks).
+pub fn condition(scaler: &Value, kind: &str) -> (String, String) {
+    let c = find_condition(scaler, kind).cloned().unwrap_or_default();
+    let field = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+    (field("reason"), field("message"))
+}
+
+/// `prescale forecast --source-url PROM_URL ARGS` (the build under test, or
+/// `PRESCALE_TEST_BIN`), which must succeed: its stdout.
+pub fn prescale_forecast(prom_url: &str, args: &[&str]) -> String {
+    let bin = std::env::var_os("PRESCALE_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_prescale").into());
+    let out = std::process::Command::new(bin)
+        .args(["forecast", "--source-url", prom_url])
+        .args(args)
+        .env_remove("PRESCALE_PROMETHEUS_URL")
+        .env_remove("PRESCALE_SOURCES_FILE")
+        .output()
+        .expect("run prescale forecast");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "prescale forecast {args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
