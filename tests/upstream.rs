@@ -20,21 +20,12 @@ use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
 use support::scenario::{
-    FLAT_LOAD_REPLICAS, create_scaler, flat_load, scaler_path, scrape, start_operator, wait_for,
+    FLAT_LOAD_REPLICAS, condition, create_scaler, flat_load, scaler_path, scrape, start_operator,
+    wait_for,
 };
 use support::{
     Prometheus, find_condition, join_openmetrics, openmetrics_gauge, report, unix_now, wait_until,
 };
-
-fn limited(s: &Value) -> (String, String) {
-    let c = find_condition(s, "ScalingLimited")
-        .cloned()
-        .unwrap_or_default();
-    (
-        c["reason"].as_str().unwrap_or_default().to_string(),
-        c["message"].as_str().unwrap_or_default().to_string(),
-    )
-}
 
 /// A scaler of the fixture's shape (12h of 1m history, scale-down at once) with these upstream
 /// limits.
@@ -67,9 +58,9 @@ fn a_static_quota_caps_the_replicas_below_the_forecast_and_says_so() {
     let wait = Duration::from_secs(90);
 
     let s = wait_for(&mut op, kube, &path, "UpstreamLimited", wait, |s| {
-        limited(s).0 == "UpstreamLimited" && s["status"]["desiredReplicas"] == 5
+        condition(s, "ScalingLimited").0 == "UpstreamLimited" && s["status"]["desiredReplicas"] == 5
     });
-    let (_, message) = limited(&s);
+    let (_, message) = condition(&s, "ScalingLimited");
     assert_eq!(
         message,
         "the upstream limit of metric requests (3000/min) admits 5 replicas, 10 asked: the \
@@ -83,7 +74,12 @@ fn a_static_quota_caps_the_replicas_below_the_forecast_and_says_so() {
     op.assert_running();
     assert_eq!(kube.deployment_replicas(ns, name), 5);
     let s = kube.get(&path);
-    assert_eq!(limited(&s).0, "UpstreamLimited", "{}", s["status"]);
+    assert_eq!(
+        condition(&s, "ScalingLimited").0,
+        "UpstreamLimited",
+        "{}",
+        s["status"]
+    );
     assert_eq!(
         find_condition(&s, "ScalingLimited").unwrap()["status"],
         "True"
@@ -119,9 +115,39 @@ fn a_static_quota_caps_the_replicas_below_the_forecast_and_says_so() {
     );
     let count = events[0]["deprecatedCount"].as_i64().unwrap_or(1);
     assert_eq!(count, 1, "the event repeated: {:#?}", events[0]);
+
+    // the provider raises the quota to 6000/min: the ceiling (10) no longer caps, the forecast's
+    // 10 lands, and one UpstreamCleared event says so
+    kube.patch_merge(
+        &path,
+        json!({"spec": {"upstream": {"limits": [{"metric": "requests", "perMinute": "6000"}]}}}),
+    );
+    wait_for(&mut op, kube, &path, "the cap lifted", wait, |s| {
+        condition(s, "ScalingLimited").0 != "UpstreamLimited"
+            && kube.deployment_replicas(ns, name) == FLAT_LOAD_REPLICAS
+    });
+    let cleared = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        Some(kube.events_about(ns, name, "UpstreamCleared")).filter(|e| !e.is_empty())
+    })
+    .unwrap_or_default();
+    assert_eq!(cleared.len(), 1, "one UpstreamCleared event: {cleared:#?}");
+    assert_eq!(
+        cleared[0]["note"],
+        format!(
+            "the upstream limits no longer cap the count: {FLAT_LOAD_REPLICAS} replicas recommended"
+        )
+    );
+    let metrics = scrape(&http);
+    assert!(
+        metrics.contains(&format!(
+            "prescale_upstream_limited{{namespace=\"{ns}\",name=\"{name}\"}} 0"
+        )),
+        "{metrics}"
+    );
     op.assert_never_forbidden();
     report(&format!(
-        "[upstream] a 3000/min quota on 100/s at 10 per replica: {FLAT_LOAD_REPLICAS} asked, held at 5: {message}"
+        "[upstream] a 3000/min quota on 100/s at 10 per replica: {FLAT_LOAD_REPLICAS} asked, held at 5: {message}; \
+         raised to 6000/min: {FLAT_LOAD_REPLICAS} replicas, UpstreamCleared"
     ));
 }
 
@@ -164,9 +190,9 @@ fn a_limit_read_from_prometheus_wins_and_a_failing_one_never_scales_down() {
     // 4200/min is 70/s: 7 replicas, not the static 5 and not the forecast's 10
     let path = scaler_path(ns, "queried");
     let s = wait_for(&mut op, kube, &path, "the queried limit", wait, |s| {
-        limited(s).0 == "UpstreamLimited" && s["status"]["desiredReplicas"] == 7
+        condition(s, "ScalingLimited").0 == "UpstreamLimited" && s["status"]["desiredReplicas"] == 7
     });
-    let (_, queried) = limited(&s);
+    let (_, queried) = condition(&s, "ScalingLimited");
     assert!(
         queried.starts_with(
             "the upstream limit of metric requests (4200/min, read from its query) admits 7 replicas, 10 asked"
@@ -179,9 +205,10 @@ fn a_limit_read_from_prometheus_wins_and_a_failing_one_never_scales_down() {
 
     let path = scaler_path(ns, "query-fails");
     let s = wait_for(&mut op, kube, &path, "the failing limit", wait, |s| {
-        limited(s).0 == "UpstreamLimited" && s["status"]["desiredReplicas"].is_i64()
+        condition(s, "ScalingLimited").0 == "UpstreamLimited"
+            && s["status"]["desiredReplicas"].is_i64()
     });
-    let (_, failing) = limited(&s);
+    let (_, failing) = condition(&s, "ScalingLimited");
     assert!(
         failing.starts_with(
             "the upstream limit of metric requests (3000/min, the static perMinute: its query \

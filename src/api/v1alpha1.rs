@@ -206,8 +206,8 @@ pub struct PredictiveScalerSpec {
     /// the count is the most any metric then asks for, never below `minReplicas` (an active
     /// schedule's `minReplicas` and a breached guard still raise it). When the ceiling lowers
     /// the count, `ScalingLimited` is `UpstreamLimited`, an `UpstreamLimited` event is sent
-    /// when it starts, and `prescale_upstream_limited` is 1: ask the provider for more quota,
-    /// not for more replicas.
+    /// when it starts (`UpstreamCleared` when it stops), and `prescale_upstream_limited` is 1:
+    /// ask the provider for more quota, not for more replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSpec>,
 }

@@ -12,8 +12,9 @@ use crate::{
     planner::{Decision, QuotaFailure, QuotaReading},
 };
 
-/// Event reason when the ceiling starts to cap the count.
+/// Event reasons: the ceiling starts to cap the count, and stops.
 pub(super) const UPSTREAM_LIMITED: &str = "UpstreamLimited";
+pub(super) const UPSTREAM_CLEARED: &str = "UpstreamCleared";
 
 /// The latest value of each limit that has a query, by metric.
 pub(super) async fn read(run: &Run<'_>, config: &ScalerConfig) -> Vec<QuotaReading> {
@@ -42,7 +43,7 @@ pub(super) async fn read(run: &Run<'_>, config: &ScalerConfig) -> Vec<QuotaReadi
 }
 
 /// The ceiling of `decision` on the gauges, and a Normal event when it starts to cap the
-/// count (`limited`: whether it did at the last evaluation, updated).
+/// count and when it stops (`limited`: whether it did at the last evaluation, updated).
 pub(super) async fn report(
     run: &Run<'_>,
     config: &ScalerConfig,
@@ -84,6 +85,20 @@ pub(super) async fn report(
             EventType::Normal,
             "Scale",
             UPSTREAM_LIMITED,
+            note,
+        )
+        .await;
+    } else if !decision.upstream_limited && *limited {
+        let note = format!(
+            "the upstream limits no longer cap the count: {} replicas recommended",
+            decision.recommended
+        );
+        events::publish(
+            run.ctx,
+            run.ps,
+            EventType::Normal,
+            "Scale",
+            UPSTREAM_CLEARED,
             note,
         )
         .await;
