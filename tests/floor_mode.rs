@@ -3,7 +3,7 @@
 //! an `autoscaling/v2` HPA (or a KEDA ScaledObject, with a minimal copy of its CRD) raises that
 //! object's floor to the plan's count under the object's own maximum, remembers the original
 //! floor in an annotation, and puts it back when the scaler is deleted (its finalizer waits for
-//! that) or set to DryRun. The Deployment itself is never written. No kube-controller-manager: the HPA is data.
+//! that), set to DryRun, or retargeted to another object. The Deployment itself is never written. No kube-controller-manager: the HPA is data.
 //! The pure parts (clamping, the record written once, the restore patch) are unit tests in
 //! `controller::floor`.
 
@@ -207,6 +207,70 @@ fn a_keda_scaled_object_floor_is_raised_and_restored_on_delete() {
     );
     let mut op = operator(kube, ns, &prom);
     raise_then_restore(kube, &mut op, ns, "app-floor", &so, FLAT_LOAD_REPLICAS, 1);
+}
+
+#[test]
+fn retargeting_away_from_an_hpa_puts_its_floor_back() {
+    let prom = flat_load();
+    let kube = KubeCluster::shared();
+    let ns = "floor-retarget";
+    kube.create_namespace(ns);
+    kube.create_deployment(ns, "app", 3);
+    kube.create_deployment(ns, "other", 3);
+    let hpa = FloorObject::hpa(kube, ns, json!({"minReplicas": 2, "maxReplicas": 30}));
+    let mut op = operator(kube, ns, &prom);
+    hpa.create_scaler(kube, ns, "app-floor");
+    hpa.wait_floor(&mut op, kube, "the raised floor", FLAT_LOAD_REPLICAS);
+    let path = scaler_path(ns, "app-floor");
+    let s = wait_for(&mut op, kube, &path, "status.floorTarget", WAIT, |s| {
+        s["status"]["floorTarget"]["name"] == "app"
+    });
+    assert_eq!(
+        s["status"]["floorTarget"]["kind"], "HorizontalPodAutoscaler",
+        "{}",
+        s["status"]
+    );
+
+    // the scaler now scales the Deployment `other` through /scale: the HPA's floor goes back
+    // to its own 2, the finalizer and the record go, and `other` gets the plan's count
+    let other = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "other"});
+    kube.patch_merge(&path, json!({"spec": {"scaleTargetRef": other}}));
+    wait_for(&mut op, kube, &hpa.path, "the floor put back", WAIT, |o| {
+        o["spec"]["minReplicas"] == 2 && o["metadata"]["annotations"][ANNOTATION].is_null()
+    });
+    let s = wait_for(
+        &mut op,
+        kube,
+        &path,
+        "the record and finalizer gone",
+        WAIT,
+        |s| {
+            s["status"]["floorTarget"].is_null()
+                && s["status"]["targetMode"] == "Scale"
+                && s["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty())
+        },
+    );
+    wait_for(&mut op, kube, &path, "the new target scaled", WAIT, |_| {
+        kube.deployment_replicas(ns, "other") == FLAT_LOAD_REPLICAS
+    });
+    let events = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        Some(kube.events_about(ns, "app-floor", "FloorRestored")).filter(|e| !e.is_empty())
+    })
+    .unwrap_or_default();
+    assert_eq!(events.len(), 1, "one FloorRestored event: {events:#?}");
+    assert_eq!(
+        events[0]["note"],
+        "put back the original floor of HorizontalPodAutoscaler app: the scaler now targets \
+         Deployment other"
+    );
+    // later reconciles leave the HPA alone
+    std::thread::sleep(Duration::from_secs(3));
+    op.assert_running();
+    assert_eq!(kube.get(&hpa.path)["spec"]["minReplicas"], 2);
+    assert_eq!(kube.deployment_replicas(ns, "app"), 3, "{}", s["status"]);
+    op.assert_never_forbidden();
 }
 
 #[test]

@@ -799,6 +799,12 @@ pub struct PredictiveScalerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_mode: Option<String>,
 
+    /// The HorizontalPodAutoscaler or ScaledObject whose floor prescale may have raised and
+    /// not yet put back. When `scaleTargetRef` is changed to another object, prescale restores
+    /// this one's original floor (and keeps it here until that succeeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_target: Option<ScaleTargetRef>,
+
     /// The lead time planned with, with `scaleUp.leadTime: Auto` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead_time: Option<LeadTimeStatus>,

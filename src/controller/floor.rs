@@ -5,7 +5,9 @@
 //!
 //! The object's floor before prescale's first write is kept in the annotation
 //! [`ORIGINAL_MIN_ANNOTATION`] (written once, with that first write) and put back by
-//! [`restore`] when the scaler is deleted (the [`FINALIZER`] waits for it) or set to `DryRun`.
+//! [`restore`] when the scaler is deleted (the [`FINALIZER`] waits for it), set to `DryRun`, or
+//! retargeted to another object (`status.floorTarget` records the object: [`recorded_target`],
+//! [`retargeted_from`]).
 //! Writes follow `target.rs`' discipline: a JSON merge patch, only when a value differs.
 
 use kube::{
@@ -231,6 +233,29 @@ pub async fn restore(
     Ok(())
 }
 
+/// `status.floorTarget`: the object whose floor prescale may have raised and not put back.
+/// An old target not yet restored (`unrestored`) stays until its restore succeeds; else the
+/// spec's target while it is a floor object in `Active` mode (a DryRun puts its floor back).
+pub fn recorded_target(
+    spec_target: &ScaleTargetRef,
+    active: bool,
+    unrestored: Option<&ScaleTargetRef>,
+) -> Option<ScaleTargetRef> {
+    if let Some(old) = unrestored {
+        return Some(old.clone());
+    }
+    (active && FloorKind::of(spec_target).is_some()).then(|| spec_target.clone())
+}
+
+/// The floor object of an earlier `scaleTargetRef` (`recorded`, from the status) that is not
+/// the spec's target any more: its floor is to be put back.
+pub fn retargeted_from<'a>(
+    recorded: Option<&'a ScaleTargetRef>,
+    spec_target: &ScaleTargetRef,
+) -> Option<&'a ScaleTargetRef> {
+    recorded.filter(|old| *old != spec_target && FloorKind::of(old).is_some())
+}
+
 /// Whether `ps` carries the floor [`FINALIZER`].
 pub fn has_finalizer(ps: &PredictiveScaler) -> bool {
     ps.finalizers().iter().any(|f| f == FINALIZER)
@@ -356,6 +381,35 @@ mod tests {
             floor_patch(&o, 4),
             Some(json!({"spec": {"minReplicas": 4}}))
         );
+    }
+
+    #[test]
+    fn the_status_records_the_floor_object_until_it_is_put_back() {
+        let hpa = ScaleTargetRef {
+            api_version: "autoscaling/v2".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            name: "app".into(),
+        };
+        let deployment = ScaleTargetRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "app".into(),
+        };
+        // an Active floor target is recorded; a DryRun one (restored) and a workload are not
+        assert_eq!(recorded_target(&hpa, true, None), Some(hpa.clone()));
+        assert_eq!(recorded_target(&hpa, false, None), None);
+        assert_eq!(recorded_target(&deployment, true, None), None);
+        // an old target whose restore failed stays until it succeeds
+        assert_eq!(
+            recorded_target(&deployment, true, Some(&hpa)),
+            Some(hpa.clone())
+        );
+        // retargeted from the HPA to the Deployment: the HPA's floor goes back
+        assert_eq!(retargeted_from(Some(&hpa), &deployment), Some(&hpa));
+        assert_eq!(retargeted_from(Some(&hpa), &hpa), None);
+        assert_eq!(retargeted_from(None, &deployment), None);
+        // a recorded workload (not a floor object) is nothing to restore
+        assert_eq!(retargeted_from(Some(&deployment), &hpa), None);
     }
 
     #[test]

@@ -20,7 +20,9 @@
 //!
 //! Stages 1 to 5 return `Result<_, End>`: an [`End`] stops the pipeline early with the status
 //! to report and what follows it. [`reconcile_inner`] turns every end, early or not, into the
-//! status write and the requeue in one `match`. A deleted scaler in floor mode only [`finalize`]s.
+//! status write and the requeue in one `match`. A deleted scaler in floor mode only [`finalize`]s;
+//! before stage 1, a scaler retargeted away from a floor object puts that object's floor back
+//! ([`retarget`]).
 
 mod concurrency;
 mod drain;
@@ -28,6 +30,7 @@ mod events;
 mod forecasts;
 mod guards;
 mod lead_time;
+mod retarget;
 mod upstream;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -87,6 +90,8 @@ pub(crate) struct ScalerState {
     /// `scaleDown.drainAware`: the failed reads of the per-pod values, for how long a
     /// scale-down waits for them.
     drain: planner::drain::DrainMemory,
+    /// An earlier floor target (`status.floorTarget`) whose floor is not back yet.
+    unrestored_floor: Option<ScaleTargetRef>,
 }
 
 /// What every stage of one reconcile reads.
@@ -197,6 +202,7 @@ async fn reconcile_inner(run: &Run<'_>, state: &mut ScalerState) -> Result<Actio
     if run.ps.metadata.deletion_timestamp.is_some() && floor::has_finalizer(run.ps) {
         return finalize(run).await;
     }
+    state.unrestored_floor = retarget::restore_previous(run).await;
     let end = match stages(run, state).await {
         Ok(decided) => End::report(decided, Then::Requeue),
         Err(early) => early,
@@ -215,15 +221,23 @@ async fn reconcile_inner(run: &Run<'_>, state: &mut ScalerState) -> Result<Actio
     }
 }
 
-/// A deleted scaler in floor mode: the floor it raised is put back, then its finalizer goes.
+/// A deleted scaler in floor mode: the floor it raised is put back (also an earlier target's
+/// not yet restored, [`retarget`]), then its finalizer goes.
 async fn finalize(run: &Run<'_>) -> Result<Action> {
     let Some(budget) = run.ctx.write_budget() else {
         return Ok(Action::await_change());
     };
     let client = &run.ctx.client;
-    floor::restore(client, run.namespace, &run.ps.spec.scale_target_ref)
-        .await
-        .map_err(Error::Floor)?;
+    let spec = &run.ps.spec.scale_target_ref;
+    let recorded = run.previous().and_then(|s| s.floor_target.as_ref());
+    for target in floor::retargeted_from(recorded, spec)
+        .into_iter()
+        .chain([spec])
+    {
+        floor::restore(client, run.namespace, target)
+            .await
+            .map_err(Error::Floor)?;
+    }
     floor::set_finalizer(client, run.ps, false, budget)
         .await
         .map_err(Error::Floor)?;
@@ -720,6 +734,11 @@ async fn write_status(
         Time(run.now),
     );
     new.target_mode = Some(floor::mode_of(&run.ps.spec.scale_target_ref).to_string());
+    new.floor_target = floor::recorded_target(
+        &run.ps.spec.scale_target_ref,
+        run.ps.spec.mode == Mode::Active,
+        state.unrestored_floor.as_ref(),
+    );
     new.lead_time = lead_time::status_of(run, state);
     if let Some(c) = &state.concurrency {
         new.concurrency = c.clone();
@@ -783,6 +802,7 @@ async fn patch_status(run: &Run<'_>, new: &PredictiveScalerStatus, budget: Durat
             "forecast",
             "schedules",
             "leadTime",
+            "floorTarget",
         ] {
             fields.entry(key).or_insert(serde_json::Value::Null);
         }

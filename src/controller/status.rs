@@ -168,6 +168,8 @@ pub fn build(
         },
         // set by the reconcile from the spec (`floor::mode_of`)
         target_mode: None,
+        // set by the reconcile (`floor::recorded_target`)
+        floor_target: previous.and_then(|p| p.floor_target.clone()),
         // set by the reconcile from its lead time learner (`scaleUp.leadTime: Auto`)
         lead_time: previous.and_then(|p| p.lead_time.clone()),
         // set by the reconcile from its last decision (`concurrency_status`)
@@ -828,6 +830,7 @@ mod tests {
             }),
             schedules: None,
             target_mode: None,
+            floor_target: None,
             lead_time: None,
             concurrency: Vec::new(),
             conditions: vec![
