@@ -326,6 +326,64 @@ fn cli_frontier_prints_each_point_beside_the_same_budget_reactive_and_plots_both
 }
 
 #[test]
+fn cli_group_columns_plan_bottom_up_and_the_frontier_takes_them_too() {
+    let dir = std::env::temp_dir().join(format!("prescale-group-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // three models sharing the week's shape at 60%, 30% and 10% of the load, and a column that
+    // is not a model
+    let base = trace();
+    let mut csv = String::from("timestamp,model_a,model_b,model_c,errors\n");
+    for (i, v) in base.values.iter().enumerate() {
+        let t = base.time_of(i);
+        csv.push_str(&format!(
+            "{t},{:.1},{:.1},{:.1},1\n",
+            v * 0.6,
+            v * 0.3,
+            v * 0.1
+        ));
+    }
+    let input = dir.join("models.csv");
+    std::fs::write(&input, csv).unwrap();
+    let run = |extra: &[&str]| {
+        let out = prescale()
+            .args(["simulate", "--input", input.to_str().unwrap()])
+            .args(["--group-columns", "model_*"])
+            .args(["--target-per-replica", "40", "--refresh", "30m"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{extra:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let stdout = run(&[]);
+    assert!(
+        stdout.contains("sum of model_a,model_b,model_c (bottom-up)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bottom-up over 3 columns"), "{stdout}");
+    for variant in prescale::sim::group::VARIANTS {
+        assert!(stdout.contains(variant), "{variant}: {stdout}");
+    }
+    // --frontier plans every operating point bottom-up, scored on the sum
+    let stdout = run(&["--frontier", "0.9"]);
+    assert!(stdout.contains("reactive at the same budget"), "{stdout}");
+    let rows = stdout
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with("q0.9 ") || l.starts_with("default ")
+        })
+        .count();
+    assert_eq!(rows, 2, "one row per operating point:\n{stdout}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn cli_bad_input_is_one_line_and_nonzero() {
     let dir = std::env::temp_dir().join(format!("prescale-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -116,7 +116,8 @@ pub struct SimulateArgs {
     /// (names, or prefixes ending in `*`, comma-separated, e.g. `client_*,other`). The load is
     /// their sum; each column is forecast on its own and the plan sizes for the combined
     /// forecast. Also prints the out-of-sample error of the lead window's forecast peak for the
-    /// aggregate (the sum forecast as one series) and both ways to combine the bands.
+    /// aggregate (the sum forecast as one series) and both ways to combine the bands. With
+    /// `--frontier`, every operating point is planned bottom-up and scored on the sum.
     #[arg(
         long,
         value_delimiter = ',',
@@ -841,9 +842,6 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         return super::concurrency::run_comparison(&r);
     }
     if let Some(quantiles) = &args.frontier {
-        if !r.parts.is_empty() {
-            bail!("--frontier does not take --group-columns yet; run one --quantile at a time");
-        }
         return run_frontier(args, &r, quantiles);
     }
     let started = std::time::Instant::now();
@@ -939,13 +937,25 @@ fn run_frontier(args: &SimulateArgs, r: &Resolved, quantiles: &[f64]) -> anyhow:
         bail!("--output writes one plan; run without --frontier (or with --quantile) for it");
     }
     let started = std::time::Instant::now();
-    let bar = progress_bar(sim::frontier::work_units(
-        &r.series,
-        &r.settings,
-        &quantiles,
-    ));
-    let f = sim::frontier::frontier(&r.series, &r.settings, &quantiles, &|| bar.inc(1));
-    bar.finish_and_clear();
+    let f = if r.parts.is_empty() {
+        let units = sim::frontier::work_units(&r.series, &r.settings, &quantiles);
+        let bar = progress_bar(units);
+        let f = sim::frontier::frontier(&r.series, &r.settings, &quantiles, &|| bar.inc(1));
+        bar.finish_and_clear();
+        f
+    } else {
+        // every operating point bottom-up over the columns, scored on their sum
+        let rule = combine_rule(args)?;
+        let refits = r.series.len() / r.settings.refresh_steps.max(1);
+        let bar = progress_bar(refits * (quantiles.len() + 1));
+        let f = sim::frontier::frontier_by(&r.series, &r.settings, &quantiles, &|at| {
+            sim::group::simulate_grouped(&r.parts, at, rule, &|| bar.inc(1))
+                .expect("the columns were summed when the trace was read")
+                .report
+        });
+        bar.finish_and_clear();
+        f
+    };
     print!("{}", frontier_table(r, &f, started.elapsed()));
     if let Some(path) = &args.plot {
         write_frontier_plot(path, r, &f)?;

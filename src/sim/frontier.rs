@@ -83,6 +83,19 @@ pub fn frontier(
     quantiles: &[f64],
     progress: &(dyn Fn() + Sync),
 ) -> Frontier {
+    frontier_by(series, s, quantiles, &|at| {
+        simulate_observed(series, at, progress)
+    })
+}
+
+/// [`frontier`] with each operating point planned by `plan` (e.g. bottom-up over the columns
+/// whose sum is `series`, `sim::group`); `series` is what every point is scored on.
+pub fn frontier_by(
+    series: &Series,
+    s: &SimSettings,
+    quantiles: &[f64],
+    plan: &dyn Fn(&SimSettings) -> SimReport,
+) -> Frontier {
     let points: Vec<FrontierPoint> = std::iter::once(None)
         .chain(quantiles.iter().copied().map(Some))
         .map(|q| {
@@ -95,7 +108,7 @@ pub fn frontier(
             }
             FrontierPoint {
                 quantile: q,
-                report: simulate_observed(series, &at, progress),
+                report: plan(&at),
             }
         })
         .collect();
