@@ -114,6 +114,8 @@ pub struct Metrics {
     pub observed_load: Family<ScalerMetricLabels, FloatGauge>,
     /// The request duration each concurrency metric is sized with (Little's law).
     pub request_duration: Family<ScalerMetricLabels, FloatGauge>,
+    /// Each `groupBy` metric: the series its last bottom-up forecast combined.
+    pub group_series: Family<ScalerMetricLabels, Gauge>,
     pub backtest_error: Family<ScalerMetricLabels, FloatGauge>,
     pub scale_operations: Family<ScaleLabels, Counter>,
     /// Each guard of each scaler: 1 while breached, else 0 (no series while it cannot be read).
@@ -154,6 +156,7 @@ pub const NAMES: &[&str] = &[
     "prescale_scaler_forecast_load",
     "prescale_scaler_observed_load",
     "prescale_scaler_request_duration_seconds",
+    "prescale_scaler_group_series",
     "prescale_scaler_forecast_backtest_error",
     "prescale_scale_operations_total",
     "prescale_scaler_condition",
@@ -191,6 +194,7 @@ impl Metrics {
             forecast_now: Family::default(),
             observed_load: Family::default(),
             request_duration: Family::default(),
+            group_series: Family::default(),
             backtest_error: Family::default(),
             scale_operations: Family::default(),
             guard_breached: Family::default(),
@@ -317,6 +321,12 @@ impl Metrics {
             "The request duration a metric with concurrency (Little's law) is sized with: the \
              newest value of its durationQuery of the last hour; no series while there is none",
             self.request_duration.clone(),
+        );
+        self.registry.register(
+            "prescale_scaler_group_series",
+            "A metric with groupBy: the series its last bottom-up forecast combined (alert before \
+             it reaches maxSeries); no series without groupBy or without such a forecast",
+            self.group_series.clone(),
         );
         self.registry.register(
             "prescale_scaler_forecast_backtest_error",
@@ -536,6 +546,7 @@ impl Metrics {
         self.forecast_now.remove(&l);
         self.observed_load.remove(&l);
         self.request_duration.remove(&l);
+        self.group_series.remove(&l);
         self.backtest_error.remove(&l);
         self.upstream_ceiling.remove(&l);
     }
@@ -639,6 +650,7 @@ mod tests {
         m.forecast_now.get_or_create(&sm).set(100.0);
         m.observed_load.get_or_create(&sm).set(98.0);
         m.request_duration.get_or_create(&sm).set(27.5);
+        m.group_series.get_or_create(&sm).set(3);
         m.backtest_error.get_or_create(&sm).set(0.07);
         m.scale_operations
             .get_or_create(&ScaleLabels {

@@ -16,7 +16,9 @@ use std::time::Duration;
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
-use support::scenario::{create_scaler, prescale_forecast, scaler_path, start_operator, wait_for};
+use support::scenario::{
+    create_scaler, prescale_forecast, scaler_path, scrape, start_operator, wait_for,
+};
 use support::{Prometheus, find_condition, openmetrics_gauge, report, unix_now};
 
 const METRIC: &str = "litellm_requests_per_second";
@@ -74,7 +76,7 @@ fn a_group_by_metric_scales_on_the_total_and_shows_the_top_contributors() {
     kube.create_namespace(ns);
     kube.create_deployment(ns, name, 3);
     create_scaler(kube, scaler(ns, name, None));
-    let (mut op, _) = start_operator(kube, ns, &prom.url(), None, "1s");
+    let (mut op, http) = start_operator(kube, ns, &prom.url(), None, "1s");
     let path = scaler_path(ns, name);
     let wait = Duration::from_secs(90);
     let s = wait_for(&mut op, kube, &path, "ten replicas", wait, |s| {
@@ -110,6 +112,12 @@ fn a_group_by_metric_scales_on_the_total_and_shows_the_top_contributors() {
         "{}",
         s["status"]
     );
+    // the series count is on /metrics, for an alert before maxSeries
+    let gauge = format!(
+        "prescale_scaler_group_series{{namespace=\"{ns}\",name=\"{name}\",metric=\"requests\"}} 3"
+    );
+    let metrics = scrape(&http);
+    assert!(metrics.contains(&gauge), "no {gauge} in {metrics}");
     op.assert_never_forbidden();
     // `prescale forecast --group-by` lists the same contributors, read from the same Prometheus
     let query = format!("{METRIC}{{namespace=\"default\"}}");

@@ -505,7 +505,8 @@ fn plan(
 }
 
 /// The decision on the operator's metrics: the metrics without data by reason, and each
-/// metric's forecast peak, forecast now, observed load and backtest error.
+/// metric's forecast peak, forecast now, observed load, request duration, grouped series and
+/// backtest error.
 fn export_decision(run: &Run<'_>, decision: &Decision, outcomes: &[MetricOutcome]) {
     let mx = &run.ctx.metrics;
     for m in &decision.metrics {
@@ -532,6 +533,17 @@ fn export_decision(run: &Run<'_>, decision: &Decision, outcomes: &[MetricOutcome
         Metrics::set_or_remove(&mx.forecast_now, &labels, forecast_now);
         Metrics::set_or_remove(&mx.observed_load, &labels, o.observed);
         Metrics::set_or_remove(&mx.request_duration, &labels, o.duration);
+        let series = o.fit.as_ref().and_then(|f| f.group.as_ref());
+        match series {
+            Some(g) => {
+                mx.group_series
+                    .get_or_create(&labels)
+                    .set(g.parts.len() as i64);
+            }
+            None => {
+                mx.group_series.remove(&labels);
+            }
+        }
         let backtest = o.fit.as_ref().and_then(|f| f.backtest_error);
         Metrics::set_or_remove(&mx.backtest_error, &labels, backtest);
     }
