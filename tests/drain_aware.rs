@@ -24,7 +24,7 @@ use std::time::Duration;
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::KubeCluster;
-use support::scenario::{create_scaler, scaler_path, scrape, start_operator};
+use support::scenario::{create_scaler, scaler_path, scrape, start_operator, wait_for};
 use support::{
     Prometheus, find_condition, join_openmetrics, openmetrics_gauge, report, unix_now, wait_until,
 };
@@ -134,17 +134,15 @@ fn the_replicaset_removes_the_idlest_pods_after_prescale_sets_their_deletion_cos
     let chart = "drainAware:\n  enabled: true\n";
     let (mut op, http) = start_operator(kube, ns, &prom.url(), Some(chart), "1s");
 
-    wait_until(Duration::from_secs(90), Duration::from_millis(100), || {
-        op.assert_running();
-        (kube.deployment_replicas(ns, name) == WANT as i64).then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "never scaled down to {WANT}: {}\n{}",
-            kube.get(&scaler_path(ns, name))["status"],
-            op.log_tail(40)
-        )
-    });
+    let path = scaler_path(ns, name);
+    wait_for(
+        &mut op,
+        kube,
+        &path,
+        "the scale-down",
+        Duration::from_secs(90),
+        |_| kube.deployment_replicas(ns, name) == WANT as i64,
+    );
     // the ReplicaSet deletes the pods with the lowest cost: the busiest remain
     let after = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
         let p = pods(kube, ns, name);
@@ -206,17 +204,14 @@ fn without_the_pod_rbac_the_scale_down_waits_max_wait_then_goes_ahead_without_co
     let (mut op, _) = start_operator(kube, ns, &prom.url(), Some(chart), "1s");
     let path = scaler_path(ns, name);
 
-    let held = wait_until(Duration::from_secs(90), Duration::from_millis(100), || {
-        op.assert_running();
-        Some(kube.get(&path)).filter(|s| able(s).1 == "DrainAwareUnavailable")
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "no hold: {}\n{}",
-            kube.get(&path)["status"],
-            op.log_tail(40)
-        )
-    });
+    let held = wait_for(
+        &mut op,
+        kube,
+        &path,
+        "the hold",
+        Duration::from_secs(90),
+        |s| able(s).1 == "DrainAwareUnavailable",
+    );
     let held_at = unix_now();
     let (status, _, message) = able(&held);
     assert_eq!(status, "False");
@@ -229,17 +224,14 @@ fn without_the_pod_rbac_the_scale_down_waits_max_wait_then_goes_ahead_without_co
     assert_eq!(ready["reason"], "DrainAwareUnavailable", "{ready}");
 
     // after maxWait: scaled down without the costs, and said so
-    wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
-        op.assert_running();
-        (kube.deployment_replicas(ns, name) == WANT as i64).then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "never scaled down: {}\n{}",
-            kube.get(&path)["status"],
-            op.log_tail(40)
-        )
-    });
+    wait_for(
+        &mut op,
+        kube,
+        &path,
+        "the scale-down",
+        Duration::from_secs(60),
+        |_| kube.deployment_replicas(ns, name) == WANT as i64,
+    );
     let waited = unix_now() - held_at;
     assert!(
         waited >= max_wait - 3,

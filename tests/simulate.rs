@@ -109,6 +109,17 @@ fn prescale() -> Command {
     Command::new(env!("CARGO_BIN_EXE_prescale"))
 }
 
+/// The stdout of a `prescale` run that must have succeeded (else its stdout and stderr).
+fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn cli_writes_plan_csv_and_plot() {
     let dir = std::env::temp_dir().join(format!("prescale-sim-{}", std::process::id()));
@@ -138,12 +149,7 @@ fn cli_writes_plan_csv_and_plot() {
         ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     for want in [
         "violation steps",
         "unserved %",
@@ -189,11 +195,7 @@ fn cli_lead_time_auto_plans_with_the_startup() {
             .args(["--output", csv.to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out);
         std::fs::read_to_string(&csv).unwrap()
     };
     let auto = run("Auto");
@@ -239,12 +241,7 @@ fn cli_spec_schedules_raise_the_plan_in_their_window() {
         .args(["--output", csv.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let plan = std::fs::read_to_string(&csv).unwrap();
     let rows: Vec<(i64, u32, String)> = plan
         .lines()
@@ -291,12 +288,7 @@ fn cli_frontier_prints_each_point_beside_the_same_budget_reactive_and_plots_both
             .unwrap()
     };
     let out = run(&["--frontier", "0.6,0.95", "--plot", svg.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("reactive at the same budget"), "{stdout}");
     let rows: Vec<&str> = stdout
         .lines()
@@ -352,13 +344,7 @@ fn cli_group_columns_plan_bottom_up_and_the_frontier_takes_them_too() {
             .args(extra)
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{extra:?}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        succeeded(&out)
     };
     let stdout = run(&[]);
     assert!(
@@ -580,12 +566,7 @@ fn cli_duration_column_sizes_on_concurrency_and_scores_against_it() {
         .arg(plan.to_str().unwrap())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("concurrency sizing: requests x mean duration (exec_seconds, 5-step mean")
             && stdout.contains("scored against concurrency"),
@@ -616,12 +597,7 @@ fn cli_duration_column_sizes_on_concurrency_and_scores_against_it() {
         .arg("--compare-rate")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     for want in [
         "concurrency (Little's law)",
         "rate, mean-duration target",
@@ -773,12 +749,7 @@ fn cli_upstream_limit_from_the_spec_or_the_flag_prints_the_trade() {
             .args(extra)
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = succeeded(&out);
         let plan = std::fs::read_to_string(&csv).unwrap();
         let max = plan
             .lines()
