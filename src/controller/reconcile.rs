@@ -918,6 +918,28 @@ async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, Duration) {
     (out, started.elapsed())
 }
 
+/// The points of `query` on `source` from `window` seconds ago to now at `step`, resolved
+/// through the sources layer for this scaler (its access rules and namespace isolation) and
+/// timed ([`timed_query`]): the short reads of a guard, an upstream limit and a request
+/// duration.
+async fn recent_points(
+    run: &Run<'_>,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    (source, query): (&str, &str),
+    window: i64,
+    step: i64,
+) -> Result<Vec<(i64, f64)>, crate::sources::SourceError> {
+    let resolved = run
+        .ctx
+        .sources
+        .resolve(run.namespace, labels, source, query)?;
+    let now = run.now_s();
+    let read = resolved
+        .source
+        .range(&resolved.query, now - window, now, step);
+    timed_query(run, source, read).await
+}
+
 /// `query`'s answer from `source`, its duration observed in `prescale_query_duration_seconds`
 /// by source and result (the error's reason, or `ok`): every read of a source (a metric's
 /// history, a guard, a duration, an upstream limit, the per-pod values) goes through here.

@@ -5,7 +5,7 @@
 
 use tracing::warn;
 
-use super::{Run, timed_query};
+use super::{Run, recent_points};
 use crate::{
     api::MetricConfig,
     planner::{
@@ -33,19 +33,9 @@ pub(super) async fn duration(
     let failed = |e: crate::sources::SourceError| {
         unavailable(format!("the duration query failed ({}): {e}", e.reason()))
     };
-    let resolved = run
-        .ctx
-        .sources
-        .resolve(run.namespace, labels, &m.source, duration_query)
+    let window = DURATION_MAX_AGE - STEP;
+    let points = recent_points(run, labels, (&m.source, duration_query), window, STEP)
+        .await
         .map_err(failed)?;
-    let now = run.now_s();
-    let start = now - DURATION_MAX_AGE + STEP;
-    let result = timed_query(
-        run,
-        &m.source,
-        resolved.source.range(&resolved.query, start, now, STEP),
-    )
-    .await;
-    let points = result.map_err(failed)?;
-    read_duration(&points, now).map_err(|p| unavailable(p.to_string()))
+    read_duration(&points, run.now_s()).map_err(|p| unavailable(p.to_string()))
 }

@@ -7,7 +7,7 @@
 use kube::{ResourceExt, runtime::events::EventType};
 use tracing::warn;
 
-use super::{Run, events, forecasts::namespace_labels, timed_query};
+use super::{Run, events, forecasts::namespace_labels, recent_points};
 use crate::{
     api::{GuardConfig, ScalerConfig, conditions::reasons},
     planner::{Decision, GuardFailure, GuardInput, GuardState},
@@ -61,21 +61,9 @@ pub(super) async fn latest(
         reason: e.reason(),
         message: e.to_string(),
     };
-    let resolved = run
-        .ctx
-        .sources
-        .resolve(run.namespace, labels, source, query)
+    let points = recent_points(run, labels, (source, query), WINDOW, STEP)
+        .await
         .map_err(failed)?;
-    let now = run.now_s();
-    let result = timed_query(
-        run,
-        source,
-        resolved
-            .source
-            .range(&resolved.query, now - WINDOW, now, STEP),
-    )
-    .await;
-    let points = result.map_err(failed)?;
     points
         .iter()
         .rev()
