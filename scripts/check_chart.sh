@@ -4,7 +4,8 @@
 #   2. values.schema.json describes every key and refuses unknown ones; `helm lint --strict` with the default values and each charts/prescale/ci/*-values.yaml;
 #   3. `helm template` with the default values, each ci/*-values.yaml, the kind e2e's values, and
 #      with leader election, then `kubernetes-validate --strict` on every manifest and the CRD,
-#      for the oldest Kubernetes the chart supports (1.29) and kubectl's (1.35);
+#      for the oldest Kubernetes the chart supports (1.29: rendered with --kube-version 1.29.0 and
+#      without the ValidatingAdmissionPolicy, which is 1.30+) and kubectl's (1.35);
 #   4. what the chart must refuse, with the message it must say;
 #   5. every PredictiveScaler in examples/ and tests/e2e/ against the CRD's schema (unknown fields
 #      are errors: tests/harness/validate_cr.py; tests/examples.rs checks the CEL rules);
@@ -79,12 +80,18 @@ i=0
 for values in $CHART/ci/*-values.yaml tests/e2e/values.yaml; do
   i=$((i + 1))
   check "helm template -f $values" render "$OUT/values-$i.yaml" $CHART -f "$values"
+  # Kubernetes 1.29 has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy: the chart
+  # refuses floorMode/drainAware there unless rbac.admissionPolicy.enabled=false (checked below)
+  mkdir -p "$OUT/1.29"
+  check "helm template -f $values (Kubernetes 1.29, no admission policy)" render "$OUT/1.29/values-$i.yaml" \
+    $CHART -f "$values" --kube-version 1.29.0 --set rbac.admissionPolicy.enabled=false
 done
 check "helm template with leader election" leader_election_render
-for k8s in 1.29.0 1.35.0; do
-  check "kubernetes-validate --strict -k $k8s (all renders + CRD)" \
-    "$KV" --strict --quiet -k "$k8s" "$OUT"/*.yaml crds/predictivescalers.prescale.dev.yaml
-done
+check "kubernetes-validate --strict -k 1.29.0 (the 1.29 renders + CRD)" \
+  "$KV" --strict --quiet -k 1.29.0 "$OUT"/default.yaml "$OUT"/leader-election.yaml "$OUT"/1.29/*.yaml \
+  crds/predictivescalers.prescale.dev.yaml
+check "kubernetes-validate --strict -k 1.35.0 (all renders + CRD)" \
+  "$KV" --strict --quiet -k 1.35.0 "$OUT"/*.yaml crds/predictivescalers.prescale.dev.yaml
 
 check "refuses replicaCount 2 without leader election" \
   refuse "more than one replica needs leaderElection.enabled=true" --set replicaCount=2
@@ -97,6 +104,12 @@ check "refuses a secret reference without a key (schema)" \
 check "refuses a URL as a source name (schema)" \
   refuse "/sources/0/name" --set 'sources[0].name=http://evil' --set 'sources[0].url=http://q:9090'
 check "refuses a bad log format (schema)" refuse "/logFormat" --set logFormat=xml
+check "refuses drainAware on Kubernetes 1.29 with the admission policy on" \
+  refuse "Kubernetes v1.29.0 has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy" \
+  --kube-version 1.29.0 --set drainAware.enabled=true
+check "refuses an option's namespace that is not watched" \
+  refuse 'floorMode.namespaces lists "team-c", which watchNamespaces does not' \
+  --set 'watchNamespaces={team-a}' --set floorMode.enabled=true --set 'floorMode.namespaces={team-c}'
 
 mapfile -t scalers < <(grep -l '^kind: PredictiveScaler' examples/*.yaml tests/e2e/*.yaml)
 check "${#scalers[@]} PredictiveScalers against the CRD schema" \

@@ -1,5 +1,7 @@
 //! The Helm chart (`charts/prescale`), rendered by a real `helm template` and read back: RBAC is
-//! exactly what the operator's API calls need, the pod is hardened, the Deployment's arguments
+//! exactly what the operator's API calls need (an option's in its namespaces list only), the
+//! admission policy is bound to the operator's ServiceAccount when it may patch pods or
+//! autoscalers (what it refuses is tested on the API server: `kube_api.rs`), the pod is hardened, the Deployment's arguments
 //! are ones the `prescale` binary accepts (its own argument parser checks them), the sources file
 //! parses with the operator's own parser and every secret file it names is in a mounted,
 //! read-only volume, and the metrics Service, ServiceMonitor and NetworkPolicy fit together.
@@ -92,6 +94,20 @@ fn rules(role: &Value) -> Vec<String> {
         .collect()
 }
 
+/// One rule as [`rules`] prints it.
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> String {
+    format!("{} {} {}", json!(groups), json!(resources), json!(verbs))
+}
+
+/// The rules `floorMode.enabled` adds, in order.
+fn floor_rules() -> Vec<String> {
+    vec![
+        rule(&["autoscaling"], &["horizontalpodautoscalers"], &["patch"]),
+        rule(&["keda.sh"], &["scaledobjects"], &["get", "patch"]),
+        rule(&["prescale.dev"], &["predictivescalers"], &["patch"]),
+    ]
+}
+
 fn operator_rules(scale: &[(&str, &[&str])]) -> Vec<String> {
     let mut want = vec![
         json!([
@@ -143,13 +159,7 @@ fn floor_mode_adds_exactly_the_floor_writes() {
         return;
     };
     let mut want = operator_rules(&[("apps", &["deployments", "statefulsets", "replicasets"])]);
-    for w in [
-        json!([["autoscaling"], ["horizontalpodautoscalers"], ["patch"]]),
-        json!([["keda.sh"], ["scaledobjects"], ["get", "patch"]]),
-        json!([["prescale.dev"], ["predictivescalers"], ["patch"]]),
-    ] {
-        want.push(format!("{} {} {}", w[0], w[1], w[2]));
-    }
+    want.extend(floor_rules());
     assert_eq!(rules(one(&docs, "ClusterRole")), want);
 }
 
@@ -175,21 +185,46 @@ fn watched_namespaces_get_roles_and_nothing_cluster_wide() {
     };
     assert!(of_kind(&docs, "ClusterRole").is_empty());
     assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    // cluster-scoped: only the admission policy (it refuses; it grants nothing)
+    let cluster_scoped: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["metadata"]["namespace"].is_null())
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cluster_scoped,
+        [
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
+        ]
+    );
     let roles = of_kind(&docs, "Role");
     let namespaces: Vec<&str> = roles
         .iter()
         .map(|r| r["metadata"]["namespace"].as_str().unwrap())
         .collect();
     assert_eq!(namespaces, ["ai-gateway", "team-b"]);
-    // full-values.yaml has a source with allowedNamespaceSelector: the namespaces' labels are read
-    let mut want = operator_rules(&[
+    // full-values.yaml has a source with allowedNamespaceSelector: the namespaces' labels are read;
+    // drainAware (no namespaces list) is in both, floorMode only in ai-gateway and learnedLeadTime
+    // only in team-b (their namespaces lists)
+    let scale: &[(&str, &[&str])] = &[
         ("apps", &["deployments", "statefulsets"]),
         ("argoproj.io", &["rollouts"]),
-    ]);
-    want.push("[\"\"] [\"namespaces\"] [\"get\"]".into());
-    for role in &roles {
-        assert_eq!(rules(role), want);
-    }
+    ];
+    let mut ai_gateway = operator_rules(scale);
+    ai_gateway.insert(4, rule(&[""], &["pods"], &["get", "list", "patch"]));
+    ai_gateway.extend(floor_rules());
+    ai_gateway.push(rule(&[""], &["namespaces"], &["get"]));
+    let mut team_b = operator_rules(scale);
+    team_b.insert(
+        4,
+        rule(&["apps"], &["deployments", "statefulsets"], &["get"]),
+    );
+    team_b.insert(5, rule(&["argoproj.io"], &["rollouts"], &["get"]));
+    team_b.insert(6, rule(&[""], &["pods"], &["get", "list", "patch"]));
+    team_b.push(rule(&[""], &["namespaces"], &["get"]));
+    assert_eq!(rules(roles[0]), ai_gateway);
+    assert_eq!(rules(roles[1]), team_b);
     let bindings = of_kind(&docs, "RoleBinding");
     assert_eq!(bindings.len(), 2);
     for b in bindings {
@@ -636,4 +671,175 @@ fn drain_aware_adds_pod_access_only_when_enabled() {
         })
         .collect();
     assert_eq!(with_pods, vec!["team-a", "team-b"]);
+}
+
+#[test]
+fn an_options_namespaces_list_grants_it_in_those_namespaces_only() {
+    let Some(docs) = render(&[
+        "--set",
+        "drainAware.enabled=true",
+        "--set",
+        "drainAware.namespaces={team-a,team-b}",
+        "--set",
+        "floorMode.enabled=true",
+        "--set",
+        "floorMode.namespaces={team-b}",
+        "--set",
+        "learnedLeadTime.enabled=true",
+    ]) else {
+        return;
+    };
+    // cluster-wide: the core rules and learnedLeadTime (no list); no pods, no floor writes
+    let scale: &[(&str, &[&str])] = &[("apps", &["deployments", "statefulsets", "replicasets"])];
+    let mut cluster = operator_rules(scale);
+    cluster.insert(
+        3,
+        rule(
+            &["apps"],
+            &["deployments", "statefulsets", "replicasets"],
+            &["get"],
+        ),
+    );
+    assert_eq!(rules(one(&docs, "ClusterRole")), cluster);
+    // a Role in each listed namespace with only the options that list it
+    let roles = of_kind(&docs, "Role");
+    let by_ns: Vec<(&str, Vec<String>)> = roles
+        .iter()
+        .map(|r| (r["metadata"]["namespace"].as_str().unwrap(), rules(r)))
+        .collect();
+    let pods = rule(&[""], &["pods"], &["get", "list", "patch"]);
+    let mut team_b = vec![pods.clone()];
+    team_b.extend(floor_rules());
+    assert_eq!(by_ns, [("team-a", vec![pods]), ("team-b", team_b)]);
+    let bindings = of_kind(&docs, "RoleBinding");
+    assert_eq!(bindings.len(), 2);
+    for (b, r) in bindings.iter().zip(&roles) {
+        assert_eq!(b["metadata"]["namespace"], r["metadata"]["namespace"]);
+        assert_eq!(
+            b["roleRef"],
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prescale"})
+        );
+        assert_eq!(
+            b["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "prescale", "namespace": "prescale-system"}])
+        );
+    }
+}
+
+/// The rendered ValidatingAdmissionPolicy and its binding, if any.
+fn admission_policy(docs: &[Value]) -> Option<(&Value, &Value)> {
+    let policies = of_kind(docs, "ValidatingAdmissionPolicy");
+    let bindings = of_kind(docs, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(policies.len(), bindings.len(), "a binding per policy");
+    assert!(policies.len() <= 1);
+    policies.first().map(|p| (*p, bindings[0]))
+}
+
+/// The (apiGroups, apiVersions, resources, operations) a policy matches.
+fn policy_matches(policy: &Value) -> Vec<String> {
+    policy["spec"]["matchConstraints"]["resourceRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["apiGroups"], r["apiVersions"], r["resources"], r["operations"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_admission_policy_binds_the_operators_account_when_it_may_patch_pods_or_autoscalers() {
+    // no option that writes foreign objects, or the policy off: none
+    for args in [
+        &[][..],
+        &["--set", "learnedLeadTime.enabled=true"],
+        &[
+            "--set",
+            "drainAware.enabled=true",
+            "--set",
+            "rbac.admissionPolicy.enabled=false",
+        ],
+    ] {
+        let Some(docs) = render(args) else { return };
+        assert!(admission_policy(&docs).is_none(), "{args:?}");
+    }
+    let ops = r#"["CREATE","UPDATE","DELETE"]"#;
+    let pods = format!(r#"[""] ["v1"] ["pods"] {ops}"#);
+    let floor = [
+        format!(r#"["autoscaling"] ["v2"] ["horizontalpodautoscalers"] {ops}"#),
+        format!(r#"["keda.sh"] ["*"] ["scaledobjects"] {ops}"#),
+        format!(r#"["prescale.dev"] ["*"] ["predictivescalers"] {ops}"#),
+    ];
+    for (args, want) in [
+        (
+            &["--set", "drainAware.enabled=true"][..],
+            vec![pods.clone()],
+        ),
+        (&["--set", "floorMode.enabled=true"][..], floor.to_vec()),
+        (
+            &[
+                "--set",
+                "floorMode.enabled=true",
+                "--set",
+                "drainAware.enabled=true",
+                "--set",
+                "drainAware.namespaces={team-a}",
+            ][..],
+            [vec![pods.clone()], floor.to_vec()].concat(),
+        ),
+    ] {
+        let Some(docs) = render(args) else { return };
+        let (policy, binding) = admission_policy(&docs).expect("a policy");
+        assert_eq!(policy_matches(policy), want, "{args:?}");
+        let spec = &policy["spec"];
+        assert_eq!(spec["failurePolicy"], "Fail");
+        assert_eq!(spec["matchConstraints"]["matchPolicy"], "Equivalent");
+        // bound to the release's ServiceAccount only, by the policy's own match condition
+        assert_eq!(
+            spec["matchConditions"],
+            json!([{"name": "the-operators-service-account",
+                    "expression": "request.userInfo.username == 'system:serviceaccount:prescale-system:prescale'"}])
+        );
+        // one name per release namespace (the policy is cluster-scoped)
+        assert_eq!(policy["metadata"]["name"], "prescale-prescale-system");
+        assert_eq!(binding["metadata"]["name"], "prescale-prescale-system");
+        assert_eq!(binding["spec"]["policyName"], "prescale-prescale-system");
+        assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+        assert!(
+            binding["spec"]["matchResources"].is_null(),
+            "every namespace"
+        );
+        let validations = spec["validations"].as_array().unwrap();
+        assert_eq!(validations.len(), 2);
+        for v in validations {
+            assert!(
+                v["messageExpression"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("'system:serviceaccount:prescale-system:prescale may ")
+            );
+        }
+    }
+    // another ServiceAccount, and without the chart's RBAC: still bound to the operator's account
+    let Some(docs) = render(&[
+        "--set",
+        "drainAware.enabled=true",
+        "--set",
+        "rbac.create=false",
+        "--set",
+        "serviceAccount.name=ops",
+    ]) else {
+        return;
+    };
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
+    let (policy, _) = admission_policy(&docs).expect("a policy without rbac.create");
+    assert!(
+        policy["spec"]["matchConditions"][0]["expression"]
+            .as_str()
+            .unwrap()
+            .ends_with("'system:serviceaccount:prescale-system:ops'")
+    );
 }

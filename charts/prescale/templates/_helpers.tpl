@@ -52,6 +52,17 @@ Checks what the schema cannot say. Included by the Deployment, so every render r
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail (printf "replicaCount is %d, but more than one replica needs leaderElection.enabled=true (only the leader may scale); use replicaCount: 1" (int .Values.replicaCount)) }}
 {{- end }}
+{{- range $opt := list "floorMode" "drainAware" "learnedLeadTime" }}
+{{- $o := get $.Values $opt }}
+{{- range ($o.namespaces | default list) }}
+{{- if and $.Values.watchNamespaces (not (has . $.Values.watchNamespaces)) }}
+{{- fail (printf "%s.namespaces lists %q, which watchNamespaces does not: the operator never reconciles there; add it to watchNamespaces or remove it" $opt .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and (include "prescale.admissionPolicy" .) (not (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version)) }}
+{{- fail (printf "floorMode and drainAware let the operator patch HorizontalPodAutoscalers, ScaledObjects and pods it does not own, and only the chart's ValidatingAdmissionPolicy limits those patches to the floor and the pod-deletion-cost annotation; Kubernetes %s has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (1.30 and later): upgrade the cluster, or set rbac.admissionPolicy.enabled=false to accept unrestricted patches (README \"Security model\")" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- $names := list }}
 {{- range (include "prescale.sourceList" . | fromYamlArray) }}
 {{- if has .name $names }}
@@ -159,8 +170,36 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
 {{- toYaml (dict "secrets" $secrets "configMaps" $configMaps) }}
 {{- end }}
 
-{{/* The rules the operator needs, for a ClusterRole or for each namespace's Role. */}}
+{{/*
+Whether an option's rules (floorMode, drainAware, learnedLeadTime: .opt) go into a role:
+.ns "" is the ClusterRole (options without a namespaces list); with .watched a watched namespace's
+Role (options without a list, or listing it); else a Role of the option's own namespaces list.
+Renders "true" or nothing.
+*/}}
+{{- define "prescale.optionHere" -}}
+{{- if .opt.enabled }}
+{{- $list := .opt.namespaces | default list }}
+{{- if not .ns }}
+{{- if not $list }}true{{ end }}
+{{- else if has .ns $list }}true
+{{- else if and .watched (not $list) }}true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The rules the operator needs in one role: .root (the chart), .ns ("" for the ClusterRole), .core
+(the rules every scaler needs; a Role of an option's namespaces list has only the option's) and
+.watched (a watched namespace's Role). See prescale.optionHere.
+*/}}
 {{- define "prescale.rules" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $here := dict }}
+{{- range $opt := list "floorMode" "drainAware" "learnedLeadTime" }}
+{{- $_ := set $here $opt (include "prescale.optionHere" (dict "opt" (get $v $opt) "ns" $.ns "watched" $.watched)) }}
+{{- end }}
+{{- if .core }}
 # read the PredictiveScalers; the controller lists and watches them
 - apiGroups: [prescale.dev]
   resources: [predictivescalers]
@@ -171,7 +210,7 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
   verbs: [patch]
 # the targets' /scale subresource only: prescale never writes a target itself (it reads one
 # only with learnedLeadTime.enabled, below)
-{{- range .Values.rbac.scaleTargets }}
+{{- range $v.rbac.scaleTargets }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources:
   {{- range .resources }}
@@ -179,9 +218,10 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
   {{- end }}
   verbs: [get, patch]
 {{- end }}
-{{- if .Values.learnedLeadTime.enabled }}
+{{- end }}
+{{- if $here.learnedLeadTime }}
 # scaleUp.leadTime: Auto reads the targets themselves (get only), for status.readyReplicas
-{{- range .Values.rbac.scaleTargets }}
+{{- range $v.rbac.scaleTargets }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources:
   {{- range .resources }}
@@ -190,13 +230,14 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
   verbs: [get]
 {{- end }}
 {{- end }}
-{{- if .Values.drainAware.enabled }}
+{{- if $here.drainAware }}
 # scaleDown.drainAware: the target's pods (by its selector), and their pod-deletion-cost
-# annotation (a merge patch) before a scale-down
+# annotation (a merge patch) before a scale-down; the admission policy refuses any other change
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, patch]
 {{- end }}
+{{- if .core }}
 # events (events.k8s.io/v1, as kube-runtime's Recorder writes them; patch for repeated events)
 - apiGroups: [events.k8s.io]
   resources: [events]
@@ -205,9 +246,11 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [get, list, watch]
-{{- if .Values.floorMode.enabled }}
+{{- end }}
+{{- if $here.floorMode }}
 # floor mode: a scaler on an HPA or a KEDA ScaledObject sets its floor (a merge patch of
-# spec.minReplicas / spec.minReplicaCount and an annotation), and its own finalizer
+# spec.minReplicas / spec.minReplicaCount and an annotation), and its own finalizer; the
+# admission policy refuses any other change
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [patch]
@@ -218,8 +261,9 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
   resources: [predictivescalers]
   verbs: [patch]
 {{- end }}
+{{- if .core }}
 {{- $selectors := false }}
-{{- range (include "prescale.sourceList" . | fromYamlArray) }}
+{{- range (include "prescale.sourceList" $root | fromYamlArray) }}
 {{- if .allowedNamespaceSelector }}{{ $selectors = true }}{{ end }}
 {{- end }}
 {{- if $selectors }}
@@ -228,4 +272,30 @@ The Secrets and ConfigMaps the sources reference, as {"secrets": {name: [keys]},
   resources: [namespaces]
   verbs: [get]
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The namespaces named by an enabled option's namespaces list, sorted, as a YAML list. */}}
+{{- define "prescale.optionNamespaces" -}}
+{{- $all := list }}
+{{- range $opt := list "floorMode" "drainAware" "learnedLeadTime" }}
+{{- $o := get $.Values $opt }}
+{{- if $o.enabled }}
+{{- $all = concat $all ($o.namespaces | default list) }}
+{{- end }}
+{{- end }}
+{{- toYaml ($all | uniq | sortAlpha) }}
+{{- end }}
+
+{{/*
+"true" when the chart renders its ValidatingAdmissionPolicy: rbac.admissionPolicy.enabled and an
+option that writes objects prescale does not own (floorMode: HPAs, ScaledObjects; drainAware: pods).
+*/}}
+{{- define "prescale.admissionPolicy" -}}
+{{- if and .Values.rbac.admissionPolicy.enabled (or .Values.floorMode.enabled .Values.drainAware.enabled) }}true{{ end }}
+{{- end }}
+
+{{/* The policy's (and its binding's) name: cluster-scoped, so one per release namespace. */}}
+{{- define "prescale.admissionPolicyName" -}}
+{{- printf "%s-%s" (include "prescale.fullname" .) .Release.Namespace }}
 {{- end }}
