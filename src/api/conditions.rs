@@ -60,6 +60,12 @@ pub mod reasons {
     pub const AMBIGUOUS_TARGET: &str = "AmbiguousTarget";
     pub const FAILED_GET_SCALE: &str = "FailedGetScale";
     pub const FAILED_UPDATE_SCALE: &str = "FailedUpdateScale";
+    /// Floor mode: another writer holds the HPA's or ScaledObject's floor at a value other
+    /// than the plan's; prescale leaves it (server-side apply, not forced).
+    pub const FLOOR_CONFLICT: &str = "FloorConflict";
+    /// Floor mode, a scaler being deleted: putting the owner's floor back failed; retried
+    /// with backoff, given up after a few refusals (then its finalizer goes).
+    pub const FLOOR_RESTORE_FAILED: &str = "FloorRestoreFailed";
     pub const DRY_RUN: &str = "DryRun";
     pub const DESIRED_WITHIN_RANGE: &str = "DesiredWithinRange";
     pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";

@@ -210,6 +210,25 @@ pub struct PredictiveScalerSpec {
     /// ask the provider for more quota, not for more replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSpec>,
+
+    /// Floor mode (a HorizontalPodAutoscaler or ScaledObject `scaleTargetRef`): how prescale
+    /// sets that object's floor. Read only in floor mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<FloorSpec>,
+}
+
+/// How prescale sets the floor of a HorizontalPodAutoscaler or ScaledObject.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FloorSpec {
+    /// Let the floor go below the object's own (its owner's) `minReplicas` /
+    /// `minReplicaCount`, down to this scaler's `minReplicas` when the forecast needs fewer.
+    /// The owner's value is the one prescale found when it took the floor over (kept in the
+    /// object's annotation `prescale.dev/original-min-replicas` and put back when the scaler
+    /// goes), or the one another writer set since. Default false: prescale only raises the
+    /// floor above the owner's value, never lowers it below.
+    #[serde(default)]
+    pub allow_below_owner: bool,
 }
 
 /// The upstream provider's limits.

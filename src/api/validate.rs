@@ -53,6 +53,8 @@ pub struct ScalerConfig {
     pub upstream: Vec<UpstreamConfig>,
     /// `scaleDown.drainAware`, read.
     pub drain_aware: Option<DrainAwareConfig>,
+    /// `floor.allowBelowOwner`: in floor mode, the floor may go below the object's own.
+    pub floor_below_owner: bool,
 }
 
 /// `scaleDown.drainAware`: where each pod's in-flight value is read, and how long a
@@ -239,6 +241,7 @@ pub fn validate_with(
         guards,
         drain_aware,
         upstream,
+        floor_below_owner: spec.floor.as_ref().is_some_and(|f| f.allow_below_owner),
     })
 }
 

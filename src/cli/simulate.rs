@@ -516,6 +516,7 @@ fn crd_defaults() -> crate::api::PredictiveScalerSpec {
         schedules: Vec::new(),
         guards: Vec::new(),
         upstream: None,
+        floor: None,
     }
 }
 

@@ -12,21 +12,24 @@
 //!    query (IO), [`plan`] the replica count (pure, with the scaler's memory), and announce the
 //!    guards that turned breached or healthy, an upstream ceiling that started to cap the count,
 //!    and the scheduled windows that started or ended since the stored status (IO: events);
-//! 5. [`write_target`]: its `/scale` (in floor mode, the HPA's or ScaledObject's floor) in
-//!    `Active` mode, a notice in `DryRun` (which puts back a floor prescale raised) (IO); with
+//! 5. [`write_target`]: its `/scale` (in floor mode, the HPA's or ScaledObject's floor:
+//!    [`floor_mode`]) in `Active` mode, a notice in `DryRun` (which puts back a floor prescale
+//!    raised) (IO); with
 //!    `scaleDown.drainAware`, a scale-down first sets the pods' deletion costs
 //!    ([`drain::prepare`]: pods, the pod query, annotations) or waits for them;
 //! 6. [`write_status`]: the status when it changed, the per-scaler gauges, Warning events (IO).
 //!
 //! Stages 1 to 5 return `Result<_, End>`: an [`End`] stops the pipeline early with the status
 //! to report and what follows it. [`reconcile_inner`] turns every end, early or not, into the
-//! status write and the requeue in one `match`. A deleted scaler in floor mode only [`finalize`]s;
+//! status write and the requeue in one `match`. A deleted scaler in floor mode only
+//! [`floor_mode::finalize`]s (and gives up a restore the API server keeps refusing);
 //! before stage 1, a scaler retargeted away from a floor object puts that object's floor back
 //! ([`retarget`]).
 
 mod concurrency;
 mod drain;
 mod events;
+mod floor_mode;
 mod forecasts;
 mod guards;
 mod lead_time;
@@ -92,6 +95,9 @@ pub(crate) struct ScalerState {
     drain: planner::drain::DrainMemory,
     /// An earlier floor target (`status.floorTarget`) whose floor is not back yet.
     unrestored_floor: Option<ScaleTargetRef>,
+    /// A scaler being deleted: how many times the API server refused to put back each floor
+    /// object's floor (by `Kind/name`), up to [`floor_mode::RESTORE_ATTEMPTS`].
+    restore_refusals: HashMap<String, u32>,
 }
 
 /// What every stage of one reconcile reads.
@@ -200,7 +206,7 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
 /// The pipeline, and the one place where its end becomes the status write and the requeue.
 async fn reconcile_inner(run: &Run<'_>, state: &mut ScalerState) -> Result<Action> {
     if run.ps.metadata.deletion_timestamp.is_some() && floor::has_finalizer(run.ps) {
-        return finalize(run).await;
+        return floor_mode::finalize(run, state).await;
     }
     state.unrestored_floor = retarget::restore_previous(run).await;
     let end = match stages(run, state).await {
@@ -219,30 +225,6 @@ async fn reconcile_inner(run: &Run<'_>, state: &mut ScalerState) -> Result<Actio
         End::LeaseLost => Ok(Action::await_change()),
         End::Failed(e) => Err(e),
     }
-}
-
-/// A deleted scaler in floor mode: the floor it raised is put back (also an earlier target's
-/// not yet restored, [`retarget`]), then its finalizer goes.
-async fn finalize(run: &Run<'_>) -> Result<Action> {
-    let Some(budget) = run.ctx.write_budget() else {
-        return Ok(Action::await_change());
-    };
-    let client = &run.ctx.client;
-    let spec = &run.ps.spec.scale_target_ref;
-    let recorded = run.previous().and_then(|s| s.floor_target.as_ref());
-    for target in floor::retargeted_from(recorded, spec)
-        .into_iter()
-        .chain([spec])
-    {
-        floor::restore(client, run.namespace, target)
-            .await
-            .map_err(Error::Floor)?;
-    }
-    floor::set_finalizer(client, run.ps, false, budget)
-        .await
-        .map_err(Error::Floor)?;
-    info!("floor restored; finalizer removed");
-    Ok(Action::await_change())
 }
 
 /// Stages 1 to 5: the status a full evaluation reports, or an early end.
@@ -264,7 +246,7 @@ async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report
         run,
         &config,
         state,
-        target.current,
+        target.planned_from(),
         &outcomes,
         &readings,
         &quotas,
@@ -310,12 +292,30 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
-    /// The config with the floor object's maximum as a bound too (and the minimum under it).
+    /// In floor mode, the config bounded by the floor object too: its maximum, and its
+    /// owner's floor as the least (unless `floor.allowBelowOwner`).
     fn bound(&self, mut config: ScalerConfig) -> ScalerConfig {
-        let object_max = self.floor.as_ref().and_then(|(o, _)| o.max);
-        (config.min_replicas, config.max_replicas) =
-            floor::bounds(config.min_replicas, config.max_replicas, object_max);
+        if let Some((obj, _)) = &self.floor {
+            let owner = (!config.floor_below_owner).then(|| floor::owner_floor(obj));
+            (config.min_replicas, config.max_replicas) =
+                floor::bounds(config.min_replicas, config.max_replicas, obj.max, owner);
+        }
         config
+    }
+
+    /// Where the plan starts: the target's replicas; in floor mode the floor now, which is
+    /// what prescale sets, and the workload's replicas for the guards. Not the workload's
+    /// replicas for the rest: the autoscaler scaled them, and a plan starting from them would
+    /// hold the floor at that size (a new scaler's stabilisation window counts where it starts
+    /// as recommended; a scale-down rate counts from it).
+    fn planned_from(&self) -> planner::Current {
+        match &self.floor {
+            Some((obj, _)) => planner::Current {
+                set: obj.min,
+                running: self.current,
+            },
+            None => planner::Current::of(self.current),
+        }
     }
 }
 
@@ -398,8 +398,20 @@ async fn read_floor(
             let message = format!("{desc} not found");
             Err(run.target_problem(reasons::TARGET_NOT_FOUND, &message, Then::Requeue))
         }
+        // a kind nobody serves (KEDA's CRD not installed): no object to read until it is
+        Err(e) if floor::not_installed(&e) => {
+            let remedy = match kind {
+                FloorKind::Keda => " (install KEDA, or point scaleTargetRef at the workload)",
+                FloorKind::Hpa => "",
+            };
+            let message = format!(
+                "{desc} cannot be read: {}{remedy}",
+                floor::describe(kind, &e)
+            );
+            Err(run.target_problem(reasons::TARGET_NOT_FOUND, &message, Then::Requeue))
+        }
         Err(e) => {
-            let message = format!("reading {desc}: {e}");
+            let message = format!("reading {desc}: {}", floor::describe(kind, &e));
             let then = Then::Retry(Error::GetScale(e));
             Err(run.target_problem(reasons::FAILED_GET_SCALE, &message, then))
         }
@@ -479,7 +491,7 @@ fn plan(
     run: &Run<'_>,
     config: &ScalerConfig,
     state: &mut ScalerState,
-    current: u32,
+    current: planner::Current,
     outcomes: &[MetricOutcome],
     readings: &[Result<f64, planner::GuardFailure>],
     quotas: &[planner::QuotaReading],
@@ -493,10 +505,11 @@ fn plan(
         Mode::Active => {
             state.dry_run = planner::DryRunState::default();
             let planner = &mut state.planner;
-            planner::plan_with_readings(now, current, &policy, &inputs, &guards, quotas, planner)
+            planner::plan_from(now, current, &policy, &inputs, &guards, quotas, planner)
         }
         Mode::DryRun => {
             let dry_run = &mut state.dry_run;
+            let current = current.set;
             planner::plan_dry_run(now, current, &policy, &inputs, &guards, quotas, dry_run)
         }
     };
@@ -556,6 +569,16 @@ struct Written {
     scaled_at: Option<Time>,
 }
 
+impl Written {
+    /// A write that left the target as it was.
+    fn unchanged(write: status::Write) -> Self {
+        Self {
+            write,
+            scaled_at: None,
+        }
+    }
+}
+
 /// Stage 5: the decision applied. `DryRun` announces what it would do (once per new count)
 /// and writes nothing; `Active` writes `/scale` when the count changes.
 async fn write_target(
@@ -566,14 +589,11 @@ async fn write_target(
     decision: &Decision,
 ) -> Result<Written, End> {
     let _stage = Stage::enter("write target");
-    let unchanged = |write| Written {
-        write,
-        scaled_at: None,
-    };
+    let unchanged = Written::unchanged;
     match config.mode {
         Mode::DryRun => {
             if target.floor.is_some() {
-                restore_floor(run).await?;
+                floor_mode::restore_floor(run).await?;
             }
             let previous = run.previous().and_then(|s| s.desired_replicas);
             if decision.desired != target.current && previous != Some(decision.desired as i32) {
@@ -589,7 +609,9 @@ async fn write_target(
             }
             Ok(unchanged(status::Write::DryRun))
         }
-        Mode::Active if target.floor.is_some() => set_floor(run, state, target, decision).await,
+        Mode::Active if target.floor.is_some() => {
+            floor_mode::set_floor(run, config, state, target, decision).await
+        }
         Mode::Active if decision.desired == target.current => {
             Ok(unchanged(status::Write::Active(Ok(()))))
         }
@@ -601,79 +623,6 @@ async fn write_target(
             scale(run, state, target, decision).await
         }
     }
-}
-
-/// `DryRun` in floor mode: the floor prescale raised is put back and the finalizer goes.
-async fn restore_floor(run: &Run<'_>) -> Result<(), End> {
-    let Some(budget) = run.ctx.write_budget() else {
-        return Err(End::LeaseLost);
-    };
-    let client = &run.ctx.client;
-    let restored = match floor::restore(client, run.namespace, &run.ps.spec.scale_target_ref).await
-    {
-        Ok(()) => floor::set_finalizer(client, run.ps, false, budget).await,
-        Err(e) => Err(e),
-    };
-    restored.map_err(|e| {
-        let message = format!(
-            "restoring the floor of {}: {e}",
-            run.ps.spec.scale_target_ref.name
-        );
-        let then = Then::Retry(Error::Floor(e));
-        run.target_problem(reasons::FAILED_UPDATE_SCALE, &message, then)
-    })
-}
-
-/// `Active` in floor mode: the decision's count, under the object's own maximum, as its floor
-/// (written when it differs, after the finalizer that restores it); the autoscaler scales
-/// above it. A change spends the rate budget like a scale.
-async fn set_floor(
-    run: &Run<'_>,
-    state: &mut ScalerState,
-    target: &Target<'_>,
-    decision: &Decision,
-) -> Result<Written, End> {
-    let (obj, api) = target.floor.as_ref().expect("floor mode");
-    let value = floor::floor_value(decision.desired, obj.max);
-    if floor::floor_patch(obj, value).is_none() {
-        return Ok(Written {
-            write: status::Write::Active(Ok(())),
-            scaled_at: None,
-        });
-    }
-    let Some(budget) = run.ctx.write_budget() else {
-        return Err(End::LeaseLost);
-    };
-    let written = match floor::set_finalizer(&run.ctx.client, run.ps, true, budget).await {
-        Ok(()) => floor::set_floor(api, &target.reference.name, obj, value, budget).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = written {
-        warn!(error = %e, "setting the floor failed");
-        let message = format!("updating the floor of {}: {e}", target.desc);
-        let write = status::Write::Active(Err(message));
-        let report = status::Report::decided(decision, target.current, &write, None, &[]);
-        return Err(End::report(report, Then::Retry(Error::UpdateScale(e))));
-    }
-    planner::record_scale(&mut state.planner, run.now_s(), obj.min, value);
-    lead_time::record(run, state, target.current, value);
-    info!(from = obj.min, to = value, "set the floor");
-    let note = format!(
-        "set the floor of {} from {} to {value}; {}",
-        target.desc,
-        obj.min,
-        events::why(decision)
-    );
-    let reason = if value > obj.min {
-        "FloorRaised"
-    } else {
-        "FloorLowered"
-    };
-    events::scale_event(run.ctx, run.ps, run.namespace, reason, note).await;
-    Ok(Written {
-        write: status::Write::Active(Ok(())),
-        scaled_at: Some(Time(run.now)),
-    })
 }
 
 /// Sets the target's replicas to the decision's (`Active`, a change): on success it spends the

@@ -232,6 +232,8 @@ pub enum Write {
     DryRun,
     /// Active; a scale-down held by drain-aware scale-in, with why (`scaleDown.drainAware`).
     DrainAwareHeld(String),
+    /// Active, floor mode; another writer holds the floor at another value, with what it is.
+    FloorConflict(String),
 }
 
 /// Conditions after a decision: `Ready` sums up the other three (the forecast first, then
@@ -299,6 +301,12 @@ fn able_condition(decision: &Decision, current: u32, write: &Write) -> Cond {
             types::ABLE_TO_SCALE,
             Status::False,
             reasons::DRAIN_AWARE_UNAVAILABLE,
+            why.clone(),
+        ),
+        Write::FloorConflict(why) => Cond::new(
+            types::ABLE_TO_SCALE,
+            Status::False,
+            reasons::FLOOR_CONFLICT,
             why.clone(),
         ),
         Write::Active(Err(e)) => Cond::new(

@@ -370,6 +370,45 @@ pub fn plan_with_readings(
     upstream: &[QuotaReading],
     state: &mut PlannerState,
 ) -> Decision {
+    let current = Current::of(current);
+    plan_from(now, current, policy, metrics, guards, upstream, state)
+}
+
+/// Where a plan starts. For a `/scale` target both counts are its replicas; in floor mode
+/// prescale sets the autoscaler's floor, and the workload runs what the autoscaler scaled it
+/// to, which may be more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Current {
+    /// The count prescale sets, as it is now (in floor mode, the floor): the plan starts from
+    /// it (the stabilisation window, the rate limits, a `Hold`, the bounds). Starting a floor
+    /// from the workload's replicas would hold it at the size the autoscaler scaled to.
+    pub set: u32,
+    /// The replicas the workload runs: a breached guard steps up from them, and a guard holds
+    /// them, which is what it protects.
+    pub running: u32,
+}
+
+impl Current {
+    /// Both counts `n` (a `/scale` target).
+    pub fn of(n: u32) -> Self {
+        Self { set: n, running: n }
+    }
+}
+
+/// [`plan_with_readings`] from `current`, whose two counts differ in floor mode ([`Current`]).
+pub fn plan_from(
+    now: i64,
+    current: Current,
+    policy: &Policy,
+    metrics: &[MetricInput<'_>],
+    guards: &[GuardInput<'_>],
+    upstream: &[QuotaReading],
+    state: &mut PlannerState,
+) -> Decision {
+    let Current {
+        set: current,
+        running,
+    } = current;
     state.prune(now, policy);
     let window_end = now + (policy.lead_time + policy.interval).as_secs() as i64;
     let decisions: Vec<MetricDecision> = metrics
@@ -383,7 +422,7 @@ pub fn plan_with_readings(
     let (scheduled_count, scheduled) = apply_schedules(ceiling.count, &schedules, policy);
     let guarded = guard::apply(
         now,
-        current,
+        running,
         scheduled_count,
         policy.max_replicas,
         guards,
@@ -1149,5 +1188,53 @@ mod tests {
         assert_eq!((d.desired, d.limit), (9, Limit::ScaleUpLimit));
         let d = plan_with_guards(700, 19, &p, &[], &at(0.9), &mut PlannerState::default());
         assert_eq!(d.desired, 20);
+    }
+
+    #[test]
+    fn a_floor_is_planned_from_itself_and_a_guard_from_the_running_replicas() {
+        // floor mode: the floor is 3, the autoscaler runs the workload at 8, the load needs 5
+        let need = |v: f64| {
+            [MetricInput {
+                name: "requests",
+                target_per_replica: 1.0,
+                observed: Some(v),
+                forecast: Err(Unavailable::new(NoForecast::Empty, "none")),
+                duration: None,
+            }]
+        };
+        let p = policy();
+        let floor = Current { set: 3, running: 8 };
+        let mut state = PlannerState::default();
+        let d = plan_from(0, floor, &p, &need(5.0), &[], &[], &mut state);
+        // not held at 8 by the cold start's window, nor by a scale-down rate counted from 8
+        assert_eq!((d.desired, d.stabilized), (5, false));
+        // from the floor prescale set, a drop is held by the window as usual
+        let floor = Current { set: 5, running: 8 };
+        let d = plan_from(60, floor, &p, &need(4.0), &[], &[], &mut state);
+        assert_eq!((d.desired, d.stabilized), (5, true));
+        // the same start from 8 (a /scale target at 8) is held at 8
+        let mut state = PlannerState::default();
+        let d = plan_from(0, Current::of(8), &p, &need(5.0), &[], &[], &mut state);
+        assert_eq!((d.desired, d.stabilized), (8, true));
+        // a breached guard steps up from the replicas running, not from the floor
+        let g = Guard {
+            name: "p95".into(),
+            threshold: 0.5,
+            direction: Direction::Above,
+            step: GuardStep::Replicas(2),
+            hold_window: Duration::from_secs(600),
+        };
+        let breached = [GuardInput {
+            guard: &g,
+            reading: Ok(0.9),
+        }];
+        let unlimited = Policy {
+            max_replicas_per_minute: 0,
+            ..policy()
+        };
+        let floor = Current { set: 3, running: 8 };
+        let mut state = PlannerState::default();
+        let d = plan_from(0, floor, &unlimited, &need(5.0), &breached, &[], &mut state);
+        assert_eq!((d.desired, d.limit), (10, Limit::GuardBreached));
     }
 }

@@ -23,6 +23,9 @@ pub struct Fault {
     pub reason: &'static str,
     pub delay: Duration,
     pub count: usize,
+    /// Answer with this plain-text body instead of a `Status` (what the API server itself
+    /// answers for a path nobody serves: [`Fault::not_served`]).
+    pub plain_body: Option<&'static str>,
 }
 
 impl Fault {
@@ -39,6 +42,17 @@ impl Fault {
             reason,
             delay: Duration::ZERO,
             count: 1,
+            plain_body: None,
+        }
+    }
+
+    /// The API server's own answer for a path no API serves (a CRD not installed): a bare
+    /// `404 page not found` in plain text, not a `Status`, to every matching request.
+    pub fn not_served(method: &'static str, path_contains: &str) -> Fault {
+        Fault {
+            plain_body: Some("404 page not found\n"),
+            count: usize::MAX,
+            ..Fault::new(method, path_contains, 404, "NotFound")
         }
     }
 
@@ -145,6 +159,17 @@ impl ApiProxy {
         };
         if let Some(f) = fault {
             std::thread::sleep(f.delay);
+            if let Some(body) = f.plain_body {
+                return client.write_all(
+                    format!(
+                        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        f.status,
+                        f.reason,
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
             let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                 "message": format!("injected by the test proxy: {}", f.reason), "reason": f.reason, "code": f.status})
             .to_string();
