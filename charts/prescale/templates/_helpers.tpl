@@ -248,9 +248,10 @@ The rules the operator needs in one role: .root (the chart), .ns ("" for the Clu
   verbs: [get, list, watch]
 {{- end }}
 {{- if $here.floorMode }}
-# floor mode: a scaler on an HPA or a KEDA ScaledObject sets its floor (a merge patch of
-# spec.minReplicas / spec.minReplicaCount and an annotation), and its own finalizer; the
-# admission policy refuses any other change
+# floor mode: a scaler on an HPA or a KEDA ScaledObject sets its floor (a server-side apply of
+# spec.minReplicas / spec.minReplicaCount and the prescale.dev/original-min-replicas annotation;
+# a restore is a merge patch of both), and its own finalizer; the admission policy refuses any
+# other change
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [patch]
