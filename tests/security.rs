@@ -9,7 +9,7 @@
 //!   series, while one naming `namespace="team-b"` is refused.
 //! - One namespace's slow queries do not starve another's reads on a shared source with one
 //!   query slot; Prometheus gives up a slow query (its own `timeout`) before prescale stops
-//!   waiting, as its query log shows.
+//!   waiting, as its query log shows; a hung read of the namespace's labels is given up.
 //! - 100 well-behaved scalers beside a deliberately slow one: their reconcile latency, p50/p99, with
 //!   and without it (reported, not asserted: figures, not timings, are what tests give here).
 //!
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
-use support::cluster::KubeCluster;
+use support::cluster::{ApiProxy, Fault, KubeCluster};
 use support::{
     Controller, Prometheus, PrometheusOptions, find_condition, report, unix_now, wait_until,
 };
@@ -632,6 +632,92 @@ fn prometheus_gives_up_a_slow_query_before_prescale_stops_waiting() {
          ({} requests); the scaler: MetricsQueryTimeout ({message})",
         evals.join(", "),
         sent.len()
+    ));
+}
+
+#[test]
+fn a_hung_read_of_the_namespaces_labels_is_given_up() {
+    let prom = prometheus();
+    let kube = KubeCluster::shared();
+    let ns = "sec-nslabels";
+    let dir = support::TestDir::new("security-nslabels");
+    // a source that admits namespaces by a label tenants cannot set (the API server's own)
+    let selector = format!("{{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}");
+    let sources = dir.path().join("sources.yaml");
+    std::fs::write(
+        &sources,
+        format!(
+            "sources:\n  - {{name: labelled, url: \"{}\", allowedNamespaceSelector: {selector}}}\n",
+            prom.url()
+        ),
+    )
+    .unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        format!("sources:\n  - {{name: labelled, url: \"http://p:9090\", allowedNamespaceSelector: {selector}}}\n"),
+    )
+    .unwrap();
+    let proxy = ApiProxy::start(kube);
+    let kubeconfig = kube.operator_kubeconfig_for(ns, &[ns], Some(&proxy.url()), Some(&values));
+    // the namespace read hangs for two minutes (the client's own limit is 295 s)
+    let namespace_read = format!("/api/v1/namespaces/{ns}");
+    proxy.set_faults(vec![
+        Fault::new("GET", &namespace_read, 504, "Timeout")
+            .after(Duration::from_secs(120))
+            .times(1000),
+    ]);
+    create_pair(
+        kube,
+        ns,
+        "by-label",
+        "labelled",
+        r#"sum(proxy_rps{namespace="team-a"})"#,
+        "10",
+    );
+    let mut ctrl = start_operator(
+        &kubeconfig,
+        &[
+            "--sources-file",
+            &sources.display().to_string(),
+            "--namespaces",
+            ns,
+        ],
+        "info",
+    );
+    let t = Instant::now();
+    // within the API request timeout (10 s) and a reconcile: refused, not hung
+    let message = wait_until(Duration::from_secs(40), Duration::from_millis(250), || {
+        ctrl.assert_running();
+        let s = get_scaler(kube, ns, "by-label");
+        find_condition(&s, "ForecastAvailable")
+            .filter(|c| c["status"] == "False" && c["reason"] == "SourceNotAllowed")
+            .and_then(|c| c["message"].as_str().map(str::to_string))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "a hung namespace read held the scaler: {}\n{}",
+            get_scaler(kube, ns, "by-label")["status"],
+            ctrl.log_tail(30)
+        )
+    });
+    let refused_in = t.elapsed();
+    assert!(
+        proxy.count("GET", &namespace_read) >= 1,
+        "{:?}",
+        proxy.log()
+    );
+    assert!(
+        ctrl.log().contains("cannot read the namespace's labels"),
+        "{}",
+        ctrl.log_tail(30)
+    );
+    // the API server answers again: the label admits the namespace
+    proxy.set_faults(Vec::new());
+    wait_replicas(kube, &mut ctrl, ns, "by-label", 4);
+    report(&format!(
+        "[security] a namespace read that hangs 120 s: given up, the scaler refused {refused_in:.1?} after start \
+         ({message}); admitted by its label once the API server answers"
     ));
 }
 
