@@ -7,6 +7,8 @@
 //! - Sources per namespace: a `team-b` scaler cannot use a source allowed only to `team-a` (by name or
 //!   by namespace label), and under `enforceNamespaceLabel` a `team-a` query reads only `team-a`'s
 //!   series, while one naming `namespace="team-b"` is refused.
+//! - The chart's default source (only `prometheus.url` set, rendered by helm) confines a scaler to
+//!   its namespace's series; `prometheus.enforceNamespaceLabel=""` opens it again.
 //! - One namespace's slow queries do not starve another's reads on a shared source with one
 //!   query slot; Prometheus gives up a slow query (its own `timeout`) before prescale stops
 //!   waiting, as its query log shows; a hung read of the namespace's labels is given up.
@@ -27,7 +29,8 @@ use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
 use support::cluster::{ApiProxy, Fault, KubeCluster};
 use support::{
-    Controller, Prometheus, PrometheusOptions, find_condition, report, unix_now, wait_until,
+    Controller, Prometheus, PrometheusOptions, find_condition, report, scenario, unix_now,
+    wait_until,
 };
 
 /// Series of the `load` family: each a scaler's own load, and together what a catch-all query hits.
@@ -40,9 +43,11 @@ const TEAM_B_RPS: f64 = 400.0;
 
 /// The namespaces with a `proxy_rps` series, and its value: two tenants for each test that needs
 /// them (tests of one binary run at once, and each operator watches namespaces of its own).
-const TENANTS: [(&str, f64); 4] = [
+const TENANTS: [(&str, f64); 6] = [
     ("team-a", TEAM_A_RPS),
     ("team-b", TEAM_B_RPS),
+    ("chart-a", TEAM_A_RPS),
+    ("chart-b", TEAM_B_RPS),
     ("fair-a", TEAM_A_RPS),
     ("fair-b", TEAM_B_RPS),
 ];
@@ -381,6 +386,73 @@ fn wait_replicas(kube: &KubeCluster, ctrl: &mut Controller, ns: &str, name: &str
             ctrl.log_tail(30)
         )
     });
+}
+
+/// The forecast peak in the status of `ns/name` (0 without one).
+fn peak_value(kube: &KubeCluster, ns: &str, name: &str) -> f64 {
+    get_scaler(kube, ns, name)
+        .pointer("/status/forecast/peak/value")
+        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_charts_default_source_confines_a_scaler_to_its_namespace_unless_turned_off() {
+    let prom = prometheus();
+    let kube = KubeCluster::shared();
+    let dir = support::TestDir::new("security-chart-default");
+    // the chart's sources file with only prometheus.url set, as the README's install line
+    let url = format!("prometheus.url={}", prom.url());
+    let isolated = dir.path().join("isolated.yaml");
+    let rendered = scenario::chart_sources_file(kube, &[&url]);
+    std::fs::write(&isolated, &rendered).unwrap();
+    let open = dir.path().join("open.yaml");
+    let opted_out =
+        scenario::chart_sources_file(kube, &[&url, "prometheus.enforceNamespaceLabel="]);
+    std::fs::write(&open, &opted_out).unwrap();
+    let kubeconfig = kube.operator_kubeconfig_for("sec-chart", &["chart-a", "chart-b"], None, None);
+    create_pair(kube, "chart-a", "reads", "default", "sum(proxy_rps)", "10");
+    create_pair(kube, "chart-b", "reads", "default", "sum(proxy_rps)", "100");
+    let args = |file: &Path| {
+        vec![
+            "--sources-file".to_string(),
+            file.display().to_string(),
+            "--namespaces".into(),
+            "chart-a,chart-b".into(),
+        ]
+    };
+    let run = |file: &Path| {
+        let a = args(file);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        start_operator(&kubeconfig, &a, "info")
+    };
+    // isolated: chart-a's sum(proxy_rps) is its own 40 req/s (4 replicas), not every
+    // namespace's 1,320 (maxReplicas 50); chart-b's 400 at 100 per replica, 4
+    let mut ctrl = run(&isolated);
+    wait_replicas(kube, &mut ctrl, "chart-a", "reads", 4);
+    wait_replicas(kube, &mut ctrl, "chart-b", "reads", 4);
+    let own = peak_value(kube, "chart-a", "reads");
+    assert!(
+        own > 0.0 && own < 100.0,
+        "chart-a's forecast peak {own} shows another namespace's series"
+    );
+    ctrl.assert_never_forbidden();
+    drop(ctrl);
+    // the admin's explicit opt-out: every namespace's series again
+    let every: f64 = TENANTS.iter().map(|(_, v)| v).sum();
+    let mut ctrl = run(&open);
+    wait_replicas(kube, &mut ctrl, "chart-a", "reads", 50);
+    let both = peak_value(kube, "chart-a", "reads");
+    assert!(
+        (both - every).abs() < 1.0,
+        "opted out, chart-a reads every namespace's {every} req/s, not {both}"
+    );
+    report(&format!(
+        "[security] the chart's default source (only prometheus.url): chart-a's sum(proxy_rps) forecasts \
+         {own:.0} req/s -> 4 replicas (its own series); with prometheus.enforceNamespaceLabel=\"\": {both:.0} \
+         req/s -> maxReplicas 50 (every namespace's). Rendered: {}",
+        rendered.replace('\n', " ")
+    ));
 }
 
 /// A guard query that keeps Prometheus busy past a 5 s timeout (a subquery at 20 ms over a day:
