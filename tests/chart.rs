@@ -418,6 +418,90 @@ fn source_access_renders_into_the_sources_file_and_a_selector_adds_namespace_rea
     );
 }
 
+/// The sources file the chart renders with `args`.
+fn sources_file(args: &[&str]) -> Option<prescale::sources::config::SourcesFile> {
+    let docs = render(args)?;
+    let cm = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["data"].get("sources.yaml").is_some())
+        .expect("the sources ConfigMap");
+    let text = cm["data"]["sources.yaml"].as_str().unwrap();
+    Some(parse_sources(text).unwrap_or_else(|e| panic!("{e}\n{text}")))
+}
+
+#[test]
+fn the_default_source_isolates_namespaces_unless_the_admin_turns_it_off() {
+    // only prometheus.url, as the README's install line: every namespace, each its own series
+    let Some(file) = sources_file(&["--set", "prometheus.url=http://p:9090"]) else {
+        return;
+    };
+    let access = file.sources[0].access().unwrap();
+    assert_eq!(file.sources[0].name, "default");
+    assert!(access.all_namespaces);
+    assert_eq!(
+        access.enforce_namespace_label.as_deref(),
+        Some("namespace"),
+        "the chart's default source confines each scaler to its namespace"
+    );
+    // the explicit opt-out: open to every namespace, every series, and the NOTES warn
+    let Some(open) = sources_file(&[
+        "--set",
+        "prometheus.url=http://p:9090",
+        "--set",
+        "prometheus.enforceNamespaceLabel=",
+    ]) else {
+        return;
+    };
+    assert_eq!(
+        open.sources[0].access().unwrap().enforce_namespace_label,
+        None
+    );
+    let notes = |extra: &[&str]| {
+        let helm = helm().expect("helm, found above");
+        let out = Command::new(helm)
+            .args(["install", "prescale", "charts/prescale", "--dry-run"])
+            .args([
+                "-n",
+                "prescale-system",
+                "--set",
+                "prometheus.url=http://p:9090",
+            ])
+            .args(extra)
+            .current_dir(root())
+            .output()
+            .expect("running helm");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text[text.find("NOTES:").expect("NOTES")..].to_string()
+    };
+    assert!(
+        notes(&["--set", "prometheus.enforceNamespaceLabel="])
+            .contains("WARNING: the source \"default\" does not isolate namespaces"),
+    );
+    assert!(!notes(&[]).contains("does not isolate"));
+    // another label, as the admin's Prometheus names it
+    let Some(other) = sources_file(&[
+        "--set",
+        "prometheus.url=http://p:9090",
+        "--set",
+        "prometheus.enforceNamespaceLabel=kubernetes_namespace",
+    ]) else {
+        return;
+    };
+    assert_eq!(
+        other.sources[0]
+            .access()
+            .unwrap()
+            .enforce_namespace_label
+            .as_deref(),
+        Some("kubernetes_namespace")
+    );
+}
+
 #[test]
 fn sources_parse_and_every_secret_file_is_a_mounted_key() {
     let Some(docs) = render(&["-f", "charts/prescale/ci/full-values.yaml"]) else {

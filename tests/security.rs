@@ -7,6 +7,11 @@
 //! - Sources per namespace: a `team-b` scaler cannot use a source allowed only to `team-a` (by name or
 //!   by namespace label), and under `enforceNamespaceLabel` a `team-a` query reads only `team-a`'s
 //!   series, while one naming `namespace="team-b"` is refused.
+//! - The chart's default source (only `prometheus.url` set, rendered by helm) confines a scaler to
+//!   its namespace's series; `prometheus.enforceNamespaceLabel=""` opens it again.
+//! - One namespace's slow queries do not starve another's reads on a shared source with one
+//!   query slot; Prometheus gives up a slow query (its own `timeout`) before prescale stops
+//!   waiting, as its query log shows; a hung read of the namespace's labels is given up.
 //! - 100 well-behaved scalers beside a deliberately slow one: their reconcile latency, p50/p99, with
 //!   and without it (reported, not asserted: figures, not timings, are what tests give here).
 //!
@@ -22,8 +27,11 @@ use std::time::{Duration, Instant};
 
 use prescale::api::PredictiveScaler;
 use serde_json::{Value, json};
-use support::cluster::KubeCluster;
-use support::{Controller, Prometheus, find_condition, report, unix_now, wait_until};
+use support::cluster::{ApiProxy, Fault, KubeCluster};
+use support::{
+    Controller, Prometheus, PrometheusOptions, find_condition, report, scenario, unix_now,
+    wait_until,
+};
 
 /// Series of the `load` family: each a scaler's own load, and together what a catch-all query hits.
 const SERIES: usize = 6_000;
@@ -33,8 +41,20 @@ const SECRET: &str = "s3cr3t";
 const TEAM_A_RPS: f64 = 40.0;
 const TEAM_B_RPS: f64 = 400.0;
 
-/// One Prometheus for the tests of this binary: `load{id, secret_label}` (6,000 series, 12 h at 5 min,
-/// value 10) and `proxy_rps{namespace}` for two tenants (1 day at 1 min).
+/// The namespaces with a `proxy_rps` series, and its value: two tenants for each test that needs
+/// them (tests of one binary run at once, and each operator watches namespaces of its own).
+const TENANTS: [(&str, f64); 6] = [
+    ("team-a", TEAM_A_RPS),
+    ("team-b", TEAM_B_RPS),
+    ("chart-a", TEAM_A_RPS),
+    ("chart-b", TEAM_B_RPS),
+    ("fair-a", TEAM_A_RPS),
+    ("fair-b", TEAM_B_RPS),
+];
+
+/// One Prometheus for the tests of this binary, with its query log: `load{id, secret_label}`
+/// (6,000 series, 12 h at 5 min, value 10) and `proxy_rps{namespace}` for the [`TENANTS`] (1 day
+/// at 1 min).
 fn prometheus() -> Arc<Prometheus> {
     static PROM: Mutex<Weak<Prometheus>> = Mutex::new(Weak::new());
     let mut slot = PROM.lock().unwrap_or_else(|e| e.into_inner());
@@ -53,14 +73,20 @@ fn prometheus() -> Arc<Prometheus> {
         }
     }
     om.push_str("# TYPE proxy_rps gauge\n");
-    for (ns, v) in [("team-a", TEAM_A_RPS), ("team-b", TEAM_B_RPS)] {
+    for (ns, v) in TENANTS {
         for t in (end - 86_400..=end).step_by(60) {
             let _ = writeln!(om, "proxy_rps{{namespace=\"{ns}\"}} {v} {t}");
         }
     }
     om.push_str("# EOF\n");
     let t = Instant::now();
-    let prom = Arc::new(Prometheus::start_with_history(&om));
+    let prom = Arc::new(Prometheus::start_with(
+        &om,
+        PrometheusOptions {
+            query_log: true,
+            ..Default::default()
+        },
+    ));
     report(&format!(
         "[security] Prometheus with {SERIES} load series ({} MB of OpenMetrics) backfilled and started in {:.1?}",
         om.len() / 1_000_000,
@@ -343,6 +369,427 @@ fn sources_are_per_namespace_and_isolated_queries_read_only_their_namespace() {
         "[security] tenants: team-a `sum(proxy_rps)` through the isolating source -> {want_a} replicas (peak {peak}, \
          team-a's 40 req/s only); team-a naming team-b -> QueryNotAllowed ({peek}); team-b on a team-a source -> \
          SourceNotAllowed ({steal}); by label -> team-a allowed, team-b SourceNotAllowed ({sel})"
+    ));
+}
+
+/// Waits for `ns/name` to have `want` replicas; panics with its status and the log otherwise.
+fn wait_replicas(kube: &KubeCluster, ctrl: &mut Controller, ns: &str, name: &str, want: i64) {
+    wait_until(Duration::from_secs(60), Duration::from_millis(250), || {
+        ctrl.assert_running();
+        (replicas(kube, ns, name) == want).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{ns}/{name} not at {want}: {} replicas, {}\n{}",
+            replicas(kube, ns, name),
+            get_scaler(kube, ns, name)["status"],
+            ctrl.log_tail(30)
+        )
+    });
+}
+
+/// The forecast peak in the status of `ns/name` (0 without one).
+fn peak_value(kube: &KubeCluster, ns: &str, name: &str) -> f64 {
+    get_scaler(kube, ns, name)
+        .pointer("/status/forecast/peak/value")
+        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_charts_default_source_confines_a_scaler_to_its_namespace_unless_turned_off() {
+    let prom = prometheus();
+    let kube = KubeCluster::shared();
+    let dir = support::TestDir::new("security-chart-default");
+    // the chart's sources file with only prometheus.url set, as the README's install line
+    let url = format!("prometheus.url={}", prom.url());
+    let isolated = dir.path().join("isolated.yaml");
+    let rendered = scenario::chart_sources_file(kube, &[&url]);
+    std::fs::write(&isolated, &rendered).unwrap();
+    let open = dir.path().join("open.yaml");
+    let opted_out =
+        scenario::chart_sources_file(kube, &[&url, "prometheus.enforceNamespaceLabel="]);
+    std::fs::write(&open, &opted_out).unwrap();
+    let kubeconfig = kube.operator_kubeconfig_for("sec-chart", &["chart-a", "chart-b"], None, None);
+    create_pair(kube, "chart-a", "reads", "default", "sum(proxy_rps)", "10");
+    create_pair(kube, "chart-b", "reads", "default", "sum(proxy_rps)", "100");
+    let args = |file: &Path| {
+        vec![
+            "--sources-file".to_string(),
+            file.display().to_string(),
+            "--namespaces".into(),
+            "chart-a,chart-b".into(),
+        ]
+    };
+    let run = |file: &Path| {
+        let a = args(file);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        start_operator(&kubeconfig, &a, "info")
+    };
+    // isolated: chart-a's sum(proxy_rps) is its own 40 req/s (4 replicas), not every
+    // namespace's 1,320 (maxReplicas 50); chart-b's 400 at 100 per replica, 4
+    let mut ctrl = run(&isolated);
+    wait_replicas(kube, &mut ctrl, "chart-a", "reads", 4);
+    wait_replicas(kube, &mut ctrl, "chart-b", "reads", 4);
+    let own = peak_value(kube, "chart-a", "reads");
+    assert!(
+        own > 0.0 && own < 100.0,
+        "chart-a's forecast peak {own} shows another namespace's series"
+    );
+    ctrl.assert_never_forbidden();
+    drop(ctrl);
+    // the admin's explicit opt-out: every namespace's series again
+    let every: f64 = TENANTS.iter().map(|(_, v)| v).sum();
+    let mut ctrl = run(&open);
+    wait_replicas(kube, &mut ctrl, "chart-a", "reads", 50);
+    let both = peak_value(kube, "chart-a", "reads");
+    assert!(
+        (both - every).abs() < 1.0,
+        "opted out, chart-a reads every namespace's {every} req/s, not {both}"
+    );
+    report(&format!(
+        "[security] the chart's default source (only prometheus.url): chart-a's sum(proxy_rps) forecasts \
+         {own:.0} req/s -> 4 replicas (its own series); with prometheus.enforceNamespaceLabel=\"\": {both:.0} \
+         req/s -> maxReplicas 50 (every namespace's). Rendered: {}",
+        rendered.replace('\n', " ")
+    ));
+}
+
+/// A guard query that keeps Prometheus busy past a 5 s timeout (a subquery at 20 ms over a day:
+/// about 10 s uncancelled), whatever namespace it is confined to.
+const SLOW_GUARD: &str =
+    "count(count_over_time((abs(proxy_rps) * on(namespace) group_left abs(proxy_rps))[1d:20ms]))";
+
+#[test]
+fn one_namespaces_slow_queries_do_not_starve_anothers_reads() {
+    const SLOW_SCALERS: usize = 4;
+    const WATCH: Duration = Duration::from_secs(30);
+    let prom = prometheus();
+    let kube = KubeCluster::shared();
+    let dir = support::TestDir::new("security-fair");
+    let sources = dir.path().join("sources.yaml");
+    // one query slot for both namespaces, each confined to its own series; Prometheus is told to
+    // give up a query after 4.5 s
+    std::fs::write(
+        &sources,
+        format!(
+            "sources:\n  - {{name: default, url: \"{}\", timeout: 5s, allowedNamespaces: [\"*\"], \
+             enforceNamespaceLabel: namespace, maxConcurrentQueries: 1}}\n",
+            prom.url()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = kube.operator_kubeconfig_for("sec-fair", &["fair-a", "fair-b"], None, None);
+    // fair-a: scalers with a guard slower than the timeout, read every evaluation: each holds
+    // the one slot until Prometheus gives it up, and the next waits
+    for i in 0..SLOW_SCALERS {
+        let name = format!("slow-{i}");
+        kube.create(
+            "/apis/apps/v1/namespaces/fair-a/deployments",
+            deployment("fair-a", &name, 3),
+        );
+        let guard =
+            |g: &str| json!({"name": g, "query": SLOW_GUARD, "threshold": 1e9, "addReplicas": 1});
+        kube.create(
+            "/apis/prescale.dev/v1alpha1/namespaces/fair-a/predictivescalers",
+            PredictiveScaler::test("fair-a", &name)
+                .metric("requests", "sum(proxy_rps)", "10")
+                .with("/spec/guards", json!([guard("heavy")]))
+                .json(),
+        );
+    }
+    create_pair(kube, "fair-b", "reads", "default", "sum(proxy_rps)", "100");
+    let mut ctrl = start_operator(
+        &kubeconfig,
+        &[
+            "--sources-file",
+            &sources.display().to_string(),
+            "--namespaces",
+            "fair-a,fair-b",
+        ],
+        "info",
+    );
+    let forecast_ok = |kube: &KubeCluster| {
+        find_condition(&get_scaler(kube, "fair-b", "reads"), "ForecastAvailable")
+            .is_some_and(|c| c["status"] == "True")
+    };
+    wait_until(Duration::from_secs(60), Duration::from_millis(250), || {
+        ctrl.assert_running();
+        forecast_ok(kube).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "fair-b/reads never got its forecast beside fair-a's slow queries: {}\n{}",
+            get_scaler(kube, "fair-b", "reads")["status"],
+            ctrl.log_tail(40)
+        )
+    });
+    wait_replicas(kube, &mut ctrl, "fair-b", "reads", 4);
+    let logged_before = prom.query_log().len();
+    let t = Instant::now();
+    let mut checks = 0;
+    while t.elapsed() < WATCH {
+        ctrl.assert_running();
+        assert!(
+            forecast_ok(kube),
+            "fair-b/reads lost its forecast beside fair-a's slow queries after {:.1?}: {}\n{}",
+            t.elapsed(),
+            get_scaler(kube, "fair-b", "reads")["status"],
+            ctrl.log_tail(40)
+        );
+        checks += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = ctrl.log();
+    let starved_a = log
+        .lines()
+        .filter(|l| l.contains("fair-a") && l.contains("no free query slot"))
+        .count();
+    let starved_b: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("fair-b") && l.contains("no free query slot"))
+        .collect();
+    assert!(
+        starved_b.is_empty(),
+        "fair-b waited out a slot: {starved_b:?}"
+    );
+    let logged = prom.query_log();
+    let during = &logged[logged_before.min(logged.len())..];
+    let ran = |what: &str, e: &Value| {
+        e["params"]["query"]
+            .as_str()
+            .is_some_and(|q| q.contains(what))
+    };
+    // fair-b's reads reached Prometheus all along (not only a status left from before)
+    let reads_b = during
+        .iter()
+        .filter(|e| ran("namespace=\"fair-b\"", e))
+        .count();
+    assert!(
+        reads_b >= 3,
+        "fair-b's scaler read {reads_b} times in {WATCH:?}"
+    );
+    // fair-a's guards kept the one slot busy most of the time (their evaluation time over the
+    // watch)
+    let guards: Vec<f64> = during
+        .iter()
+        .filter(|e| ran("[1d:20ms]", e))
+        .map(|e| {
+            e["stats"]["timings"]["evalTotalTime"]
+                .as_f64()
+                .unwrap_or(0.0)
+        })
+        .collect();
+    let busy = guards.iter().sum::<f64>() / WATCH.as_secs_f64();
+    assert!(
+        busy >= 0.5,
+        "fair-a's guards held the slot only {:.0}% of the time: no contention to test",
+        busy * 100.0
+    );
+    report(&format!(
+        "[security] one query slot (5 s timeout) shared by {SLOW_SCALERS} fair-a scalers with a guard slower than \
+         the timeout ({} runs, Prometheus gave each up after {:.2} s on average, the slot busy with them {:.0}% of \
+         {WATCH:?}) and one fair-b scaler: fair-b read {reads_b} times and kept ForecastAvailable=True \
+         throughout ({checks} checks); fair-a's own reads waited out the slot {starved_a} times",
+        guards.len(),
+        guards.iter().sum::<f64>() / guards.len().max(1) as f64,
+        busy * 100.0
+    ));
+}
+
+/// A query that keeps Prometheus busy for ten seconds or more (a subquery at 25 ms over a day); its
+/// evaluation checks its deadline at each step, so Prometheus can stop it when told.
+const VERY_SLOW: &str = "count(count_over_time((abs(proxy_rps{namespace=\"team-a\"}) * on(namespace) group_left abs(proxy_rps{namespace=\"team-a\"}))[1d:25ms]))";
+
+#[test]
+fn prometheus_gives_up_a_slow_query_before_prescale_stops_waiting() {
+    let prom = prometheus();
+    let kube = KubeCluster::shared();
+    let ns = "sec-timeout";
+    let dir = support::TestDir::new("security-timeout");
+    // a proxy that records each request (its bearer token is the source's)
+    let proxy = support::AuthProxy::start(&prom.addr(), "t0ken");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken").unwrap();
+    let sources = dir.path().join("sources.yaml");
+    std::fs::write(
+        &sources,
+        format!(
+            "sources:\n  - {{name: default, url: \"{}\", timeout: 3s, bearerTokenFile: {}, allowedNamespaces: [{ns}]}}\n",
+            proxy.url(),
+            token.display()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = kube.operator_kubeconfig(ns, None);
+    create_pair(kube, ns, "heavy", "default", VERY_SLOW, "10");
+    let mut ctrl = start_operator(
+        &kubeconfig,
+        &[
+            "--sources-file",
+            &sources.display().to_string(),
+            "--namespaces",
+            ns,
+        ],
+        "info",
+    );
+    let message = wait_refused(kube, &mut ctrl, ns, "heavy", "MetricsQueryTimeout");
+    assert!(
+        message.contains("the source gave up evaluating the query"),
+        "Prometheus, not prescale's own deadline, should have ended the query: {message}"
+    );
+    // the request carried Prometheus's evaluation timeout, a tenth under prescale's 3 s
+    let sent: Vec<String> = proxy
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/v1/query_range"))
+        .map(|r| r.path)
+        .collect();
+    assert!(!sent.is_empty(), "no query reached the proxy");
+    for path in &sent {
+        assert!(path.contains("timeout=2700ms"), "{path}");
+    }
+    // Prometheus's query log: the query ended with an error before prescale's 3 s
+    let entries = wait_until(Duration::from_secs(20), Duration::from_millis(250), || {
+        let e: Vec<Value> = prom
+            .query_log()
+            .into_iter()
+            .filter(|e| {
+                e["params"]["query"]
+                    .as_str()
+                    .is_some_and(|q| q.contains("25ms"))
+            })
+            .collect();
+        (!e.is_empty()).then_some(e)
+    })
+    .expect("the slow query in Prometheus's query log");
+    for e in &entries {
+        let eval = e["stats"]["timings"]["evalTotalTime"]
+            .as_f64()
+            .unwrap_or(f64::MAX);
+        assert!(
+            e.get("error").is_some() && eval < 3.0,
+            "Prometheus evaluated on past prescale's timeout: {e}"
+        );
+    }
+    // and nothing of it still runs
+    let running = wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        let page =
+            support::http_request("GET", &format!("{}/metrics", prom.url()), None, None).ok()?;
+        let line = page
+            .body
+            .lines()
+            .find(|l| l.starts_with("prometheus_engine_queries "))?
+            .to_string();
+        line.ends_with(" 0").then_some(line)
+    });
+    assert!(
+        running.is_some(),
+        "Prometheus still evaluates a query prescale gave up"
+    );
+    assert_eq!(replicas(kube, ns, "heavy"), 3, "no data is not zero load");
+    let evals: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{:.2} s",
+                e["stats"]["timings"]["evalTotalTime"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+            )
+        })
+        .collect();
+    report(&format!(
+        "[security] a ~10 s query at a 3 s source timeout: sent with timeout=2700ms; Prometheus gave up after {} \
+         ({} requests); the scaler: MetricsQueryTimeout ({message})",
+        evals.join(", "),
+        sent.len()
+    ));
+}
+
+#[test]
+fn a_hung_read_of_the_namespaces_labels_is_given_up() {
+    let prom = prometheus();
+    let kube = KubeCluster::shared();
+    let ns = "sec-nslabels";
+    let dir = support::TestDir::new("security-nslabels");
+    // a source that admits namespaces by a label tenants cannot set (the API server's own)
+    let selector = format!("{{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}");
+    let sources = dir.path().join("sources.yaml");
+    std::fs::write(
+        &sources,
+        format!(
+            "sources:\n  - {{name: labelled, url: \"{}\", allowedNamespaceSelector: {selector}}}\n",
+            prom.url()
+        ),
+    )
+    .unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        format!("sources:\n  - {{name: labelled, url: \"http://p:9090\", allowedNamespaceSelector: {selector}}}\n"),
+    )
+    .unwrap();
+    let proxy = ApiProxy::start(kube);
+    let kubeconfig = kube.operator_kubeconfig_for(ns, &[ns], Some(&proxy.url()), Some(&values));
+    // the namespace read hangs for two minutes (the client's own limit is 295 s)
+    let namespace_read = format!("/api/v1/namespaces/{ns}");
+    proxy.set_faults(vec![
+        Fault::new("GET", &namespace_read, 504, "Timeout")
+            .after(Duration::from_secs(120))
+            .times(1000),
+    ]);
+    create_pair(
+        kube,
+        ns,
+        "by-label",
+        "labelled",
+        r#"sum(proxy_rps{namespace="team-a"})"#,
+        "10",
+    );
+    let mut ctrl = start_operator(
+        &kubeconfig,
+        &[
+            "--sources-file",
+            &sources.display().to_string(),
+            "--namespaces",
+            ns,
+        ],
+        "info",
+    );
+    let t = Instant::now();
+    // within the API request timeout (10 s) and a reconcile: refused, not hung
+    let message = wait_until(Duration::from_secs(40), Duration::from_millis(250), || {
+        ctrl.assert_running();
+        let s = get_scaler(kube, ns, "by-label");
+        find_condition(&s, "ForecastAvailable")
+            .filter(|c| c["status"] == "False" && c["reason"] == "SourceNotAllowed")
+            .and_then(|c| c["message"].as_str().map(str::to_string))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "a hung namespace read held the scaler: {}\n{}",
+            get_scaler(kube, ns, "by-label")["status"],
+            ctrl.log_tail(30)
+        )
+    });
+    let refused_in = t.elapsed();
+    assert!(
+        proxy.count("GET", &namespace_read) >= 1,
+        "{:?}",
+        proxy.log()
+    );
+    assert!(
+        ctrl.log().contains("cannot read the namespace's labels"),
+        "{}",
+        ctrl.log_tail(30)
+    );
+    // the API server answers again: the label admits the namespace
+    proxy.set_faults(Vec::new());
+    wait_replicas(kube, &mut ctrl, ns, "by-label", 4);
+    report(&format!(
+        "[security] a namespace read that hangs 120 s: given up, the scaler refused {refused_in:.1?} after start \
+         ({message}); admitted by its label once the API server answers"
     ));
 }
 

@@ -1,17 +1,20 @@
 //! Where load history comes from. A [`MetricsSource`] answers range queries; the
 //! [`HistoryStore`] keeps each series between reconciles (shared by every scaler with the same
 //! source, query and step) so later ones fetch only new points, and backs off a failing query;
-//! [`Sources`] holds the configured sources by name and decides who may use which.
+//! [`Sources`] holds the configured sources by name and decides who may use which; [`slots`]
+//! shares each source's query slots fairly among the namespaces that use it.
 //!
 //! IO: this file calls the sources (through [`MetricsSource`]) but opens nothing itself;
 //! [`prometheus`] sends the HTTP requests and reads its TLS files, [`secret`] reads credential
-//! files, [`config`] reads the sources file. [`access`] and [`promql`] are pure.
+//! files, [`config`] reads the sources file. [`access`] and [`promql`] are pure; [`slots`] does
+//! no IO.
 
 pub mod access;
 pub mod config;
 pub mod prometheus;
 pub mod promql;
 pub mod secret;
+pub mod slots;
 
 use std::{
     collections::HashMap,
@@ -604,6 +607,8 @@ fn merge(
 
 /// A source a scaler may use, and the query to send to it.
 pub struct Resolved {
+    /// The source as the scaler's namespace uses it: its requests take that namespace's share
+    /// of the source's query slots ([`slots`]).
     pub source: Arc<dyn MetricsSource>,
     /// The query as the source receives it (with the namespace matcher under isolation).
     pub query: String,
@@ -690,7 +695,7 @@ impl Sources {
             })?,
         };
         Ok(Resolved {
-            source: source.clone(),
+            source: slots::for_namespace(source.clone(), namespace),
             query,
         })
     }

@@ -37,6 +37,7 @@ use super::{
     GroupWindow, LabeledSamples, MetricsSource, SourceError,
     config::{ConfigError, DEFAULT_MAX_CONCURRENT_QUERIES, SourceConfig, TlsConfig},
     secret::{SECRET_REFRESH, SecretFile, io_reason},
+    slots::{QuerySlots, SlotPermit, current_namespace},
 };
 use crate::api::duration::{format_duration, parse_duration};
 
@@ -134,9 +135,8 @@ pub struct PrometheusSource {
     tls: Option<TlsConfig>,
     headers: HeaderMap,
     built: Mutex<Built>,
-    /// Queries in flight at once (`maxConcurrentQueries`).
-    slots: tokio::sync::Semaphore,
-    max_concurrent: usize,
+    /// Queries in flight at once (`maxConcurrentQueries`), shared fairly among namespaces.
+    slots: std::sync::Arc<QuerySlots>,
     requests: AtomicU64,
     points: AtomicU64,
 }
@@ -187,8 +187,7 @@ impl PrometheusSource {
             tls,
             headers,
             built: Mutex::new(built),
-            slots: tokio::sync::Semaphore::new(max_concurrent),
-            max_concurrent,
+            slots: QuerySlots::new(max_concurrent),
             requests: AtomicU64::new(0),
             points: AtomicU64::new(0),
         };
@@ -323,17 +322,24 @@ impl PrometheusSource {
         Ok(samples)
     }
 
-    /// One of the `maxConcurrentQueries` slots: a slow or heavy query holds one for at most its
-    /// timeout; the others go on.
-    async fn query_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, SourceError> {
-        tokio::time::timeout(self.timeout, self.slots.acquire())
+    /// The evaluation `timeout` sent with each query, in milliseconds ([`evaluation_timeout`]).
+    fn evaluation_timeout_ms(&self) -> i64 {
+        (evaluation_timeout(self.timeout).as_millis() as i64).max(1)
+    }
+
+    /// One of the `maxConcurrentQueries` slots, for the namespace the request is made for
+    /// ([`super::slots`]: shared fairly among namespaces): a slow or heavy query holds one for
+    /// at most its timeout; the others go on.
+    async fn query_slot(&self) -> Result<SlotPermit, SourceError> {
+        let namespace = current_namespace();
+        tokio::time::timeout(self.timeout, self.slots.acquire(namespace))
             .await
             .map_err(|_| SourceError::Timeout {
                 source_name: self.name.clone(),
                 message: format!(
                     "no free query slot within {} ({} queries in flight: maxConcurrentQueries)",
                     format_duration(self.timeout),
-                    self.max_concurrent
+                    self.slots.capacity()
                 ),
             })?
             .map_err(|_| self.failed("the source is shutting down".into()))
@@ -351,8 +357,7 @@ impl PrometheusSource {
         let mut request = self
             .client()
             .query_range(query, start, end, step as f64)
-            // the server stops evaluating when the client stops waiting
-            .timeout(self.timeout.as_millis() as i64);
+            .timeout(self.evaluation_timeout_ms());
         if let Some(value) = self.auth.as_ref().and_then(Auth::header) {
             request = request.header(AUTHORIZATION, value);
         }
@@ -841,6 +846,14 @@ fn parse_value(s: &str) -> f64 {
     }
 }
 
+/// The evaluation `timeout` sent to the server with each query: the source's `timeout` less
+/// a tenth (at most 2 s less). The server's deadline thus passes before prescale stops waiting,
+/// so the server gives up an expensive query and says so (`errorType: timeout`) instead of
+/// evaluating on for a client that has gone; a black-holed request still ends at `timeout`.
+pub fn evaluation_timeout(timeout: Duration) -> Duration {
+    timeout - (timeout / 10).min(Duration::from_secs(2))
+}
+
 /// The source's `timeout`, else `default_timeout`; more than 0.
 fn timeout_of(c: &SourceConfig, default_timeout: Duration) -> Result<Duration, String> {
     let timeout = match &c.timeout {
@@ -1211,6 +1224,15 @@ mod tests {
                 .contains("http://")
         );
         assert!(parse_url("http://h/?x=1").unwrap_err().contains("query"));
+    }
+
+    #[test]
+    fn the_server_gives_up_before_prescale_stops_waiting() {
+        let ms = |t: u64| evaluation_timeout(Duration::from_millis(t)).as_millis();
+        assert_eq!(ms(30_000), 28_000, "at most 2 s less");
+        assert_eq!(ms(10_000), 9_000, "a tenth less");
+        assert_eq!(ms(3_000), 2_700);
+        assert_eq!(ms(100), 90);
     }
 
     #[test]

@@ -88,6 +88,34 @@ pub fn start_operator(
     (op, http)
 }
 
+/// The sources file the chart gives the operator (its ConfigMap's `sources.yaml`), rendered by
+/// `helm template` with `values` (`--set` pairs, e.g. `prometheus.url=...`).
+pub fn chart_sources_file(kube: &KubeCluster, values: &[&str]) -> String {
+    let chart = super::repo_root().join("charts/prescale");
+    let chart = chart.display().to_string();
+    let mut args = vec![
+        "template",
+        "prescale",
+        chart.as_str(),
+        "--show-only",
+        "templates/configmap.yaml",
+    ];
+    for v in values {
+        args.extend(["--set", v]);
+    }
+    let out = kube.helm(&args);
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cm: Value = serde_yaml::from_slice(&out.stdout).expect("the sources ConfigMap as YAML");
+    cm["data"]["sources.yaml"]
+        .as_str()
+        .expect("data.sources.yaml")
+        .to_string()
+}
+
 /// The operator's `/metrics` page at `http` (from [`start_operator`]).
 pub fn scrape(http: &str) -> String {
     http_request("GET", &format!("http://{http}/metrics"), None, None)

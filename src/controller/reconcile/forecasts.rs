@@ -265,7 +265,8 @@ async fn resolve_queries(
 }
 
 /// The labels of `namespace`, when a source a metric or a guard names admits namespaces by
-/// label; `None` otherwise, or when they cannot be read (then only the names and `*` admit it).
+/// label; `None` otherwise, or when they cannot be read within the API request timeout (then
+/// only the names and `*` admit it).
 pub(super) async fn namespace_labels(
     ctx: &Context,
     namespace: &str,
@@ -280,7 +281,9 @@ pub(super) async fn namespace_labels(
         return None;
     }
     let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(ctx.client.clone());
-    match api.get_metadata(namespace).await {
+    // bounded: a hung API server must not hold the reconcile (and its slot) for the client's
+    // own 295 s read timeout
+    match crate::controller::target::bounded(api.get_metadata(namespace)).await {
         Ok(ns) => Some(ns.metadata.labels.unwrap_or_default()),
         Err(e) => {
             warn!(error = %e, "cannot read the namespace's labels for a source's allowedNamespaceSelector");

@@ -38,7 +38,7 @@ impl PrometheusSource {
             .client()
             .query(query)
             .at(at)
-            .timeout(self.timeout.as_millis() as i64);
+            .timeout(self.evaluation_timeout_ms());
         if let Some(value) = self.auth.as_ref().and_then(Auth::header) {
             request = request.header(AUTHORIZATION, value);
         }
