@@ -687,7 +687,11 @@ impl Default for ScaleUpSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleDownSpec {
-    /// Scale down only to the highest count wanted by any evaluation in this window.
+    /// Scale down only to the highest count wanted by any evaluation in this window. The
+    /// first evaluation (a new scaler, a restarted operator, a new target) counts the current
+    /// replicas as wanted, so nothing goes down before a full window; a window no longer than
+    /// the operator's sync interval holds only that first evaluation. Default `15m`; `0s`
+    /// scales down at once.
     #[serde(default = "default_stabilization_window")]
     #[schemars(
         regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
