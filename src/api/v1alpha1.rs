@@ -175,8 +175,10 @@ pub struct PredictiveScalerSpec {
     /// other change: a floor's start is a scale-up within `scaleUp.maxReplicasPerMinute`
     /// (start the window `scaleUp.leadTime` early to have the replicas warm at the time it
     /// names), and a floor's end or a cap's start is a scale-down as `scaleDown` allows (the
-    /// stabilization window, then `maxPercentPerMinute`). `status.schedules` lists the active
-    /// windows and the next one; events `ScheduleStarted` and `ScheduleEnded` mark each change.
+    /// stabilization window, then `maxPercentPerMinute`). The scaler is evaluated at each
+    /// window's start and end when that comes before its next sync, so a window shorter than
+    /// the sync interval applies too. `status.schedules` lists the active windows and the next
+    /// one; events `ScheduleStarted` and `ScheduleEnded` mark each change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("schedule names must be unique"))]
     #[schemars(length(max = 16))]
