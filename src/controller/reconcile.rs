@@ -840,37 +840,42 @@ fn export_status(run: &Run<'_>, new: &PredictiveScalerStatus) {
     mx.set_conditions(run.namespace, &scaler.name, &conditions);
 }
 
-/// Patches the status, with `null` for the fields it no longer has (a merge patch keeps what
-/// it leaves out), within `budget`.
+/// Writes the status by server-side apply with prescale's field manager, within `budget`: the
+/// applied status is the whole status, so a field it no longer has (`currentReplicas` of a
+/// deleted target, `concurrency` of a metric that lost it, `forecast.series` of one that lost
+/// `groupBy`) goes away. A field the apply could not remove because another manager also owns
+/// it (an earlier prescale wrote the status by merge patch; or a hand edit) is then removed with `null`
+/// ([`status::leftover_fields`]), so the stored status matches and the next reconcile writes
+/// nothing.
 async fn patch_status(run: &Run<'_>, new: &PredictiveScalerStatus, budget: Duration) -> Result<()> {
-    debug!("patching status");
+    debug!("applying status");
     let api: Api<PredictiveScaler> = Api::namespaced(run.ctx.client.clone(), run.namespace);
-    let mut body =
-        serde_json::to_value(new).map_err(|e| Error::PatchStatus(kube::Error::SerdeError(e)))?;
-    if let Some(fields) = body.as_object_mut() {
-        for key in [
-            "currentReplicas",
-            "desiredReplicas",
-            "lastScaleTime",
-            "forecast",
-            "schedules",
-            "leadTime",
-            "floorTarget",
-        ] {
-            fields.entry(key).or_insert(serde_json::Value::Null);
-        }
-        if let Some(lead) = fields.get_mut("leadTime").and_then(|l| l.as_object_mut()) {
-            lead.entry("message").or_insert(serde_json::Value::Null);
-        }
-    }
-    let patch = json!({ "status": body });
-    let params = target::patch_params();
-    target::within(
+    let name = run.ps.name_any();
+    let body = json!({
+        "apiVersion": PredictiveScaler::api_version(&()),
+        "kind": PredictiveScaler::kind(&()),
+        "metadata": {"name": name},
+        "status": new,
+    });
+    let params = target::apply_params();
+    let stored = target::within(
         budget,
-        api.patch_status(&run.ps.name_any(), &params, &Patch::Merge(&patch)),
+        api.patch_status(&name, &params, &Patch::Apply(&body)),
     )
     .await
     .map_err(Error::PatchStatus)?;
+    let stored = serde_json::to_value(&stored.status).unwrap_or_default();
+    let applied = serde_json::to_value(new).unwrap_or_default();
+    if let Some(leftovers) = status::leftover_fields(&stored, &applied) {
+        debug!(%leftovers, "removing status fields another manager kept");
+        let patch = json!({ "status": leftovers });
+        target::within(
+            budget,
+            api.patch_status(&name, &target::patch_params(), &Patch::Merge(&patch)),
+        )
+        .await
+        .map_err(Error::PatchStatus)?;
+    }
     Ok(())
 }
 

@@ -451,6 +451,31 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
+/// The fields of the `stored` status (JSON) that the `applied` one does not have, as a merge
+/// patch of `null`s (objects are compared field by field; a list or value is the applied one's
+/// to keep or change, not a leftover). `None` when there are none: server-side apply removed
+/// every field it owned and no one else kept one.
+pub fn leftover_fields(
+    stored: &serde_json::Value,
+    applied: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let (stored, applied) = (stored.as_object()?, applied.as_object()?);
+    let mut out = serde_json::Map::new();
+    for (key, value) in stored {
+        match applied.get(key) {
+            None => {
+                out.insert(key.clone(), serde_json::Value::Null);
+            }
+            Some(kept) => {
+                if let Some(inner) = leftover_fields(value, kept) {
+                    out.insert(key.clone(), inner);
+                }
+            }
+        }
+    }
+    (!out.is_empty()).then_some(serde_json::Value::Object(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1039,5 +1064,34 @@ mod tests {
             (Some(3), Some(7), None)
         );
         assert_eq!(r.conditions, decided(&d, 3, &Write::DryRun));
+    }
+
+    #[test]
+    fn the_fields_an_apply_left_behind_are_nulled() {
+        let applied = serde_json::json!({
+            "currentReplicas": 3,
+            "forecast": {"metric": "requests", "model": "Constant"},
+            "conditions": [{"type": "Ready"}],
+        });
+        // what the apply set: nothing left over
+        assert_eq!(leftover_fields(&applied, &applied), None);
+        // a status an earlier prescale wrote by merge patch still has these
+        let stored = serde_json::json!({
+            "currentReplicas": 4,
+            "concurrency": [{"metric": "streams"}],
+            "forecast": {"metric": "requests", "model": "Constant", "series": 3,
+                         "topContributors": [{"value": "1"}]},
+            "conditions": [{"type": "Ready"}, {"type": "Old"}],
+        });
+        assert_eq!(
+            leftover_fields(&stored, &applied),
+            Some(serde_json::json!({
+                "concurrency": null,
+                "forecast": {"series": null, "topContributors": null},
+            })),
+            "absent fields only: a changed value or list is the apply's"
+        );
+        // no stored status at all
+        assert_eq!(leftover_fields(&serde_json::Value::Null, &applied), None);
     }
 }
