@@ -900,14 +900,33 @@ pub struct LeadTimeStatus {
     /// `Learned` (from `samples`) or `Default` (no scale-up measured yet).
     pub source: String,
     /// How long the recent scale-ups took until the target had that many ready replicas,
-    /// oldest first, at most 20, unbounded (a scale-up not ready within the upper bound counts
-    /// as the bound). Kept across restarts of the operator.
+    /// oldest first, at most 20, unbounded. A scale-up not ready within the upper bound is not
+    /// one of them (see `timedOut`). Kept across restarts of the operator.
     #[serde(default)]
     pub samples: Vec<String>,
-    /// Why nothing is measured, when the target reports no ready replicas (no
-    /// `status.readyReplicas`).
+    /// The scale-ups still waiting for their replicas to be ready, oldest first: kept across
+    /// restarts of the operator, which measures them from their write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingScaleUp>,
+    /// How many of the latest scale-ups in a row were not ready within the upper bound (the
+    /// pods never became ready, or start slower than the bound). They are not start-up times,
+    /// so they do not move `current`; a measured scale-up resets the count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<i32>,
+    /// Why nothing is measured (the target reports no `status.readyReplicas`), or what the
+    /// timed-out scale-ups mean.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A scale-up waiting for its replicas to be ready.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingScaleUp {
+    /// When prescale wrote it.
+    pub since: Time,
+    /// The replica count it asked for.
+    pub replicas: i32,
 }
 
 /// The scheduled windows at the last evaluation.
