@@ -254,9 +254,11 @@ pub struct UpstreamLimitSpec {
 
     /// A PromQL expression returning one series: the current limit, per minute, e.g. a gauge
     /// exported from the provider's `x-ratelimit-limit-requests` header. Its latest value (of
-    /// the last five minutes) wins over `perMinute`. When it fails or returns nothing the
-    /// limit is `perMinute` but never below the current count, or, without `perMinute`, no
-    /// limit (`ScalingLimited` says `UpstreamUnavailable` with the source's reason). A gauge of
+    /// the last five minutes) wins over `perMinute`; it stops a scale-up at what it admits but
+    /// on its own never lowers the count below the current one. When it fails, returns
+    /// nothing, or a value below 1 per minute, the limit is `perMinute` but never below the
+    /// current count, or, without `perMinute`, no limit (`ScalingLimited` says
+    /// `UpstreamUnavailable` with the source's reason). A gauge of
     /// the *remaining* quota is not a limit: add what was used, e.g.
     /// `remaining + sum(rate(used[1m])) * 60`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
