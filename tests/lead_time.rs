@@ -4,8 +4,10 @@
 //! Deployment controller would write the status back) and no kubelet: the test plays both and
 //! writes the Deployment's `status.readyReplicas` 4 s after the operator scales it up. The
 //! operator measures that scale-up, shows the raw measurement and the bounded lead time in
-//! `status.leadTime`, and keeps them across a restart. The learning rules (quantile, bounds,
-//! superseded and timed-out scale-ups) are unit tests (`planner::lead_time`).
+//! `status.leadTime`, and keeps them across a restart; a scale-up still in flight when the
+//! operator stops (`status.leadTime.pending`) is measured by the restarted one from its write.
+//! The learning rules (quantile, bounds, superseded and timed-out scale-ups) are unit tests
+//! (`planner::lead_time`).
 
 mod support;
 
@@ -25,6 +27,10 @@ const WANT: i64 = FLAT_LOAD_REPLICAS;
 const WAIT: Duration = Duration::from_secs(60);
 /// How long the "kubelet" takes to make the new replicas ready.
 const STARTUP: Duration = Duration::from_secs(4);
+/// The count a raised `minReplicas` scales to while the operator is restarted.
+const RAISED: i64 = 14;
+/// How long the operator is down while that scale-up is in flight.
+const DOWN: Duration = Duration::from_secs(3);
 
 /// A control plane of its own without kube-controller-manager, with the CRD.
 fn control_plane() -> KubeCluster {
@@ -134,4 +140,40 @@ fn a_learned_lead_time_is_measured_from_the_targets_ready_replicas() {
         s["status"]["observedGeneration"] == s["metadata"]["generation"]
     });
     assert_eq!(s["status"]["leadTime"], *lead, "{}", s["status"]);
+
+    // a scale-up in flight when the operator stops is kept in status.leadTime.pending, and the
+    // restarted operator measures it from its write (it used to be lost with the process)
+    kube.patch_merge(&path, json!({"spec": {"minReplicas": RAISED}}));
+    let s = wait_for(&mut op, &kube, &path, "the scale-up in flight", WAIT, |s| {
+        s["status"]["leadTime"]["pending"][0]["replicas"] == RAISED
+    });
+    assert_eq!(kube.deployment_replicas(ns, name), RAISED);
+    let since = s["status"]["leadTime"]["pending"][0]["since"]
+        .as_str()
+        .expect("pending since")
+        .parse::<jiff::Timestamp>()
+        .expect("an RFC 3339 time");
+    op.stop();
+    std::thread::sleep(DOWN);
+    kube.patch_merge(
+        &format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}/status"),
+        json!({"status": {"replicas": RAISED, "readyReplicas": RAISED}}),
+    );
+    let mut op = operator(&kube, ns, &prom);
+    let s = wait_for(&mut op, &kube, &path, "the measured restart", WAIT, |s| {
+        s["status"]["leadTime"]["samples"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+    });
+    let seen = jiff::Timestamp::now();
+    let lead = &s["status"]["leadTime"];
+    let sample = parse_duration(lead["samples"][1].as_str().unwrap()).unwrap();
+    let most = Duration::from_secs((seen.as_second() - since.as_second()).max(0) as u64);
+    assert!(
+        sample >= DOWN && sample <= most + Duration::from_secs(1),
+        "measured {sample:?} from the write at {since}: the operator was down {DOWN:?}, seen \
+         {most:?} after the write; {lead}"
+    );
+    assert!(lead.get("pending").is_none(), "{lead}");
+    op.assert_never_forbidden();
 }

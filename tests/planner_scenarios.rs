@@ -441,6 +441,30 @@ fn the_max_over_metrics_drives() {
 }
 
 #[test]
+fn a_window_no_longer_than_the_sync_interval_holds_only_the_cold_start() {
+    // issue 21 item 4: a 30 s window at a 30 s sync interval held 6 replicas wanting 3 for
+    // ever (the window is empty at every evaluation, and was taken for a cold start)
+    let fc = forecast(T0, 120, |_| 30.0); // wants 3
+    for window in [15, 30] {
+        let p = Policy {
+            interval: Duration::from_secs(30),
+            stabilization_window: Duration::from_secs(window),
+            ..policy()
+        };
+        let mut state = PlannerState::default();
+        let mut current = 6;
+        let mut counts = vec![];
+        for now in (T0..T0 + 120).step_by(30) {
+            let d = plan(now, current, &p, &[metric(&fc, Some(30.0))], &mut state);
+            record_scale(&mut state, now, current, d.desired);
+            current = d.desired;
+            counts.push(current);
+        }
+        assert_eq!(counts, vec![6, 3, 3, 3], "a {window} s window");
+    }
+}
+
+#[test]
 fn bounds_edited_below_the_current_count_apply_at_once() {
     // current 10, maxReplicas lowered to 6: straight to 6, not 10% a minute nor after the
     // stabilization window (as the HPA does); raised minReplicas likewise

@@ -14,7 +14,7 @@ use prescale::api::{PredictiveScaler, ScalerFixture};
 use serde_json::{Value, json};
 use support::cluster::{ApiProxy, Fault, KubeCluster};
 use support::scenario::{FLAT_LOAD_REPLICAS, deployments_path, flat_load, scalers_path};
-use support::{Controller, find_condition, free_port, http_request, report, wait_until};
+use support::{Controller, find_condition, free_port, http_request, report, unix_now, wait_until};
 
 /// Flat load 100 at targetPerReplica 10: 10 replicas.
 const WANT: i64 = FLAT_LOAD_REPLICAS;
@@ -162,6 +162,104 @@ fn a_deleted_target_clears_status_and_gauge_is_visible_to_alerting_and_is_writte
     report(&format!(
         "[reliability] target deleted: TargetNotFound in {took:.2?}, currentReplicas cleared, its gauge removed, \
          the condition exported, a Warning event, and {patches} status PATCHes in all (none in 5 s of steady state)"
+    ));
+}
+
+/// Issue 21 item 16: the status was a merge patch with a hand-kept list of keys to null, so
+/// `status.concurrency` (and `forecast.series`, `forecast.topContributors`,
+/// `forecast.backtestError`) stayed once the scaler no longer had them, and since the stored
+/// status then never matched, a status PATCH went out at every sync. A status an earlier prescale
+/// wrote by merge patch (whose managedFields entry keeps its fields) is cleaned up too.
+#[test]
+fn a_status_field_that_goes_away_is_cleared_and_a_steady_state_writes_nothing() {
+    let prom = flat_load();
+    let kube = KubeCluster::shared();
+    let ns = "rel-cleared";
+    let proxy = ApiProxy::start(kube);
+    let kubeconfig = kube.operator_kubeconfig(ns, Some(&proxy.url()));
+    deployment(kube, ns, "streams", 3);
+    // 100/s lasting 1 s each: 100 streams, 10 replicas at 10 per replica (as without it)
+    create_scaler(kube, scaler_fixture(ns, "streams").concurrency("vector(1)"));
+    let path = format!("{}/streams", scalers_path(ns));
+    // what an earlier prescale left: written by merge patch as `prescale` (an Update entry)
+    kube.patch_merge(
+        &format!("{path}/status?fieldManager=prescale"),
+        json!({"status": {"forecast": {"metric": "requests", "model": "old",
+            "generatedAt": "2025-01-01T00:00:00Z", "series": 3}}}),
+    );
+    let mut op = Operator::start(&kubeconfig, &prom.url(), ns, &[]);
+    let has = |s: &Value, pointer: &str| s.pointer(pointer).is_some();
+    op.wait("status.concurrency", Duration::from_secs(60), |_| {
+        let s = get_scaler(kube, ns, "streams");
+        has(&s, "/status/concurrency/0") && replicas(kube, ns, "streams") == WANT
+    });
+    let s = get_scaler(kube, ns, "streams");
+    assert!(
+        !has(&s, "/status/forecast/series"),
+        "the earlier operator's forecast.series is left: {}",
+        s["status"]
+    );
+    // the metric loses `concurrency`: its status goes with it
+    let mut metrics = s["spec"]["metrics"].clone();
+    metrics[0].as_object_mut().unwrap().remove("concurrency");
+    kube.patch_merge(&path, json!({"spec": {"metrics": metrics}}));
+    op.wait(
+        "status.concurrency cleared",
+        Duration::from_secs(30),
+        |_| {
+            let s = get_scaler(kube, ns, "streams");
+            s["status"]["observedGeneration"] == s["metadata"]["generation"]
+                && !has(&s, "/status/concurrency")
+        },
+    );
+    // then nothing changes and nothing is written, over several 1 s syncs (within one minute:
+    // the forecast peak's time, the first minute of the flat forecast, moves on at each minute)
+    std::thread::sleep(Duration::from_secs(2));
+    while !(3..=52).contains(&(unix_now() % 60)) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status_path = format!("/namespaces/{ns}/predictivescalers/streams/status");
+    let patches = proxy.count("PATCH", &status_path);
+    let version = get_scaler(kube, ns, "streams")["metadata"]["resourceVersion"].clone();
+    std::thread::sleep(Duration::from_secs(5));
+    let s = get_scaler(kube, ns, "streams");
+    assert_eq!(
+        (
+            proxy.count("PATCH", &status_path),
+            &s["metadata"]["resourceVersion"]
+        ),
+        (patches, &version),
+        "status written again with nothing changed (1 s sync interval): {}",
+        s["status"]
+    );
+    op.ctrl.assert_never_forbidden();
+    report(&format!(
+        "[reliability] status.concurrency and a leftover forecast.series cleared; {patches} status \
+         PATCHes in all, none in 5 s of steady state"
+    ));
+}
+
+/// Issue 21 item 4: a `stabilizationWindow` no longer than the sync interval never scaled down
+/// (30 s window at a 30 s sync: 6 replicas wanting 3 held for 31 minutes): the window was empty
+/// at every evaluation, and an empty window was taken for a cold start, which counts the
+/// current count as recommended. Here a 1 s window at the 1 s sync interval.
+#[test]
+fn a_stabilization_window_no_longer_than_the_sync_interval_scales_down() {
+    let prom = flat_load();
+    let kube = KubeCluster::shared();
+    let ns = "rel-window";
+    let kubeconfig = kube.operator_kubeconfig(ns, None);
+    deployment(kube, ns, "short", 16);
+    create_scaler(kube, scaler_fixture(ns, "short").scale_down("1s", 0));
+    let mut op = Operator::start(&kubeconfig, &prom.url(), ns, &[]);
+    let took = op.wait(
+        "the scale-down to the load's count",
+        Duration::from_secs(60),
+        |_| replicas(kube, ns, "short") == WANT,
+    );
+    report(&format!(
+        "[reliability] a 1 s stabilization window at a 1 s sync interval: 16 -> {WANT} replicas \
+         {took:.1?} after the operator started"
     ));
 }
 

@@ -131,3 +131,68 @@ fn a_schedule_window_raises_replicas_at_its_start_and_lets_go_at_its_end() {
         lowered_at - end
     ));
 }
+
+/// Issue 21 item 12: a window shorter than the sync interval was missed (4 of 4): the next
+/// evaluation was always one sync interval later, never the window's start. Here a 30 s sync
+/// interval and a 6 s window starting 8 s after the last evaluation: the operator evaluates
+/// at its start (raised to the floor) and at its end (`status.schedules` cleared), both long
+/// before the next sync.
+#[test]
+fn a_window_shorter_than_the_sync_interval_is_applied() {
+    let prom = flat_load();
+    let kube = KubeCluster::shared();
+    let (ns, name) = ("sched-short", "burst");
+    kube.create_namespace(ns);
+    kube.create_deployment(ns, name, 3);
+    let scaler = PredictiveScaler::test(ns, name)
+        .history("12h", "1m")
+        .scale_down("1m", 0)
+        .json();
+    create_scaler(kube, scaler);
+    let (mut op, _) = start_operator(kube, ns, &prom.url(), None, "30s");
+    let path = scaler_path(ns, name);
+    let wait = Duration::from_secs(60);
+    wait_for(&mut op, kube, &path, "the forecast's count", wait, |s| {
+        s["status"]["desiredReplicas"] == WANT && kube.deployment_replicas(ns, name) == WANT
+    });
+    // the spec change is evaluated at once (a new generation); the window starts 8 s later
+    let rfc3339 = |t: i64| jiff::Timestamp::from_second(t).unwrap().to_string();
+    let start = unix_now() + 8;
+    let end = start + 6;
+    kube.patch_merge(
+        &path,
+        json!({"spec": {"schedules": [{"name": "burst", "start": rfc3339(start),
+                                       "end": rfc3339(end), "minReplicas": FLOOR}]}}),
+    );
+    wait_for(&mut op, kube, &path, "the window as the next", wait, |s| {
+        s["status"]["schedules"]["next"]["name"] == "burst"
+    });
+    assert!(unix_now() < start, "the spec change was evaluated late");
+    let s = wait_for(&mut op, kube, &path, "the window's floor", wait, |_| {
+        kube.deployment_replicas(ns, name) == FLOOR
+    });
+    let raised_at = unix_now();
+    assert!(raised_at >= start, "raised {}s early", start - raised_at);
+    assert!(
+        raised_at < end,
+        "raised {}s after the window's start, at or after its end: {}",
+        raised_at - start,
+        s["status"]
+    );
+    wait_for(&mut op, kube, &path, "the window's end", wait, |s| {
+        s["status"].get("schedules").is_none()
+    });
+    let ended_at = unix_now();
+    assert!(
+        ended_at >= end && ended_at < end + 10,
+        "the end evaluated {}s after it (the sync interval is 30 s)",
+        ended_at - end
+    );
+    op.assert_never_forbidden();
+    report(&format!(
+        "[schedules] a 6 s window at a 30 s sync interval: raised to {FLOOR} {}s after its start, \
+         its end seen {}s after it",
+        raised_at - start,
+        ended_at - end
+    ));
+}

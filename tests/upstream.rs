@@ -7,7 +7,8 @@
 //!   `prescale_upstream_limited` 1 and `prescale_upstream_ceiling_replicas` 5);
 //! - a quota read from a limit gauge in Prometheus (4200 per minute: 7 replicas) wins over the
 //!   static one; a limit query that fails falls back to the static quota but never below the
-//!   current count (`UpstreamLimited`, naming the failure).
+//!   current count (`UpstreamLimited`, naming the failure); a small queried limit caps a
+//!   scale-up but never lowers the current count on its own.
 //!
 //! The rules themselves (units, several limits, minReplicas, failures) are unit tests
 //! (`planner::upstream`).
@@ -170,6 +171,7 @@ fn a_limit_read_from_prometheus_wins_and_a_failing_one_never_scales_down() {
     kube.create_namespace(ns);
     kube.create_deployment(ns, "queried", 3);
     kube.create_deployment(ns, "query-fails", 8);
+    kube.create_deployment(ns, "query-small", 8);
     let create = |name: &str, limits: Value| {
         create_scaler(kube, scaler(ns, name, limits));
     };
@@ -183,6 +185,12 @@ fn a_limit_read_from_prometheus_wins_and_a_failing_one_never_scales_down() {
         "query-fails",
         json!([{"metric": "requests", "perMinute": "3000",
                 "query": "max(provider_ratelimit_limit_requests{"}]),
+    );
+    // a query that reads a hundredth of the limit (42/min: one replica): a small value caps a
+    // scale-up, but on its own never lowers the current 8 (it used to go to minReplicas 1)
+    create(
+        "query-small",
+        json!([{"metric": "requests", "query": "max(provider_ratelimit_limit_requests) / 100"}]),
     );
     let (mut op, http) = start_operator(kube, ns, &prom.url(), None, "2s");
     let wait = Duration::from_secs(90);
@@ -219,13 +227,29 @@ fn a_limit_read_from_prometheus_wins_and_a_failing_one_never_scales_down() {
         ),
         "{failing}"
     );
+    let small_path = scaler_path(ns, "query-small");
+    let s = wait_for(&mut op, kube, &small_path, "the small limit", wait, |s| {
+        condition(s, "ScalingLimited").0 == "UpstreamLimited"
+            && s["status"]["desiredReplicas"].is_i64()
+    });
+    let (_, small) = condition(&s, "ScalingLimited");
+    assert_eq!(
+        small,
+        "the upstream limit of metric requests (42/min, read from its query) admits 1 replicas, \
+         10 asked: the desired count 10 is capped at 8 (the current count: a limit read by a \
+         query never scales down on its own); more quota, not more replicas, would serve more"
+    );
     // evaluations later (a 2 s sync interval) the count still stands at 8: not lowered to the
-    // static 5 because the query fails, not raised to the forecast's 10 past the static quota
+    // static 5 because the query fails, not raised to the forecast's 10 past the static quota;
+    // and the small queried limit has not lowered its 8 either
     std::thread::sleep(Duration::from_secs(8));
     op.assert_running();
     let s = kube.get(&path);
     assert_eq!(s["status"]["desiredReplicas"], 8, "{}", s["status"]);
     assert_eq!(kube.deployment_replicas(ns, "query-fails"), 8);
+    let s = kube.get(&small_path);
+    assert_eq!(s["status"]["desiredReplicas"], 8, "{}", s["status"]);
+    assert_eq!(kube.deployment_replicas(ns, "query-small"), 8);
     let metrics = scrape(&http);
     assert!(
         metrics.contains(&format!(

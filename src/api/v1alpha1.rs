@@ -175,8 +175,10 @@ pub struct PredictiveScalerSpec {
     /// other change: a floor's start is a scale-up within `scaleUp.maxReplicasPerMinute`
     /// (start the window `scaleUp.leadTime` early to have the replicas warm at the time it
     /// names), and a floor's end or a cap's start is a scale-down as `scaleDown` allows (the
-    /// stabilization window, then `maxPercentPerMinute`). `status.schedules` lists the active
-    /// windows and the next one; events `ScheduleStarted` and `ScheduleEnded` mark each change.
+    /// stabilization window, then `maxPercentPerMinute`). The scaler is evaluated at each
+    /// window's start and end when that comes before its next sync, so a window shorter than
+    /// the sync interval applies too. `status.schedules` lists the active windows and the next
+    /// one; events `ScheduleStarted` and `ScheduleEnded` mark each change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("schedule names must be unique"))]
     #[schemars(length(max = 16))]
@@ -271,9 +273,11 @@ pub struct UpstreamLimitSpec {
 
     /// A PromQL expression returning one series: the current limit, per minute, e.g. a gauge
     /// exported from the provider's `x-ratelimit-limit-requests` header. Its latest value (of
-    /// the last five minutes) wins over `perMinute`. When it fails or returns nothing the
-    /// limit is `perMinute` but never below the current count, or, without `perMinute`, no
-    /// limit (`ScalingLimited` says `UpstreamUnavailable` with the source's reason). A gauge of
+    /// the last five minutes) wins over `perMinute`; it stops a scale-up at what it admits but
+    /// on its own never lowers the count below the current one. When it fails, returns
+    /// nothing, or a value below 1 per minute, the limit is `perMinute` but never below the
+    /// current count, or, without `perMinute`, no limit (`ScalingLimited` says
+    /// `UpstreamUnavailable` with the source's reason). A gauge of
     /// the *remaining* quota is not a limit: add what was used, e.g.
     /// `remaining + sum(rate(used[1m])) * 60`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -706,7 +710,11 @@ impl Default for ScaleUpSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleDownSpec {
-    /// Scale down only to the highest count wanted by any evaluation in this window.
+    /// Scale down only to the highest count wanted by any evaluation in this window. The
+    /// first evaluation (a new scaler, a restarted operator, a new target) counts the current
+    /// replicas as wanted, so nothing goes down before a full window; a window no longer than
+    /// the operator's sync interval holds only that first evaluation. Default `15m`; `0s`
+    /// scales down at once.
     #[serde(default = "default_stabilization_window")]
     #[schemars(
         regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),
@@ -913,14 +921,33 @@ pub struct LeadTimeStatus {
     /// `Learned` (from `samples`) or `Default` (no scale-up measured yet).
     pub source: String,
     /// How long the recent scale-ups took until the target had that many ready replicas,
-    /// oldest first, at most 20, unbounded (a scale-up not ready within the upper bound counts
-    /// as the bound). Kept across restarts of the operator.
+    /// oldest first, at most 20, unbounded. A scale-up not ready within the upper bound is not
+    /// one of them (see `timedOut`). Kept across restarts of the operator.
     #[serde(default)]
     pub samples: Vec<String>,
-    /// Why nothing is measured, when the target reports no ready replicas (no
-    /// `status.readyReplicas`).
+    /// The scale-ups still waiting for their replicas to be ready, oldest first: kept across
+    /// restarts of the operator, which measures them from their write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingScaleUp>,
+    /// How many of the latest scale-ups in a row were not ready within the upper bound (the
+    /// pods never became ready, or start slower than the bound). They are not start-up times,
+    /// so they do not move `current`; a measured scale-up resets the count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<i32>,
+    /// Why nothing is measured (the target reports no `status.readyReplicas`), or what the
+    /// timed-out scale-ups mean.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A scale-up waiting for its replicas to be ready.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingScaleUp {
+    /// When prescale wrote it.
+    pub since: Time,
+    /// The replica count it asked for.
+    pub replicas: i32,
 }
 
 /// The scheduled windows at the last evaluation.

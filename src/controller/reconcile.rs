@@ -149,7 +149,8 @@ impl End {
 
 /// What follows a reported end.
 enum Then {
-    /// The next evaluation, one sync interval later (jittered the first time).
+    /// The next evaluation: one sync interval later (spread the first time), or sooner at a
+    /// scheduled window's start or end ([`requeue_after`]).
     Requeue,
     /// Nothing until the object changes (an invalid spec).
     AwaitChange,
@@ -159,7 +160,7 @@ enum Then {
 
 /// Reconciles one PredictiveScaler: takes its memory out, runs the pipeline (see the module),
 /// puts the memory back, counts a reconcile that did not end ready (an error, or Ready not
-/// True, by reason) and spreads its first requeue (`jitter_first`).
+/// True, by reason) and spreads its first requeue ([`first_interval`]).
 #[instrument(skip_all, fields(namespace = ps.namespace().as_deref().unwrap_or(""), name = %ps.name_any()))]
 pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
     let now = Timestamp::now();
@@ -182,13 +183,9 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
         Err(e) => Some(e.reason()),
         Ok(_) => state.ready_failure,
     };
-    let result = result.map(|action| {
-        if state.reconciled {
-            action
-        } else {
-            state.reconciled = true;
-            jitter_first(action, &key, ctx.config.sync_interval)
-        }
+    let result = result.map(|next| {
+        let first = !std::mem::replace(&mut state.reconciled, true);
+        next.action(Timestamp::now(), &key, ctx.config.sync_interval, first)
     });
     ctx.put_state(key.clone(), state);
     running.end(result.is_ok());
@@ -204,31 +201,74 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
 }
 
 /// The pipeline, and the one place where its end becomes the status write and the requeue.
-async fn reconcile_inner(run: &Run<'_>, state: &mut ScalerState) -> Result<Action> {
+async fn reconcile_inner(run: &Run<'_>, state: &mut ScalerState) -> Result<Next> {
     if run.ps.metadata.deletion_timestamp.is_some() && floor::has_finalizer(run.ps) {
         return floor_mode::finalize(run, state).await;
     }
     state.unrestored_floor = retarget::restore_previous(run).await;
-    let end = match stages(run, state).await {
-        Ok(decided) => End::report(decided, Then::Requeue),
-        Err(early) => early,
+    let (end, by) = match stages(run, state).await {
+        Ok((decided, by)) => (End::report(decided, Then::Requeue), by),
+        Err(early) => (early, None),
     };
     match end {
         End::Report(report, then) => {
             write_status(run, state, &report).await?;
             match then {
-                Then::Requeue => Ok(Action::requeue(run.ctx.config.sync_interval)),
-                Then::AwaitChange => Ok(Action::await_change()),
+                Then::Requeue => Ok(Next::Requeue { by }),
+                Then::AwaitChange => Ok(Next::AwaitChange),
                 Then::Retry(e) => Err(e),
             }
         }
-        End::LeaseLost => Ok(Action::await_change()),
+        End::LeaseLost => Ok(Next::AwaitChange),
         End::Failed(e) => Err(e),
     }
 }
 
-/// Stages 1 to 5: the status a full evaluation reports, or an early end.
-async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report, End> {
+/// When a reconcile that did not fail evaluates next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// One sync interval later (spread on the first, [`first_interval`]), or at `by` (unix
+    /// second: a scheduled window's start or end) when that comes first.
+    Requeue { by: Option<i64> },
+    /// When the object changes.
+    AwaitChange,
+}
+
+impl Next {
+    /// The controller's action at `now`, for the scaler `key` (`first`: its first reconcile).
+    fn action(self, now: Timestamp, key: &str, sync_interval: Duration, first: bool) -> Action {
+        match self {
+            Next::AwaitChange => Action::await_change(),
+            Next::Requeue { by } => {
+                let interval = if first {
+                    first_interval(key, sync_interval)
+                } else {
+                    sync_interval
+                };
+                Action::requeue(requeue_after(now, interval, by))
+            }
+        }
+    }
+}
+
+/// How long until the next evaluation: `interval`, or less when a scheduled window starts or
+/// ends at unix second `by` before that (so a window shorter than the sync interval is not
+/// missed, and its floor is in place from its first second). A change in the past (the
+/// reconcile took longer than the wait) is due at once.
+fn requeue_after(now: Timestamp, interval: Duration, by: Option<i64>) -> Duration {
+    let Some(by) = by else {
+        return interval;
+    };
+    let until_ms = by.saturating_mul(1000).saturating_sub(now.as_millisecond());
+    interval.min(Duration::from_millis(until_ms.max(0) as u64))
+}
+
+/// Stages 1 to 5: the status a full evaluation reports and when the active scheduled windows
+/// next change (the next start or end, unix second), or an early end.
+async fn stages(
+    run: &Run<'_>,
+    state: &mut ScalerState,
+) -> Result<(status::Report, Option<i64>), End> {
     let config = validate(run)?;
     let names: Vec<String> = config.metrics.iter().map(|m| m.name.clone()).collect();
     run.ctx
@@ -257,13 +297,14 @@ async fn stages(run: &Run<'_>, state: &mut ScalerState) -> Result<status::Report
     events::schedule_transitions(run.ctx, run.ps, &decision.schedules).await;
     let written = write_target(run, &config, state, &target, &decision).await?;
     let fits: Vec<status::FitSummary> = outcomes.iter().filter_map(|o| o.fit.clone()).collect();
-    Ok(status::Report::decided(
+    let report = status::Report::decided(
         &decision,
         target.current,
         &written.write,
         written.scaled_at,
         &fits,
-    ))
+    );
+    Ok((report, decision.schedules.next_change()))
 }
 
 /// Stage 1: the spec as a usable config. An invalid one is reported and waits for a change of
@@ -748,51 +789,51 @@ fn export_status(run: &Run<'_>, new: &PredictiveScalerStatus) {
     mx.set_conditions(run.namespace, &scaler.name, &conditions);
 }
 
-/// Patches the status, with `null` for the fields it no longer has (a merge patch keeps what
-/// it leaves out), within `budget`.
+/// Writes the status by server-side apply with prescale's field manager, within `budget`: the
+/// applied status is the whole status, so a field it no longer has (`currentReplicas` of a
+/// deleted target, `concurrency` of a metric that lost it, `forecast.series` of one that lost
+/// `groupBy`) goes away. A field the apply could not remove because another manager also owns
+/// it (an earlier prescale wrote the status by merge patch; or a hand edit) is then removed with `null`
+/// ([`status::leftover_fields`]), so the stored status matches and the next reconcile writes
+/// nothing.
 async fn patch_status(run: &Run<'_>, new: &PredictiveScalerStatus, budget: Duration) -> Result<()> {
-    debug!("patching status");
+    debug!("applying status");
     let api: Api<PredictiveScaler> = Api::namespaced(run.ctx.client.clone(), run.namespace);
-    let mut body =
-        serde_json::to_value(new).map_err(|e| Error::PatchStatus(kube::Error::SerdeError(e)))?;
-    if let Some(fields) = body.as_object_mut() {
-        for key in [
-            "currentReplicas",
-            "desiredReplicas",
-            "lastScaleTime",
-            "forecast",
-            "schedules",
-            "leadTime",
-            "floorTarget",
-        ] {
-            fields.entry(key).or_insert(serde_json::Value::Null);
-        }
-        if let Some(lead) = fields.get_mut("leadTime").and_then(|l| l.as_object_mut()) {
-            lead.entry("message").or_insert(serde_json::Value::Null);
-        }
-    }
-    let patch = json!({ "status": body });
-    let params = target::patch_params();
-    target::within(
+    let name = run.ps.name_any();
+    let body = json!({
+        "apiVersion": PredictiveScaler::api_version(&()),
+        "kind": PredictiveScaler::kind(&()),
+        "metadata": {"name": name},
+        "status": new,
+    });
+    let params = target::apply_params();
+    let stored = target::within(
         budget,
-        api.patch_status(&run.ps.name_any(), &params, &Patch::Merge(&patch)),
+        api.patch_status(&name, &params, &Patch::Apply(&body)),
     )
     .await
     .map_err(Error::PatchStatus)?;
+    let stored = serde_json::to_value(&stored.status).unwrap_or_default();
+    let applied = serde_json::to_value(new).unwrap_or_default();
+    if let Some(leftovers) = status::leftover_fields(&stored, &applied) {
+        debug!(%leftovers, "removing status fields another manager kept");
+        let patch = json!({ "status": leftovers });
+        target::within(
+            budget,
+            api.patch_status(&name, &target::patch_params(), &Patch::Merge(&patch)),
+        )
+        .await
+        .map_err(Error::PatchStatus)?;
+    }
     Ok(())
 }
 
-/// The first requeue of a scaler, spread over up to half a sync interval (by a stable hash of
-/// its key): a start or a failover reconciles every scaler at once, and without this they would
-/// stay in lockstep ever after.
-fn jitter_first(action: Action, key: &str, sync_interval: Duration) -> Action {
-    if action == Action::requeue(sync_interval) {
-        let hash = choice::stable_hash(key);
-        let extra = sync_interval.mul_f64((hash % 1000) as f64 / 2000.0);
-        Action::requeue(sync_interval + extra)
-    } else {
-        action
-    }
+/// The first sync interval of a scaler, spread over up to half a sync interval more (by a
+/// stable hash of its key): a start or a failover reconciles every scaler at once, and without
+/// this they would stay in lockstep ever after.
+fn first_interval(key: &str, sync_interval: Duration) -> Duration {
+    let hash = choice::stable_hash(key);
+    sync_interval + sync_interval.mul_f64((hash % 1000) as f64 / 2000.0)
 }
 
 /// The requeue after an error: exponential from the sync interval, capped at 5 minutes.
@@ -911,4 +952,44 @@ async fn timed_query<T>(
         .get_or_create(&labels)
         .observe(elapsed.as_secs_f64());
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_evaluation_comes_at_a_window_change_before_the_sync_interval() {
+        let sync = Duration::from_secs(30);
+        let now = Timestamp::from_millisecond(1_000_000_250).unwrap();
+        // no window: the sync interval
+        assert_eq!(requeue_after(now, sync, None), sync);
+        // a window starting 10 s from now (to the second: 9.75 s)
+        assert_eq!(
+            requeue_after(now, sync, Some(1_000_010)),
+            Duration::from_millis(9_750)
+        );
+        // one after the sync interval does not delay it
+        assert_eq!(requeue_after(now, sync, Some(1_000_040)), sync);
+        // one already due (the reconcile outlasted it): at once
+        assert_eq!(requeue_after(now, sync, Some(999_990)), Duration::ZERO);
+        // the first, spread interval is capped the same way
+        let first = first_interval("ns/name", sync);
+        assert!(first >= sync && first <= sync + sync / 2);
+        let next = Next::Requeue {
+            by: Some(1_000_010),
+        };
+        assert_eq!(
+            next.action(now, "ns/name", sync, true),
+            Action::requeue(Duration::from_millis(9_750))
+        );
+        assert_eq!(
+            Next::Requeue { by: None }.action(now, "ns/name", sync, false),
+            Action::requeue(sync)
+        );
+        assert_eq!(
+            Next::AwaitChange.action(now, "ns/name", sync, true),
+            Action::await_change()
+        );
+    }
 }

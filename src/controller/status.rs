@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::{
     api::{
         ConcurrencyStatus, Contributor, ForecastPeak, ForecastStatus, LeadTimeStatus, NextSchedule,
-        PredictiveScalerStatus, ScalerConfig, SchedulesStatus,
+        PendingScaleUp, PredictiveScalerStatus, ScalerConfig, SchedulesStatus,
         conditions::{self, Cond, Status, limit_reason, reasons, types, unavailable_reason},
         duration::{format_duration, parse_duration},
     },
@@ -16,17 +16,36 @@ use crate::{
         Decision, LeadTimeLearner, LeadTimeSource, MetricDecision, Peak, Schedules, Unavailable,
         concurrency,
         group::{self, GroupForecast},
+        lead_time::Pending,
     },
 };
 
 /// `status.leadTime` of `scaleUp.leadTime: Auto`: the lead time planned with, where it comes
-/// from, the learner's measurements (whole seconds) and why nothing is measured, if so.
+/// from, the learner's measurements (whole seconds), the scale-ups it waits for, those that
+/// timed out (not ready within `max`), and why nothing is measured, if so.
 pub fn lead_time_status(
     learner: &LeadTimeLearner,
     current: Duration,
     source: LeadTimeSource,
+    max: Duration,
     message: Option<String>,
 ) -> LeadTimeStatus {
+    let timed_out = learner.timed_out();
+    let message = message.or_else(|| {
+        (timed_out > 0).then(|| {
+            format!(
+                "the last {} not ready within {}: not counted as start-up times (check that the \
+                 workload's pods become ready; if they start slower than that, set \
+                 scaleUp.leadTime to a duration)",
+                if timed_out == 1 {
+                    "scale-up was".to_string()
+                } else {
+                    format!("{timed_out} scale-ups were")
+                },
+                format_duration(max)
+            )
+        })
+    });
     LeadTimeStatus {
         current: format_duration(current),
         source: match source {
@@ -35,22 +54,36 @@ pub fn lead_time_status(
         }
         .into(),
         samples: learner.samples().map(format_duration).collect(),
+        pending: pending_scale_ups(learner),
+        timed_out: (timed_out > 0).then_some(timed_out.min(i32::MAX as u32) as i32),
         message,
     }
 }
 
-/// The measurements a stored `status.leadTime` keeps (a restart starts from them); unreadable
-/// ones are skipped.
-pub fn stored_lead_time_samples(previous: Option<&PredictiveScalerStatus>) -> Vec<Duration> {
-    previous
-        .and_then(|p| p.lead_time.as_ref())
-        .map(|l| {
-            l.samples
-                .iter()
-                .filter_map(|s| parse_duration(s).ok())
-                .collect()
+/// `status.leadTime.pending`: the scale-ups `learner` waits for.
+pub fn pending_scale_ups(learner: &LeadTimeLearner) -> Vec<PendingScaleUp> {
+    learner
+        .pending()
+        .map(|p| PendingScaleUp {
+            since: time(p.at),
+            replicas: p.to.min(i32::MAX as u32) as i32,
         })
-        .unwrap_or_default()
+        .collect()
+}
+
+/// The learner a stored `status.leadTime` describes (a restart starts from it): its
+/// measurements, the scale-ups still waiting and the timed-out count; unreadable measurements
+/// are skipped.
+pub fn stored_lead_time(previous: Option<&PredictiveScalerStatus>) -> LeadTimeLearner {
+    let Some(l) = previous.and_then(|p| p.lead_time.as_ref()) else {
+        return LeadTimeLearner::default();
+    };
+    let samples = l.samples.iter().filter_map(|s| parse_duration(s).ok());
+    let pending = l.pending.iter().map(|p| Pending {
+        at: p.since.0.as_second(),
+        to: p.replicas.max(0) as u32,
+    });
+    LeadTimeLearner::restore(samples, pending, l.timed_out.unwrap_or(0).max(0) as u32)
 }
 
 /// What a reconcile found, before it becomes a status.
@@ -457,6 +490,31 @@ pub fn format_value(v: f64) -> String {
             .trim_end_matches('.')
             .to_string()
     }
+}
+
+/// The fields of the `stored` status (JSON) that the `applied` one does not have, as a merge
+/// patch of `null`s (objects are compared field by field; a list or value is the applied one's
+/// to keep or change, not a leftover). `None` when there are none: server-side apply removed
+/// every field it owned and no one else kept one.
+pub fn leftover_fields(
+    stored: &serde_json::Value,
+    applied: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let (stored, applied) = (stored.as_object()?, applied.as_object()?);
+    let mut out = serde_json::Map::new();
+    for (key, value) in stored {
+        match applied.get(key) {
+            None => {
+                out.insert(key.clone(), serde_json::Value::Null);
+            }
+            Some(kept) => {
+                if let Some(inner) = leftover_fields(value, kept) {
+                    out.insert(key.clone(), inner);
+                }
+            }
+        }
+    }
+    (!out.is_empty()).then_some(serde_json::Value::Object(out))
 }
 
 #[cfg(test)]
@@ -1047,5 +1105,76 @@ mod tests {
             (Some(3), Some(7), None)
         );
         assert_eq!(r.conditions, decided(&d, 3, &Write::DryRun));
+    }
+
+    #[test]
+    fn the_fields_an_apply_left_behind_are_nulled() {
+        let applied = serde_json::json!({
+            "currentReplicas": 3,
+            "forecast": {"metric": "requests", "model": "Constant"},
+            "conditions": [{"type": "Ready"}],
+        });
+        // what the apply set: nothing left over
+        assert_eq!(leftover_fields(&applied, &applied), None);
+        // a status an earlier prescale wrote by merge patch still has these
+        let stored = serde_json::json!({
+            "currentReplicas": 4,
+            "concurrency": [{"metric": "streams"}],
+            "forecast": {"metric": "requests", "model": "Constant", "series": 3,
+                         "topContributors": [{"value": "1"}]},
+            "conditions": [{"type": "Ready"}, {"type": "Old"}],
+        });
+        assert_eq!(
+            leftover_fields(&stored, &applied),
+            Some(serde_json::json!({
+                "concurrency": null,
+                "forecast": {"series": null, "topContributors": null},
+            })),
+            "absent fields only: a changed value or list is the apply's"
+        );
+        // no stored status at all
+        assert_eq!(leftover_fields(&serde_json::Value::Null, &applied), None);
+    }
+
+    #[test]
+    fn a_lead_time_in_flight_and_timed_out_round_trips_through_the_status() {
+        use crate::planner::lead_time::{DEFAULT_LEAD_TIME, MAX_LEAD_TIME, MIN_LEAD_TIME};
+        let max = Duration::from_secs(540);
+        let mut learner = LeadTimeLearner::with_samples([Duration::from_secs(95)]);
+        // one never ready: censored at 9m, no sample
+        learner.record_scale(1_000, 2, 4);
+        learner.observe_ready(1_000 + 540, Some(2), max);
+        // one in flight
+        learner.record_scale(2_000, 2, 6);
+        let (current, source) =
+            learner.lead_time(DEFAULT_LEAD_TIME, (MIN_LEAD_TIME, MAX_LEAD_TIME), 0.9);
+        let status = lead_time_status(&learner, current, source, max, None);
+        assert_eq!(
+            serde_json::to_value(&status).unwrap(),
+            serde_json::json!({
+                "current": "95s",
+                "source": "Learned",
+                "samples": ["95s"],
+                "pending": [{"since": "1970-01-01T00:33:20Z", "replicas": 6}],
+                "timedOut": 1,
+                "message": "the last scale-up was not ready within 9m: not counted as start-up \
+                            times (check that the workload's pods become ready; if they start \
+                            slower than that, set scaleUp.leadTime to a duration)",
+            })
+        );
+        // a restarted operator starts from it and measures the one in flight from its write
+        let stored = PredictiveScalerStatus {
+            lead_time: Some(status),
+            ..Default::default()
+        };
+        let mut restored = stored_lead_time(Some(&stored));
+        assert_eq!(restored, learner);
+        restored.observe_ready(2_070, Some(6), max);
+        assert_eq!(
+            restored.samples().collect::<Vec<_>>(),
+            vec![Duration::from_secs(95), Duration::from_secs(70)]
+        );
+        assert_eq!(restored.timed_out(), 0);
+        assert_eq!(stored_lead_time(None), LeadTimeLearner::default());
     }
 }

@@ -135,6 +135,12 @@ pub fn patch_params() -> PatchParams {
     }
 }
 
+/// Server-side apply as prescale's field manager, forced: only prescale writes what it applies
+/// (a scaler's status), so a conflict is a leftover owner, never a writer to defer to.
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
 #[cfg(test)]
 mod tests {
     use super::ready_replicas;

@@ -119,6 +119,35 @@ async fn expect_status(
         );
     }
     assert_eq!(request.uri().path(), path);
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if path.ends_with("/status") {
+        // the status is written as prescale: by server-side apply, forced (the whole status),
+        // or a merge patch of what another manager kept (`leftovers_are_removed_after_the_apply`)
+        let query = request.uri().query().unwrap_or_default();
+        assert!(query.contains("fieldManager=prescale"), "{query}");
+        let apply = content_type == "application/apply-patch+yaml";
+        assert!(
+            apply || content_type == "application/merge-patch+json",
+            "status write {content_type}"
+        );
+        assert!(!apply || query.contains("force=true"), "{query}");
+        if !apply {
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            return Some(json!({ "mergePatch": body }));
+        }
+    }
     let bytes = request.into_body().collect_bytes().await.unwrap();
     let body = if bytes.is_empty() {
         None
@@ -411,14 +440,26 @@ async fn missing_target_is_a_condition_not_a_write() {
         (able["status"].as_str(), able["reason"].as_str()),
         (Some("False"), Some("TargetNotFound"))
     );
-    // a target that is gone has no current count: the field is cleared, not left as it was
-    assert!(status["status"]["currentReplicas"].is_null(), "{status}");
+    // a target that is gone has no current count: the applied status has none, so the field
+    // is cleared, not left as it was
     assert!(
-        status["status"]
+        !status["status"]
             .as_object()
             .unwrap()
             .contains_key("currentReplicas"),
-        "an explicit null: {status}"
+        "no currentReplicas in the applied status: {status}"
+    );
+    assert_eq!(
+        (
+            &status["apiVersion"],
+            &status["kind"],
+            &status["metadata"]["name"]
+        ),
+        (
+            &json!("prescale.dev/v1alpha1"),
+            &json!("PredictiveScaler"),
+            &json!("llm-proxy")
+        )
     );
     assert_no_more_requests(&mut handle);
 }
@@ -614,4 +655,38 @@ async fn a_new_target_does_not_inherit_the_old_ones_rate_budget() {
     expect(&mut handle, Method::POST, EVENTS, json!({})).await;
     expect(&mut handle, Method::PATCH, STATUS, stored()).await;
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn leftovers_are_removed_after_the_apply() {
+    // the stored status still has fields the applied one lacks (an earlier prescale wrote them
+    // by merge patch, so its entry in managedFields keeps them): one merge patch removes them
+    let (ctx, mut handle, _) = context(Some(95.0));
+    let ps = Arc::new(scaler("Active", 2, 60));
+    let task = tokio::spawn(reconcile(ps.clone(), ctx.clone()));
+    expect(&mut handle, Method::GET, SCALE, scale(10)).await;
+    let applied = expect(&mut handle, Method::PATCH, STATUS, stored())
+        .await
+        .unwrap();
+    task.await.unwrap().unwrap();
+    assert!(applied.get("mergePatch").is_none(), "{applied}");
+    assert_no_more_requests(&mut handle);
+    // the API server answers the next apply with what it stored: the applied status and two
+    // fields more
+    let mut kept = stored();
+    kept["status"] = applied["status"].clone();
+    kept["status"]["concurrency"] = json!([{"metric": "requests", "replicas": 3}]);
+    kept["status"]["forecast"]["series"] = json!(4);
+    let task = tokio::spawn(reconcile(ps, ctx));
+    expect(&mut handle, Method::GET, SCALE, scale(10)).await;
+    expect(&mut handle, Method::PATCH, STATUS, kept).await;
+    let merge = expect(&mut handle, Method::PATCH, STATUS, stored())
+        .await
+        .unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        merge,
+        json!({"mergePatch": {"status": {"concurrency": null, "forecast": {"series": null}}}})
+    );
+    assert_no_more_requests(&mut handle);
 }

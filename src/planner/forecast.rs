@@ -232,6 +232,21 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// `e` with its counts in samples of the series: the models count coarse steps, and
+    /// "7 usable samples, 8 needed" of a series of 35 one-minute samples is not true.
+    fn in_samples(&self, e: ForecastError) -> ForecastError {
+        match e {
+            ForecastError::InsufficientHistory { need, why, .. } => {
+                ForecastError::InsufficientHistory {
+                    have: self.y.len(),
+                    need: need * self.factor,
+                    why,
+                }
+            }
+            e => e,
+        }
+    }
+
     fn new(series: &Series, settings: &ForecastSettings) -> Result<Self, ForecastError> {
         let (y, first) = clean(series)?;
         let step = series.step;
@@ -279,7 +294,7 @@ fn model_for(settings: &ForecastSettings, p: &Prepared) -> Result<Model, Forecas
         (ModelKind::Auto | ModelKind::Mstl, Some(_)) => Model::Mstl(p.periods.clone()),
         (ModelKind::SeasonalNaive, Some(&longest)) => Model::SeasonalNaive(longest),
         (ModelKind::Mstl | ModelKind::SeasonalNaive, None) => {
-            return Err(insufficient(p.y.len(), p.step, &settings.periods));
+            return Err(no_period(p, &settings.periods));
         }
     })
 }
@@ -306,7 +321,9 @@ fn band(
 ) -> Result<(Vec<f64>, Vec<f64>), ForecastError> {
     let factor = p.factor;
     let coarse_horizon = horizon.div_ceil(factor) + 1;
-    let (pc, sc) = model.predict(&p.yc, coarse_horizon, p.trend_window)?;
+    let (pc, sc) = model
+        .predict(&p.yc, coarse_horizon, p.trend_window)
+        .map_err(|e| p.in_samples(e))?;
     let z = normal_quantile(quantile);
     let mut point = Vec::with_capacity(horizon);
     let mut upper = Vec::with_capacity(horizon);
@@ -331,7 +348,8 @@ const HOUR: i64 = 3_600;
 const POINTS_PER_DAY: i64 = 288;
 
 /// How many fine steps make one coarse step: 5 minutes' worth for fine series, when every
-/// configured period is a whole number of coarse steps.
+/// configured period is a whole number of coarse steps, at least two (a period of one coarse
+/// step is no season: a `5m` period at a `1m` step is fitted on the minutes).
 fn coarsen_factor(step: i64, periods: &[i64]) -> usize {
     let per_day = DAY / step.max(1);
     if per_day <= POINTS_PER_DAY {
@@ -339,7 +357,7 @@ fn coarsen_factor(step: i64, periods: &[i64]) -> usize {
     }
     let f = (per_day / POINTS_PER_DAY).max(1);
     let coarse = f * step;
-    if periods.iter().all(|p| p % coarse == 0) && DAY % coarse == 0 {
+    if periods.iter().all(|p| p % coarse == 0 && p / coarse >= 2) && DAY % coarse == 0 {
         f as usize
     } else {
         1
@@ -576,15 +594,37 @@ fn lowest_loss(scores: &[Score]) -> ModelKind {
         .map_or(ModelKind::Mstl, |(k, _)| k)
 }
 
-fn insufficient(have: usize, step: i64, periods: &[i64]) -> ForecastError {
-    let shortest = periods.iter().copied().min().unwrap_or(DAY);
-    ForecastError::InsufficientHistory {
-        have,
-        need: (2 * shortest / step) as usize,
-        why: format!(
-            "seasonal models need two full cycles of {}",
-            format_duration(std::time::Duration::from_secs(shortest as u64))
-        ),
+/// Why MSTL or seasonal naive, asked for by name, has no period to fit: the shortest period
+/// (of `configured`, or a day and a week) that is a whole number of at least two coarse steps
+/// needs two cycles of history, counted in samples of the series; or no period is such a
+/// number of steps.
+fn no_period(p: &Prepared, configured: &[i64]) -> ForecastError {
+    let candidates: &[i64] = if configured.is_empty() {
+        &[DAY, WEEK]
+    } else {
+        configured
+    };
+    let fitting = candidates
+        .iter()
+        .copied()
+        .filter(|&c| c % p.coarse_step == 0 && c / p.coarse_step >= 2)
+        .min();
+    let fmt = |secs: i64| format_duration(std::time::Duration::from_secs(secs.max(0) as u64));
+    match fitting {
+        Some(period) => ForecastError::InsufficientHistory {
+            have: p.y.len(),
+            need: (2 * period / p.step) as usize,
+            why: format!("seasonal models need two full cycles of {}", fmt(period)),
+        },
+        None => ForecastError::ModelFit(format!(
+            "no seasonal period ({}) is a whole number of {} steps, at least two",
+            candidates
+                .iter()
+                .map(|&c| fmt(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            fmt(p.coarse_step)
+        )),
     }
 }
 
@@ -747,7 +787,7 @@ impl Model {
                     return Err(ForecastError::InsufficientHistory {
                         have: y.len(),
                         need: 8,
-                        why: "ETS needs at least 8 samples".into(),
+                        why: "too short for the ETS model".into(),
                     });
                 }
                 let fitted = trend.fit(y).map_err(|e| fit_err(&e))?;
@@ -1014,6 +1054,54 @@ mod tests {
             fit_forecast(&holey, &settings),
             Err(ForecastError::TooManyGaps { .. })
         ));
+    }
+
+    #[test]
+    fn an_insufficient_history_message_is_true_in_samples_of_the_series() {
+        // issue 21: "61 usable samples of history, 10 needed" for MSTL with a 5m period at a 1m
+        // step: the series was fitted on 5-minute means, where a 5m period is one step, so no
+        // period was left, and the error blamed the history. A 5m period is now fitted on the
+        // minutes.
+        let wave = |n: usize| {
+            let values = (0..n)
+                .map(|i| 100.0 + [0.0, 20.0, 40.0, 20.0, 0.0][i % 5] + (i % 3) as f64)
+                .collect();
+            Series::new(0, 60, values)
+        };
+        let mstl = ForecastSettings::new(ModelKind::Mstl, vec![300], 10, 0.9, 60);
+        let fc = fit_forecast(&wave(61), &mstl).expect("61 samples hold twelve 5m cycles");
+        assert_eq!(fc.model.to_string(), "MSTL(5m)+AutoETS");
+        // too short: the counts are the series' samples, and have < need
+        assert_eq!(
+            fit_forecast(&wave(9), &mstl).unwrap_err().to_string(),
+            "9 usable samples of history, 10 needed (seasonal models need two full cycles of 5m)"
+        );
+        // a daily period on 1m data is fitted on 5-minute means: still counted in minutes
+        let daily_mstl = ForecastSettings::new(ModelKind::Mstl, vec![], 10, 0.9, 60);
+        assert_eq!(
+            fit_forecast(&wave(600), &daily_mstl)
+                .unwrap_err()
+                .to_string(),
+            "600 usable samples of history, 2880 needed (seasonal models need two full cycles of 1d)"
+        );
+        // ETS on 5-minute means of 35 one-minute samples (7 means): 40 samples needed, not 8
+        let ets = ForecastSettings::new(ModelKind::Ets, vec![], 10, 0.9, 60);
+        assert_eq!(
+            fit_forecast(&wave(35), &ets).unwrap_err().to_string(),
+            "35 usable samples of history, 40 needed (too short for the ETS model)"
+        );
+        // a period that is no whole number of steps says so, not "insufficient history"
+        let odd = Series::new(0, 500, (0..600).map(|i| (i % 7) as f64).collect());
+        let e = fit_forecast(
+            &odd,
+            &ForecastSettings::new(ModelKind::Mstl, vec![], 10, 0.9, 500),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "model fit failed: no seasonal period (1d, 7d) is a whole number of 500s steps, at \
+             least two"
+        );
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! ([`LeadTimeLearner::record_scale`]) and how many replicas were ready at each evaluation
 //! ([`LeadTimeLearner::observe_ready`]); [`LeadTimeLearner::lead_time`] is a high quantile of
 //! the recent measurements, within bounds, or the default while there are none.
+//!
+//! A scale-up not ready within the upper bound is *censored*: all it says is that the start-up
+//! took longer than the bound, or that the pods never became ready (a crash loop, an image
+//! that cannot be pulled). It is dropped and counted ([`LeadTimeLearner::timed_out`]), never
+//! taken for a start-up time: one such scale-up used to set the lead time to the bound.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,7 +18,8 @@ use std::time::Duration;
 pub const DEFAULT_LEAD_TIME: Duration = Duration::from_secs(300);
 /// The fewest seconds a learned lead time may be (a faster start still plans one minute ahead).
 pub const MIN_LEAD_TIME: Duration = Duration::from_secs(60);
-/// The most a learned lead time may be; a scale-up not ready after this long counts as this long.
+/// The most a learned lead time may be; a scale-up not ready after this long is not measured
+/// (it timed out).
 pub const MAX_LEAD_TIME: Duration = Duration::from_secs(1800);
 /// The quantile of the measurements planned with: most scale-ups are ready within it.
 pub const LEAD_TIME_QUANTILE: f64 = 0.9;
@@ -39,11 +45,11 @@ pub enum LeadTimeSource {
 
 /// A scale-up waiting for its replicas to be ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Pending {
+pub struct Pending {
     /// When it was written (unix seconds).
-    at: i64,
+    pub at: i64,
     /// The replica count it asked for.
-    to: u32,
+    pub to: u32,
 }
 
 /// Scale-ups in flight and the measured durations of the recent ones.
@@ -52,12 +58,29 @@ pub struct LeadTimeLearner {
     pending: Vec<Pending>,
     /// Measured durations, oldest first, at most [`MAX_SAMPLES`].
     samples: VecDeque<Duration>,
+    /// Scale-ups in a row, the latest ones, not ready within the upper bound.
+    timed_out: u32,
 }
 
 impl LeadTimeLearner {
     /// A learner that starts from stored measurements (a restart keeps its history).
     pub fn with_samples(samples: impl IntoIterator<Item = Duration>) -> Self {
-        let mut learner = Self::default();
+        Self::restore(samples, [], 0)
+    }
+
+    /// A learner as a stored status left it: its measurements, the scale-ups still waiting
+    /// (a restart measures them from their write, as if it had not happened) and the count of
+    /// those that timed out.
+    pub fn restore(
+        samples: impl IntoIterator<Item = Duration>,
+        pending: impl IntoIterator<Item = Pending>,
+        timed_out: u32,
+    ) -> Self {
+        let mut learner = Self {
+            pending: pending.into_iter().collect(),
+            timed_out,
+            ..Self::default()
+        };
         for s in samples {
             learner.push(s);
         }
@@ -67,6 +90,17 @@ impl LeadTimeLearner {
     /// The measured durations, oldest first.
     pub fn samples(&self) -> impl Iterator<Item = Duration> + '_ {
         self.samples.iter().copied()
+    }
+
+    /// The scale-ups waiting for their replicas, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = Pending> + '_ {
+        self.pending.iter().copied()
+    }
+
+    /// The latest scale-ups in a row that were not ready within the upper bound (0 once one
+    /// is measured again).
+    pub fn timed_out(&self) -> u32 {
+        self.timed_out
     }
 
     /// A scale from `from` to `to` replicas written at `at`. A scale-up waits for its count to
@@ -81,21 +115,27 @@ impl LeadTimeLearner {
     }
 
     /// `ready` replicas at `at`: each waiting scale-up whose count is ready is measured (from
-    /// its write to now); one waiting longer than `max` is measured as `max` and dropped.
+    /// its write to now); one waiting `max` or longer is censored: dropped and counted as
+    /// timed out, not measured.
     pub fn observe_ready(&mut self, at: i64, ready: Option<u32>, max: Duration) {
         let mut measured = Vec::new();
+        let mut timed_out = 0;
         self.pending.retain(|p| {
             let waited = Duration::from_secs((at - p.at).max(0) as u64);
             if ready.is_some_and(|r| r >= p.to) {
                 measured.push(waited);
                 false
             } else if waited >= max {
-                measured.push(max);
+                timed_out += 1;
                 false
             } else {
                 true
             }
         });
+        if !measured.is_empty() {
+            self.timed_out = 0;
+        }
+        self.timed_out = self.timed_out.saturating_add(timed_out);
         for m in measured {
             self.push(m);
         }
@@ -216,15 +256,48 @@ mod tests {
     }
 
     #[test]
-    fn a_scale_up_never_ready_times_out_at_the_upper_bound() {
+    fn a_scale_up_never_ready_times_out_at_the_upper_bound_and_is_no_sample() {
         let mut l = LeadTimeLearner::default();
         l.record_scale(0, 1, 3);
         l.observe_ready(1799, Some(2), MAX_LEAD_TIME);
-        assert_eq!(l.samples().count(), 0);
+        assert_eq!((l.samples().count(), l.timed_out()), (0, 0));
         l.observe_ready(1800, None, MAX_LEAD_TIME);
-        assert_eq!(l.samples().collect::<Vec<_>>(), vec![MAX_LEAD_TIME]);
+        // censored: not a start-up time of 30m (one such sample made the lead time the bound)
+        assert_eq!((l.samples().count(), l.timed_out()), (0, 1));
+        assert_eq!(l.pending().count(), 0);
+        assert_eq!(
+            l.lead_time(DEFAULT_LEAD_TIME, BOUNDS, 0.9),
+            (DEFAULT_LEAD_TIME, LeadTimeSource::Default)
+        );
         l.observe_ready(4000, Some(3), MAX_LEAD_TIME);
-        assert_eq!(l.samples().count(), 1);
+        assert_eq!(l.samples().count(), 0);
+        // the same with a bound below the horizon: 9m
+        let mut l = LeadTimeLearner::with_samples([secs(120)]);
+        l.record_scale(0, 1, 3);
+        l.record_scale(10, 3, 5);
+        l.observe_ready(550, Some(1), secs(540));
+        assert_eq!((l.samples().count(), l.timed_out()), (1, 2));
+        assert_eq!(l.lead_time(DEFAULT_LEAD_TIME, BOUNDS, 0.9).0, secs(120));
+        // a scale-up measured again resets the count
+        l.record_scale(600, 1, 2);
+        l.observe_ready(700, Some(2), secs(540));
+        assert_eq!((l.samples().count(), l.timed_out()), (2, 0));
+    }
+
+    #[test]
+    fn a_restored_learner_measures_its_pending_scale_ups_from_their_write() {
+        let mut l = LeadTimeLearner::default();
+        l.record_scale(1000, 2, 6);
+        l.observe_ready(1030, Some(3), MAX_LEAD_TIME);
+        // the operator restarts: what the status kept
+        let samples: Vec<_> = l.samples().collect();
+        let pending: Vec<_> = l.pending().collect();
+        assert_eq!(pending, vec![Pending { at: 1000, to: 6 }]);
+        let mut restored = LeadTimeLearner::restore(samples, pending, l.timed_out());
+        assert_eq!(restored, l);
+        restored.observe_ready(1090, Some(6), MAX_LEAD_TIME);
+        assert_eq!(restored.samples().collect::<Vec<_>>(), vec![secs(90)]);
+        assert_eq!(restored.pending().count(), 0);
     }
 
     #[test]

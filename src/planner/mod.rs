@@ -170,6 +170,10 @@ pub struct ScaleEvent {
 /// scaler, `simulate` one per run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlannerState {
+    /// Whether a plan was made with this memory: the first one (a new scaler, a restarted
+    /// operator, a new target, or the clock stepped back past the window's memory) is the cold
+    /// start of the stabilisation window (step 6 of [`plan`]).
+    pub planned: bool,
     pub recommendations: Vec<Recommendation>,
     pub events: Vec<ScaleEvent>,
     /// When each guard was last breached, for its hold window.
@@ -179,8 +183,12 @@ pub struct PlannerState {
 impl PlannerState {
     /// Keeps what the windows still need. Entries from the future (the clock stepped back) are
     /// dropped: kept, they would hold scale-downs and spend rate budgets for the size of the jump.
+    /// The window's memory is then lost, so the next plan is a cold start again.
     fn prune(&mut self, now: i64, policy: &Policy) {
         let window = policy.stabilization_window.as_secs() as i64;
+        if self.recommendations.iter().any(|r| r.at > now) {
+            self.planned = false;
+        }
         self.recommendations
             .retain(|r| r.at > now - window && r.at <= now);
         self.events.retain(|e| e.at > now - 60 && e.at <= now);
@@ -659,12 +667,16 @@ fn stabilize(
     policy: &Policy,
     state: &mut PlannerState,
 ) -> (u32, bool) {
+    let cold_start = !std::mem::replace(&mut state.planned, true);
     let target = if policy.stabilization_window.is_zero() {
         recommended
     } else {
-        if state.recommendations.is_empty() {
-            // a cold start (new scaler, restarted operator) counts the current size as
-            // recommended now, as the HPA does, so it cannot drop before a full window
+        if cold_start {
+            // the first plan of this memory (new scaler, restarted operator, new target)
+            // counts the current size as recommended now, as the HPA does, so it cannot drop
+            // before a full window. Only the first: a window no longer than the sync interval
+            // is empty at every evaluation, and taking that for a cold start held the count
+            // for ever
             state.recommendations.push(Recommendation {
                 at: now,
                 replicas: current,
@@ -873,6 +885,57 @@ mod tests {
         };
         assert_eq!(stabilize(0, 10, 4, &zero, &mut state), (4, false));
         assert!(state.recommendations.is_empty());
+    }
+
+    /// Plans every `sync` seconds from `current` for `evaluations` evaluations with a need of
+    /// 3 replicas, scaling as decided; the counts set.
+    fn scale_down_with(window: u64, sync: u64, current: u32, evaluations: usize) -> Vec<u32> {
+        let p = Policy {
+            stabilization_window: Duration::from_secs(window),
+            interval: Duration::from_secs(sync),
+            max_percent_per_minute: 0,
+            ..policy()
+        };
+        let need = [MetricInput {
+            name: "requests",
+            target_per_replica: 1.0,
+            observed: Some(3.0),
+            forecast: Err(Unavailable::new(NoForecast::Empty, "none")),
+            duration: None,
+        }];
+        let mut state = PlannerState::default();
+        let mut current = current;
+        (0..evaluations)
+            .map(|i| {
+                let now = 1_000_000 + i as i64 * sync as i64;
+                let d = plan(now, current, &p, &need, &mut state);
+                record_scale(&mut state, now, current, d.desired);
+                current = d.desired;
+                current
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_shorter_than_the_sync_interval_holds_only_the_cold_start() {
+        // 10 s window, 30 s sync: the cold start holds the first evaluation, the second scales
+        // down (the window was empty at every evaluation, and each was taken for a cold start)
+        assert_eq!(scale_down_with(10, 30, 6, 4), vec![6, 3, 3, 3]);
+    }
+
+    #[test]
+    fn a_window_equal_to_the_sync_interval_holds_one_evaluation() {
+        // the 30 s window of the issue, at a 30 s sync interval: held 6 wanting 3 for ever
+        assert_eq!(scale_down_with(30, 30, 6, 4), vec![6, 3, 3, 3]);
+        // 45 s: the cold start's 6 is still in the window at the second evaluation
+        assert_eq!(scale_down_with(45, 30, 6, 4), vec![6, 6, 3, 3]);
+    }
+
+    #[test]
+    fn a_sync_interval_of_the_default_window_or_longer_scales_down() {
+        // the default 15m window at a 15m and a 20m sync interval
+        assert_eq!(scale_down_with(900, 900, 6, 3), vec![6, 3, 3]);
+        assert_eq!(scale_down_with(900, 1200, 6, 3), vec![6, 3, 3]);
     }
 
     #[test]

@@ -140,6 +140,14 @@ impl Schedules {
             .min_by_key(|(m, _)| *m)
     }
 
+    /// When the schedules next change after the instant they were taken at: the earliest of
+    /// the next start and the active windows' ends (unix second). The controller evaluates
+    /// again then if the sync interval would come later, so no window is missed.
+    pub fn next_change(&self) -> Option<i64> {
+        let ends = self.active.iter().map(|a| a.span.end);
+        self.next.iter().map(|n| n.start).chain(ends).min()
+    }
+
     /// The names of the active schedules.
     pub fn active_names(&self) -> Vec<String> {
         self.active.iter().map(|a| a.name.clone()).collect()
@@ -341,5 +349,32 @@ mod tests {
         assert_eq!(s.floor(), Some((12, "later")));
         assert_eq!(s.ceiling(), Some((8, "later")));
         assert_eq!(s.next, None);
+    }
+
+    #[test]
+    fn the_next_change_is_the_next_start_or_an_active_end() {
+        let fixed = |name: &str, start, end| schedule(name, Window::Fixed { start, end }, 5, None);
+        // a 20 s window inside a 30 s sync interval: its start, then its end
+        let short = vec![fixed("burst", 1010, 1030)];
+        assert_eq!(at(&short, 1000).next_change(), Some(1010));
+        assert_eq!(at(&short, 1010).next_change(), Some(1030));
+        assert_eq!(at(&short, 1029).next_change(), Some(1030));
+        assert_eq!(
+            at(&short, 1030).next_change(),
+            None,
+            "over: nothing to come"
+        );
+        // an active window that ends before the next one starts, and one that ends after it
+        let two = vec![fixed("a", 0, 500), fixed("b", 800, 900)];
+        assert_eq!(at(&two, 100).next_change(), Some(500));
+        let overlapping = vec![fixed("a", 0, 2000), fixed("b", 800, 900)];
+        assert_eq!(at(&overlapping, 100).next_change(), Some(800));
+        assert_eq!(at(&overlapping, 850).next_change(), Some(900));
+        // a cron window: the end of this occurrence, then the next start
+        let daily = vec![schedule("daily", cron("0 9 * * *", "UTC", 1), 5, None)];
+        let nine = ts("2026-01-05T09:00:00Z");
+        assert_eq!(at(&daily, nine + 60).next_change(), Some(nine + 3600));
+        assert_eq!(at(&daily, nine + 3600).next_change(), Some(nine + 86_400));
+        assert_eq!(at(&[], 0).next_change(), None);
     }
 }

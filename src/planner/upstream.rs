@@ -11,12 +11,24 @@
 //!   tight quota never starves the load of another metric whose own quota admits more;
 //! - the ceiling never goes below `minReplicas`; a schedule's floor, a breached guard and the
 //!   stabilisation window act after it, so they still win over it;
-//! - a limit read by a query uses the query's latest value; when that fails (or is not a
-//!   positive number) the static `perMinute` is used, but never below the current count (a
-//!   failing query never scales down), and without one the limit caps nothing. Either way the
-//!   failure is reported ([`UpstreamLimit::Unavailable`]).
+//! - a limit read by a query uses the query's latest value, but on its own it never lowers the
+//!   count below the current one: it stops a scale-up at what it admits and holds the count,
+//!   which then comes down as the load does. A query is a live reading that can be wrong (a
+//!   gauge of the *remaining* quota, another unit, a broken exporter); one tiny value must not
+//!   scale the proxy down to `minReplicas` at its peak. Replicas above a quota that really
+//!   shrank only cost money until the load falls; a static `perMinute` still lowers the count;
+//! - a query value below [`MIN_QUERIED_LIMIT`] (1 per minute: no quota counts in fractions
+//!   of a request or token a minute), zero, negative or not a number is no limit: like a failed
+//!   query, the static `perMinute` is used, but never below the current count (a failing query
+//!   never scales down), and without one the limit caps nothing. Either way the failure is
+//!   reported ([`UpstreamLimit::Unavailable`]).
 
 use super::replicas_for;
+
+/// The smallest value a limit query may return to be a limit, per minute: a quota counts whole
+/// requests or tokens a minute, so a value below one is a wrong query (a fraction, a ratio,
+/// another unit), not a limit.
+pub const MIN_QUERIED_LIMIT: f64 = 1.0;
 
 /// What a metric's value counts, per second or per minute: how a per-minute quota becomes
 /// the metric's load.
@@ -193,13 +205,17 @@ fn decide(q: &Quota, m: &Asked<'_>, readings: &[QuotaReading]) -> QuotaDecision 
         .find(|r| r.metric == q.metric)
         .map(|r| &r.value);
     let (per_minute, from) = match reading {
-        Some(Ok(v)) if v.is_finite() && *v > 0.0 => (Some(*v), LimitFrom::Query),
+        Some(Ok(v)) if v.is_finite() && *v >= MIN_QUERIED_LIMIT => (Some(*v), LimitFrom::Query),
         Some(Ok(v)) => fallback(
             q,
             QuotaFailure {
                 // the planner knows no CRD: the `ForecastAvailable` reason of an empty answer
                 reason: "EmptyQueryResult",
-                message: format!("the query returned {v}, not a positive limit"),
+                message: format!(
+                    "the query returned {}, not a limit per minute (at least {})",
+                    fmt_limit(*v),
+                    fmt_limit(MIN_QUERIED_LIMIT)
+                ),
             },
         ),
         Some(Err(f)) => fallback(q, f.clone()),
@@ -229,13 +245,13 @@ fn fallback(q: &Quota, failure: QuotaFailure) -> (Option<f64>, LimitFrom) {
     }
 }
 
-/// What `d` caps its metric at: what it admits, but after a failed query never below the
-/// current count.
+/// What `d` caps its metric at: what it admits; a limit read by a query, or the static one
+/// after a failed query, never below the current count.
 fn cap_of(d: &QuotaDecision, current: u32) -> Option<u32> {
     let admits = d.admits?;
     Some(match d.from {
-        LimitFrom::StaticAfterFailure(_) => admits.max(current),
-        _ => admits,
+        LimitFrom::Query | LimitFrom::StaticAfterFailure(_) => admits.max(current),
+        LimitFrom::Static | LimitFrom::Unavailable(_) => admits,
     })
 }
 
@@ -261,13 +277,16 @@ fn limited_message(
             )
         })
         .unwrap_or_else(|| "the upstream limits admit fewer replicas".into());
-    let failed = binding.is_some_and(|d| matches!(d.from, LimitFrom::StaticAfterFailure(_)));
-    let floor = if ceiling == min_replicas {
-        " (minReplicas)"
-    } else if failed && ceiling == current {
-        " (the current count: a failing limit query never scales down)"
-    } else {
-        ""
+    let from = binding.map(|d| &d.from);
+    let floor = match from {
+        _ if ceiling == min_replicas => " (minReplicas)",
+        Some(LimitFrom::StaticAfterFailure(_)) if ceiling == current => {
+            " (the current count: a failing limit query never scales down)"
+        }
+        Some(LimitFrom::Query) if ceiling == current => {
+            " (the current count: a limit read by a query never scales down on its own)"
+        }
+        _ => "",
     };
     format!(
         "{why}: the desired count {count} is capped at {ceiling}{floor}; more quota, not more replicas, would serve more"
@@ -413,8 +432,8 @@ mod tests {
                 value,
             }]
         };
-        // the query says 12000/min: 200/s, 5 replicas
-        let c = apply(20, 10, 1, &m, &q, &read(Ok(12000.0)));
+        // the query says 12000/min: 200/s, 5 replicas; a scale-up from 3 stops there
+        let c = apply(20, 3, 1, &m, &q, &read(Ok(12000.0)));
         assert_eq!(c.count, 5);
         assert_eq!(c.quotas[0].from, LimitFrom::Query);
         assert!(
@@ -458,8 +477,8 @@ mod tests {
         let c = apply(20, 10, 1, &m, &only_query, &read(Err(failed)));
         assert_eq!((c.count, c.ceiling), (20, None));
         assert!(c.limit.unwrap().1.ends_with("no ceiling from it"));
-        // a zero or NaN limit is no limit: treated as a failure
-        for v in [0.0, -1.0, f64::NAN] {
+        // a zero, negative, NaN or sub-unit limit is no limit: treated as a failure
+        for v in [0.0, -1.0, f64::NAN, f64::INFINITY, 0.5] {
             let c = apply(20, 10, 1, &m, &only_query, &read(Ok(v)));
             assert_eq!((c.count, c.ceiling), (20, None), "{v}");
             assert_eq!(c.limit.unwrap().0, UpstreamLimit::Unavailable);
@@ -476,5 +495,50 @@ mod tests {
         let c = apply(20, 10, 1, &m, &q, &[]);
         assert_eq!((c.count, c.ceiling, c.limit), (20, None, None));
         assert!(c.quotas.is_empty());
+    }
+
+    #[test]
+    fn a_queried_limit_never_lowers_the_count_on_its_own() {
+        // issue 21: a limit query that returns a tiny value capped every metric at minReplicas
+        let q = [quota("requests", None, true)];
+        let m = [asked("requests", 40.0, Some(20))];
+        let read = |v: f64| {
+            [QuotaReading {
+                metric: "requests".into(),
+                value: Ok(v),
+            }]
+        };
+        // a plausible small quota (60/min: 1/s, one replica) at 10 replicas asking for 20:
+        // held at 10, not lowered to 1
+        let c = apply(20, 10, 1, &m, &q, &read(60.0));
+        assert_eq!((c.count, c.ceiling, c.limited), (10, Some(10), true));
+        let (limit, message) = c.limit.unwrap();
+        assert_eq!(limit, UpstreamLimit::Limited);
+        assert_eq!(
+            message,
+            "the upstream limit of metric requests (60/min, read from its query) admits 1 \
+             replicas, 20 asked: the desired count 20 is capped at 10 (the current count: a \
+             limit read by a query never scales down on its own); more quota, not more \
+             replicas, would serve more"
+        );
+        // the load falls: the count follows it, the quota does not hold it up
+        let low = [asked("requests", 40.0, Some(4))];
+        let c = apply(4, 10, 1, &low, &q, &read(60.0));
+        assert_eq!((c.count, c.limited), (4, false));
+        // a value below one a minute is not a limit: no ceiling (no perMinute), and why
+        let c = apply(20, 10, 1, &m, &q, &read(0.002));
+        assert_eq!((c.count, c.ceiling), (20, None));
+        let (limit, message) = c.limit.unwrap();
+        assert_eq!(limit, UpstreamLimit::Unavailable);
+        assert!(
+            message.contains(
+                "(EmptyQueryResult: the query returned 0.002, not a limit per minute (at least 1))"
+            ),
+            "{message}"
+        );
+        // a static perMinute still lowers the count
+        let fixed = [quota("requests", Some(60.0), false)];
+        let c = apply(20, 10, 1, &m, &fixed, &[]);
+        assert_eq!(c.count, 1);
     }
 }

@@ -5,10 +5,10 @@
 //! deletion never hangs on it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::{controller::Action, events::EventType};
+use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
-use super::{End, Run, ScalerState, Target, Then, Written, events, lead_time, write_status};
+use super::{End, Next, Run, ScalerState, Target, Then, Written, events, lead_time, write_status};
 use crate::{
     Error, Result,
     api::{ScaleTargetRef, ScalerConfig, conditions::reasons},
@@ -216,9 +216,9 @@ pub(super) async fn announce_restore(
 /// event the first time) and retried, and after [`RESTORE_ATTEMPTS`] refusals given up: a
 /// Warning event `FloorNotRestored` names the object and what to set by hand, and the
 /// finalizer goes.
-pub(super) async fn finalize(run: &Run<'_>, state: &mut ScalerState) -> Result<Action> {
+pub(super) async fn finalize(run: &Run<'_>, state: &mut ScalerState) -> Result<Next> {
     let Some(budget) = run.ctx.write_budget() else {
-        return Ok(Action::await_change());
+        return Ok(Next::AwaitChange);
     };
     let client = &run.ctx.client;
     let spec = &run.ps.spec.scale_target_ref;
@@ -280,7 +280,7 @@ pub(super) async fn finalize(run: &Run<'_>, state: &mut ScalerState) -> Result<A
         return Err(Error::Floor(e));
     }
     info!("floor restored; finalizer removed");
-    Ok(Action::await_change())
+    Ok(Next::AwaitChange)
 }
 
 /// The status of a scaler being deleted whose floor restore failed (`AbleToScale=False`,

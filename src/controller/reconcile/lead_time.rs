@@ -1,8 +1,9 @@
-//! `scaleUp.leadTime: Auto`, the IO around the pure [`LeadTimeLearner`]: after the target is
+//! `scaleUp.leadTime: Auto`, the IO around the pure
+//! [`LeadTimeLearner`](crate::planner::LeadTimeLearner): after the target is
 //! read, its ready replicas (`status.readyReplicas`) close the scale-ups waiting for them, and
 //! the learned lead time replaces the config's for the forecast's sizing and the plan. The
 //! target writes ([`record`]) open new ones; `status.leadTime` shows the result and keeps the
-//! measurements across restarts.
+//! measurements and the scale-ups still waiting across restarts.
 
 use tracing::debug;
 
@@ -10,10 +11,7 @@ use super::{Run, ScalerState, Stage, Target};
 use crate::{
     api::{LeadTimeStatus, ScalerConfig},
     controller::{status, target},
-    planner::{
-        LeadTimeLearner,
-        lead_time::{DEFAULT_LEAD_TIME, LEAD_TIME_QUANTILE, MAX_LEAD_TIME, lead_time_bounds},
-    },
+    planner::lead_time::{DEFAULT_LEAD_TIME, LEAD_TIME_QUANTILE, MAX_LEAD_TIME, lead_time_bounds},
 };
 
 /// With `leadTime: Auto`: feeds the target's ready replicas to the scaler's learner (restored
@@ -53,15 +51,16 @@ pub(super) async fn learn(
         ),
     };
     let bounds = lead_time_bounds(config.horizon, config.step);
-    let learner = state.lead_time.get_or_insert_with(|| {
-        LeadTimeLearner::with_samples(status::stored_lead_time_samples(run.previous()))
-    });
-    learner.observe_ready(run.now_s(), ready, MAX_LEAD_TIME.min(bounds.1));
+    let learner = state
+        .lead_time
+        .get_or_insert_with(|| status::stored_lead_time(run.previous()));
+    let max = MAX_LEAD_TIME.min(bounds.1);
+    learner.observe_ready(run.now_s(), ready, max);
     let (lead_time, source) = learner.lead_time(DEFAULT_LEAD_TIME, bounds, LEAD_TIME_QUANTILE);
     debug!(?ready, ?lead_time, ?source, "lead time");
     config.lead_time = lead_time;
     state.lead_time_status = Some(status::lead_time_status(
-        learner, lead_time, source, message,
+        learner, lead_time, source, max, message,
     ));
 }
 
@@ -70,6 +69,10 @@ pub(super) async fn learn(
 pub(super) fn record(run: &Run<'_>, state: &mut ScalerState, from: u32, to: u32) {
     if let Some(learner) = state.lead_time.as_mut() {
         learner.record_scale(run.now_s(), from, to);
+        // in this reconcile's status already: a restart before the next one measures it too
+        if let Some(s) = state.lead_time_status.as_mut() {
+            s.pending = status::pending_scale_ups(learner);
+        }
     }
 }
 
