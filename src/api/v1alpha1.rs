@@ -729,15 +729,16 @@ pub struct ScaleDownSpec {
     pub max_percent_per_minute: i32,
 
     /// Drain-aware scale-in: before lowering the replicas of a Deployment or ReplicaSet,
-    /// prescale reads each pod's in-flight requests or active streams (`podQuery`) and sets
-    /// the pod annotation `controller.kubernetes.io/pod-deletion-cost` to it (rounded up), so
-    /// the ReplicaSet removes the idlest pods and the long streams of the busy ones are not
-    /// cut; then it lowers the count. A pod the query has no value for counts as busy as the
-    /// busiest. When the values cannot be read (the query fails or matches no pod, the pods
-    /// cannot be listed or annotated) the scale-down waits up to `maxWait`
-    /// (`AbleToScale=False`, `DrainAwareUnavailable`), then goes ahead without the costs
-    /// (a Warning event `DrainAwareSkipped`). `Active` mode only; needs the chart's
-    /// `drainAware.enabled` (pods get, list, patch).
+    /// prescale reads each pod's in-flight requests or active streams (`podQuery`) and gives
+    /// the idlest pods, those that go, the lowest `controller.kubernetes.io/pod-deletion-cost`
+    /// (the bottom of the int32 range; the other pods are not written), so the ReplicaSet
+    /// removes them and the long streams of the busy ones are not cut; then it lowers the
+    /// count (in steps when more than 250 pods need a write). A pod the query has no value for
+    /// counts as busy as the busiest. When the values cannot be read (the query fails or
+    /// matches no pod, the pods cannot be listed or annotated) the scale-down waits up to
+    /// `maxWait` (`AbleToScale=False`, `DrainAwareUnavailable`), then goes ahead without the
+    /// costs (a Warning event `DrainAwareSkipped`). `Active` mode only; needs the chart's
+    /// `drainAware.enabled` (pods list, patch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_aware: Option<DrainAwareSpec>,
 }

@@ -12,6 +12,7 @@ pub mod leader;
 mod reconcile;
 pub mod status;
 pub mod target;
+mod triggers;
 
 use std::{
     collections::HashMap,
@@ -37,6 +38,7 @@ use leader::Election;
 pub use leader::{LeaderConfig, LeaseGate};
 use reconcile::ScalerState;
 pub use reconcile::reconcile;
+use triggers::Triggers;
 
 use crate::{
     Error,
@@ -493,6 +495,10 @@ async fn run_until_stopped(
 /// A `Controller` over `scalers`: its watch reports to `health` (a failing watch makes the
 /// replica unready), its cache is `reader`/`writer`, and at most `max_concurrent_reconciles`
 /// reconciles run at once.
+///
+/// A watch event starts a reconcile only when the scaler is new, its spec changed, it was
+/// marked for deletion or it is gone ([`Triggers`]): the operator's own status writes, and any
+/// other change, only update the cache, which the next evaluation (every sync interval) reads.
 fn controller(
     scalers: Api<PredictiveScaler>,
     reader: Store<PredictiveScaler>,
@@ -508,7 +514,15 @@ fn controller(
             Err(e) => watch_health.watch_failed(&e.to_string()),
         })
         .reflect(writer)
-        .touched_objects();
+        .filter_map({
+            let mut triggers = Triggers::default();
+            move |event| {
+                futures::future::ready(match event {
+                    Ok(event) => triggers.admit(event).map(Ok),
+                    Err(e) => Some(Err(e)),
+                })
+            }
+        });
     Controller::for_stream(events, reader).with_config(
         kube::runtime::controller::Config::default()
             .concurrency(ctx.config.max_concurrent_reconciles.max(1)),

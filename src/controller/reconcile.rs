@@ -657,24 +657,28 @@ async fn write_target(
             Ok(unchanged(status::Write::Active(Ok(()))))
         }
         Mode::Active => {
-            let prepared = drain::prepare(run, config, state, target, decision.desired).await;
-            if let drain::Prepared::Hold(why) = prepared {
-                return Ok(unchanged(status::Write::DrainAwareHeld(why)));
-            }
-            scale(run, state, target, decision).await
+            let to = match drain::prepare(run, config, state, target, decision.desired).await {
+                drain::Prepared::Go { to } => to,
+                drain::Prepared::Hold(why) => {
+                    return Ok(unchanged(status::Write::DrainAwareHeld(why)));
+                }
+            };
+            scale(run, state, target, decision, to).await
         }
     }
 }
 
-/// Sets the target's replicas to the decision's (`Active`, a change): on success it spends the
-/// rate budget, counts, logs and announces the scale; a failure is reported and retried.
+/// Sets the target's replicas to `to`, the decision's count or a step towards it (`Active`, a
+/// change): on success it spends the rate budget, counts, logs and announces the scale; a
+/// failure is reported and retried.
 async fn scale(
     run: &Run<'_>,
     state: &mut ScalerState,
     target: &Target<'_>,
     decision: &Decision,
+    to: u32,
 ) -> Result<Written, End> {
-    let (current, desired) = (target.current, decision.desired);
+    let (current, desired) = (target.current, to);
     // the leader lease was lost (or is about to be) during this reconcile: write nothing
     let Some(budget) = run.ctx.write_budget() else {
         return Err(End::LeaseLost);

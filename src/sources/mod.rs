@@ -159,15 +159,16 @@ pub trait MetricsSource: Send + Sync {
 
     /// The value at `at` (unix seconds) of each series of the instant `query`, with the value
     /// of its `label` (series without it are skipped): one series per pod for drain-aware
-    /// scale-in. At most [`MAX_LABELLED_SERIES`]; more is an error. A source without instant
-    /// queries says so.
+    /// scale-in. At most `max_series` (the caller's bound, from the workload's pods); more is
+    /// an error. A source without instant queries says so.
     fn instant_by_label<'a>(
         &'a self,
         query: &'a str,
         label: &'a str,
         at: i64,
+        max_series: usize,
     ) -> BoxFuture<'a, Result<Vec<(String, f64)>, SourceError>> {
-        let _ = (query, label, at);
+        let _ = (query, label, at, max_series);
         Box::pin(async {
             Err(SourceError::QueryFailed {
                 source_name: String::new(),
@@ -177,8 +178,9 @@ pub trait MetricsSource: Send + Sync {
     }
 }
 
-/// The most series an instant query by label ([`MetricsSource::instant_by_label`]) may return:
-/// more pods than any one workload should have.
+/// The fewest series drain-aware scale-in lets its pod query return
+/// ([`MetricsSource::instant_by_label`]): it allows twice the target's pods (pods that just
+/// went keep their series for a while), and at least this many.
 pub const MAX_LABELLED_SERIES: usize = 5_000;
 /// The range and cap of a [`MetricsSource::range_grouped`] read (unix seconds, inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

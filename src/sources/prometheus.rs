@@ -740,8 +740,9 @@ impl MetricsSource for PrometheusSource {
         query: &'a str,
         label: &'a str,
         at: i64,
+        max_series: usize,
     ) -> BoxFuture<'a, Result<Vec<(String, f64)>, SourceError>> {
-        Box::pin(self.instant_by_label_once(query, label, at))
+        Box::pin(self.instant_by_label_once(query, label, at, max_series))
     }
 
     fn range_grouped<'a>(

@@ -85,10 +85,11 @@ impl MetricsSource for ForNamespace {
         query: &'a str,
         label: &'a str,
         at: i64,
+        max_series: usize,
     ) -> BoxFuture<'a, Result<Vec<(String, f64)>, SourceError>> {
         Box::pin(NAMESPACE.scope(
             self.namespace.clone(),
-            self.source.instant_by_label(query, label, at),
+            self.source.instant_by_label(query, label, at, max_series),
         ))
     }
 }

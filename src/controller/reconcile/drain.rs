@@ -1,10 +1,13 @@
 //! `scaleDown.drainAware` before a scale-down (stage 5, `Active`, a `/scale` target): the
-//! target's pods (by the selector its `/scale` reports), each pod's in-flight value from the
-//! pod query, and the `controller.kubernetes.io/pod-deletion-cost` annotations that changed
-//! (merge patches, at most [`MAX_UPDATES_PER_EVALUATION`] per evaluation). Which cost each pod
-//! gets and whether the scale-down waits are the planner's rules ([`crate::planner::drain`]).
+//! target's pods (by the selector its `/scale` reports; their metadata only, a page at a
+//! time), each pod's in-flight value from the pod query, and the
+//! `controller.kubernetes.io/pod-deletion-cost` annotations of the pods that go (merge patches,
+//! at most [`MAX_UPDATES_PER_EVALUATION`] per evaluation; a larger scale-down goes in steps).
+//! Which pods go, their costs and whether the scale-down waits are the planner's rules
+//! ([`crate::planner::drain`]).
 //!
-//! IO: `/scale` (get), pods (list, patch), the source (an instant query), events.
+//! IO: `/scale` (get), pods (list metadata, patch metadata), the source (an instant query),
+//! events.
 
 use k8s_openapi::api::core::v1::Pod as K8sPod;
 use kube::{
@@ -24,29 +27,48 @@ use crate::{
         CostPlan, DELETION_COST_ANNOTATION, Gate, MAX_UPDATES_PER_EVALUATION, NoPodValues, Pod,
         gate, plan_costs,
     },
+    sources::MAX_LABELLED_SERIES,
 };
 
 /// Event reasons of drain-aware scale-in.
 const DRAIN_AWARE: &str = "DrainAware";
 const DRAIN_AWARE_SKIPPED: &str = "DrainAwareSkipped";
 
+/// Pods listed per request (metadata only): one page in memory at a time.
+const POD_PAGE: u32 = 500;
+
+/// The idlest pods an event names; the others are counted.
+const NAMED_IN_EVENT: usize = 10;
+
 /// What a scale-down does after drain-aware scale-in had its say.
 pub(super) enum Prepared {
-    /// Scale down: the costs are set, or could not be had for `maxWait` (an event says so).
-    Go,
+    /// Lower the count to `to`: the plan's count, or a step towards it when its pods need
+    /// more writes than one evaluation makes; the costs are set, or could not be had for
+    /// `maxWait` (an event says so).
+    Go { to: u32 },
     /// Hold the current count; why (for `AbleToScale`).
     Hold(String),
 }
 
-/// The costs set and what they were.
+/// The pods that go, their costs set.
 struct Annotated {
+    /// The target's pods (not terminating).
     pods: usize,
-    plan: CostPlan,
+    /// How many of them the scale-down to `desired` removes.
+    leaving: usize,
+    plan: Option<CostPlan>,
 }
 
-/// Before lowering `target` to `desired`: with `scaleDown.drainAware`, sets the pods' deletion
-/// costs, or holds the scale-down while they cannot be set (up to `maxWait`). Without it, or
-/// when nothing goes down, [`Prepared::Go`].
+impl Annotated {
+    /// How many go now.
+    fn going(&self) -> usize {
+        self.plan.as_ref().map_or(0, |p| p.going)
+    }
+}
+
+/// Before lowering `target` to `desired`: with `scaleDown.drainAware`, sets the deletion costs
+/// of the pods that go, or holds the scale-down while they cannot be set (up to `maxWait`).
+/// Without it, or when nothing goes down, [`Prepared::Go`] to `desired`.
 pub(super) async fn prepare(
     run: &Run<'_>,
     config: &ScalerConfig,
@@ -54,20 +76,28 @@ pub(super) async fn prepare(
     target: &Target<'_>,
     desired: u32,
 ) -> Prepared {
+    let all_the_way = Prepared::Go { to: desired };
     let Some(drain) = &config.drain_aware else {
-        return Prepared::Go;
+        return all_the_way;
     };
     if desired >= target.current {
-        return Prepared::Go;
+        return all_the_way;
     }
     let _stage = Stage::enter("drain aware");
-    let annotated = annotate(run, drain, target).await;
+    let annotated = annotate(run, drain, target, desired).await;
     let max_wait = drain.max_wait.as_secs() as i64;
     let verdict = gate(&mut state.drain, run.now_s(), annotated.is_ok(), max_wait);
     match (verdict, annotated) {
+        (Gate::Proceed, Ok(a)) if a.leaving > 0 && a.going() == 0 => Prepared::Hold(format!(
+            "holding {} replicas (the plan wants {desired}): pods that stay hold a pod-deletion-cost as \
+                 low as those prescale gives the pods that go; their annotations are removed first (at most \
+                 {MAX_UPDATES_PER_EVALUATION} per evaluation)",
+            target.current
+        )),
         (Gate::Proceed, Ok(a)) => {
-            announce(run, target, desired, &a).await;
-            Prepared::Go
+            let to = step_to(target.current, desired, &a);
+            announce(run, target, desired, to, &a).await;
+            Prepared::Go { to }
         }
         (Gate::Wait { until }, Err(why)) => {
             let at = k8s_openapi::jiff::Timestamp::from_second(until)
@@ -82,36 +112,62 @@ pub(super) async fn prepare(
         }
         (Gate::GiveUp { .. }, Err(why)) => {
             skipped(run, target, desired, &why).await;
-            Prepared::Go
+            all_the_way
         }
         // the gate proceeds exactly when the costs were set
-        (_, _) => Prepared::Go,
+        (_, _) => all_the_way,
     }
 }
 
+/// The count to set: `desired` when every pod that must go has its cost, else a step down
+/// by the pods that have (the rest go at the next evaluation).
+fn step_to(current: u32, desired: u32, a: &Annotated) -> u32 {
+    let going = a.going();
+    if going >= a.leaving {
+        return desired;
+    }
+    let going = u32::try_from(going).unwrap_or(u32::MAX);
+    current.saturating_sub(going).max(desired)
+}
+
 /// The Normal event `DrainAware` and the log line of a scale-down with costs set.
-async fn announce(run: &Run<'_>, target: &Target<'_>, desired: u32, a: &Annotated) {
-    let idlest: Vec<String> = a
-        .plan
-        .costs
+async fn announce(run: &Run<'_>, target: &Target<'_>, desired: u32, to: u32, a: &Annotated) {
+    let Some(plan) = &a.plan else {
+        return;
+    };
+    let mut idlest: Vec<String> = plan
+        .ranked
         .iter()
-        .take((target.current - desired) as usize)
-        .map(|c| format!("{} ({})", c.pod, c.cost))
+        .take(plan.going.min(NAMED_IN_EVENT))
+        .map(|c| format!("{} ({})", c.pod, c.load))
         .collect();
-    let unmeasured = match a.plan.unmeasured {
+    if plan.going > NAMED_IN_EVENT {
+        idlest.push(format!("and {} more", plan.going - NAMED_IN_EVENT));
+    }
+    let unmeasured = match plan.unmeasured {
         0 => String::new(),
         n => format!("; {n} without a value counted as busy as the busiest"),
     };
+    let rest = if to == desired {
+        String::new()
+    } else {
+        format!(
+            "; the rest of the scale-down to {desired} at the next evaluation (at most \
+             {MAX_UPDATES_PER_EVALUATION} pods annotated per evaluation)"
+        )
+    };
     let note = format!(
-        "set pod-deletion-cost on {} of {} pods of {} before scaling down from {} to {desired}; idlest: {}{unmeasured}",
-        a.plan.updates.len(),
+        "set pod-deletion-cost on {} of {} pods of {} before scaling down from {} to {to}; the {} idlest go: {}{unmeasured}{rest}",
+        plan.writes.len(),
         a.pods,
         target.desc,
         target.current,
+        plan.going,
         idlest.join(", ")
     );
     info!(
-        updated = a.plan.updates.len(),
+        written = plan.writes.len(),
+        going = plan.going,
         pods = a.pods,
         "pod deletion costs set"
     );
@@ -148,16 +204,32 @@ fn scaler_labels(run: &Run<'_>) -> ScalerLabels {
     }
 }
 
-/// The pods, their values and the annotations that changed, written; or why not.
+/// The pods, which go, and their costs written; or why not. When no pod goes (the target
+/// has no more pods than `desired`), nothing is read or written.
 async fn annotate(
     run: &Run<'_>,
     drain: &DrainAwareConfig,
     target: &Target<'_>,
+    desired: u32,
 ) -> Result<Annotated, String> {
     let selector = read_selector(target).await?;
     let pods = list_pods(run, target, &selector).await?;
-    let values = read_values(run, drain).await?;
-    let plan = plan_costs(&pods, &values, MAX_UPDATES_PER_EVALUATION).map_err(
+    // what the ReplicaSet removes: the pods it has beyond `desired`, at most the count lowered
+    // (more pods than replicas: the ReplicaSet is still removing some)
+    let leaving = pods
+        .len()
+        .min(target.current as usize)
+        .saturating_sub(desired as usize);
+    if leaving == 0 {
+        return Ok(Annotated {
+            pods: pods.len(),
+            leaving,
+            plan: None,
+        });
+    }
+    let max_series = MAX_LABELLED_SERIES.max(2 * pods.len());
+    let values = read_values(run, drain, max_series).await?;
+    let plan = plan_costs(&pods, &values, leaving, MAX_UPDATES_PER_EVALUATION).map_err(
         |NoPodValues { pods, series }| {
             format!(
                 "podQuery has no value for any of the {pods} pods of {} ({series} series with a {:?} label)",
@@ -166,16 +238,10 @@ async fn annotate(
         },
     )?;
     write_costs(run, &plan).await?;
-    if plan.deferred > 0 {
-        return Err(format!(
-            "set pod-deletion-cost on {} pods; {} more at the next evaluation (at most {MAX_UPDATES_PER_EVALUATION} each)",
-            plan.updates.len(),
-            plan.deferred
-        ));
-    }
     Ok(Annotated {
         pods: pods.len(),
-        plan,
+        leaving,
+        plan: Some(plan),
     })
 }
 
@@ -196,21 +262,33 @@ async fn read_selector(target: &Target<'_>) -> Result<String, String> {
         })
 }
 
-/// The target's pods that are not already terminating, with their deletion-cost annotation.
+/// The target's pods that are not already terminating, with their deletion-cost annotation:
+/// their metadata only, [`POD_PAGE`] at a time, keeping the name and that annotation of each.
 async fn list_pods(run: &Run<'_>, target: &Target<'_>, selector: &str) -> Result<Vec<Pod>, String> {
     let api: Api<K8sPod> = Api::namespaced(run.ctx.client.clone(), run.namespace);
-    let list = target::bounded(api.list(&ListParams::default().labels(selector)))
-        .await
-        .map_err(|e| pod_error(&format!("listing the pods of {}", target.desc), &e))?;
-    let pods: Vec<Pod> = list
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| Pod {
-            annotation: p.annotations().get(DELETION_COST_ANNOTATION).cloned(),
-            name: p.name_any(),
-        })
-        .collect();
+    let mut params = ListParams::default().labels(selector).limit(POD_PAGE);
+    let mut pods = Vec::new();
+    loop {
+        let page = target::bounded(api.list_metadata(&params))
+            .await
+            .map_err(|e| pod_error(&format!("listing the pods of {}", target.desc), &e))?;
+        pods.extend(
+            page.items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .map(|p| Pod {
+                    annotation: p
+                        .metadata
+                        .annotations
+                        .and_then(|mut a| a.remove(DELETION_COST_ANNOTATION)),
+                    name: p.metadata.name.unwrap_or_default(),
+                }),
+        );
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
     if pods.is_empty() {
         return Err(format!(
             "no pod of {} matches its selector {selector}",
@@ -232,10 +310,12 @@ fn pod_error(what: &str, e: &kube::Error) -> String {
     }
 }
 
-/// Each series of the pod query: the pod label's value and the value.
+/// Each series of the pod query: the pod label's value and the value; more than `max_series`
+/// series is an error.
 async fn read_values(
     run: &Run<'_>,
     drain: &DrainAwareConfig,
+    max_series: usize,
 ) -> Result<Vec<(String, f64)>, String> {
     let namespace_labels = namespace_labels(run, &drain.source).await;
     let resolved = run
@@ -251,9 +331,12 @@ async fn read_values(
     let result = timed_query(
         run,
         &drain.source,
-        resolved
-            .source
-            .instant_by_label(&resolved.query, &drain.pod_label, run.now_s()),
+        resolved.source.instant_by_label(
+            &resolved.query,
+            &drain.pod_label,
+            run.now_s(),
+            max_series,
+        ),
     )
     .await;
     result.map_err(|e| format!("podQuery ({}): {e}", e.reason()))
@@ -279,9 +362,10 @@ async fn namespace_labels(
     }
 }
 
-/// The changed annotations, written (a pod gone meanwhile is skipped), counted.
+/// The plan's writes (a merge patch of each pod's metadata: the cost set, or the annotation
+/// removed; a pod gone meanwhile is skipped), counted.
 async fn write_costs(run: &Run<'_>, plan: &CostPlan) -> Result<(), String> {
-    if plan.updates.is_empty() {
+    if plan.writes.is_empty() {
         return Ok(());
     }
     let api: Api<K8sPod> = Api::namespaced(run.ctx.client.clone(), run.namespace);
@@ -291,15 +375,16 @@ async fn write_costs(run: &Run<'_>, plan: &CostPlan) -> Result<(), String> {
         .pod_deletion_cost_updates
         .get_or_create(&scaler_labels(run))
         .clone();
-    for update in &plan.updates {
+    let params = target::patch_params();
+    for write in &plan.writes {
         let Some(budget) = run.ctx.write_budget() else {
             return Err("no longer the leader: pod-deletion-cost not written".into());
         };
-        let patch = json!({"metadata": {"annotations": {DELETION_COST_ANNOTATION: update.cost.to_string()}}});
-        let params = target::patch_params();
+        let value = write.cost.map(|c| c.to_string());
+        let patch = json!({"metadata": {"annotations": {DELETION_COST_ANNOTATION: value}}});
         match target::within(
             budget,
-            api.patch(&update.pod, &params, &Patch::Merge(&patch)),
+            api.patch_metadata(&write.pod, &params, &Patch::Merge(&patch)),
         )
         .await
         {
@@ -308,7 +393,7 @@ async fn write_costs(run: &Run<'_>, plan: &CostPlan) -> Result<(), String> {
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                let what = format!("setting pod-deletion-cost on pod {}", update.pod);
+                let what = format!("setting pod-deletion-cost on pod {}", write.pod);
                 return Err(pod_error(&what, &e));
             }
         }

@@ -1,6 +1,7 @@
 //! Instant queries whose series are told apart by one label (`/api/v1/query`): the per-pod
 //! values of drain-aware scale-in. Only that label's value and the sample are kept of each
-//! series; the answer is read with a size cap, as range queries are.
+//! series; the answer is read with a size cap from the caller's bound on the series (twice
+//! the target's pods), as range queries are.
 
 use std::{collections::HashMap, sync::atomic::Ordering};
 
@@ -8,7 +9,7 @@ use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 
 use super::{Auth, PrometheusSource, content_type, parse_value};
-use crate::sources::{MAX_LABELLED_SERIES, SourceError};
+use crate::sources::SourceError;
 
 /// Bytes allowed per series of the answer (a pod name label and a sample, with room for a few
 /// more labels).
@@ -25,12 +26,14 @@ struct VectorSample {
 }
 
 impl PrometheusSource {
-    /// One instant query at `at`: each series' `label` value and sample value.
+    /// One instant query at `at`: each series' `label` value and sample value; more than
+    /// `max_series` series (or their bytes) is an error.
     pub(super) async fn instant_by_label_once(
         &self,
         query: &str,
         label: &str,
         at: i64,
+        max_series: usize,
     ) -> Result<Vec<(String, f64)>, SourceError> {
         let _slot = self.query_slot().await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -45,13 +48,13 @@ impl PrometheusSource {
         let response = request.get_raw().await.map_err(|e| self.request_error(e))?;
         let status = response.status();
         let content_type = content_type(&response);
-        let limit = MAX_LABELLED_SERIES as u64 * BYTES_PER_SERIES + ENVELOPE;
+        let limit = max_series as u64 * BYTES_PER_SERIES + ENVELOPE;
         let too_large = self.failed(format!(
             "the answer was larger than {limit} bytes; reading stopped there: the query must return one \
              series per pod (sum by (pod) (...))"
         ));
         let body = self.read_limited(response, limit, too_large).await?;
-        let samples = self.labelled_samples(status, &content_type, &body, label)?;
+        let samples = self.labelled_samples(status, &content_type, &body, label, max_series)?;
         self.points
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
         Ok(samples)
@@ -64,15 +67,17 @@ impl PrometheusSource {
         content_type: &str,
         body: &[u8],
         label: &str,
+        max_series: usize,
     ) -> Result<Vec<(String, f64)>, SourceError> {
         let all: Vec<VectorSample> = self.all_series(
             (status, content_type, body),
             "vector",
-            MAX_LABELLED_SERIES,
+            max_series,
             |count| {
                 self.failed(format!(
-                    "the query returned {count} series, more than the {MAX_LABELLED_SERIES} allowed: it \
-                     must return one series per pod (sum by (pod) (...))"
+                    "the query returned {count} series, more than the {max_series} allowed (twice the \
+                     target's pods, at least 5000): it must return one series per pod of the target \
+                     (sum by (pod) (...))"
                 ))
             },
         )?;
@@ -92,6 +97,8 @@ mod tests {
     use reqwest::StatusCode;
     use std::time::Duration;
 
+    const MAX: usize = 7;
+
     fn source() -> PrometheusSource {
         PrometheusSource::new("prom", "http://127.0.0.1:9", Duration::from_secs(1)).unwrap()
     }
@@ -101,7 +108,7 @@ mod tests {
         status: StatusCode,
         body: &str,
     ) -> Result<Vec<(String, f64)>, SourceError> {
-        source.labelled_samples(status, "application/json", body.as_bytes(), "pod")
+        source.labelled_samples(status, "application/json", body.as_bytes(), "pod", MAX)
     }
 
     #[test]
@@ -136,13 +143,22 @@ mod tests {
         let e = answer(&s, StatusCode::BAD_REQUEST, bad).unwrap_err();
         assert_eq!(e.reason(), "InvalidQuery");
         let one = r#"{"metric":{"pod":"p"},"value":[1,"1"]}"#;
-        let many = vec![one; MAX_LABELLED_SERIES + 1].join(",");
+        let many = [one; MAX + 1].join(",");
         let body =
             format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{many}]}}}}"#);
         let e = answer(&s, StatusCode::OK, &body).unwrap_err();
-        assert!(e.to_string().contains("one series per pod"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("returned 8 series, more than the 7 allowed"),
+            "{e}"
+        );
+        let exactly = [one; MAX].join(",");
+        let body = format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{exactly}]}}}}"#
+        );
+        assert_eq!(answer(&s, StatusCode::OK, &body).unwrap().len(), MAX);
         let e = s
-            .labelled_samples(StatusCode::BAD_GATEWAY, "text/html", b"<html>", "pod")
+            .labelled_samples(StatusCode::BAD_GATEWAY, "text/html", b"<html>", "pod", MAX)
             .unwrap_err();
         assert_eq!(e.reason(), "MetricsSourceUnavailable");
     }
