@@ -16,6 +16,12 @@ use prescale::{
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
+/// jemalloc, with its background threads purging freed pages after its decay time (10 s):
+/// the memory of a spike (a refit of many series) goes back to the OS, where glibc's malloc
+/// kept it in its per-thread arenas for the life of the process.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "prescale",

@@ -688,6 +688,75 @@ fn each_bad_group_by_is_refused_with_its_rules_message() {
     }
 }
 
+/// `n` metrics of `groupBy: [model]` with `maxSeries` (the default without), the last `plain`
+/// of them without `groupBy`, over `lookback` and `horizon` at 1m.
+fn capped(n: usize, plain: usize, max_series: Option<i64>, lookback: &str, horizon: &str) -> Value {
+    let metrics: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut m = json!({"name": format!("m{i}"), "query": "sum by (model) (rate(x[2m]))",
+                "targetPerReplica": "40"});
+            if i < n - plain {
+                m["groupBy"] = json!(["model"]);
+                if let Some(max) = max_series {
+                    m["maxSeries"] = json!(max);
+                }
+            }
+            m
+        })
+        .collect();
+    example()
+        .with("/spec/metrics", json!(metrics))
+        .history(lookback, "1m")
+        .horizon(horizon)
+        .json()
+}
+
+fn bound_refusals() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "every cap at once: 8 groupBy metrics of 50 series, 34d of history, a 13d horizon",
+            capped(8, 0, Some(50), "34d", "13d"),
+            "must be at most 4000000 points per PredictiveScaler: lower maxSeries",
+        ),
+        (
+            "four groupBy metrics of 50 series over 14d, 2h ahead (4,056,000 points)",
+            capped(4, 0, Some(50), "14d", "2h"),
+            "the metrics' series (1 per metric, maxSeries per groupBy metric, default 20) x (history.lookback + forecast.horizon) / history.step must be at most 4000000 points",
+        ),
+        (
+            "eight groupBy metrics at the default maxSeries (20) over 34d",
+            capped(8, 0, None, "34d", "2h"),
+            "must be at most 4000000 points per PredictiveScaler",
+        ),
+        (
+            "a refresh interval of 1s",
+            with("/forecast/refreshInterval", json!("1s")),
+            "spec.forecast.refreshInterval: Invalid value: forecast.refreshInterval must be at least 1m",
+        ),
+    ]
+}
+
+#[test]
+fn the_largest_scalers_within_the_bound_pass() {
+    // one groupBy metric of 50 series at every per-metric cap beside 7 single-series ones
+    check(&capped(8, 7, Some(50), "34d", "13d")).unwrap();
+    // three of 50 series over 14 days, 2h ahead (3,042,000 points)
+    check(&capped(3, 0, Some(50), "14d", "2h")).unwrap();
+    // every metric single-series at every cap (8 x 67,680 points)
+    check(&capped(8, 8, None, "34d", "13d")).unwrap();
+    check(&with("/forecast/refreshInterval", json!("1m"))).unwrap();
+}
+
+#[test]
+fn each_spec_over_the_bounds_is_refused_with_its_rules_message() {
+    for (what, manifest, words) in bound_refusals() {
+        // the field before "Invalid value: " is the API server's prefix
+        let words = words.rsplit("Invalid value: ").next().unwrap_or(words);
+        let err = check(&manifest).expect_err(what);
+        assert!(err.contains(words), "{what}: {words:?} not in {err}");
+    }
+}
+
 /// One invalid spec per rule of the CRD (CEL and schema), with the words the refusal must carry.
 fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     let metric = json!({"name": "requests", "query": "q", "targetPerReplica": "1"});
@@ -805,6 +874,7 @@ fn refusals() -> Vec<(&'static str, Value, &'static str)> {
     refusals.extend(drain_aware_refusals());
     refusals.extend(group_refusals());
     refusals.extend(upstream_refusals());
+    refusals.extend(bound_refusals());
     refusals
 }
 

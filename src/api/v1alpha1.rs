@@ -109,6 +109,21 @@ macro_rules! cel_duration_ms {
         .message("forecast.horizon / history.step must be at most 20000 points: raise history.step or shorten forecast.horizon")
         .field_path(".spec.forecast.horizon")
         .reason(Reason::FieldValueInvalid),
+    // crate::api::validate::MAX_SCALER_POINTS: series x (lookback + horizon) <= 4000000 x step,
+    // without division (a step under 1s is the rule above's to refuse)
+    validation = Rule::new(concat!(
+        cel_duration_ms!("self.spec.history.step"), " < 1000 || ",
+        "self.spec.metrics.map(m, has(m.groupBy) && size(m.groupBy) > 0 ? (has(m.maxSeries) ? m.maxSeries : 20) : 1).sum() * (",
+        cel_duration_ms!("self.spec.history.lookback"), " + ", cel_duration_ms!("self.spec.forecast.horizon"), ") <= ",
+        cel_duration_ms!("self.spec.history.step"), " * 4000000"))
+        .message("the metrics' series (1 per metric, maxSeries per groupBy metric, default 20) x (history.lookback + forecast.horizon) / history.step must be at most 4000000 points per PredictiveScaler: lower maxSeries, group fewer metrics, raise history.step or shorten history.lookback or forecast.horizon")
+        .field_path(".spec.metrics")
+        .reason(Reason::FieldValueInvalid),
+    // crate::api::validate::MIN_REFRESH_INTERVAL
+    validation = Rule::new(concat!(cel_duration_ms!("self.spec.forecast.refreshInterval"), " >= 60000"))
+        .message("forecast.refreshInterval must be at least 1m: each refit reads the history again and fits every series")
+        .field_path(".spec.forecast.refreshInterval")
+        .reason(Reason::FieldValueInvalid),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveScalerSpec {
@@ -530,7 +545,10 @@ pub struct MetricSpec {
 
     /// The most series `groupBy` may split the load into (default 20, at most 50). A query
     /// returning more is refused with `ForecastAvailable=False`, reason `TooManySeries`, and
-    /// the metric holds the current replica count (never a truncated or partial sum).
+    /// the metric holds the current replica count (never a truncated or partial sum). All
+    /// metrics together (1 series per metric, `maxSeries` per `groupBy` metric) x
+    /// `(history.lookback + forecast.horizon) / history.step` must be at most 4,000,000
+    /// points per PredictiveScaler (two metrics of 50 series over 14 days at `1m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 50").message("maxSeries must be between 1 and 50"))]
     pub max_series: Option<i32>,
@@ -643,7 +661,9 @@ pub struct ForecastSpec {
     )]
     pub horizon: String,
 
-    /// How often to refit the model; evaluations in between reuse the fitted forecast.
+    /// How often to refit the model; evaluations in between reuse the fitted forecast. At
+    /// least `1m`: a refit reads a `groupBy` metric's series over the whole lookback again and
+    /// fits every series.
     #[serde(default = "default_refresh_interval")]
     #[schemars(
         regex(pattern = r"^([0-9]+d|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"),

@@ -157,6 +157,16 @@ pub const MAX_HISTORY_POINTS: u64 = 50_000;
 /// The most points one forecast may hold (`forecast.horizon / history.step`); the CRD's CEL
 /// rule has the same number. 20,000 is 13 days at 1 minute.
 pub const MAX_FORECAST_POINTS: u64 = 20_000;
+/// The most points one PredictiveScaler may ask the operator to read, fit and forecast at a
+/// refit, all its metrics together: the series of every metric (1, or `maxSeries` with
+/// `groupBy`) times `(history.lookback + forecast.horizon) / history.step`; the CRD's CEL rule
+/// has the same number. 4,000,000 points is 32 MB of samples and about 200 fits of 14 days
+/// at 1 minute: two `groupBy` metrics of 50 series over 14 days at 1 minute, or one of 50
+/// series over the whole 34 days with a 13-day horizon beside 7 single-series metrics.
+pub const MAX_SCALER_POINTS: u64 = 4_000_000;
+/// The shortest `forecast.refreshInterval`: each refit reads a `groupBy` metric's series over
+/// the whole lookback again and fits every series; the CRD's CEL rule has the same bound.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The bounds on the work one PredictiveScaler may ask of the operator. The CRD enforces the
 /// defaults; the operator checks again (objects stored before a rule existed, a smaller
@@ -167,6 +177,8 @@ pub struct Limits {
     pub max_history_points: u64,
     /// At most this many forecast points.
     pub max_forecast_points: u64,
+    /// At most this many points of every metric's series, history and forecast together.
+    pub max_scaler_points: u64,
 }
 
 impl Default for Limits {
@@ -174,6 +186,7 @@ impl Default for Limits {
         Self {
             max_history_points: MAX_HISTORY_POINTS,
             max_forecast_points: MAX_FORECAST_POINTS,
+            max_scaler_points: MAX_SCALER_POINTS,
         }
     }
 }
@@ -211,6 +224,7 @@ pub fn validate_with(
     let metrics = read_metrics(spec)?;
     let w = read_windows(spec)?;
     check_points(spec, &w, limits)?;
+    check_scaler_points(spec, &metrics, &w, limits)?;
     let quantile = read_quantile(spec)?;
     let seasonal_periods = read_seasonal_periods(spec, w.step)?;
     check_rates(spec)?;
@@ -446,6 +460,14 @@ fn read_windows(spec: &PredictiveScalerSpec) -> Result<Windows, InvalidSpec> {
     }
     let horizon = duration("forecast.horizon", &spec.forecast.horizon)?;
     let refresh_interval = duration("forecast.refreshInterval", &spec.forecast.refresh_interval)?;
+    if refresh_interval < MIN_REFRESH_INTERVAL {
+        return bad(format!(
+            "forecast.refreshInterval is {}, must be at least {}: each refit reads the history \
+             again and fits every series",
+            spec.forecast.refresh_interval,
+            format_duration(MIN_REFRESH_INTERVAL)
+        ));
+    }
     let lead_time_auto = spec.scale_up.lead_time == "Auto";
     let lead_time = if lead_time_auto {
         let bounds = planner::lead_time::lead_time_bounds(horizon, step);
@@ -504,6 +526,37 @@ fn check_points(
         ));
     }
     Ok(())
+}
+
+/// The series a metric asks the operator to read and fit at a refit: `maxSeries` with
+/// `groupBy`, else 1.
+pub fn series_of(m: &MetricConfig) -> u64 {
+    m.group.as_ref().map_or(1, |g| g.max_series as u64)
+}
+
+/// The points of every metric's series, history and forecast together, against `limits`
+/// ([`MAX_SCALER_POINTS`]): `series x (lookback + horizon) / step`, compared without rounding
+/// as the CRD's rule does.
+fn check_scaler_points(
+    spec: &PredictiveScalerSpec,
+    metrics: &[MetricConfig],
+    w: &Windows,
+    limits: &Limits,
+) -> Result<(), InvalidSpec> {
+    let series: u128 = metrics.iter().map(|m| u128::from(series_of(m))).sum();
+    let span = (w.lookback + w.horizon).as_millis();
+    let step = w.step.as_millis().max(1);
+    if series * span <= u128::from(limits.max_scaler_points) * step {
+        return Ok(());
+    }
+    let points = (series * span).div_ceil(step);
+    bad(format!(
+        "the metrics' {series} series (1 per metric, maxSeries per groupBy metric) x (history.lookback \
+         + forecast.horizon) / history.step ({} + {} at {}) is {points} points; at most {} per \
+         PredictiveScaler: lower maxSeries, group fewer metrics, raise history.step or shorten \
+         history.lookback or forecast.horizon",
+        spec.history.lookback, spec.forecast.horizon, spec.history.step, limits.max_scaler_points
+    ))
 }
 
 /// `forecast.quantile`, strictly between 0 and 1 when set.
@@ -1116,6 +1169,71 @@ mod limit_tests {
             "{err}"
         );
         assert_eq!(Limits::with_cache_points(10_000_000), Limits::default());
+    }
+
+    /// `n` metrics of `groupBy: [model]` with `maxSeries`, over `lookback` and `horizon` at 1m.
+    fn grouped(n: usize, max_series: i32, lookback: &str, horizon: &str) -> PredictiveScalerSpec {
+        let metrics: Vec<_> = (0..n)
+            .map(|i| {
+                serde_json::json!({"name": format!("m{i}"), "query": "q", "targetPerReplica": "1",
+                    "groupBy": ["model"], "maxSeries": max_series})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "maxReplicas": 10,
+            "metrics": metrics,
+            "history": {"lookback": lookback, "step": "1m"},
+            "forecast": {"horizon": horizon},
+            "scaleUp": {"leadTime": "5m"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_scaler_is_bounded_by_all_its_series_history_and_forecast_together() {
+        // every cap at once (8 metrics, 50 series, 34 days, 13 days): accepted before the
+        // bound, 28 million points that held 345 MiB in the operator
+        let err = validate(&grouped(8, 50, "34d", "13d"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "the metrics' 400 series (1 per metric, maxSeries per groupBy metric) x \
+                 (history.lookback + forecast.horizon) / history.step (34d + 13d at 1m) is \
+                 27072000 points; at most 4000000 per PredictiveScaler: lower maxSeries"
+            ),
+            "{err}"
+        );
+        // the largest accepted: one groupBy metric of 50 series at every per-metric cap, or
+        // two of 50 series over 14 days with a 2h horizon (2 x 50 x 20,280 = 2,028,000)
+        validate(&grouped(1, 50, "34d", "13d")).unwrap();
+        validate(&grouped(2, 50, "14d", "2h")).unwrap();
+        validate(&grouped(3, 50, "14d", "2h")).unwrap();
+        let err = validate(&grouped(4, 50, "14d", "2h"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is 4056000 points; at most 4000000"), "{err}");
+        // single-series metrics count one series each: 8 of them at every cap pass
+        let mut plain = grouped(8, 50, "34d", "13d");
+        for m in &mut plain.metrics {
+            m.group_by.clear();
+            m.max_series = None;
+        }
+        validate(&plain).unwrap();
+    }
+
+    #[test]
+    fn a_refresh_interval_under_a_minute_is_refused_naming_the_minimum() {
+        let mut s = grouped(1, 20, "14d", "2h");
+        s.forecast.refresh_interval = "1s".into();
+        let err = validate(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("forecast.refreshInterval is 1s, must be at least 1m"),
+            "{err}"
+        );
+        s.forecast.refresh_interval = "1m".into();
+        validate(&s).unwrap();
     }
 }
 

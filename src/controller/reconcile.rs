@@ -592,7 +592,7 @@ fn export_decision(run: &Run<'_>, decision: &Decision, outcomes: &[MetricOutcome
             Some(g) => {
                 mx.group_series
                     .get_or_create(&labels)
-                    .set(g.parts.len() as i64);
+                    .set(g.series() as i64);
             }
             None => {
                 mx.group_series.remove(&labels);

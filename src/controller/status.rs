@@ -15,7 +15,7 @@ use crate::{
     planner::{
         Decision, LeadTimeLearner, LeadTimeSource, MetricDecision, Peak, Schedules, Unavailable,
         concurrency,
-        group::{self, GroupForecast},
+        group::{self, Contributions},
         lead_time::Pending,
     },
 };
@@ -169,8 +169,9 @@ pub struct FitSummary {
     /// When it was fitted (unix seconds).
     pub fitted_at: i64,
     pub backtest_error: Option<f64>,
-    /// The per-series forecasts of a `groupBy` metric, for its top contributors.
-    pub group: Option<std::sync::Arc<crate::planner::group::GroupForecast>>,
+    /// The per-series forecasts of a `groupBy` metric at its peak times, for its top
+    /// contributors.
+    pub group: Option<std::sync::Arc<crate::planner::group::Contributions>>,
 }
 
 /// Merges a report into the previous status: keeps `lastScaleTime` unless this reconcile
@@ -412,7 +413,7 @@ fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastS
             replicas: replicas as i32,
         }),
         backtest_error: fit.backtest_error.map(|b| format!("{b:.3}")),
-        series: fit.group.as_ref().map(|g| g.parts.len() as i32),
+        series: fit.group.as_ref().map(|g| g.series() as i32),
         top_contributors: fit
             .group
             .as_ref()
@@ -445,8 +446,9 @@ pub fn concurrency_status(config: &ScalerConfig, decision: &Decision) -> Vec<Con
 }
 
 /// The largest series of a `groupBy` metric at the peak `at`, as status shows them.
-fn top_contributors(group: &GroupForecast, at: i64) -> Vec<Contributor> {
-    group::contributors(group, at, group::TOP_CONTRIBUTORS)
+fn top_contributors(group: &Contributions, at: i64) -> Vec<Contributor> {
+    group
+        .contributors(at, group::TOP_CONTRIBUTORS)
         .into_iter()
         .map(|c| Contributor {
             labels: c.labels,
@@ -781,7 +783,7 @@ mod tests {
 
     #[test]
     fn a_grouped_metric_shows_its_series_and_top_contributors_at_the_peak() {
-        use crate::planner::group::PartForecast;
+        use crate::planner::group::{GroupForecast, PartForecast};
         let part = |labels: &str, upper: Vec<f64>| PartForecast {
             labels: labels.into(),
             start: 940,
@@ -800,8 +802,18 @@ mod tests {
             ],
             vanished: vec![],
         };
+        let combined = crate::planner::Forecast {
+            start: 940,
+            step: 60,
+            point: vec![36.0, 41.0],
+            upper: vec![36.0, 41.0],
+            model: crate::planner::FittedModel::Ets,
+            backtest_error: None,
+            margins: None,
+        };
         let mut f = fit("requests", "ETS", 900, None);
-        f.group = Some(std::sync::Arc::new(group));
+        let kept = Contributions::of(&group, &combined, 940, 1_000);
+        f.group = Some(std::sync::Arc::new(kept));
         let d = decision(
             4,
             Some("requests"),

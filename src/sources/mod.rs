@@ -134,15 +134,15 @@ pub trait MetricsSource: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<(i64, f64)>, SourceError>>;
 
     /// The series of `query` grouped by `labels` (a `sum by (<labels>) (...)` query), each
-    /// with its values of those labels in their order, and its samples as [`Self::range`]
-    /// gives them; more than `max_series` series is [`SourceError::TooManySeries`]. A source
-    /// that cannot tell series apart refuses.
+    /// with its values of those labels in their order, and its samples on the window's grid
+    /// ([`GroupWindow::grid`]); more than `max_series` series is
+    /// [`SourceError::TooManySeries`]. A source that cannot tell series apart refuses.
     fn range_grouped<'a>(
         &'a self,
         query: &'a str,
         labels: &'a [String],
         window: GroupWindow,
-    ) -> BoxFuture<'a, Result<Vec<LabeledSamples>, SourceError>> {
+    ) -> BoxFuture<'a, Result<Vec<GroupSeries>, SourceError>> {
         let _ = (query, labels, window);
         Box::pin(async {
             Err(SourceError::QueryFailed {
@@ -191,12 +191,21 @@ pub struct GroupWindow {
     pub max_series: usize,
 }
 
+impl GroupWindow {
+    /// A series on this window's grid, `start, start + step, ..., end`, without samples
+    /// (`NaN`): what a grouped read writes each series' samples into.
+    pub fn grid(&self) -> Series {
+        let n = ((self.end - self.start) / self.step.max(1) + 1).max(0) as usize;
+        Series::new(self.start, self.step.max(1), vec![f64::NAN; n])
+    }
+}
+
 /// One series of a grouped read: its values of the group labels (in their order; `""` where
-/// the series lacks one) and its samples.
+/// the series lacks one) and its samples on the window's grid.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LabeledSamples {
+pub struct GroupSeries {
     pub values: Vec<String>,
-    pub samples: Vec<(i64, f64)>,
+    pub series: Series,
 }
 
 /// Reads the series of a `groupBy` metric over `lookback` seconds up to `now`, one [`Series`]
@@ -222,10 +231,9 @@ pub async fn read_group(
     let read = source.range_grouped(query, labels, window).await?;
     let mut parts: Vec<crate::planner::group::Part> = read
         .into_iter()
-        .map(|l| {
-            let pairs: Vec<(String, String)> = labels.iter().cloned().zip(l.values).collect();
-            let mut series = Series::empty(start, step);
-            series.upsert(&l.samples);
+        .map(|g| {
+            let pairs: Vec<(String, String)> = labels.iter().cloned().zip(g.values).collect();
+            let mut series = g.series;
             series.extend_to(end + step);
             crate::planner::group::Part {
                 labels: crate::planner::group::label_set(&pairs),

@@ -34,12 +34,15 @@ use serde::{Deserialize, de::DeserializeOwned};
 use tracing::{debug, info, warn};
 
 use super::{
-    GroupWindow, LabeledSamples, MetricsSource, SourceError,
+    GroupSeries, GroupWindow, MetricsSource, SourceError,
     config::{ConfigError, DEFAULT_MAX_CONCURRENT_QUERIES, SourceConfig, TlsConfig},
     secret::{SECRET_REFRESH, SecretFile, io_reason},
     slots::{QuerySlots, SlotPermit, current_namespace},
 };
-use crate::api::duration::{format_duration, parse_duration};
+use crate::{
+    api::duration::{format_duration, parse_duration},
+    planner::series::Series,
+};
 
 mod labelled;
 
@@ -620,25 +623,29 @@ impl PrometheusSource {
     }
 }
 
-/// A grouped read (`groupBy`): every series of the answer with its group labels.
+/// A grouped read (`groupBy`): every series of the answer with its group labels, each folded
+/// into its series on the window's grid as its chunk arrives.
 impl PrometheusSource {
     async fn range_grouped_chunked(
         &self,
         query: &str,
         labels: &[String],
         w: GroupWindow,
-    ) -> Result<Vec<LabeledSamples>, SourceError> {
-        let mut by: BTreeMap<Vec<String>, Vec<(i64, f64)>> = BTreeMap::new();
+    ) -> Result<Vec<GroupSeries>, SourceError> {
+        // the read holds the series (8 bytes a point) and one chunk's answer, never every
+        // chunk's samples
+        let mut by: BTreeMap<Vec<String>, Series> = BTreeMap::new();
+        let chunk_points = group_chunk_points(w.max_series);
         let mut chunk_start = w.start;
         while chunk_start <= w.end {
-            let chunk_end = (chunk_start + (MAX_POINTS_PER_QUERY - 1) * w.step).min(w.end);
+            let chunk_end = (chunk_start + (chunk_points - 1) * w.step).min(w.end);
             let chunk = GroupWindow {
                 start: chunk_start,
                 end: chunk_end,
                 ..w
             };
             for (key, samples) in self.range_grouped_once(query, labels, chunk).await? {
-                by.entry(key).or_default().extend(samples);
+                by.entry(key).or_insert_with(|| w.grid()).upsert(&samples);
             }
             if by.len() > w.max_series {
                 return Err(SourceError::TooManySeries {
@@ -650,7 +657,7 @@ impl PrometheusSource {
         }
         Ok(by
             .into_iter()
-            .map(|(values, samples)| LabeledSamples { values, samples })
+            .map(|(values, series)| GroupSeries { values, series })
             .collect())
     }
 
@@ -683,7 +690,8 @@ impl PrometheusSource {
                 max: w.max_series,
             },
         )?;
-        let mut out = Vec::new();
+        drop(body);
+        let mut out = Vec::with_capacity(all.len());
         for series in all {
             let key = labels
                 .iter()
@@ -692,7 +700,7 @@ impl PrometheusSource {
             let samples: Vec<(i64, f64)> = series
                 .values
                 .into_iter()
-                .map(|(t, v)| (t.round() as i64, parse_value(&v)))
+                .map(|(t, v)| (t.round() as i64, v.0))
                 .filter(|(t, _)| (w.start..=w.end).contains(t))
                 .collect();
             self.points
@@ -701,6 +709,17 @@ impl PrometheusSource {
         }
         Ok(out)
     }
+}
+
+/// The most samples one request of a grouped read asks for, all series together (a ~5 MB
+/// answer): its chunks are `MAX_GROUP_SAMPLES_PER_QUERY / maxSeries` steps (4,000 with 50
+/// series, 10,000 with 20), so one chunk's answer and its parsed samples stay a few MB
+/// whatever the cap.
+const MAX_GROUP_SAMPLES_PER_QUERY: i64 = 200_000;
+
+/// The steps of one chunk of a grouped read of at most `max_series` series.
+fn group_chunk_points(max_series: usize) -> i64 {
+    (MAX_GROUP_SAMPLES_PER_QUERY / max_series.max(1) as i64).clamp(1, MAX_POINTS_PER_QUERY)
 }
 
 /// A successful answer with every series read as `T` ([`PrometheusSource::all_series`]).
@@ -721,7 +740,26 @@ struct LabeledSeries {
     #[serde(default)]
     metric: BTreeMap<String, String>,
     #[serde(default)]
-    values: Vec<(f64, String)>,
+    values: Vec<(f64, SampleValue)>,
+}
+
+/// A sample's value, read from its JSON string ([`parse_value`]) without keeping the string.
+struct SampleValue(f64);
+
+impl<'de> Deserialize<'de> for SampleValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SampleValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a sample value as a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<SampleValue, E> {
+                Ok(SampleValue(parse_value(s)))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
 }
 
 impl MetricsSource for PrometheusSource {
@@ -750,7 +788,7 @@ impl MetricsSource for PrometheusSource {
         query: &'a str,
         labels: &'a [String],
         window: GroupWindow,
-    ) -> BoxFuture<'a, Result<Vec<LabeledSamples>, SourceError>> {
+    ) -> BoxFuture<'a, Result<Vec<GroupSeries>, SourceError>> {
         Box::pin(self.range_grouped_chunked(query, labels, window))
     }
 
@@ -1146,17 +1184,27 @@ mod tests {
             max_series: 2,
         };
         let got = src.range_grouped("q", &labels, w).await.unwrap();
+        let read: Vec<(Vec<String>, i64, Vec<String>)> = got
+            .iter()
+            .map(|g| {
+                let values = g.series.values.iter().map(|v| v.to_string()).collect();
+                (g.values.clone(), g.series.start, values)
+            })
+            .collect();
+        // each series on the window's grid, NaN where it has no sample
         assert_eq!(
-            got,
+            read,
             vec![
-                LabeledSamples {
-                    values: vec!["a".into(), String::new()],
-                    samples: vec![(0, 1.0), (60, 2.0)],
-                },
-                LabeledSamples {
-                    values: vec!["b".into(), String::new()],
-                    samples: vec![(60, 5.0)],
-                },
+                (
+                    vec!["a".into(), String::new()],
+                    0,
+                    vec!["1".into(), "2".into()]
+                ),
+                (
+                    vec!["b".into(), String::new()],
+                    0,
+                    vec!["NaN".into(), "5".into()]
+                ),
             ]
         );
         let e = src
@@ -1176,6 +1224,16 @@ mod tests {
                 .contains("returned 2 series, more than maxSeries 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_grouped_read_asks_for_at_most_200000_samples_a_request() {
+        // 50 series: 4,000 steps a chunk (13 requests for 50,000 steps); 20 or fewer: the
+        // single-series chunk of 10,000 steps
+        assert_eq!(group_chunk_points(50), 4_000);
+        assert_eq!(group_chunk_points(20), 10_000);
+        assert_eq!(group_chunk_points(1), 10_000);
+        assert_eq!(group_chunk_points(0), 10_000);
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use std::{
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use super::{GroupWindow, LabeledSamples, MetricsSource, SourceError};
+use super::{GroupSeries, GroupWindow, MetricsSource, SourceError};
 
 tokio::task_local! {
     /// The namespace the current request is made for (see [`for_namespace`]).
@@ -69,7 +69,7 @@ impl MetricsSource for ForNamespace {
         query: &'a str,
         labels: &'a [String],
         window: GroupWindow,
-    ) -> BoxFuture<'a, Result<Vec<LabeledSamples>, SourceError>> {
+    ) -> BoxFuture<'a, Result<Vec<GroupSeries>, SourceError>> {
         Box::pin(NAMESPACE.scope(
             self.namespace.clone(),
             self.source.range_grouped(query, labels, window),

@@ -90,11 +90,21 @@ impl Controller {
 
     /// The process's peak resident memory so far (`VmHWM` of /proc/PID/status), in MiB.
     pub fn peak_rss_mib(&self) -> Option<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    /// The process's resident memory now (`VmRSS` of /proc/PID/status), in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    /// A `kB` field of /proc/PID/status, in MiB.
+    fn status_mib(&self, field: &str) -> Option<f64> {
         let pid = self.child.as_ref()?.id();
         let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let kib: f64 = text
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .find_map(|l| l.strip_prefix(field))?
             .split_whitespace()
             .next()?
             .parse()

@@ -19,7 +19,7 @@ use crate::{
         DEFAULT_BAND_QUANTILE, FittedModel, Forecast, ForecastError, ForecastSettings, MetricInput,
         NoForecast, Selection, Sizing, Unavailable, choice,
         concurrency::rate_per_replica,
-        group::{self, Combine, GroupForecast},
+        group::{self, Combine, Contributions},
         series::Series,
     },
     sources::{self, HistoryKey, MetricsSource, SourceError},
@@ -34,8 +34,9 @@ pub(super) struct Fit {
     result: std::result::Result<Arc<Forecast>, Unavailable>,
     /// `Auto`'s model choice for the epoch the fit was made in.
     selection: Option<Selection>,
-    /// With `groupBy`: the per-series forecasts and `Auto`'s choice per series.
-    group: Option<Arc<GroupForecast>>,
+    /// With `groupBy`: each series at the times the peak can fall on while the fit serves,
+    /// and `Auto`'s choice per series.
+    group: Option<Arc<Contributions>>,
     part_selections: BTreeMap<String, Selection>,
 }
 
@@ -487,6 +488,8 @@ async fn fit_or_reuse(
     let fit = match group {
         Some(g) => {
             let previous = (previous, previous_parts);
+            let serves_until = run.now_s() + config.refresh_interval.as_secs() as i64;
+            let g = (g, serves_until);
             fit_group(run, metric, (key, settings), series, epoch, previous, g).await?
         }
         None => fit(run, metric, key, settings, series, epoch, previous).await?,
@@ -573,7 +576,9 @@ async fn on_fit_slot<T: Send + 'static>(
 
 /// [`fit`] for a `groupBy` metric: its series read from the source (more than `maxSeries` is
 /// `TooManySeries`: the metric holds; another failure leaves the total's forecast alone, with
-/// no contributors), then [`group::fit_group`] on a blocking thread.
+/// no contributors), then [`group::fit_group`] on a blocking thread. Of the per-series
+/// forecasts only their [`Contributions`] at the peak times until `serves_until` (the fit's
+/// refresh) are kept.
 async fn fit_group(
     run: &Run<'_>,
     metric: &str,
@@ -581,17 +586,21 @@ async fn fit_group(
     series: Arc<Series>,
     epoch: i64,
     previous: (Option<Selection>, BTreeMap<String, Selection>),
-    read: GroupRead,
+    (read, serves_until): (GroupRead, i64),
 ) -> Result<Fit> {
     let _stage = Stage::enter("fit group");
-    let parts = sources::read_group(
-        read.source.as_ref(),
-        &read.query,
-        &read.labels,
-        key.lookback,
-        run.now_s(),
-        key.history.step,
-        read.max_series,
+    let parts = super::timed_query(
+        run,
+        &key.history.source,
+        sources::read_group(
+            read.source.as_ref(),
+            &read.query,
+            &read.labels,
+            key.lookback,
+            run.now_s(),
+            key.history.step,
+            read.max_series,
+        ),
     )
     .await;
     let parts = match parts {
@@ -606,18 +615,35 @@ async fn fit_group(
             return fit(run, metric, key, settings, series, epoch, previous.0).await;
         }
     };
-    let (g, elapsed) = on_fit_slot(run, move || {
-        group::fit_group(&series, &parts, &settings, epoch, (previous.0, &previous.1))
+    let now = run.now_s();
+    let (fitted, elapsed) = on_fit_slot(run, move || {
+        let g = group::fit_group(&series, &parts, &settings, epoch, (previous.0, &previous.1));
+        drop(parts);
+        let forecast = g.forecast(Combine::default());
+        // the per-series forecasts end here: status needs them at the peak times only
+        let contributions = forecast
+            .as_ref()
+            .ok()
+            .map(|fc| Contributions::of(&g.group, fc, now, serves_until))
+            .unwrap_or_default();
+        let vanished = g.group.vanished.len();
+        (
+            forecast,
+            g.selection,
+            g.part_selections,
+            contributions,
+            vanished,
+        )
     })
     .await?;
-    let forecast = g.forecast(Combine::default());
-    record_fit(run, metric, &forecast, g.selection.as_ref(), elapsed);
-    info!(metric = %metric, series = g.group.parts.len(), vanished = g.group.vanished.len(), "groupBy: forecast bottom-up");
+    let (forecast, selection, part_selections, contributions, vanished) = fitted;
+    record_fit(run, metric, &forecast, selection.as_ref(), elapsed);
+    info!(metric = %metric, series = contributions.series(), vanished, "groupBy: forecast bottom-up");
     let result = forecast.map_err(|e| Unavailable::from_forecast_error(&e));
     Ok(Fit {
-        group: Some(Arc::new(g.group)),
-        part_selections: g.part_selections,
-        ..Fit::made(key, run.now_s(), result, g.selection)
+        group: Some(Arc::new(contributions)),
+        part_selections,
+        ..Fit::made(key, now, result, selection)
     })
 }
 
