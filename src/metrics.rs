@@ -263,7 +263,7 @@ impl Metrics {
              query_range requests (the new points since the cached ones, or the whole lookback in \
              chunks the first time); about 0 s with the last failure's reason while a failed query \
              backs off. Not observed when the source cannot be used (UnknownSource, \
-             SourceNotAllowed, QueryNotAllowed)",
+             SourceNotAllowed, NamespaceLabelsUnavailable, QueryNotAllowed)",
             self.query_duration.clone(),
         );
         self.registry.register(

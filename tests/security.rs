@@ -758,12 +758,13 @@ fn a_hung_read_of_the_namespaces_labels_is_given_up() {
         "info",
     );
     let t = Instant::now();
-    // within the API request timeout (10 s) and a reconcile: refused, not hung
+    // within the API request timeout (10 s) and a reconcile: held, not hung, and the condition
+    // names the unread labels as the cause (not SourceNotAllowed: the label would admit it)
     let message = wait_until(Duration::from_secs(40), Duration::from_millis(250), || {
         ctrl.assert_running();
         let s = get_scaler(kube, ns, "by-label");
         find_condition(&s, "ForecastAvailable")
-            .filter(|c| c["status"] == "False" && c["reason"] == "SourceNotAllowed")
+            .filter(|c| c["status"] == "False" && c["reason"] == "NamespaceLabelsUnavailable")
             .and_then(|c| c["message"].as_str().map(str::to_string))
     })
     .unwrap_or_else(|| {
@@ -774,6 +775,14 @@ fn a_hung_read_of_the_namespaces_labels_is_given_up() {
         )
     });
     let refused_in = t.elapsed();
+    assert!(
+        message.contains("could not be read") && message.contains("did not answer within 10s"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("Some(") && !message.contains("Status {"),
+        "{message}"
+    );
     assert!(
         proxy.count("GET", &namespace_read) >= 1,
         "{:?}",
@@ -788,7 +797,7 @@ fn a_hung_read_of_the_namespaces_labels_is_given_up() {
     proxy.set_faults(Vec::new());
     wait_replicas(kube, &mut ctrl, ns, "by-label", 4);
     report(&format!(
-        "[security] a namespace read that hangs 120 s: given up, the scaler refused {refused_in:.1?} after start \
+        "[security] a namespace read that hangs 120 s: given up, the scaler held {refused_in:.1?} after start \
          ({message}); admitted by its label once the API server answers"
     ));
 }

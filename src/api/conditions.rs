@@ -45,6 +45,9 @@ pub mod reasons {
     pub const UNKNOWN_SOURCE: &str = "UnknownSource";
     /// The scaler's namespace may not use the source it names.
     pub const SOURCE_NOT_ALLOWED: &str = "SourceNotAllowed";
+    /// A source admits namespaces by label, and the scaler's namespace's labels could not be
+    /// read (the API server did not answer in time, or refused).
+    pub const NAMESPACE_LABELS_UNAVAILABLE: &str = "NamespaceLabelsUnavailable";
     /// The query reads outside the scaler's namespace on a source that isolates namespaces.
     pub const QUERY_NOT_ALLOWED: &str = "QueryNotAllowed";
     /// The answer was larger than one series of the asked points can be.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::{
     api::duration::parse_duration,
     planner::ModelKind,
-    sources::{Resolved, SourceError, Sources},
+    sources::{Resolved, SourceError, Sources, access::NamespaceLabels},
 };
 
 /// A duration flag: its value if given, else the spec's (or scaler's), else `default`.
@@ -91,7 +91,12 @@ pub(crate) fn resolve_query(
     scope: Option<&Scope>,
 ) -> Result<Resolved, SourceError> {
     match scope {
-        Some(s) => sources.resolve(&s.namespace, Some(&s.labels), source, query),
+        Some(s) => sources.resolve(
+            &s.namespace,
+            &NamespaceLabels::Read(s.labels.clone()),
+            source,
+            query,
+        ),
         None => sources.get(source).map(|source| Resolved {
             source,
             query: query.to_string(),

@@ -517,16 +517,7 @@ pub fn describe(kind: FloorKind, e: &kube::Error) -> String {
                 ""
             }
         ),
-        other => plain(other),
-    }
-}
-
-/// Any API error in plain words: the API server's message, never a `Debug` dump.
-pub fn plain(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if !s.message.trim().is_empty() => s.message.trim().to_string(),
-        kube::Error::Api(s) => format!("the API server answered {} {}", s.code, s.reason),
-        other => other.to_string(),
+        other => super::target::plain(other),
     }
 }
 

@@ -61,6 +61,7 @@ use crate::{
     },
     metrics::{Metrics, ReasonLabels, ScaleLabels, ScalerLabels, ScalerMetricLabels},
     planner::{self, Decision, MetricInput, PlannerState, choice},
+    sources::access::NamespaceLabels,
 };
 use forecasts::{Fit, MetricOutcome};
 
@@ -109,9 +110,19 @@ struct Run<'a> {
     namespace: &'a str,
     /// The reconcile's one clock reading: every stage decides at this instant.
     now: Timestamp,
+    /// The namespace's labels, read at most once a reconcile ([`Run::namespace_labels`]).
+    labels: tokio::sync::OnceCell<NamespaceLabels>,
 }
 
 impl Run<'_> {
+    /// The namespace's labels, when a source the scaler names admits namespaces by label
+    /// (`allowedNamespaceSelector`): read once in a reconcile, however many reads need them.
+    async fn namespace_labels(&self, config: &ScalerConfig) -> &NamespaceLabels {
+        self.labels
+            .get_or_init(|| read_namespace_labels(self.ctx, self.namespace, config))
+            .await
+    }
+
     fn now_s(&self) -> i64 {
         self.now.as_second()
     }
@@ -176,6 +187,7 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
         key: &key,
         namespace: &namespace,
         now,
+        labels: tokio::sync::OnceCell::new(),
     };
     let result = reconcile_inner(&run, &mut state).await;
     // every reconcile that did not end ready counts: an error, or Ready=False with its reason
@@ -918,7 +930,7 @@ async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, Duration) {
 /// duration.
 async fn recent_points(
     run: &Run<'_>,
-    labels: Option<&std::collections::BTreeMap<String, String>>,
+    labels: &NamespaceLabels,
     (source, query): (&str, &str),
     window: i64,
     step: i64,
@@ -932,6 +944,37 @@ async fn recent_points(
         .source
         .range(&resolved.query, now - window, now, step);
     timed_query(run, source, read).await
+}
+
+/// The labels of `namespace`, when a source the scaler names (a metric's, a guard's, an
+/// upstream limit's or the pod query's) admits namespaces by label; bounded by the API request
+/// timeout, so a hung API server does not hold the reconcile (and its slot) for the client's
+/// own 295 s read timeout.
+async fn read_namespace_labels(
+    ctx: &Context,
+    namespace: &str,
+    config: &ScalerConfig,
+) -> NamespaceLabels {
+    let needed = config
+        .metrics
+        .iter()
+        .map(|m| &m.source)
+        .chain(config.guards.iter().map(|g| &g.source))
+        .chain(config.upstream.iter().map(|u| &u.source))
+        .chain(config.drain_aware.iter().map(|d| &d.source))
+        .any(|s| ctx.sources.access(s).is_some_and(|a| a.needs_labels()));
+    if !needed {
+        return NamespaceLabels::NotNeeded;
+    }
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    match target::bounded(api.get_metadata(namespace)).await {
+        Ok(ns) => NamespaceLabels::Read(ns.metadata.labels.unwrap_or_default()),
+        Err(e) => {
+            let why = target::plain(&e);
+            warn!(error = %why, "cannot read the namespace's labels for a source's allowedNamespaceSelector");
+            NamespaceLabels::Unreadable(why)
+        }
+    }
 }
 
 /// `query`'s answer from `source`, its duration observed in `prescale_query_duration_seconds`

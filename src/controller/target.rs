@@ -101,6 +101,15 @@ pub async fn set_replicas(
 /// retries with backoff). The client's own read timeout is ~5 minutes, for watches.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Any API error in plain words: the API server's message, never a `Debug` dump.
+pub fn plain(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.trim().is_empty() => s.message.trim().to_string(),
+        kube::Error::Api(s) => format!("the API server answered {} {}", s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
 /// `request`, or a timeout error after [`REQUEST_TIMEOUT`].
 pub async fn bounded<T>(
     request: impl std::future::Future<Output = Result<T, kube::Error>>,

@@ -75,6 +75,29 @@ impl NamespaceSelector {
     }
 }
 
+/// A scaler namespace's labels, as far as a source that admits namespaces by label
+/// (`allowedNamespaceSelector`) needs them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum NamespaceLabels {
+    /// Not read: no source in use selects namespaces by label.
+    #[default]
+    NotNeeded,
+    /// As the API server has them.
+    Read(BTreeMap<String, String>),
+    /// The read failed; why, in words.
+    Unreadable(String),
+}
+
+impl NamespaceLabels {
+    /// The labels, when they were read.
+    pub fn get(&self) -> Option<&BTreeMap<String, String>> {
+        match self {
+            Self::Read(labels) => Some(labels),
+            Self::NotNeeded | Self::Unreadable(_) => None,
+        }
+    }
+}
+
 /// Which namespaces may use a source, and whether their queries are confined to their own
 /// series. Configured per source by the cluster admin (the sources file).
 #[derive(Debug, Clone, PartialEq, Default)]

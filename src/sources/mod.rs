@@ -25,7 +25,7 @@ use std::{
 use futures::future::BoxFuture;
 
 use self::{
-    access::SourceAccess,
+    access::{NamespaceLabels, SourceAccess},
     config::{ConfigError, SourceConfig},
     prometheus::PrometheusSource,
 };
@@ -95,6 +95,16 @@ pub enum SourceError {
         source_name: String,
         namespace: String,
     },
+    #[error(
+        "source {source_name:?} admits namespaces by label (allowedNamespaceSelector), and the labels of \
+         namespace {namespace:?} could not be read: {message}. The scaler waits and tries again; if it \
+         lasts, check that the operator may get namespaces (the chart grants it when a source has a selector)"
+    )]
+    NamespaceUnreadable {
+        source_name: String,
+        namespace: String,
+        message: String,
+    },
     #[error("source {source_name:?} isolates namespaces: {message}")]
     QueryNotAllowed {
         source_name: String,
@@ -116,6 +126,7 @@ impl SourceError {
             SourceError::TooManySeries { .. } => reasons::TOO_MANY_SERIES,
             SourceError::TooLarge { .. } => reasons::QUERY_TOO_LARGE,
             SourceError::NotAllowed { .. } => reasons::SOURCE_NOT_ALLOWED,
+            SourceError::NamespaceUnreadable { .. } => reasons::NAMESPACE_LABELS_UNAVAILABLE,
             SourceError::QueryNotAllowed { .. } => reasons::QUERY_NOT_ALLOWED,
         }
     }
@@ -684,15 +695,25 @@ impl Sources {
     pub fn resolve(
         &self,
         namespace: &str,
-        labels: Option<&std::collections::BTreeMap<String, String>>,
+        labels: &NamespaceLabels,
         name: &str,
         query: &str,
     ) -> Result<Resolved, SourceError> {
         let Configured { source, access } = self.configured(name)?;
-        if !access.allows(namespace, labels) {
-            return Err(SourceError::NotAllowed {
-                source_name: name.to_string(),
-                namespace: namespace.to_string(),
+        if !access.allows(namespace, labels.get()) {
+            return Err(match labels {
+                // the selector might admit it: the labels are missing, not the right
+                NamespaceLabels::Unreadable(why) if access.needs_labels() => {
+                    SourceError::NamespaceUnreadable {
+                        source_name: name.to_string(),
+                        namespace: namespace.to_string(),
+                        message: why.clone(),
+                    }
+                }
+                _ => SourceError::NotAllowed {
+                    source_name: name.to_string(),
+                    namespace: namespace.to_string(),
+                },
             });
         }
         let query = match &access.enforce_namespace_label {
@@ -765,6 +786,40 @@ mod tests {
                     .collect())
             })
         }
+    }
+
+    #[test]
+    fn unread_labels_are_their_own_refusal_only_where_the_selector_could_admit() {
+        let selector: access::NamespaceSelector =
+            serde_yaml::from_str("matchLabels: {tier: paid}").unwrap();
+        let mut sources = Sources::default();
+        let by_label = SourceAccess {
+            namespaces: vec!["named".into()],
+            selector: Some(selector),
+            ..Default::default()
+        };
+        sources.insert_with_access("labelled", Arc::new(Fn::default()), by_label);
+        let unread = NamespaceLabels::Unreadable("the API server did not answer within 10s".into());
+        let err = sources
+            .resolve("team-a", &unread, "labelled", "up")
+            .err()
+            .expect("refused");
+        assert_eq!(err.reason(), reasons::NAMESPACE_LABELS_UNAVAILABLE);
+        assert!(
+            err.to_string().contains("did not answer within 10s"),
+            "{err}"
+        );
+        // listed by name: the labels do not matter
+        assert!(sources.resolve("named", &unread, "labelled", "up").is_ok());
+        // read, and not matching: not allowed
+        let other = NamespaceLabels::Read([("tier".to_string(), "free".to_string())].into());
+        let err = sources
+            .resolve("team-a", &other, "labelled", "up")
+            .err()
+            .expect("refused");
+        assert_eq!(err.reason(), reasons::SOURCE_NOT_ALLOWED);
+        let paid = NamespaceLabels::Read([("tier".to_string(), "paid".to_string())].into());
+        assert!(sources.resolve("team-a", &paid, "labelled", "up").is_ok());
     }
 
     fn key(query: &str, step: i64) -> HistoryKey {

@@ -6,6 +6,7 @@
 use tracing::warn;
 
 use super::{Run, recent_points};
+use crate::sources::access::NamespaceLabels;
 use crate::{
     api::MetricConfig,
     planner::{
@@ -22,7 +23,7 @@ const STEP: i64 = 60;
 /// or its newest value is not positive.
 pub(super) async fn duration(
     run: &Run<'_>,
-    labels: Option<&std::collections::BTreeMap<String, String>>,
+    labels: &NamespaceLabels,
     m: &MetricConfig,
     duration_query: &str,
 ) -> Result<f64, Unavailable> {

@@ -84,7 +84,7 @@ pub(super) async fn prepare(
         return all_the_way;
     }
     let _stage = Stage::enter("drain aware");
-    let annotated = annotate(run, drain, target, desired).await;
+    let annotated = annotate(run, config, drain, target, desired).await;
     let max_wait = drain.max_wait.as_secs() as i64;
     let verdict = gate(&mut state.drain, run.now_s(), annotated.is_ok(), max_wait);
     match (verdict, annotated) {
@@ -208,6 +208,7 @@ fn scaler_labels(run: &Run<'_>) -> ScalerLabels {
 /// has no more pods than `desired`), nothing is read or written.
 async fn annotate(
     run: &Run<'_>,
+    config: &ScalerConfig,
     drain: &DrainAwareConfig,
     target: &Target<'_>,
     desired: u32,
@@ -228,7 +229,7 @@ async fn annotate(
         });
     }
     let max_series = MAX_LABELLED_SERIES.max(2 * pods.len());
-    let values = read_values(run, drain, max_series).await?;
+    let values = read_values(run, config, drain, max_series).await?;
     let plan = plan_costs(&pods, &values, leaving, MAX_UPDATES_PER_EVALUATION).map_err(
         |NoPodValues { pods, series }| {
             format!(
@@ -314,19 +315,15 @@ fn pod_error(what: &str, e: &kube::Error) -> String {
 /// series is an error.
 async fn read_values(
     run: &Run<'_>,
+    config: &ScalerConfig,
     drain: &DrainAwareConfig,
     max_series: usize,
 ) -> Result<Vec<(String, f64)>, String> {
-    let namespace_labels = namespace_labels(run, &drain.source).await;
+    let labels = run.namespace_labels(config).await;
     let resolved = run
         .ctx
         .sources
-        .resolve(
-            run.namespace,
-            namespace_labels.as_ref(),
-            &drain.source,
-            &drain.query,
-        )
+        .resolve(run.namespace, labels, &drain.source, &drain.query)
         .map_err(|e| format!("podQuery: {e}"))?;
     let result = timed_query(
         run,
@@ -340,26 +337,6 @@ async fn read_values(
     )
     .await;
     result.map_err(|e| format!("podQuery ({}): {e}", e.reason()))
-}
-
-/// The scaler's namespace labels, when the source's access depends on them
-/// (`allowedNamespaceSelector`).
-async fn namespace_labels(
-    run: &Run<'_>,
-    source: &str,
-) -> Option<std::collections::BTreeMap<String, String>> {
-    let access = run.ctx.sources.access(source)?;
-    if !access.needs_labels() {
-        return None;
-    }
-    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(run.ctx.client.clone());
-    match target::bounded(api.get_metadata(run.namespace)).await {
-        Ok(ns) => Some(ns.metadata.labels.unwrap_or_default()),
-        Err(e) => {
-            warn!(error = %e, "cannot read the namespace's labels for the pod query's source");
-            None
-        }
-    }
 }
 
 /// The plan's writes (a merge patch of each pod's metadata: the cost set, or the annotation

@@ -71,7 +71,8 @@ pub(super) async fn set_floor(
             Ok(()) => {}
             // another writer took the field between the read and the apply
             Err(e) if floor::field_conflict(&e) => {
-                let why = conflict_message(target, obj, &floor::plain(&e), value);
+                let why =
+                    conflict_message(target, obj, &crate::controller::target::plain(&e), value);
                 return Ok(Written::unchanged(status::Write::FloorConflict(why)));
             }
             Err(e) => {
@@ -272,7 +273,7 @@ pub(super) async fn finalize(run: &Run<'_>, state: &mut ScalerState) -> Result<N
              predictivescalers (the chart's floorMode.enabled=true); or remove it by hand: \
              kubectl patch predictivescaler {} -n {} --type=merge -p \
              '{{\"metadata\":{{\"finalizers\":null}}}}'",
-            floor::plain(&e),
+            crate::controller::target::plain(&e),
             run.ps.metadata.name.as_deref().unwrap_or_default(),
             run.namespace
         );

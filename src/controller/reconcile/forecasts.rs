@@ -183,8 +183,8 @@ pub(super) async fn evaluate_metrics(
         };
         let duration = match &m.duration_query {
             Some(q) => {
-                let labels = namespace_labels(run.ctx, run.namespace, config).await;
-                match super::concurrency::duration(run, labels.as_ref(), m, q).await {
+                let labels = run.namespace_labels(config).await;
+                match super::concurrency::duration(run, labels, m, q).await {
                     Ok(d) => Some(d),
                     Err(why) => {
                         out.push(MetricOutcome::unavailable(m, why));
@@ -233,16 +233,12 @@ async fn resolve_queries(
     config: &ScalerConfig,
     step: i64,
 ) -> Vec<std::result::Result<SourcedQuery, SourceError>> {
-    let labels = namespace_labels(run.ctx, run.namespace, config).await;
+    let labels = run.namespace_labels(config).await;
     config
         .metrics
         .iter()
         .map(|m| {
-            let resolve = |q: &str| {
-                run.ctx
-                    .sources
-                    .resolve(run.namespace, labels.as_ref(), &m.source, q)
-            };
+            let resolve = |q: &str| run.ctx.sources.resolve(run.namespace, labels, &m.source, q);
             // with groupBy the history is the total, sum(query); the series are read at refits
             let (r, group) = match &m.group {
                 Some(g) => (
@@ -263,34 +259,6 @@ async fn resolve_queries(
             })
         })
         .collect()
-}
-
-/// The labels of `namespace`, when a source a metric or a guard names admits namespaces by
-/// label; `None` otherwise, or when they cannot be read within the API request timeout (then
-/// only the names and `*` admit it).
-pub(super) async fn namespace_labels(
-    ctx: &Context,
-    namespace: &str,
-    config: &ScalerConfig,
-) -> Option<std::collections::BTreeMap<String, String>> {
-    let sources = config.metrics.iter().map(|m| &m.source);
-    let needed = sources
-        .chain(config.guards.iter().map(|g| &g.source))
-        .chain(config.upstream.iter().map(|u| &u.source))
-        .any(|s| ctx.sources.access(s).is_some_and(|a| a.needs_labels()));
-    if !needed {
-        return None;
-    }
-    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(ctx.client.clone());
-    // bounded: a hung API server must not hold the reconcile (and its slot) for the client's
-    // own 295 s read timeout
-    match crate::controller::target::bounded(api.get_metadata(namespace)).await {
-        Ok(ns) => Some(ns.metadata.labels.unwrap_or_default()),
-        Err(e) => {
-            warn!(error = %e, "cannot read the namespace's labels for a source's allowedNamespaceSelector");
-            None
-        }
-    }
 }
 
 /// A metric's history, up to date and usable.

@@ -7,7 +7,8 @@
 use kube::{ResourceExt, runtime::events::EventType};
 use tracing::warn;
 
-use super::{Run, events, forecasts::namespace_labels, recent_points};
+use super::{Run, events, recent_points};
+use crate::sources::access::NamespaceLabels;
 use crate::{
     api::{GuardConfig, ScalerConfig, conditions::reasons},
     planner::{Decision, GuardFailure, GuardInput, GuardState},
@@ -27,10 +28,10 @@ pub(super) async fn read(run: &Run<'_>, config: &ScalerConfig) -> Vec<Result<f64
     if config.guards.is_empty() {
         return Vec::new();
     }
-    let labels = namespace_labels(run.ctx, run.namespace, config).await;
+    let labels = run.namespace_labels(config).await;
     let mut out = Vec::with_capacity(config.guards.len());
     for g in &config.guards {
-        let value = read_one(run, labels.as_ref(), g).await;
+        let value = read_one(run, labels, g).await;
         if let Err(f) = &value {
             warn!(guard = %g.guard.name, source = %g.source, reason = f.reason, error = %f.message, "guard query failed");
         }
@@ -42,7 +43,7 @@ pub(super) async fn read(run: &Run<'_>, config: &ScalerConfig) -> Vec<Result<f64
 /// One guard's latest value: the last finite point of its query over the last [`WINDOW`].
 async fn read_one(
     run: &Run<'_>,
-    labels: Option<&std::collections::BTreeMap<String, String>>,
+    labels: &NamespaceLabels,
     g: &GuardConfig,
 ) -> Result<f64, GuardFailure> {
     latest(run, labels, &g.source, &g.query).await
@@ -53,7 +54,7 @@ async fn read_one(
 /// limits' queries.
 pub(super) async fn latest(
     run: &Run<'_>,
-    labels: Option<&std::collections::BTreeMap<String, String>>,
+    labels: &NamespaceLabels,
     source: &str,
     query: &str,
 ) -> Result<f64, GuardFailure> {

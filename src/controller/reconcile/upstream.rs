@@ -6,7 +6,7 @@
 use kube::{ResourceExt, runtime::events::EventType};
 use tracing::warn;
 
-use super::{Run, events, forecasts::namespace_labels, guards};
+use super::{Run, events, guards};
 use crate::{
     api::ScalerConfig,
     planner::{Decision, QuotaFailure, QuotaReading},
@@ -21,11 +21,11 @@ pub(super) async fn read(run: &Run<'_>, config: &ScalerConfig) -> Vec<QuotaReadi
     if config.upstream.iter().all(|u| u.query.is_none()) {
         return Vec::new();
     }
-    let labels = namespace_labels(run.ctx, run.namespace, config).await;
+    let labels = run.namespace_labels(config).await;
     let mut out = Vec::new();
     for u in &config.upstream {
         let Some(query) = &u.query else { continue };
-        let value = guards::latest(run, labels.as_ref(), &u.source, query)
+        let value = guards::latest(run, labels, &u.source, query)
             .await
             .map_err(|f| QuotaFailure {
                 reason: f.reason,
