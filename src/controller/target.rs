@@ -106,6 +106,8 @@ pub fn plain(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) if !s.message.trim().is_empty() => s.message.trim().to_string(),
         kube::Error::Api(s) => format!("the API server answered {} {}", s.code, s.reason),
+        // the transport's own words, without kube's "ServiceError: " prefix
+        kube::Error::Service(e) => e.to_string(),
         other => other.to_string(),
     }
 }
