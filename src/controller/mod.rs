@@ -51,7 +51,7 @@ use crate::{
 pub struct ControllerConfig {
     /// How often each PredictiveScaler is evaluated.
     pub sync_interval: Duration,
-    /// The bound of the history cache, in points (all series together).
+    /// The bound of the history cache, in points (all series together; ~2 bytes each).
     pub history_max_points: usize,
     /// The namespaces whose PredictiveScalers are watched; empty: all namespaces. With a list
     /// the operator never reads anything cluster-wide, so namespaced Roles are enough.
