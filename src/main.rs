@@ -96,6 +96,20 @@ struct RunArgs {
         value_parser = parse_namespace
     )]
     namespaces: Vec<String>,
+    /// Reconcile only the PredictiveScalers whose labels match this selector, written as
+    /// kubectl's -l takes it (`shard=a`, `shard in (a,b)`, `!canary`): one shard of a fleet, so
+    /// that several operator releases (each with its own Lease) share it. Default: all.
+    #[arg(long, env = "PRESCALE_SELECTOR", value_parser = parse_selector)]
+    selector: Option<String>,
+}
+
+/// A label selector as given; the API server parses it (the first list refuses a bad one).
+fn parse_selector(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.contains(['\n', '\r']) {
+        return Err("a label selector is one line, e.g. shard=a".into());
+    }
+    Ok(s.to_string())
 }
 
 fn parse_namespace(s: &str) -> Result<String, String> {
@@ -223,6 +237,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .max_concurrent_fits
             .unwrap_or_else(controller::default_max_concurrent_fits)
             .max(1),
+        // an empty selector (say PRESCALE_SELECTOR="") selects every scaler
+        selector: args.selector.filter(|s| !s.is_empty()),
     };
     let leader = args.leader_elect.then(|| controller::LeaderConfig {
         lease_name: args.leader_elect_lease_name.clone(),
