@@ -28,6 +28,8 @@ pub const BLOCK: usize = 128;
 const GAP: u16 = u16::MAX;
 /// The highest code of a value: codes `0..=TOP` are values, `min + code * scale`.
 const TOP: f64 = (u16::MAX - 1) as f64;
+/// Steps the `f64` tail grows by at least: it is grown by what is needed, not by doubling.
+const TAIL_GROWTH: usize = 16;
 /// Whole numbers below this are exact in an `f64`.
 const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
 
@@ -205,10 +207,44 @@ impl CompactSeries {
             }
             let i = slot - self.codes.len();
             if i >= self.tail.len() {
-                self.tail.resize(i + 1, f64::NAN);
+                self.grow_tail(i + 1);
             }
             self.tail[i] = v;
         }
+    }
+
+    /// [`Self::upsert`] a block's worth of samples at a time, encoding after each all but the
+    /// newest `open` steps ([`Self::seal`]): a first fetch of a whole history never holds more
+    /// than two blocks as `f64`.
+    pub fn write(&mut self, samples: &[(i64, f64)], open: usize) {
+        for chunk in samples.chunks(BLOCK) {
+            self.upsert(chunk);
+            self.seal(open);
+        }
+    }
+
+    /// Pads the tail with gaps to `len` slots, growing it by what is needed (at least
+    /// [`TAIL_GROWTH`]), not by doubling.
+    fn grow_tail(&mut self, len: usize) {
+        let extra = len.saturating_sub(self.tail.len());
+        if self.tail.capacity() < len {
+            self.tail.reserve_exact(extra.max(TAIL_GROWTH));
+        }
+        self.tail.resize(len.max(self.tail.len()), f64::NAN);
+    }
+
+    /// Room for the codes of every whole block before unix second `end`, allocated at once (a
+    /// first fetch knows its window).
+    pub fn reserve_to(&mut self, end: i64) {
+        if end <= self.origin {
+            return;
+        }
+        let slots = ((end - self.origin) / self.step) as usize;
+        let blocks = slots / BLOCK;
+        self.codes
+            .reserve_exact((blocks * BLOCK).saturating_sub(self.codes.len()));
+        self.blocks
+            .reserve_exact(blocks.saturating_sub(self.blocks.len()));
     }
 
     /// Decodes blocks `first..` back into the tail.
@@ -227,8 +263,7 @@ impl CompactSeries {
     pub fn extend_to(&mut self, end: i64) {
         if end > self.end() {
             let slots = ((end - self.origin) + self.step - 1) / self.step;
-            self.tail
-                .resize(slots as usize - self.codes.len(), f64::NAN);
+            self.grow_tail(slots as usize - self.codes.len());
         }
     }
 
@@ -267,9 +302,9 @@ impl CompactSeries {
             self.blocks.push(block);
         }
         self.tail.drain(..needed);
-        // after a first fetch the tail held the whole history
-        if self.tail.capacity() > 2 * (BLOCK + open) {
-            self.tail.shrink_to(BLOCK + open);
+        // what the tail needs until its next block is whole
+        if self.tail.capacity() > self.tail.len() + BLOCK {
+            self.tail.shrink_to(self.tail.len() + TAIL_GROWTH);
         }
     }
 
@@ -496,8 +531,9 @@ mod tests {
         // as the history cache updates it
         let first: Vec<(i64, f64)> = (0..1000).map(|i| (t(i), (i % 37) as f64)).collect();
         plain.upsert(&first);
-        compact.upsert(&first);
-        compact.seal(5);
+        compact.reserve_to(t(1000));
+        compact.write(&first, 5);
+        assert!(compact.tail.len() < BLOCK + 5, "sealed while written");
         for m in 1000..1400 {
             let samples: Vec<(i64, f64)> = (m - 5..=m).map(|i| (t(i), (i % 37) as f64)).collect();
             plain.upsert(&samples);
@@ -529,6 +565,12 @@ mod tests {
         assert_eq!(compact.finite_count(from), view.finite_count());
         assert!(compact.blocks.len() >= 6, "most of it encoded");
         assert!(compact.tail.len() < BLOCK + 5 + 2);
+        assert!(
+            compact.tail.capacity() <= compact.tail.len() + BLOCK + TAIL_GROWTH,
+            "the tail grows by what it needs: {} for {}",
+            compact.tail.capacity(),
+            compact.tail.len()
+        );
         // bytes: about 2 a point
         let bytes = compact.heap_bytes() as f64 / compact.len() as f64;
         assert!(bytes < 3.5, "{bytes} bytes a point");

@@ -645,12 +645,14 @@ fn merge(
         .map(|(t, v)| (t, if v.is_finite() { v } else { f64::NAN }))
         .collect();
     if window.fresh {
-        *cached = Some(Arc::new(CompactSeries::empty(start, step)));
+        let mut fresh = CompactSeries::empty(start, step);
+        fresh.reserve_to(end + step);
+        *cached = Some(Arc::new(fresh));
     }
     let arc = cached.as_mut().expect("set above");
     // copies only when a fit of the previous reconcile still holds the old series
     let series = Arc::make_mut(arc);
-    series.upsert(&samples);
+    series.write(&samples, REFETCH_STEPS as usize);
     series.extend_to(end + step);
     series.trim_before(start);
     series.seal(REFETCH_STEPS as usize);
@@ -854,6 +856,54 @@ mod tests {
                 points: 61
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_fortnight_at_one_minute_is_held_in_about_two_bytes_a_point() {
+        let src = Fn::default();
+        let store = HistoryStore::default();
+        let k = key("q", 60);
+        let fortnight = 14 * 86_400;
+        let now = 1_767_225_600 + 7;
+        let s = store
+            .update("ns/a", &src, &k, fortnight, now)
+            .await
+            .unwrap();
+        assert_eq!(s.len(), 20_161);
+        let first = store.bytes();
+        // a day of updates a minute apart: the cache neither grows nor copies
+        for minute in 1..=1440 {
+            store
+                .update("ns/a", &src, &k, fortnight, now + minute * 60)
+                .await
+                .unwrap();
+        }
+        let bytes = store.bytes();
+        let per_point = bytes as f64 / 20_161.0;
+        assert!(
+            per_point < 2.25,
+            "{per_point} bytes a point ({first} at first)"
+        );
+        // at most one more block (its codes and offset) and a tail's worth of f64
+        let one_more = 128 * 2 + 16 + (128 + 16) * 8;
+        assert!(
+            bytes <= first + one_more,
+            "{bytes} bytes after a day, {first} at first"
+        );
+        // the view decodes to what the source served (whole numbers: exact; NaN: gaps)
+        let s = store
+            .update("ns/a", &src, &k, fortnight, now + 1441 * 60)
+            .await
+            .unwrap()
+            .series();
+        for (i, v) in s.values.iter().enumerate() {
+            let t = s.time_of(i);
+            if t % 600 == 0 {
+                assert!(v.is_nan(), "{t}");
+            } else {
+                assert_eq!(*v, t as f64, "{t}");
+            }
+        }
     }
 
     #[tokio::test]
