@@ -294,6 +294,14 @@ fn the_binary_accepts_the_arguments_the_chart_renders() {
             "--set",
             "replicaCount=2",
         ],
+        &[
+            "--set",
+            "leaderElection.enabled=true",
+            "--set",
+            "leaderElection.leaseName=prescale-shard-a",
+            "--set-string",
+            "selector=!canary",
+        ],
     ] {
         let Some(docs) = render(values) else { return };
         let c = container(&docs);
@@ -357,6 +365,39 @@ fn leader_election_gets_a_lease_role_and_the_pod_its_namespace() {
         rule["verbs"],
         json!(["get", "create", "update"]),
         "exactly what the election calls: {rule}"
+    );
+}
+
+#[test]
+fn a_shard_renders_its_selector_and_its_own_lease_name() {
+    let Some(docs) = render(&[
+        "-f",
+        "charts/prescale/ci/full-values.yaml",
+        "--set",
+        "leaderElection.enabled=true",
+        "--set",
+        "leaderElection.leaseName=prescale-shard-a",
+    ]) else {
+        return;
+    };
+    let args = container(&docs)["args"].clone();
+    let args = args.as_array().unwrap();
+    assert!(
+        args.contains(&json!("--selector=shard in (a,b),!canary")),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&json!("--leader-elect-lease-name=prescale-shard-a")),
+        "{args:?}"
+    );
+    // by default: every scaler, and the Lease prescale-leader (the binary's default)
+    let Some(docs) = render(&["--set", "leaderElection.enabled=true"]) else {
+        return;
+    };
+    let args = serde_json::to_string(&container(&docs)["args"]).unwrap();
+    assert!(
+        !args.contains("--selector") && !args.contains("--leader-elect-lease-name"),
+        "{args}"
     );
 }
 

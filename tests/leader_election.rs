@@ -122,21 +122,29 @@ fn leading(c: &Controller) -> bool {
 }
 
 fn start(name: &str, prom: &str, kubeconfig: &Path, ns: &str) -> Controller {
+    start_with(name, prom, kubeconfig, ns, &[])
+}
+
+/// [`start`] with more arguments.
+fn start_with(name: &str, prom: &str, kubeconfig: &Path, ns: &str, more: &[&str]) -> Controller {
+    let lease = format!("{LEASE_S}s");
+    let mut args = vec![
+        "run",
+        "--prometheus-url",
+        prom,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--sync-interval",
+        "1s",
+        "--namespaces",
+        ns,
+        "--leader-elect",
+        "--leader-elect-lease-duration",
+        &lease,
+    ];
+    args.extend_from_slice(more);
     Controller::start(
-        &[
-            "run",
-            "--prometheus-url",
-            prom,
-            "--http-addr",
-            "127.0.0.1:0",
-            "--sync-interval",
-            "1s",
-            "--namespaces",
-            ns,
-            "--leader-elect",
-            "--leader-elect-lease-duration",
-            &format!("{LEASE_S}s"),
-        ],
+        &args,
         &[
             ("KUBECONFIG", kubeconfig.as_os_str()),
             ("POD_NAME", std::ffi::OsStr::new(name)),
@@ -517,5 +525,120 @@ fn a_leader_stopped_by_sigterm_hands_the_lease_over_at_once() {
         "[leader] SIGTERM to the leader: exited {exited:.2?} later, the lease released; the standby led {took:.2?} \
          after the signal (lease {LEASE_S}s, retry period {:.2?})",
         Duration::from_secs(LEASE_S).div_f64(7.5)
+    ));
+}
+
+/// Sharding a fleet (README "Sharding a large fleet"): two operator releases in one namespace, each
+/// with `--selector shard=X` and a Lease of its own. Each leads its own Lease and scales its own
+/// shard's scaler; a scaler that no selector matches is never reconciled (no status, its target
+/// left alone); a scaler relabelled into the other shard is then kept by that release.
+#[test]
+fn two_releases_each_reconcile_their_label_selected_shard_under_their_own_lease() {
+    let env = Env::new("leader-shards"); // its scaler `proxy` has no shard label
+    let (kube, ns) = (env.kube, env.ns);
+    for shard in ["a", "b"] {
+        let name = format!("shard-{shard}");
+        kube.create_deployment(ns, &name, 3);
+        kube.create(
+            &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+            PredictiveScaler::test(ns, &name)
+                .metric("requests", r#"proxy_rps{app="proxy"}"#, "10")
+                .with("/metadata/labels", json!({"shard": shard}))
+                .json(),
+        );
+    }
+    let release = |shard: &str| {
+        let lease = format!("prescale-shard-{shard}");
+        let selector = format!("shard={shard}");
+        start_with(
+            &format!("release-{shard}"),
+            &env.prom.url(),
+            &env.kubeconfig,
+            ns,
+            &["--selector", &selector, "--leader-elect-lease-name", &lease],
+        )
+    };
+    let mut procs = [release("a"), release("b")];
+    let t = Instant::now();
+    wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        for p in procs.iter_mut() {
+            p.assert_running();
+        }
+        (kube.deployment_replicas(ns, "shard-a") == WANT
+            && kube.deployment_replicas(ns, "shard-b") == WANT)
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the shards were not scaled\na:\n{}\nb:\n{}",
+            procs[0].log_tail(20),
+            procs[1].log_tail(20)
+        )
+    });
+    let scaled_in = t.elapsed();
+    // several sync intervals more for the unlabelled scaler to be (wrongly) picked up
+    std::thread::sleep(Duration::from_secs(LEASE_S + 1));
+    let lease = |shard: &str| {
+        kube.get(&format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/prescale-shard-{shard}"
+        ))["spec"]["holderIdentity"]
+            .clone()
+    };
+    assert_eq!(lease("a"), "release-a");
+    assert_eq!(lease("b"), "release-b");
+    assert!(procs.iter().all(leading), "both lead, each its own Lease");
+    let outside = kube.get(&format!(
+        "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/proxy"
+    ));
+    assert!(
+        outside
+            .get("status")
+            .is_none_or(|s| s.is_null() || s == &json!({})),
+        "a scaler outside both shards got a status: {}",
+        outside["status"]
+    );
+    assert_eq!(env.replicas(), 3, "its target was left alone");
+    for (p, other) in [(&procs[0], "shard-b"), (&procs[1], "shard-a")] {
+        let log = p.log();
+        assert!(
+            !log.contains("name=proxy") && !log.contains(&format!("name={other}")),
+            "a release reconciled outside its shard:\n{}",
+            p.log_tail(30)
+        );
+        p.assert_never_forbidden();
+    }
+
+    // shard-a's scaler moves to shard b: release b keeps it from now on
+    kube.patch_merge(
+        &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers/shard-a"),
+        json!({"metadata": {"labels": {"shard": "b"}}}),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let a_before = procs[0].log().len();
+    kube.patch_merge(
+        &format!("/apis/apps/v1/namespaces/{ns}/deployments/shard-a"),
+        json!({"spec": {"replicas": 3}}),
+    );
+    wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        (kube.deployment_replicas(ns, "shard-a") == WANT).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "release b did not take shard-a over:\n{}",
+            procs[1].log_tail(30)
+        )
+    });
+    assert!(
+        procs[1].log().contains("name=shard-a"),
+        "release b scaled it"
+    );
+    assert!(
+        !procs[0].log()[a_before..].contains("name=shard-a"),
+        "release a still reconciles a scaler it no longer selects:\n{}",
+        procs[0].log_tail(20)
+    );
+    report(&format!(
+        "[leader] two releases, one label-selected shard and one Lease each: both shards scaled {scaled_in:.1?} \
+         after start, the unlabelled scaler never reconciled, a relabelled scaler kept by its new shard's release"
     ));
 }

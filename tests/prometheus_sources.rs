@@ -390,7 +390,7 @@ fn the_second_update_asks_only_for_the_new_minutes() {
     let second_requests = src.requests() - first_requests;
     let second_points = src.points() - first_points;
     assert_eq!(second.len(), 20_161, "the window moved by two minutes");
-    assert_eq!(second.start, first.start + 120);
+    assert_eq!(second.start(), first.start() + 120);
     assert_eq!(second_requests, 1);
 
     // what Prometheus itself saw
@@ -427,7 +427,8 @@ fn nan_samples_and_gaps_stay_gaps_and_the_fit_bridges_them() {
     };
     let s = rt
         .block_on(store.update("default/g", &src, &key, DAY - 3_600, env.end))
-        .unwrap();
+        .unwrap()
+        .series();
     let at = |t: i64| s.values[((t - s.start) / 60) as usize];
     let nan_sample = (s.start / 60 + 17 - (s.start / 60) % 17) * 60;
     assert!(

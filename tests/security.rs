@@ -944,3 +944,199 @@ fn a_hundred_scalers_keep_reconciling_beside_a_deliberately_slow_one() {
         p99s as f64 / 1000.0,
     ));
 }
+
+/// Scalers in [`a_thousand_scalers_on_the_real_api_server`].
+const THOUSAND: usize = 1_000;
+
+/// `fleet_load{id}` for [`THOUSAND`] scalers: a day at 1 minute each, a daily cycle of ±5% around
+/// 100 with a phase and a little noise per series (so every fit is a real one, not a constant),
+/// too small to move a count of 3 at 40 per replica.
+fn thousand_loads(end: i64) -> String {
+    let mut om = String::with_capacity(THOUSAND * 1_441 * 40);
+    om.push_str("# TYPE fleet_load gauge\n");
+    for id in 0..THOUSAND {
+        let phase = id as f64 / THOUSAND as f64 * std::f64::consts::TAU;
+        for t in (end - 86_400..=end).step_by(60) {
+            let day = t as f64 / 86_400.0 * std::f64::consts::TAU + phase;
+            let noise = ((t / 60) as u64 * 2_654_435_761 + id as u64) % 100;
+            let v = 100.0 + 5.0 * day.sin() + noise as f64 / 100.0;
+            let _ = writeln!(om, "fleet_load{{id=\"{id}\"}} {v:.3} {t}");
+        }
+    }
+    om.push_str("# EOF\n");
+    om
+}
+
+/// The PredictiveScalers in `ns`.
+fn scalers(kube: &KubeCluster, ns: &str) -> Vec<Value> {
+    kube.get(&format!(
+        "/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"
+    ))["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// How many of the PredictiveScalers in `ns` have a status for their generation (observed
+/// generation current and a Ready condition).
+fn reconciled(kube: &KubeCluster, ns: &str) -> usize {
+    scalers(kube, ns)
+        .iter()
+        .filter(|s| {
+            s["status"]["observedGeneration"] == s["metadata"]["generation"]
+                && find_condition(s, "Ready").is_some()
+        })
+        .count()
+}
+
+/// The leaves of `v` as `path = value` (array items by index, conditions by type).
+fn leaves(v: &Value, path: String, out: &mut std::collections::BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                leaves(x, format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                let key = x["type"].as_str().map_or(i.to_string(), str::to_string);
+                leaves(x, format!("{path}[{key}]"), out);
+            }
+        }
+        _ => {
+            out.insert(path, v.to_string());
+        }
+    }
+}
+
+/// The status fields that differ between two lists of the same scalers, with how many scalers
+/// each changed in.
+fn changed_fields(before: &[Value], after: &[Value]) -> std::collections::BTreeMap<String, usize> {
+    let by_name = |l: &[Value]| -> std::collections::HashMap<String, Value> {
+        l.iter()
+            .map(|s| {
+                (
+                    s["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    s["status"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (b, a) = (by_name(before), by_name(after));
+    let mut tally = std::collections::BTreeMap::new();
+    for (name, old) in &b {
+        let (mut x, mut y) = (Default::default(), Default::default());
+        leaves(old, String::new(), &mut x);
+        leaves(&a[name], String::new(), &mut y);
+        let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+        for k in keys {
+            if x.get(k) != y.get(k) {
+                *tally.entry(k.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    tally
+}
+
+/// The fleet goal on the real API server (README "A fleet"): 1,000 PredictiveScalers and their
+/// Deployments, a real Prometheus with a series for each, `prescale run` at its defaults (30 s
+/// sync interval, 16 reconciles at once) through a counting proxy. Figures: the time from the
+/// start until every scaler is reconciled (goal <= 60 s), the API writes in a steady minute after
+/// that (goal: none), the operator's peak RSS. Too long for CI (about 4 minutes, most of it
+/// creating 2,000 objects). By hand, with a release build of the operator:
+/// `cargo build --release && PRESCALE_TEST_BIN=target/release/prescale cargo test --test security
+/// -- --ignored --nocapture thousand`.
+#[test]
+#[ignore = "about 3 minutes: run by hand for the fleet figures"]
+fn a_thousand_scalers_on_the_real_api_server() {
+    let end = (unix_now() - 60) / 60 * 60;
+    let prom = Prometheus::start_with_history(&thousand_loads(end));
+    let kube = KubeCluster::shared();
+    let ns = "fleet-1k";
+    let proxy = support::cluster::ApiProxy::start(kube);
+    let kubeconfig = kube.operator_kubeconfig(ns, Some(&proxy.url()));
+    let t = Instant::now();
+    for i in 0..THOUSAND {
+        let name = format!("s{i}");
+        kube.create(
+            &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+            deployment(ns, &name, 3),
+        );
+        kube.create(
+            &format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers"),
+            PredictiveScaler::test(ns, &name)
+                .metric("requests", &format!("fleet_load{{id=\"{i}\"}}"), "40")
+                .json(),
+        );
+    }
+    let created = t.elapsed();
+    let mut ctrl = Controller::start(
+        &[
+            "run",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--prometheus-url",
+            &prom.url(),
+            "--namespaces",
+            ns,
+        ],
+        &[("KUBECONFIG", kubeconfig.display().to_string())],
+    );
+    let mut progress = Vec::new();
+    let all = wait_until(Duration::from_secs(300), Duration::from_secs(1), || {
+        ctrl.assert_running();
+        let done = reconciled(kube, ns);
+        progress.push((ctrl.started.elapsed().as_secs(), done));
+        (done == THOUSAND).then(|| ctrl.started.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not every scaler reconciled: {progress:?}\n{}",
+            ctrl.log_tail(30)
+        )
+    });
+    let rss_start = ctrl.peak_rss_mib();
+    // a steady minute, after the first sync interval's reconciles have settled
+    std::thread::sleep(Duration::from_secs(30));
+    let before = scalers(kube, ns);
+    let from = std::time::SystemTime::now();
+    std::thread::sleep(Duration::from_secs(60));
+    let to = std::time::SystemTime::now();
+    let changed = changed_fields(&before, &scalers(kube, ns));
+    ctrl.assert_running();
+    let in_minute: Vec<String> = proxy
+        .timed_log()
+        .into_iter()
+        .filter(|(at, _)| *at >= from && *at < to)
+        .map(|(_, l)| l)
+        .collect();
+    let writes: Vec<&String> = in_minute
+        .iter()
+        .filter(|l| !l.starts_with("GET "))
+        .collect();
+    let reads = in_minute.len() - writes.len();
+    // the load never moves a count of 3: no scale write, no event; only a status may change
+    let not_status: Vec<&&String> = writes.iter().filter(|w| !w.contains("/status?")).collect();
+    assert!(
+        not_status.is_empty(),
+        "writes other than a status in a steady minute: {not_status:?}"
+    );
+    ctrl.assert_never_forbidden();
+    let first_all = progress.iter().find(|(_, d)| *d > 0).map_or(0, |(s, _)| *s);
+    report(&format!(
+        "[security] {THOUSAND} scalers (a day of 1-minute history each; {created:.0?} to create them and their \
+         Deployments): all reconciled {all:.1?} after the operator started (first status at ~{first_all} s; progress \
+         by second: {:?}); in a steady minute after that: {} API writes{}, {reads} reads; peak RSS {:.1} MiB \
+         when all were reconciled, {:.1} MiB after the steady minute; status fields changed in the minute \
+         (scalers): {changed:?}",
+        progress.iter().step_by(5).collect::<Vec<_>>(),
+        writes.len(),
+        if writes.is_empty() {
+            String::new()
+        } else {
+            format!(" (first: {:?})", writes.iter().take(5).collect::<Vec<_>>())
+        },
+        rss_start.unwrap_or(f64::NAN),
+        ctrl.peak_rss_mib().unwrap_or(f64::NAN),
+    ));
+}

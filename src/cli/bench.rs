@@ -55,6 +55,19 @@ pub fn proc_status_mib(field: &str) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU time this process has used so far, all threads, user and system, in seconds (Linux
+/// only): on a shared machine a wall time says little, the CPU time of a phase says what it
+/// would take on idle cores.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the fields after the command name (which may hold spaces), from field 3 on
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15, in clock ticks of 1/100 s on Linux
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 /// A day of 1-minute steps.
 const DAY: usize = 1440;
 

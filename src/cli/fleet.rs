@@ -1,9 +1,10 @@
 //! `prescale bench --scalers N`: the operator's per-scaler work for a fleet of N
 //! PredictiveScalers, in process: each has 14 days of 1-minute history in the shared
-//! [`HistoryStore`], fetched through the same incremental update the controller uses from an
-//! in-memory source, a model choice and fit per scaler (as after a restart), then steady
-//! reconciles (a new minute fetched, the plan made). The API server's round-trips are not
-//! included; everything the operator computes is. Figures, not assertions.
+//! [`HistoryStore`] (compact, ~2 bytes a point), fetched through the same incremental update
+//! the controller uses from an in-memory source, a model choice and fit per scaler (as after a
+//! restart; each fit decodes its history, as the controller's do), then steady reconciles (a
+//! new minute fetched, the plan made). The API server's round-trips are not included;
+//! everything the operator computes is. Figures, not assertions.
 
 use std::{
     fmt::Write as _,
@@ -14,12 +15,14 @@ use std::{
 use futures::future::BoxFuture;
 
 use crate::{
-    cli::bench::{peak_rss_mib, proc_status_mib},
+    cli::bench::{cpu_seconds, peak_rss_mib, proc_status_mib},
     planner::{
         self, Fallback, Forecast, ForecastSettings, MetricInput, ModelKind, PlannerState, Policy,
-        Selection, Series, choice, series::align_down,
+        Selection, Sizing, choice, series::align_down,
     },
-    sources::{HistoryKey, HistoryStore, MetricsSource, SourceError},
+    sources::{
+        DEFAULT_MAX_POINTS, HistoryKey, HistoryStore, HistoryView, MetricsSource, SourceError,
+    },
 };
 
 const DAY: i64 = 86_400;
@@ -29,8 +32,13 @@ const STEP: i64 = 60;
 /// the fly (so the source itself holds no history).
 struct Synthetic;
 
+/// The level of scaler `i`'s load.
+fn scale(i: u64) -> f64 {
+    20.0 + (i % 97) as f64 * 10.0
+}
+
 fn load(i: u64, t: i64) -> f64 {
-    let scale = 20.0 + (i % 97) as f64 * 10.0;
+    let scale = scale(i);
     let phase = (i % 24) as f64 / 24.0;
     let day = (t as f64 / DAY as f64 + phase) * std::f64::consts::TAU;
     let week = (t as f64 / (7 * DAY) as f64) * std::f64::consts::TAU;
@@ -109,20 +117,21 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
     let histories = fleet.fetch_all(fleet.now).await?;
     let fetch_all = began.elapsed();
     let points = fleet.store.usage().points;
+    let bytes = fleet.store.bytes();
     let after_fetch = proc_status_mib("VmRSS:");
     // 2. Auto's model choice for every scaler. The operator spreads these over each scaler's
     //    6-hour selection epoch, and after a restart reuses the choice its status remembers;
     //    here they are run back to back to time them.
     let settings = ForecastSettings::new(ModelKind::Auto, vec![], 120, 0.9, STEP);
     let histories = Arc::new(histories);
-    let began = Instant::now();
+    let (began, cpu) = (Instant::now(), cpu_seconds());
     let choices = choose_all(threads, &histories, &settings, fleet.now).await?;
-    let select_all = began.elapsed();
-    // 3. a refit of every scaler with its model, on all cores: what a restarted operator (or
-    //    a new leader) does first
-    let began = Instant::now();
+    let select_all = (began.elapsed(), cpu_since(cpu));
+    // 3. a refit of every scaler with its model and its calibrated margin, on all cores: what
+    //    a restarted operator (or a new leader) does first
+    let (began, cpu) = (Instant::now(), cpu_seconds());
     let fits = fit_all(threads, &histories, &settings, &choices).await?;
-    let fit_all = began.elapsed();
+    let fit_all = (began.elapsed(), cpu_since(cpu));
     drop(histories);
     // 4. steady reconciles: the next minute fetched, the plan made (fits reused)
     let began = Instant::now();
@@ -133,6 +142,7 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
         threads,
         fetch_all,
         points,
+        bytes,
         after_fetch,
         select_all,
         selection_times: choices.iter().map(|c| c.1).collect(),
@@ -143,6 +153,30 @@ pub async fn run(scalers: usize, rounds: usize) -> anyhow::Result<String> {
         reconciles,
     };
     Ok(figures.table())
+}
+
+/// CPU seconds used since `before` (a [`cpu_seconds`] reading).
+fn cpu_since(before: Option<f64>) -> Option<f64> {
+    Some(cpu_seconds()? - before?)
+}
+
+/// What scaler `i` is fitted with: `settings`, and the calibrated margin as the controller sizes
+/// it (5m lead at 30s evaluations, 15m stabilisation, 10%/min down) for a target of about a
+/// twenty-fifth of its peak.
+fn settings_of(settings: &ForecastSettings, i: usize) -> ForecastSettings {
+    let sizing = Sizing::new(
+        Duration::from_secs(300),
+        Duration::from_secs(30),
+        Duration::from_secs(900),
+        10,
+        STEP,
+        scale(i as u64) * 1.8 / 25.0,
+        None,
+    );
+    ForecastSettings {
+        sizing: Some(sizing),
+        ..settings.clone()
+    }
 }
 
 /// The fleet: its history store, one key per scaler, and the simulated clock.
@@ -158,7 +192,7 @@ const LOOKBACK: i64 = 14 * DAY;
 impl Fleet {
     /// Every scaler's history brought up to `now`, one after the other as the controller's
     /// reconciles fetch them.
-    async fn fetch_all(&self, now: i64) -> anyhow::Result<Vec<Arc<Series>>> {
+    async fn fetch_all(&self, now: i64) -> anyhow::Result<Vec<HistoryView>> {
         let mut histories = Vec::with_capacity(self.keys.len());
         for (i, key) in self.keys.iter().enumerate() {
             histories.push(
@@ -226,7 +260,7 @@ impl Fleet {
 /// `Auto`'s model choice for every scaler, on all cores, with the time of each.
 async fn choose_all(
     threads: usize,
-    histories: &Arc<Vec<Arc<Series>>>,
+    histories: &Arc<Vec<HistoryView>>,
     settings: &ForecastSettings,
     now: i64,
 ) -> anyhow::Result<Vec<(Option<Selection>, Duration)>> {
@@ -234,7 +268,7 @@ async fn choose_all(
     on_all_cores(threads, histories.len(), move |i| {
         let t = Instant::now();
         let epoch = choice::selection_epoch(&format!("ns/s{i}"), now);
-        let sel = choice::choose_model(&histories[i], &settings, epoch, None);
+        let sel = choice::choose_model(&histories[i].series(), &settings, epoch, None);
         (sel, t.elapsed())
     })
     .await
@@ -252,7 +286,7 @@ struct Fits {
 /// A fit of every scaler with its chosen model, on all cores.
 async fn fit_all(
     threads: usize,
-    histories: &Arc<Vec<Arc<Series>>>,
+    histories: &Arc<Vec<HistoryView>>,
     settings: &ForecastSettings,
     choices: &[(Option<Selection>, Duration)],
 ) -> anyhow::Result<Fits> {
@@ -260,7 +294,9 @@ async fn fit_all(
     let chosen: Vec<Option<Selection>> = choices.iter().map(|c| c.0.clone()).collect();
     let fits = on_all_cores(threads, histories.len(), move |i| {
         let t = Instant::now();
-        let fc = choice::fit_chosen(&histories[i], &settings, chosen[i].as_ref());
+        // decoded in the fit's slot, as the controller's fits decode theirs
+        let settings = settings_of(&settings, i);
+        let fc = choice::fit_chosen(&histories[i].series(), &settings, chosen[i].as_ref());
         (fc, t.elapsed())
     })
     .await?;
@@ -276,6 +312,13 @@ async fn fit_all(
         times,
         models,
     })
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// A CPU time, or n/a.
+fn cpu(seconds: Option<f64>) -> String {
+    seconds.map_or("n/a".into(), |s| format!("{s:.1}"))
 }
 
 /// A row of the table: what, and its figure.
@@ -296,11 +339,15 @@ struct Figures {
     threads: usize,
     fetch_all: Duration,
     points: usize,
+    /// Bytes the history cache holds for them.
+    bytes: usize,
     /// RSS after the cold fetch, in MiB (Linux only).
     after_fetch: Option<f64>,
-    select_all: Duration,
+    /// Wall and CPU time of the model choice of all.
+    select_all: (Duration, Option<f64>),
     selection_times: Vec<Duration>,
-    fit_all: Duration,
+    /// Wall and CPU time of the refit of all.
+    fit_all: (Duration, Option<f64>),
     fit_times: Vec<Duration>,
     models: Vec<(String, usize)>,
     steady: Duration,
@@ -328,6 +375,15 @@ impl Figures {
         row(&mut out, "history points held", format!("{}", self.points));
         row(
             &mut out,
+            "  in the cache, compact (MiB; bytes a point)",
+            format!(
+                "{:.1}; {:.2}",
+                self.bytes as f64 / MIB,
+                self.bytes as f64 / self.points.max(1) as f64
+            ),
+        );
+        row(
+            &mut out,
             "RSS after the fetch",
             self.after_fetch
                 .map_or("n/a".into(), |m| format!("{m:.1} MiB")),
@@ -335,13 +391,19 @@ impl Figures {
         row(
             &mut out,
             "refit of all scalers, as after a restart (wall)",
-            format!("{:.1} s", self.fit_all.as_secs_f64()),
+            format!("{:.1} s", self.fit_all.0.as_secs_f64()),
+        );
+        row(
+            &mut out,
+            "  CPU (s, all threads; / threads = wall on idle cores)",
+            cpu(self.fit_all.1),
         );
         row(
             &mut out,
             "Auto's model choice, all scalers back to back (wall)",
-            format!("{:.1} s", self.select_all.as_secs_f64()),
+            format!("{:.1} s", self.select_all.0.as_secs_f64()),
         );
+        row(&mut out, "  CPU (s, all threads)", cpu(self.select_all.1));
         row(
             &mut out,
             "  per scaler, median (ms; once per 6 h, spread)",
@@ -363,6 +425,14 @@ impl Figures {
             crate::cli::models_line(&self.models)
         );
         self.write_steady(&mut out);
+        if self.points > DEFAULT_MAX_POINTS {
+            let _ = writeln!(
+                out,
+                "  this fleet needs `prescale run --history-cache-points {}` or more (the default, {}, \
+                 would fetch the least recently used histories again), and memory for it",
+                self.points, DEFAULT_MAX_POINTS
+            );
+        }
         out
     }
 

@@ -239,6 +239,7 @@ async fn fetch_history(
         .update("forecast", source.as_ref(), &key, settings.lookback, now)
         .await
         .map_err(|e| format!("metric {}: {} ({})", job.name, e, e.reason()))?;
+    let history = Arc::new(history.series());
     let fetched = Fetch {
         requests: source.requests().unwrap_or(0) - before,
         took: t.elapsed(),

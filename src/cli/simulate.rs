@@ -226,7 +226,7 @@ pub async fn fetch(args: &SimulateArgs) -> anyhow::Result<Fetched> {
     };
     Ok(Fetched {
         label,
-        series: (*history).clone(),
+        series: history.series(),
         scaler: scaler.map(|s| s.config),
     })
 }

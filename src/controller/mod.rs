@@ -53,7 +53,7 @@ use crate::{
 pub struct ControllerConfig {
     /// How often each PredictiveScaler is evaluated.
     pub sync_interval: Duration,
-    /// The bound of the history cache, in points (all series together).
+    /// The bound of the history cache, in points (all series together; ~2 bytes each).
     pub history_max_points: usize,
     /// The namespaces whose PredictiveScalers are watched; empty: all namespaces. With a list
     /// the operator never reads anything cluster-wide, so namespaced Roles are enough.
@@ -62,6 +62,9 @@ pub struct ControllerConfig {
     pub max_concurrent_reconciles: u16,
     /// Model fits (blocking CPU work) running at once; the others wait for a slot.
     pub max_concurrent_fits: usize,
+    /// A label selector: only the PredictiveScalers it matches are watched (one shard of a
+    /// fleet, when several operator releases share it); `None`: all of them.
+    pub selector: Option<String>,
 }
 
 impl ControllerConfig {
@@ -88,6 +91,7 @@ impl Default for ControllerConfig {
             namespaces: Vec::new(),
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
             max_concurrent_fits: default_max_concurrent_fits(),
+            selector: None,
         }
     }
 }
@@ -334,12 +338,12 @@ pub async fn run(
     let apis: Vec<Api<PredictiveScaler>> = scoped_apis(&client, &config.namespaces);
     // Until the API server answers (and the CRD and RBAC are in place), wait with backoff:
     // alive on /healthz, not ready on /readyz, as a pod started before its API server is.
-    if until_signal(wait_for_api(&apis, &config.namespaces))
-        .await
-        .is_none()
-    {
-        info!("shutting down before the API server answered");
-        return Ok(());
+    match until_signal(wait_for_api(&apis, &config)).await {
+        None => {
+            info!("shutting down before the API server answered");
+            return Ok(());
+        }
+        Some(answered) => answered?,
     }
     let mut election = match &leader {
         None => None,
@@ -507,7 +511,7 @@ fn controller(
     health: Arc<Health>,
 ) -> Controller<PredictiveScaler> {
     let watch_health = health.clone();
-    let events = watcher(scalers, watcher::Config::default().any_semantic())
+    let events = watcher(scalers, watch_config(&ctx.config))
         .default_backoff()
         .inspect(move |event| match event {
             Ok(_) => watch_health.watch_ok(),
@@ -527,6 +531,15 @@ fn controller(
         kube::runtime::controller::Config::default()
             .concurrency(ctx.config.max_concurrent_reconciles.max(1)),
     )
+}
+
+/// The watch of PredictiveScalers: every semantic change, of the scalers `--selector` matches.
+fn watch_config(config: &ControllerConfig) -> watcher::Config {
+    let watch = watcher::Config::default().any_semantic();
+    match &config.selector {
+        Some(selector) => watch.labels(selector),
+        None => watch,
+    }
 }
 
 /// Caches of the HorizontalPodAutoscalers in the watched scopes (so a scaler on a target an HPA
@@ -598,12 +611,32 @@ fn startup_retry_delay(attempt: u32) -> Duration {
         .min(STARTUP_RETRY_MAX)
 }
 
-/// Lists the PredictiveScalers of every watched scope once, retrying each with backoff until it
-/// succeeds: the API server may not be reachable yet, or the CRD or the RBAC not applied yet.
-async fn wait_for_api(apis: &[Api<PredictiveScaler>], namespaces: &[String]) {
-    for (api, scope) in apis.iter().zip(scope_names(namespaces)) {
+/// Lists (one of) the PredictiveScalers of every watched scope once, retrying each with backoff
+/// until it succeeds: the API server may not be reachable yet, or the CRD or the RBAC not
+/// applied yet. A `--selector` the API server refuses is an error.
+async fn wait_for_api(
+    apis: &[Api<PredictiveScaler>],
+    config: &ControllerConfig,
+) -> anyhow::Result<()> {
+    let mut params = kube::api::ListParams::default().limit(1);
+    if let Some(selector) = &config.selector {
+        params = params.labels(selector);
+    }
+    for (api, scope) in apis.iter().zip(scope_names(&config.namespaces)) {
         let mut attempt = 0;
-        while let Err(e) = api.list(&Default::default()).await {
+        loop {
+            let e = match api.list(&params).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 400 && config.selector.is_some() => {
+                    anyhow::bail!(
+                        "--selector {:?} is not a label selector the API server accepts ({}); write it as \
+                         kubectl's -l takes it, e.g. shard=a or 'shard in (a,b)'",
+                        config.selector.as_deref().unwrap_or_default(),
+                        s.message
+                    )
+                }
+                Err(e) => e,
+            };
             let delay = startup_retry_delay(attempt);
             warn!(
                 error = %e,
@@ -615,6 +648,7 @@ async fn wait_for_api(apis: &[Api<PredictiveScaler>], namespaces: &[String]) {
             attempt += 1;
         }
     }
+    Ok(())
 }
 
 /// Starts competing for the Lease, retrying with backoff while the API server refuses.

@@ -503,12 +503,18 @@ async fn failed_query_holds_and_says_why() {
 /// request as `METHOD path?query` until each of `namespaces` (or the cluster scope) has been
 /// watched, then returns them.
 async fn requests_of_a_controller_start(namespaces: &[&str]) -> Vec<String> {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
-    let config = ControllerConfig {
+    requests_of_a_controller_start_with(ControllerConfig {
         namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
-    };
+    })
+    .await
+}
+
+/// [`requests_of_a_controller_start`] of a controller with `config`.
+async fn requests_of_a_controller_start_with(config: ControllerConfig) -> Vec<String> {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let scopes = config.namespaces.len().max(1);
     let health = Arc::new(crate::http::Health::default());
     let controller = tokio::spawn(super::run(
         client,
@@ -518,7 +524,6 @@ async fn requests_of_a_controller_start(namespaces: &[&str]) -> Vec<String> {
         Default::default(),
         None,
     ));
-    let scopes = namespaces.len().max(1);
     let mut seen = Vec::new();
     let mut watched = std::collections::HashSet::new();
     while watched.len() < scopes {
@@ -573,6 +578,31 @@ async fn a_namespaced_operator_never_reads_cluster_wide() {
         assert!(
             of_ns.iter().any(|r| r.contains("watch=true")),
             "no watch in {ns}: {seen:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_selector_is_on_every_list_and_watch_of_predictivescalers() {
+    let seen = requests_of_a_controller_start_with(ControllerConfig {
+        selector: Some("shard in (a,b),!canary".into()),
+        ..Default::default()
+    })
+    .await;
+    let scalers: Vec<&String> = seen
+        .iter()
+        .filter(|r| r.contains("/predictivescalers?"))
+        .collect();
+    assert!(
+        scalers.iter().any(|r| r.contains("watch=true"))
+            && scalers.iter().any(|r| !r.contains("watch=true")),
+        "a list and a watch: {seen:#?}"
+    );
+    for r in scalers {
+        assert!(
+            r.contains("labelSelector=shard+in+%28a%2Cb%29%2C%21canary")
+                || r.contains("labelSelector=shard%20in%20%28a%2Cb%29%2C%21canary"),
+            "a read of PredictiveScalers without the selector: {r}"
         );
     }
 }

@@ -20,9 +20,8 @@ use crate::{
         NoForecast, Selection, Sizing, Unavailable, choice,
         concurrency::rate_per_replica,
         group::{self, Combine, Contributions},
-        series::Series,
     },
-    sources::{self, HistoryKey, MetricsSource, SourceError},
+    sources::{self, HistoryKey, HistoryView, MetricsSource, SourceError},
 };
 
 /// A fitted forecast and what it was fitted for.
@@ -263,7 +262,8 @@ async fn resolve_queries(
 
 /// A metric's history, up to date and usable.
 struct History {
-    series: Arc<Series>,
+    /// Compact, shared with the cache; decoded by the fit that needs it.
+    series: HistoryView,
     key: HistoryKey,
     /// With `groupBy`: the series query, and the source to read it from at a refit.
     group: Option<String>,
@@ -295,7 +295,7 @@ async fn update_history(
             ),
         ));
     }
-    if let Some(why) = stale(&series, run.now_s(), grid.step) {
+    if let Some(why) = stale(series.last_finite(), run.now_s(), grid.step) {
         return Err(why);
     }
     let observed = series
@@ -318,7 +318,7 @@ async fn fetch(
     m: &MetricConfig,
     query: &SourcedQuery,
     lookback: i64,
-) -> std::result::Result<Arc<Series>, SourceError> {
+) -> std::result::Result<HistoryView, SourceError> {
     super::timed_query(
         run,
         &m.source,
@@ -370,11 +370,11 @@ fn stale_after(step: i64) -> i64 {
     (10 * 60).max(3 * step)
 }
 
-/// `StaleMetric` when the newest sample of `series` is older than [`stale_after`]: a series that
-/// stopped (an exporter gone, a renamed label) must not keep driving the target with a forecast
-/// of its past.
-fn stale(series: &Series, now: i64, step: i64) -> Option<Unavailable> {
-    let (last, _) = series.last_finite()?;
+/// `StaleMetric` when the newest sample of a series (`last_finite`) is older than
+/// [`stale_after`]: a series that stopped (an exporter gone, a renamed label) must not keep
+/// driving the target with a forecast of its past.
+fn stale(last_finite: Option<(i64, f64)>, now: i64, step: i64) -> Option<Unavailable> {
+    let (last, _) = last_finite?;
     let age = now - last;
     (age > stale_after(step)).then(|| {
         // whole minutes past two: "62m", not "3753s"
@@ -434,7 +434,7 @@ async fn fit_or_reuse(
     state: &mut ScalerState,
     metric: &str,
     key: FitKey,
-    series: Arc<Series>,
+    series: HistoryView,
     (duration, group): (Option<f64>, Option<GroupRead>),
 ) -> Result<Fit> {
     let last = state.fits.get(metric);
@@ -504,15 +504,15 @@ async fn fit(
     metric: &str,
     key: FitKey,
     settings: ForecastSettings,
-    series: Arc<Series>,
+    series: HistoryView,
     epoch: i64,
     previous: Option<Selection>,
 ) -> Result<Fit> {
     let _stage = Stage::enter("fit");
-    // the fit shares the cached history; the next update copies it only if the fit still
-    // holds it
+    // the fit shares the cached history (the next update copies it only if the fit still
+    // holds it) and decodes it in its slot: one f64 series per fit running
     let ((result, selection), elapsed) = on_fit_slot(run, move || {
-        choice::fit_with_choice(&series, &settings, epoch, previous)
+        choice::fit_with_choice(&series.series(), &settings, epoch, previous)
     })
     .await?;
     record_fit(run, metric, &result, selection.as_ref(), elapsed);
@@ -551,7 +551,7 @@ async fn fit_group(
     run: &Run<'_>,
     metric: &str,
     (key, settings): (FitKey, ForecastSettings),
-    series: Arc<Series>,
+    series: HistoryView,
     epoch: i64,
     previous: (Option<Selection>, BTreeMap<String, Selection>),
     (read, serves_until): (GroupRead, i64),
@@ -585,7 +585,13 @@ async fn fit_group(
     };
     let now = run.now_s();
     let (fitted, elapsed) = on_fit_slot(run, move || {
-        let g = group::fit_group(&series, &parts, &settings, epoch, (previous.0, &previous.1));
+        let g = group::fit_group(
+            &series.series(),
+            &parts,
+            &settings,
+            epoch,
+            (previous.0, &previous.1),
+        );
         drop(parts);
         let forecast = g.forecast(Combine::default());
         // the per-series forecasts end here: status needs them at the peak times only
