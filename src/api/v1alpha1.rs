@@ -878,7 +878,9 @@ pub struct ForecastStatus {
     pub model: String,
     /// When the model was fitted.
     pub generated_at: Time,
-    /// The highest upper-quantile value in the forecast horizon.
+    /// The highest upper-quantile value of the forecast made at `generatedAt`, over its
+    /// horizon. It changes at a refit, not as time passes (so the status is not rewritten every
+    /// minute); it can lie before now when the load was falling at the fit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<ForecastPeak>,
     /// The model's recent forecast error, as a fraction (0.1 = 10%): its point forecasts of the

@@ -414,11 +414,7 @@ fn forecast_status(decision: &Decision, fits: &[FitSummary]) -> Option<ForecastS
         }),
         backtest_error: fit.backtest_error.map(|b| format!("{b:.3}")),
         series: fit.group.as_ref().map(|g| g.series() as i32),
-        top_contributors: fit
-            .group
-            .as_ref()
-            .map(|g| top_contributors(g, at))
-            .unwrap_or_default(),
+        top_contributors: fit.group.as_ref().map(top_contributors).unwrap_or_default(),
     })
 }
 
@@ -445,10 +441,10 @@ pub fn concurrency_status(config: &ScalerConfig, decision: &Decision) -> Vec<Con
         .collect()
 }
 
-/// The largest series of a `groupBy` metric at the peak `at`, as status shows them.
-fn top_contributors(group: &Contributions, at: i64) -> Vec<Contributor> {
+/// The largest series of a `groupBy` metric at its peak, as status shows them.
+fn top_contributors(group: &std::sync::Arc<Contributions>) -> Vec<Contributor> {
     group
-        .contributors(at, group::TOP_CONTRIBUTORS)
+        .contributors(group::TOP_CONTRIBUTORS)
         .into_iter()
         .map(|c| Contributor {
             labels: c.labels,
@@ -812,7 +808,7 @@ mod tests {
             margins: None,
         };
         let mut f = fit("requests", "ETS", 900, None);
-        let kept = Contributions::of(&group, &combined, 940, 1_000);
+        let kept = Contributions::of(&group, &combined);
         f.group = Some(std::sync::Arc::new(kept));
         let d = decision(
             4,

@@ -113,6 +113,13 @@ impl Forecast {
         self.point.get(i).copied()
     }
 
+    /// The highest upper value of the whole forecast, from its first point (the fit) to its
+    /// last, with its time (the first, on a tie). It changes at a refit only, not as time
+    /// passes: what status reports as the forecast's peak. `None` for an empty forecast.
+    pub fn peak(&self) -> Option<Point> {
+        self.max_upper_in(self.start, self.end() - 1)
+    }
+
     /// The highest upper value with its time, among points in `[from, to]`. `None` when the
     /// forecast does not reach `to`: a forecast that ends early cannot vouch for the window.
     pub fn max_upper_in(&self, from: i64, to: i64) -> Option<Point> {

@@ -31,9 +31,8 @@
 //! CPU: one fit per series per refit (and with `Auto` one model selection per series per
 //! selection epoch), plus the total's own fit for its margin: `n + 1` fits instead of one.
 //!
-//! Memory: the per-series forecasts live for the refit only. What a decision needs of them
-//! until the next refit, each series at the times the combined forecast's peak can fall on
-//! ([`peak_times`]), is kept as [`Contributions`].
+//! Memory: the per-series forecasts live for the refit only. What status needs of them until
+//! the next refit, each series at the combined forecast's peak, is kept as [`Contributions`].
 //!
 //! Pure: no IO and no clock.
 
@@ -300,62 +299,31 @@ pub fn contributors(group: &GroupForecast, at: i64, k: usize) -> Vec<Contributor
     rank(group.parts.iter().map(|p| (&p.labels, p.at(at).1)), k)
 }
 
-/// The times the peak a decision reports (`combined.max_upper_in(now, combined.end() - 1)`,
-/// the first highest upper value from the first point `now` sees to the end) can fall on for
-/// a `now` in `[from, until]`, ascending. As many as the steps from `from` to `until` at most,
-/// and often a handful: a time is one only if no later point is higher.
-pub fn peak_times(combined: &Forecast, from: i64, until: i64) -> Vec<i64> {
-    let (n, step) = (combined.upper.len(), combined.step.max(1));
-    // the first point a decision at `now` looks at: the first whose step ends after `now`
-    let first_seen = |now: i64| (now - combined.start).div_euclid(step).max(0) as usize;
-    let (lo, hi) = (first_seen(from), first_seen(until).min(n.saturating_sub(1)));
-    if n == 0 || lo > hi {
-        return Vec::new();
-    }
-    // the first highest point from i on, for i from the end down to lo
-    let mut highest = vec![0usize; n - lo];
-    let mut best = n - 1;
-    for i in (lo..n).rev() {
-        let later_is_higher = combined.upper[best] > combined.upper[i];
-        if !later_is_higher {
-            best = i;
-        }
-        highest[i - lo] = best;
-    }
-    let mut times: Vec<i64> = highest[..=hi - lo]
-        .iter()
-        .map(|&i| combined.start + i as i64 * step)
-        .collect();
-    times.dedup();
-    times
-}
-
 /// What status needs of a group's per-series forecasts while a fit serves: each live series'
-/// upper forecast at the [`peak_times`] of the combined forecast only, instead of every series
-/// over the whole horizon (50 series of a 13-day horizon at 1 minute held 16 MB a metric).
+/// upper forecast at the combined forecast's [peak](Forecast::peak) only, instead of every
+/// series over the whole horizon (50 series of a 13-day horizon at 1 minute held 16 MB a
+/// metric).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Contributions {
     /// The live series' label sets, in the group's order.
     labels: Vec<String>,
-    /// The times kept, ascending.
-    times: Vec<i64>,
-    /// `uppers[k * labels.len() + j]`: series `j`'s upper forecast at `times[k]` (`f32`: status
-    /// shows three significant digits).
+    /// The combined forecast's peak time (`None`: it has no points).
+    at: Option<i64>,
+    /// `uppers[j]`: series `j`'s upper forecast at `at` (`f32`: status shows three significant
+    /// digits).
     uppers: Vec<f32>,
 }
 
 impl Contributions {
-    /// Each series of `group` at the peak times of `combined` (its combination) for a decision
-    /// made from `from` to `until`.
-    pub fn of(group: &GroupForecast, combined: &Forecast, from: i64, until: i64) -> Self {
-        let times = peak_times(combined, from, until);
-        let uppers = times
-            .iter()
-            .flat_map(|&t| group.parts.iter().map(move |p| p.at(t).1 as f32))
-            .collect();
+    /// Each series of `group` at the peak of `combined` (its combination).
+    pub fn of(group: &GroupForecast, combined: &Forecast) -> Self {
+        let at = combined.peak().map(|p| p.at);
+        let uppers = at.map_or_else(Vec::new, |t| {
+            group.parts.iter().map(|p| p.at(t).1 as f32).collect()
+        });
         Self {
             labels: group.parts.iter().map(|p| p.labels.clone()).collect(),
-            times,
+            at,
             uppers,
         }
     }
@@ -365,31 +333,19 @@ impl Contributions {
         self.labels.len()
     }
 
-    /// The largest `k` contributors at `at`, as [`contributors`] ranks them: at the kept time
-    /// nearest `at`, which is `at` itself for a peak found while the fit serves.
-    pub fn contributors(&self, at: i64, k: usize) -> Vec<Contributor> {
-        let Some(row) = nearest(&self.times, at) else {
+    /// The largest `k` contributors at the peak, as [`contributors`] ranks them.
+    pub fn contributors(&self, k: usize) -> Vec<Contributor> {
+        if self.at.is_none() {
             return Vec::new();
-        };
-        let n = self.labels.len();
-        let values = &self.uppers[row * n..(row + 1) * n];
+        }
         rank(
             self.labels
                 .iter()
-                .zip(values)
+                .zip(&self.uppers)
                 .map(|(l, v)| (l, f64::from(*v))),
             k,
         )
     }
-}
-
-/// The index of the time in `times` (ascending) nearest `at`; `None` when it is empty.
-fn nearest(times: &[i64], at: i64) -> Option<usize> {
-    let i = times.partition_point(|&t| t < at);
-    [i.checked_sub(1), (i < times.len()).then_some(i)]
-        .into_iter()
-        .flatten()
-        .min_by_key(|&j| (times[j] - at).abs())
 }
 
 /// The largest `k` of `(labels, value)`, largest first, each with its share of the sum.
@@ -513,37 +469,7 @@ mod tests {
     }
 
     #[test]
-    fn peak_times_hold_every_peak_a_decision_can_report_while_the_fit_serves() {
-        // ties, a plateau and a fall: the peak moves as `now` passes each high point
-        let upper = vec![3.0, 7.0, 7.0, 2.0, 5.0, 5.0, 1.0, 4.0, 4.0, 0.5];
-        let fc = forecast(600, upper.clone(), upper);
-        for (from, until) in [
-            (600, 600),
-            (600, 900),
-            (570, 1_100),
-            (650, 1_170),
-            (0, 5_000),
-        ] {
-            let kept = peak_times(&fc, from, until);
-            for now in from..=until {
-                if let Some(p) = fc.max_upper_in(now, fc.end() - 1) {
-                    assert!(
-                        kept.contains(&p.at),
-                        "now {now}: peak at {} not in {kept:?}",
-                        p.at
-                    );
-                }
-            }
-        }
-        // from the start to two steps on: the first 7 (at 900), then the second (at 1200)
-        assert_eq!(peak_times(&fc, 600, 1_200), vec![900, 1_200]);
-        // the first step only: one time, however long the horizon
-        assert_eq!(peak_times(&fc, 600, 899), vec![900]);
-        assert!(peak_times(&forecast(0, vec![], vec![]), 0, 60).is_empty());
-    }
-
-    #[test]
-    fn contributions_keep_each_series_at_the_peak_times_only() {
+    fn contributions_keep_each_series_at_the_peak_only() {
         let n = 2_000;
         let rising = |level: f64| (0..n).map(|i| level + i as f64).collect::<Vec<f64>>();
         let group = GroupForecast {
@@ -555,18 +481,18 @@ mod tests {
         };
         let total = forecast(0, vec![0.0; n], vec![0.0; n]);
         let combined = combine(&total, &group, Combine::Comonotone);
-        let kept = Contributions::of(&group, &combined, 0, 600);
-        // a rising forecast peaks at its end, whenever it is asked: one time of 2,000
-        assert_eq!(kept.times, vec![(n as i64 - 1) * STEP]);
+        let kept = Contributions::of(&group, &combined);
+        // a rising forecast peaks at its end: one time of 2,000, a value per series
+        assert_eq!(kept.at, Some((n as i64 - 1) * STEP));
         assert_eq!(kept.uppers.len(), 2);
         assert_eq!(kept.series(), 2);
-        let at = combined.max_upper_in(300, combined.end() - 1).unwrap().at;
+        let at = combined.peak().unwrap().at;
         assert_eq!(
-            kept.contributors(at, TOP_CONTRIBUTORS),
+            kept.contributors(TOP_CONTRIBUTORS),
             contributors(&group, at, TOP_CONTRIBUTORS)
         );
         let none = Contributions::default();
-        assert!(none.contributors(at, 5).is_empty());
+        assert!(none.contributors(5).is_empty());
     }
 
     #[test]

@@ -215,7 +215,8 @@ pub struct MetricDecision {
     pub forecast_replicas: Option<u32>,
     /// Replicas the latest observation asks for.
     pub reactive_replicas: Option<u32>,
-    /// The forecast peak over the whole forecast from now.
+    /// The forecast's peak over its horizon from the fit ([`Forecast::peak`]): the same until
+    /// the next refit, so status does not change as time passes.
     pub peak: Option<Peak>,
     pub unavailable: Option<Unavailable>,
     /// The request duration a concurrency metric was sized with ([`MetricInput::duration`]).
@@ -546,7 +547,7 @@ fn metric_need(
     let (forecast_replicas, peak, unavailable) = match &m.forecast {
         Ok(fc) => match fc.max_upper_in(now, window_end) {
             Some(window_max) => {
-                let peak = fc.max_upper_in(now, fc.end() - 1).map(|p| Peak {
+                let peak = fc.peak().map(|p| Peak {
                     at: p.at,
                     value: p.value,
                     replicas: replicas_of(p.value),

@@ -456,8 +456,6 @@ async fn fit_or_reuse(
     let fit = match group {
         Some(g) => {
             let previous = (previous, previous_parts);
-            let serves_until = run.now_s() + config.refresh_interval.as_secs() as i64;
-            let g = (g, serves_until);
             fit_group(run, metric, (key, settings), series, epoch, previous, g).await?
         }
         None => fit(run, metric, key, settings, series, epoch, previous).await?,
@@ -545,8 +543,7 @@ async fn on_fit_slot<T: Send + 'static>(
 /// [`fit`] for a `groupBy` metric: its series read from the source (more than `maxSeries` is
 /// `TooManySeries`: the metric holds; another failure leaves the total's forecast alone, with
 /// no contributors), then [`group::fit_group`] on a blocking thread. Of the per-series
-/// forecasts only their [`Contributions`] at the peak times until `serves_until` (the fit's
-/// refresh) are kept.
+/// forecasts only their [`Contributions`] at the combined forecast's peak are kept.
 async fn fit_group(
     run: &Run<'_>,
     metric: &str,
@@ -554,7 +551,7 @@ async fn fit_group(
     series: HistoryView,
     epoch: i64,
     previous: (Option<Selection>, BTreeMap<String, Selection>),
-    (read, serves_until): (GroupRead, i64),
+    read: GroupRead,
 ) -> Result<Fit> {
     let _stage = Stage::enter("fit group");
     let parts = super::timed_query(
@@ -594,11 +591,11 @@ async fn fit_group(
         );
         drop(parts);
         let forecast = g.forecast(Combine::default());
-        // the per-series forecasts end here: status needs them at the peak times only
+        // the per-series forecasts end here: status needs them at the peak only
         let contributions = forecast
             .as_ref()
             .ok()
-            .map(|fc| Contributions::of(&g.group, fc, now, serves_until))
+            .map(|fc| Contributions::of(&g.group, fc))
             .unwrap_or_default();
         let vanished = g.group.vanished.len();
         (
