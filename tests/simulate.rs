@@ -120,6 +120,55 @@ fn succeeded(out: &std::process::Output) -> String {
     stdout
 }
 
+/// The last line of a `simulate` summary is a verdict, and it says what the counts above it
+/// say: prescale's violation steps against the reactive baseline's at the same replica budget.
+fn assert_verdict(stdout: &str) {
+    let count = |prefix: &str| -> usize {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line:\n{stdout}"));
+        line.split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {line:?}"))
+    };
+    let ours = count("prescale  ");
+    let budget = stdout
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("reactive with prescale's replica budget")
+        })
+        .unwrap_or_else(|| panic!("no equal-budget line:\n{stdout}"));
+    let theirs: usize = budget
+        .split("): ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {budget:?}"));
+    let verdict = stdout.trim_end().lines().last().unwrap_or_default();
+    if (ours, theirs) == (0, 0) {
+        assert!(
+            verdict.starts_with("verdict: ") && verdict.contains("neither"),
+            "{verdict:?}"
+        );
+        return;
+    }
+    let said = format!("({ours} violation steps against {theirs}, ");
+    assert!(
+        verdict.starts_with("verdict: ") && verdict.contains(&said),
+        "the verdict must end the summary and carry {said}:\n{stdout}"
+    );
+    let word = match ours.cmp(&theirs) {
+        std::cmp::Ordering::Less => "fewer violation steps",
+        std::cmp::Ordering::Equal => "does no better",
+        std::cmp::Ordering::Greater => "more violation steps",
+    };
+    assert!(
+        verdict.contains(word),
+        "{verdict:?} for {ours} against {theirs}"
+    );
+}
+
 #[test]
 fn cli_writes_plan_csv_and_plot() {
     let dir = std::env::temp_dir().join(format!("prescale-sim-{}", std::process::id()));
@@ -161,6 +210,7 @@ fn cli_writes_plan_csv_and_plot() {
     ] {
         assert!(stdout.contains(want), "summary lacks {want:?}:\n{stdout}");
     }
+    assert_verdict(&stdout);
     let plan = std::fs::read_to_string(&csv).unwrap();
     let mut lines = plan.lines();
     assert_eq!(
@@ -299,6 +349,14 @@ fn cli_frontier_prints_each_point_beside_the_same_budget_reactive_and_plots_both
         .collect();
     assert_eq!(rows.len(), 3, "one row per operating point:\n{stdout}");
     assert!(rows.iter().all(|r| r.contains("(target x")), "{rows:?}");
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("verdict: ")),
+        "--frontier ends with its default point's verdict:\n{stdout}"
+    );
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(
         plot.contains("<svg")

@@ -881,6 +881,7 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         )?; // the plot error names the path already
         println!("plot written to {}", path.display());
     }
+    println!("{}", verdict(&report));
     Ok(())
 }
 
@@ -962,7 +963,53 @@ fn run_frontier(args: &SimulateArgs, r: &Resolved, quantiles: &[f64]) -> anyhow:
         write_frontier_plot(path, r, &f)?;
         println!("plot written to {}", path.display());
     }
+    // the first point is the settings as given
+    if let Some(default) = f.points.first() {
+        println!("{}", verdict(&default.report));
+    }
     Ok(())
+}
+
+/// The last line of `simulate` and `simulate --frontier`: the plan against the reactive
+/// baseline given the same replica budget ([`sim::reactive_at_cost`]), in one plain sentence
+/// with both violation counts.
+pub fn verdict(report: &SimReport) -> String {
+    let p = report.prescale.violation_steps;
+    let Some((factor, same)) = &report.reactive_at_cost else {
+        return format!(
+            "verdict: no reactive target spends prescale's {} replica-steps on this trace, so the two cannot be \
+             compared at the same cost",
+            report.prescale.replica_steps
+        );
+    };
+    let r = same.violation_steps;
+    let counts = format!(
+        "({p} violation steps against {r}, the reactive autoscaler at target x{factor:.2})"
+    );
+    if p == 0 && r == 0 {
+        return format!(
+            "verdict: on this trace neither prescale nor a reactive autoscaler at the same cost has a violation \
+             step; prescale costs {} the reactive autoscaler at its own target",
+            ratio(
+                report.prescale.replica_steps as f64,
+                report.reactive.replica_steps as f64
+            )
+        );
+    }
+    match p.cmp(&r) {
+        std::cmp::Ordering::Less => format!(
+            "verdict: prescale buys {:.0}% fewer violation steps than a reactive autoscaler at the same cost {counts}",
+            100.0 * (1.0 - p as f64 / r as f64)
+        ),
+        std::cmp::Ordering::Equal => format!(
+            "verdict: on this trace prescale does no better than a reactive autoscaler at the same cost {counts}"
+        ),
+        std::cmp::Ordering::Greater => format!(
+            "verdict: on this trace prescale has {:.0}% more violation steps than a reactive autoscaler at the same \
+             cost {counts}",
+            100.0 * (p as f64 / r.max(1) as f64 - 1.0)
+        ),
+    }
 }
 
 /// The frontier chart: the plan's operating points, and the reactive family over their cost
