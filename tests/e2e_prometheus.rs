@@ -562,3 +562,86 @@ fn assert_least_privilege(kube: &KubeCluster, sa_kubeconfig: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A daily peak that repeats exactly (a ramp from 20 to 90 req/s over 8 minutes, every day at
+/// the same time, 4 days of it in a real Prometheus), and a scaler with the default settings
+/// but `targetPerReplica` and the lead time (15m), as a user would write it: the peak needs 9
+/// replicas, and the operator must set them before the peak comes, from the forecast alone (the
+/// last sample is the base load). The default operating point is a replica budget, which must
+/// not cap a confident forecast below the peak's need (issue 22).
+#[test]
+fn the_default_settings_reach_an_exactly_repeating_peak_before_it() {
+    const NS: &str = "repeating";
+    const BASE: f64 = 20.0;
+    const TOP: f64 = 90.0;
+    const RAMP: i64 = 8 * 60;
+    // the peak comes back this long after the start; the history ends 2 minutes before the
+    // start, before the ramp begins
+    const PEAK_IN: i64 = RAMP + 4 * 60;
+    let ramp = |t: i64, peak: i64| {
+        let dt = ((t - peak).rem_euclid(DAY) + DAY / 2).rem_euclid(DAY) - DAY / 2;
+        if dt.abs() >= RAMP {
+            BASE
+        } else {
+            let x = std::f64::consts::PI * dt as f64 / RAMP as f64;
+            BASE + (TOP - BASE) * 0.5 * (1.0 + x.cos())
+        }
+    };
+    let now = unix_now();
+    let peak = now + PEAK_IN;
+    let end = (now - 120) / 60 * 60;
+    assert_eq!(
+        ramp(end, peak),
+        BASE,
+        "the last sample must be the base load"
+    );
+    let prom = Prometheus::start_with_history(&openmetrics_gauge(
+        "gateway_rps",
+        &[("app", "gateway")],
+        end - 4 * DAY,
+        end,
+        60,
+        |t| ramp(t, peak),
+    ));
+    let kube = KubeCluster::start();
+    kube.create_namespace(NS);
+    kube.create_deployment(NS, "gateway", 2);
+    let scaler = json!({
+        "apiVersion": "prescale.dev/v1alpha1", "kind": "PredictiveScaler",
+        "metadata": {"name": "gateway", "namespace": NS},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gateway"},
+            "minReplicas": 2, "maxReplicas": 30,
+            "metrics": [{"name": "requests", "query": "gateway_rps{app=\"gateway\"}", "targetPerReplica": "10"}],
+            "scaleUp": {"leadTime": "15m"}
+        }
+    });
+    support::scenario::create_scaler(&kube, scaler);
+    let (mut op, _http) = support::scenario::start_operator(&kube, NS, &prom.url(), None, "5s");
+    let deployment = format!("/apis/apps/v1/namespaces/{NS}/deployments/gateway");
+    let need = (TOP / 10.0).ceil() as i64;
+    let reached = wait_until(
+        Duration::from_secs((peak - unix_now()).max(0) as u64),
+        Duration::from_millis(500),
+        || {
+            op.assert_running();
+            let r = kube.get(&deployment)["spec"]["replicas"].as_i64()?;
+            (r >= need).then_some(r)
+        },
+    );
+    let scaler = kube.get(&support::scenario::scaler_path(NS, "gateway"));
+    let before = peak - unix_now();
+    let reached = reached.unwrap_or_else(|| {
+        panic!(
+            "the default settings did not reach the peak's {need} replicas before it (now {}): {}\n{}",
+            kube.get(&deployment)["spec"]["replicas"],
+            scaler["status"],
+            op.log_tail(30)
+        )
+    });
+    report(&format!(
+        "[e2e] default settings: {reached} replicas {before}s before an exactly repeating peak that needs \
+         {need}"
+    ));
+    op.stop();
+}
