@@ -23,9 +23,10 @@ use serde_json::{Value, json};
 use support::cluster::KubeCluster;
 use support::cluster::{ApiProxy, Fault};
 use support::scenario::{
-    FLAT_LOAD_REPLICAS, create_scaler, flat_load, scaler_path, start_operator, wait_for,
+    FLAT_LOAD_REPLICAS, create_scaler, flat_load, scaler_path, start_operator, steady_load,
+    wait_for,
 };
-use support::{Controller, Prometheus, openmetrics_gauge, unix_now, wait_until};
+use support::{Controller, Prometheus, wait_until};
 
 const ANNOTATION: &str = "prescale.dev/original-min-replicas";
 const FINALIZER: &str = "prescale.dev/restore-floor";
@@ -62,20 +63,6 @@ fn operator_through(
         ns,
     ];
     Controller::start(&args, &[("KUBECONFIG", &kubeconfig)])
-}
-
-/// A real Prometheus holding `proxy_rps` at `rps` every minute of the last day (the fixture's
-/// scaler wants `rps / 10` replicas).
-fn steady_load(rps: f64) -> Prometheus {
-    let now = unix_now();
-    Prometheus::start_with_history(&openmetrics_gauge(
-        "proxy_rps",
-        &[],
-        now - 86_400,
-        now - 60,
-        60,
-        |_| rps,
-    ))
 }
 
 /// The scaler `name` once it is gone (its finalizer removed), within `timeout`.

@@ -18,6 +18,12 @@ pub const FLAT_LOAD_REPLICAS: i64 = 10;
 
 /// A real Prometheus holding `proxy_rps` at 100 every minute of the last day.
 pub fn flat_load() -> Prometheus {
+    steady_load(100.0)
+}
+
+/// A real Prometheus holding `proxy_rps` at `rps` every minute of the last day (the fixture's
+/// scaler wants `rps / 10` replicas).
+pub fn steady_load(rps: f64) -> Prometheus {
     let now = unix_now();
     Prometheus::start_with_history(&openmetrics_gauge(
         "proxy_rps",
@@ -25,7 +31,7 @@ pub fn flat_load() -> Prometheus {
         now - 86_400,
         now - 60,
         60,
-        |_| 100.0,
+        |_| rps,
     ))
 }
 
