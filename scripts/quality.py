@@ -2,7 +2,7 @@
 """Scaling quality of `prescale simulate` on the visible real traces, tuned and held out.
 
 usage: python3 scripts/quality.py --traces DIR [--bin target/release/prescale]
-           [--parts tune,held-out,full] [--startup 5m,10m] [--only NAME,...]
+           [--parts tune,held-out,full,slices] [--startup 5m,10m] [--only NAME,...]
            [--frontier [Q,...]] [--jobs N] [-- EXTRA SIMULATE ARGS]
 
 DIR holds the traces of ../shared/data/traces (they are read there and cut into a
@@ -18,6 +18,11 @@ the start-up. Parts (README "Quality on real traces"):
             it is history); the 1-day multimodal trace; the Mooncake chat hour
   full      each whole trace with simulate's default warm-up (7 days on traces of 14
             days or more), as earlier README tables
+  slices    new scalers on traffic nobody tuned for: every whole day, and 24 hours drawn
+            with a fixed seed, of each multi-day trace and the multimodal day, each run as
+            a trace of its own (no history before it, its own peak / 25, the first 15
+            minutes left out of the score: the simulator's cold start at one replica);
+            printed as sums per trace and length (a table of its own)
 
 Prints one Markdown row per run: violation steps prescale / reactive, cost vs the
 reactive baseline, the equal-budget ratio with the HPA's violations at that budget, and
@@ -27,6 +32,7 @@ import argparse
 import concurrent.futures
 import csv
 import os
+import random
 import re
 import subprocess
 import sys
@@ -53,6 +59,54 @@ def write(folder, name, header, rows):
         w.writerow(header)
         w.writerows(rows)
     return path
+
+
+SLICE_HOURS = 24
+SLICED = ["nasa_http_1995_jul", "servegen_language_m_large", "alibaba_genai_sd_nov",
+          "servegen_multimodal_mm_image"]
+
+
+def slices(traces, tmp):
+    """(label, "day"|"hour", csv path, target per replica, warm-up) of every slice."""
+    out = []
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
+                           "traces", "llm-proxy-21d.csv")
+    paths = [(n, os.path.join(traces, n + ".csv")) for n in SLICED] + [("bundled", bundled)]
+    for name, path in paths:
+        header, rows = read(path)
+        for length, kind in [(DAY, "day"), (60, "hour")]:
+            starts = list(range(0, len(rows) - length + 1, length))
+            if kind == "hour":
+                starts = sorted(random.Random(7).sample(starts, min(SLICE_HOURS, len(starts))))
+            for s in starts:
+                part = rows[s: s + length]
+                if peak(part) <= 0:
+                    continue
+                out.append((name, kind, write(tmp, f"{name}_{kind}_{s}", header, part),
+                            peak(part) / 25, "15m"))
+    return out
+
+
+def slice_table(cases_, outs):
+    """Sums per trace, slice length and start-up."""
+    sums = {}
+    for (name, kind, _, _, _, startup), out in zip(cases_, outs):
+        r = parse(out)
+        if r["same"] is None:
+            continue
+        t = sums.setdefault((name, kind, startup), [0, 0, 0, 0, 0, 0])
+        t[0] += r["viol"]
+        t[1] += r["same"]
+        t[2] += r["steps"]
+        t[3] += r["rsteps"]
+        t[4] += 1
+        t[5] += r["viol"] > r["same"]
+    print("| trace | slices | start-up | violation steps prescale / HPA at the same budget "
+          "| equal budget | cost vs reactive | slices worse |")
+    print("|---|---|---|---|---|---|---|")
+    for (name, kind, startup), t in sorted(sums.items()):
+        print(f"| `{name}` | {t[4]} x 1 {kind} | {startup} | {t[0]} / {t[1]} | "
+              f"{ratio(t[0], t[1])} | {t[2] / t[3]:.2f}x | {t[5]} |")
 
 
 def cases(traces, tmp):
@@ -156,6 +210,16 @@ def main():
     ap.add_argument("extra", nargs="*")
     a = ap.parse_args()
     parts = a.parts.split(",")
+    if "slices" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            todo = [c + (s,) for c in slices(a.traces, tmp) for s in a.startup.split(",")]
+            with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
+                outs = list(pool.map(lambda c: run(a.bin, c[2], c[3], c[4], c[5], a.extra,
+                                                   None), todo))
+        slice_table(todo, outs)
+        parts.remove("slices")
+        if not parts:
+            return
     with tempfile.TemporaryDirectory() as tmp:
         todo = [c for c in cases(a.traces, tmp) if c[1] in parts
                 and (not a.only or any(o in c[0] for o in a.only.split(",")))]

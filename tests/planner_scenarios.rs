@@ -23,6 +23,7 @@ fn policy() -> Policy {
         stabilization_window: Duration::from_secs(15 * 60),
         max_percent_per_minute: 0,
         fallback: Fallback::Reactive,
+        fallback_headroom: 1.0,
         schedules: Vec::new(),
         upstream: Vec::new(),
     }
@@ -389,9 +390,24 @@ fn reactive_fallback_follows_the_observed_load_up() {
         &mut PlannerState::default(),
     );
     assert_eq!(d.desired, 30);
+    // with the default budget the fallback spends it as a reactive autoscaler with a lower
+    // target would: 300/s x 1.15 at 10 per replica
+    let budget = Policy {
+        fallback_headroom: prescale::planner::margin::fallback_headroom(None),
+        ..policy()
+    };
+    let d = plan(
+        T0,
+        5,
+        &budget,
+        std::slice::from_ref(&input),
+        &mut PlannerState::default(),
+    );
+    assert_eq!(d.desired, 35);
+    assert_eq!(d.metrics[0].reactive_replicas, Some(30));
     let hold = Policy {
         fallback: Fallback::Hold,
-        ..policy()
+        ..budget
     };
     let d = plan(T0, 50, &hold, &[input], &mut PlannerState::default());
     assert_eq!(d.desired, 50, "Hold never lowers on a missing forecast");

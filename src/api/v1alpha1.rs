@@ -175,7 +175,8 @@ pub struct PredictiveScalerSpec {
     pub scale_down: ScaleDownSpec,
 
     /// What to do when no forecast can be made (no data, a failed query, too little history):
-    /// `Reactive` sizes for the latest observed load like an HPA would; `Hold` keeps the
+    /// `Reactive` sizes for the latest observed load like an HPA would, with the default
+    /// budget's 1.15x headroom when `forecast.quantile` is unset (none when it is set); `Hold` keeps the
     /// current replica count, raised to what the latest observed load needs when there is
     /// one. Without any data both keep the current count: missing data is never read as zero
     /// load.
@@ -475,7 +476,8 @@ pub enum Mode {
 /// What to do when there is no forecast.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum Fallback {
-    /// Size for the latest observed load, like a reactive autoscaler.
+    /// Size for the latest observed load, like a reactive autoscaler (with the default
+    /// budget's headroom when `forecast.quantile` is unset).
     #[default]
     Reactive,
     /// Keep the current replica count (raised to what the latest observed load needs).

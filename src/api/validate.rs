@@ -88,6 +88,7 @@ impl ScalerConfig {
             stabilization_window: self.stabilization_window,
             max_percent_per_minute: self.max_percent_per_minute,
             fallback: self.fallback,
+            fallback_headroom: planner::margin::fallback_headroom(self.quantile),
             schedules: self.schedules.clone(),
             upstream: self.upstream.iter().map(|u| u.quota.clone()).collect(),
         }

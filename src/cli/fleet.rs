@@ -220,6 +220,7 @@ impl Fleet {
             stabilization_window: Duration::from_secs(900),
             max_percent_per_minute: 10,
             fallback: Fallback::Reactive,
+            fallback_headroom: crate::planner::margin::fallback_headroom(None),
             schedules: Vec::new(),
             upstream: Vec::new(),
         };

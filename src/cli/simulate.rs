@@ -304,6 +304,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
     let upstream = upstream_quota(args, sc, &series)?;
     let policy = Policy {
         upstream: upstream.into_iter().collect(),
+        fallback_headroom: crate::planner::margin::fallback_headroom(quantile),
         ..policy(&times, replicas, step, sc, &defaults)
     };
     let mut forecast = forecast_settings(
@@ -725,6 +726,7 @@ fn policy(
             .map(|c| c.max_percent_per_minute)
             .unwrap_or(defaults.scale_down.max_percent_per_minute as u32),
         fallback: sc.map(|c| c.fallback).unwrap_or(Fallback::Reactive),
+        fallback_headroom: 1.0,
         schedules: sc.map(|c| c.schedules.clone()).unwrap_or_default(),
         upstream: Vec::new(),
     }
@@ -1003,6 +1005,10 @@ pub fn verdict(report: &SimReport) -> String {
         ),
         std::cmp::Ordering::Equal => format!(
             "verdict: on this trace prescale does no better than a reactive autoscaler at the same cost {counts}"
+        ),
+        std::cmp::Ordering::Greater if r == 0 => format!(
+            "verdict: on this trace prescale has {p} violation steps where a reactive autoscaler at the same cost \
+             has none {counts}"
         ),
         std::cmp::Ordering::Greater => format!(
             "verdict: on this trace prescale has {:.0}% more violation steps than a reactive autoscaler at the same \

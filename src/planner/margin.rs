@@ -38,6 +38,21 @@ const REACTIVE_HOLD: usize = 5;
 /// The quantiles the budget search may choose from.
 const QUANTILE_RANGE: (f64, f64) = (0.05, 0.995);
 
+/// The headroom a metric without a forecast is sized with under `Fallback: Reactive`: with
+/// the budget (`forecast.quantile` unset), the budget's [`DEFAULT_COST_RATIO`] on the latest
+/// load. Without a forecast nothing says where a rise will come, and then the replicas the
+/// budget buys are best spent as a reactive autoscaler with a lower target spends them:
+/// uniformly, not left unspent (with none, prescale lost to that autoscaler at equal budget on
+/// the first hour of a history, where it has no forecast yet). With a fixed quantile there is
+/// no budget: none (1).
+pub fn fallback_headroom(quantile: Option<f64>) -> f64 {
+    if quantile.is_none() {
+        DEFAULT_COST_RATIO
+    } else {
+        1.0
+    }
+}
+
 /// How replicas are sized from the margin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sizing {
@@ -494,5 +509,11 @@ mod tests {
         let m = margins(&idle, 3000 * MIN, MIN, &sizing(Some(1.15)), 0.9, 5).unwrap();
         assert!(m.margin.iter().all(|v| v.is_finite()));
         assert!(m.sized_load(3000 * MIN, 0.0) < 1e-6);
+    }
+
+    #[test]
+    fn the_fallback_headroom_is_the_budget_or_none() {
+        assert_eq!(fallback_headroom(None), DEFAULT_COST_RATIO);
+        assert_eq!(fallback_headroom(Some(0.9)), 1.0);
     }
 }

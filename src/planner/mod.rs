@@ -83,6 +83,9 @@ pub struct Policy {
     /// Share of replicas removed per minute at most, percent; 0 = unlimited.
     pub max_percent_per_minute: u32,
     pub fallback: Fallback,
+    /// With [`Fallback::Reactive`], the headroom a metric without a forecast is sized with:
+    /// its latest load times this (at least 1; [`margin::fallback_headroom`]).
+    pub fallback_headroom: f64,
     /// Scheduled overrides of the bounds (`spec.schedules`), in the spec's order.
     pub schedules: Vec<Schedule>,
     /// The upstream quotas (`spec.upstream.limits`), in the spec's order.
@@ -422,7 +425,16 @@ pub fn plan_from(
     let window_end = now + (policy.lead_time + policy.interval).as_secs() as i64;
     let decisions: Vec<MetricDecision> = metrics
         .iter()
-        .map(|m| metric_need(m, now, window_end, current, policy.fallback))
+        .map(|m| {
+            metric_need(
+                m,
+                now,
+                window_end,
+                current,
+                policy.fallback,
+                policy.fallback_headroom,
+            )
+        })
         .collect();
     let (raw, driving_metric) = highest_need(&decisions, current);
     let (clamped, bounded) = clamp_to_bounds(raw, policy);
@@ -522,6 +534,7 @@ fn metric_need(
     window_end: i64,
     current: u32,
     fallback: Fallback,
+    fallback_headroom: f64,
 ) -> MetricDecision {
     if let Some(d) = m.duration.filter(|d| !(d.is_finite() && *d > 0.0)) {
         // the edge reads only positive durations; any other is no data, never zero load
@@ -571,7 +584,10 @@ fn metric_need(
     };
     let replicas = match (forecast_replicas, reactive) {
         (Some(f), r) => Some(f.max(r.unwrap_or(0))),
-        (None, Some(r)) if fallback == Fallback::Reactive => Some(r),
+        (None, Some(r)) if fallback == Fallback::Reactive => {
+            let headroom = fallback_headroom.max(1.0);
+            Some(observed.map_or(r, |v| replicas_of(v * headroom)).max(r))
+        }
         (None, Some(r)) => Some(r.max(current)),
         (None, None) => None,
     };
@@ -857,6 +873,7 @@ mod tests {
             stabilization_window: Duration::from_secs(300),
             max_percent_per_minute: 10,
             fallback: Fallback::Reactive,
+            fallback_headroom: 1.0,
             schedules: Vec::new(),
             upstream: Vec::new(),
         }

@@ -102,6 +102,7 @@ pub fn frontier_by(
             let mut at = s.clone();
             if let Some(q) = q {
                 at.forecast.quantile = q;
+                at.policy.fallback_headroom = crate::planner::margin::fallback_headroom(Some(q));
                 if let Some(sizing) = &mut at.forecast.sizing {
                     sizing.cost_ratio = None;
                 }

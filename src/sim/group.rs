@@ -269,6 +269,7 @@ mod tests {
                 stabilization_window: std::time::Duration::from_secs(900),
                 max_percent_per_minute: 0,
                 fallback: Default::default(),
+                fallback_headroom: 1.0,
                 schedules: vec![],
                 upstream: vec![],
             },

@@ -227,6 +227,10 @@ fn why_driven(d: &Decision) -> String {
                 .map(|t| t.to_string())
                 .unwrap_or_default()
         ),
+        (None, Some(r), _) if m.replicas.is_some_and(|w| w > r) => format!(
+            "driven by metric {name}: it has no forecast, and its observed load needs {r} replicas, {} with the default budget's headroom",
+            m.replicas.unwrap_or(r)
+        ),
         (_, Some(r), _) => format!("driven by metric {name}: its observed load needs {r} replicas"),
         _ => format!("driven by metric {name}: holding"),
     }
