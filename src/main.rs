@@ -170,7 +170,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // one line: the error and its causes
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", prescale::error::chain(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -164,9 +164,10 @@ impl Election {
         let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
         bounded(api.get_opt(&cfg.lease_name)).await.map_err(|e| {
             anyhow::anyhow!(
-                "leader election: reading Lease {}/{}: {e}",
+                "leader election: reading Lease {}/{}: {}",
                 cfg.namespace,
-                cfg.lease_name
+                cfg.lease_name,
+                crate::error::plain(&e)
             )
         })?;
         let gate = Arc::new(LeaseGate::new(cfg));
@@ -232,7 +233,10 @@ impl Election {
         };
         match tokio::time::timeout(Duration::from_secs(2), released).await {
             Ok(Ok(())) => info!("leader election: released the lease"),
-            Ok(Err(e)) => warn!(error = %e, "leader election: releasing the lease failed"),
+            Ok(Err(e)) => warn!(
+                error = %crate::error::plain(&e),
+                "leader election: releasing the lease failed"
+            ),
             Err(_) => warn!("leader election: releasing the lease timed out"),
         }
     }
@@ -359,13 +363,13 @@ async fn try_acquire(
                     true
                 }
                 Err(e) => {
-                    debug!(error = %e, "leader election: creating the lease failed");
+                    debug!(error = %crate::error::plain(&e), "leader election: creating the lease failed");
                     false
                 }
             };
         }
         Err(e) => {
-            debug!(error = %e, "leader election: reading the lease failed");
+            debug!(error = %crate::error::plain(&e), "leader election: reading the lease failed");
             return false;
         }
     };
@@ -396,7 +400,7 @@ async fn try_acquire(
         }
         Err(e) => {
             // a 409: someone else took it first
-            debug!(error = %e, "leader election: taking the lease failed");
+            debug!(error = %crate::error::plain(&e), "leader election: taking the lease failed");
             false
         }
     }

@@ -660,7 +660,7 @@ async fn start_election(client: &Client, cfg: &LeaderConfig) -> Election {
             Err(e) => {
                 let delay = startup_retry_delay(attempt);
                 warn!(
-                    error = format!("{e:#}"),
+                    error = crate::error::chain(&e),
                     retry_in_ms = delay.as_millis() as u64,
                     "leader election cannot start yet"
                 );

@@ -396,8 +396,10 @@ async fn read_target<'a>(
         .await
         .map_err(|e| {
             let message = format!(
-                "cannot resolve kind {} {}: {e}",
-                workload.api_version, workload.kind
+                "cannot resolve kind {} {}: {}",
+                workload.api_version,
+                workload.kind,
+                crate::error::plain(&e)
             );
             run.target_problem(
                 reasons::FAILED_GET_SCALE,
@@ -416,7 +418,7 @@ async fn read_target<'a>(
             return Err(run.target_problem(reasons::TARGET_NOT_FOUND, &message, Then::Requeue));
         }
         Err(e) => {
-            let message = format!("reading the scale of {desc}: {e}");
+            let message = format!("reading the scale of {desc}: {}", crate::error::plain(&e));
             let then = Then::Retry(Error::GetScale(e));
             return Err(run.target_problem(reasons::FAILED_GET_SCALE, &message, then));
         }
@@ -697,8 +699,9 @@ async fn scale(
     };
     if let Err(e) = target::set_replicas(&target.api, &target.reference.name, desired, budget).await
     {
-        warn!(error = %e, "scaling the target failed");
-        let message = format!("updating the scale of {}: {e}", target.desc);
+        let words = crate::error::plain(&e);
+        warn!(error = %words, "scaling the target failed");
+        let message = format!("updating the scale of {}: {words}", target.desc);
         let write = status::Write::Active(Err(message));
         // no fits: a failed write leaves the stored forecast summary as it is
         let report = status::Report::decided(decision, current, &write, None, &[]);

@@ -101,16 +101,7 @@ pub async fn set_replicas(
 /// retries with backoff). The client's own read timeout is ~5 minutes, for watches.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Any API error in plain words: the API server's message, never a `Debug` dump.
-pub fn plain(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if !s.message.trim().is_empty() => s.message.trim().to_string(),
-        kube::Error::Api(s) => format!("the API server answered {} {}", s.code, s.reason),
-        // the transport's own words, without kube's "ServiceError: " prefix
-        kube::Error::Service(e) => e.to_string(),
-        other => other.to_string(),
-    }
-}
+pub use crate::error::plain;
 
 /// `request`, or a timeout error after [`REQUEST_TIMEOUT`].
 pub async fn bounded<T>(

@@ -250,7 +250,13 @@ async fn annotate(
 async fn read_selector(target: &Target<'_>) -> Result<String, String> {
     let scale = target::bounded(target.api.get_scale(&target.reference.name))
         .await
-        .map_err(|e| format!("reading the scale of {}: {e}", target.desc))?;
+        .map_err(|e| {
+            format!(
+                "reading the scale of {}: {}",
+                target.desc,
+                crate::error::plain(&e)
+            )
+        })?;
     scale
         .status
         .and_then(|s| s.selector)

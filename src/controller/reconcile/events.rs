@@ -130,7 +130,7 @@ pub(super) async fn publish(
     };
     match tokio::time::timeout(budget, ctx.recorder.publish(&event, &ps.object_ref(&()))).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(error = %e, "publishing an event failed"),
+        Ok(Err(e)) => warn!(error = %crate::error::plain(&e), "publishing an event failed"),
         Err(_) => warn!("publishing an event timed out"),
     }
 }
@@ -178,7 +178,7 @@ pub(super) async fn scale_event(
     )
     .await
     {
-        warn!(error = %e, "publishing the scale event failed");
+        warn!(error = %crate::error::plain(&e), "publishing the scale event failed");
     }
 }
 

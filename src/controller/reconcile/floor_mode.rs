@@ -76,7 +76,7 @@ pub(super) async fn set_floor(
                 return Ok(Written::unchanged(status::Write::FloorConflict(why)));
             }
             Err(e) => {
-                warn!(error = %e, "setting the floor failed");
+                warn!(error = %crate::error::plain(&e), "setting the floor failed");
                 let message = format!(
                     "updating the floor of {}: {}",
                     target.desc,

@@ -45,8 +45,9 @@ pub(super) async fn learn(
         Err(e) => (
             None,
             Some(format!(
-                "reading the ready replicas of {}: {e}",
-                target.desc
+                "reading the ready replicas of {}: {}",
+                target.desc,
+                crate::error::plain(&e)
             )),
         ),
     };
