@@ -906,3 +906,46 @@ fn cli_without_a_forecast_the_default_budget_is_a_headroom_on_the_observed_load(
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--target-per-replica` takes a Kubernetes quantity as a spec's `targetPerReplica` does (and
+/// as `prescale forecast` does), and a target derived from the trace says so.
+#[test]
+fn cli_target_per_replica_is_a_quantity_and_a_derived_one_is_named() {
+    let dir = std::env::temp_dir().join(format!("prescale-sim-quantity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("hour.csv");
+    let rows: String = (0..60)
+        .map(|i| format!("{},{}\n", i * 60, 1000 + i % 7))
+        .collect();
+    std::fs::write(&input, format!("timestamp,requests\n{rows}")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--input",
+            input.to_str().unwrap(),
+            "--threads",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        prescale().args(&args).output().unwrap()
+    };
+    let given = succeeded(&run(&["--target-per-replica", "0.1k"]));
+    assert!(
+        given.contains("targetPerReplica 100.000 (capacity"),
+        "{given}"
+    );
+    let derived = succeeded(&run(&[]));
+    assert!(
+        derived.contains("(the trace's peak / 25: set yours with --target-per-replica)"),
+        "{derived}"
+    );
+    let bad = run(&["--target-per-replica", "1.5x"]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--target-per-replica: invalid quantity"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -60,9 +60,10 @@ pub struct SimulateArgs {
     /// Value column (default: the second column).
     #[arg(long)]
     pub column: Option<String>,
-    /// Load one replica should carry. Default: the trace's peak / 25.
+    /// Load one replica should carry: a number or a Kubernetes quantity (`40`, `1.5k`, `500m`),
+    /// as `targetPerReplica` in a spec. Default: the trace's peak / 25 (the summary says so).
     #[arg(long)]
-    pub target_per_replica: Option<f64>,
+    pub target_per_replica: Option<String>,
     /// A PredictiveScaler manifest whose spec gives the settings (flags given too win).
     #[arg(long)]
     pub spec: Option<PathBuf>,
@@ -73,8 +74,10 @@ pub struct SimulateArgs {
     /// Time a replica really takes to start, in the scored world.
     #[arg(long, default_value = "5m")]
     pub startup: String,
+    /// The fewest replicas the plan may set, as `minReplicas` (default: the spec's, else 1).
     #[arg(long)]
     pub min_replicas: Option<u32>,
+    /// The most replicas the plan may set, as `maxReplicas` (default: the spec's, else 1000).
     #[arg(long)]
     pub max_replicas: Option<u32>,
     /// How often to refit.
@@ -160,6 +163,8 @@ pub struct Resolved {
     pub lead_time: Duration,
     pub refresh: Duration,
     pub warmup: Duration,
+    /// The target per replica is the trace's peak / 25: neither a flag nor a spec gave one.
+    pub target_derived: bool,
     /// `--duration-column`: the trace's durations and true concurrency.
     pub durations: Option<super::concurrency::DurationTrace>,
 }
@@ -297,7 +302,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
     check_durations_given(durations.as_ref(), sc)?;
     // with durations the target is in concurrent requests, the default from their peak
     let sized = durations.as_ref().map_or(&series, |d| &d.scored);
-    let target_per_replica = target_per_replica(args, sc, sized)?;
+    let (target_per_replica, target_derived) = target_per_replica(args, sc, sized)?;
     let replicas = ReplicaRange::resolve(args, sc)?;
     let warmup = warmup(args, &series)?;
     times.check_horizon(step)?;
@@ -328,6 +333,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
     });
     let steps = |d: Duration| steps_of(d, step);
     Ok(Resolved {
+        target_derived,
         label: history.label,
         column,
         parts,
@@ -647,8 +653,17 @@ fn target_per_replica(
     args: &SimulateArgs,
     sc: Option<&crate::api::ScalerConfig>,
     series: &Series,
-) -> anyhow::Result<f64> {
-    let target = match (args.target_per_replica, sc.and_then(|c| c.metrics.first())) {
+) -> anyhow::Result<(f64, bool)> {
+    let given = args
+        .target_per_replica
+        .as_deref()
+        .map(|t| {
+            crate::api::quantity::parse_quantity(t)
+                .map_err(|e| anyhow!("--target-per-replica: {e}"))
+        })
+        .transpose()?;
+    let derived = given.is_none() && sc.and_then(|c| c.metrics.first()).is_none();
+    let target = match (given, sc.and_then(|c| c.metrics.first())) {
         (Some(t), _) => t,
         (None, Some(m)) => m.target_per_replica,
         (None, None) => {
@@ -667,7 +682,7 @@ fn target_per_replica(
     if !(target > 0.0 && target.is_finite()) {
         bail!("--target-per-replica must be positive; got {target}");
     }
-    Ok(target)
+    Ok((target, derived))
 }
 
 /// The replicas the scaler may set.
@@ -1229,8 +1244,13 @@ fn write_settings(out: &mut String, r: &Resolved, report: &SimReport) {
     );
     let _ = writeln!(
         out,
-        "  targetPerReplica {:.3} (capacity {:.3}/replica), lead {}, startup {} steps, refresh {}, {}, model {:?}, replicas [{}, {}]",
+        "  targetPerReplica {:.3}{} (capacity {:.3}/replica), lead {}, startup {} steps, refresh {}, {}, model {:?}, replicas [{}, {}]",
         s.target_per_replica,
+        if r.target_derived {
+            " (the trace's peak / 25: set yours with --target-per-replica)"
+        } else {
+            ""
+        },
         s.target_per_replica / sim::UTILISATION,
         format_duration(r.lead_time),
         s.startup_steps,
