@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # A real Prometheus on loopback whose history is a recorded trace, for trying prescale without a cluster's
-# Prometheus (README's quick start, with scripts/cluster.sh).
+# Prometheus (docs/quick-start.md, with scripts/cluster.sh).
 #
 #   scripts/prometheus.sh up [DIR]     backfill the trace and start Prometheus; the last line printed is
 #                                      `export PRESCALE_PROMETHEUS_URL=http://127.0.0.1:PORT`
 #   scripts/prometheus.sh down [DIR]   stop it and remove DIR
 #
 # The trace (TRACE, default examples/traces/llm-proxy-21d.csv: `timestamp,value` rows at one minute) is
-# shifted so that its first HISTORY_DAYS (default 14) days lie in the past and the rest in the future.
+# shifted so that its first HISTORY_DAYS (default 14) days and MORNING_HOURS (default 6) hours lie in the
+# past and the rest in the future: "now" is 06:00 of the trace's day, when its daily rise begins, so a
+# scaler started on it scales up within minutes (MORNING_HOURS=0 starts at the trace's midnight, which
+# stays quiet for hours).
 # Prometheus answers a query at time t from the samples at or before t, so the future part plays out as
 # live traffic as the clock reaches it: the series keeps moving for days without an exporter.
 # The series is `llm_proxy_requests_per_second{namespace="quickstart",app="llm-proxy"}` (METRIC, LABELS).
@@ -21,6 +24,7 @@ say() { echo "[prometheus] $*" >&2; }
 die() { say "$*"; exit 1; }
 TRACE="${TRACE:-$ROOT/examples/traces/llm-proxy-21d.csv}"
 HISTORY_DAYS="${HISTORY_DAYS:-14}"
+MORNING_HOURS="${MORNING_HOURS:-6}"
 METRIC="${METRIC:-llm_proxy_requests_per_second}"
 LABELS="${LABELS:-namespace=\"quickstart\",app=\"llm-proxy\"}"
 
@@ -40,7 +44,7 @@ up() {
   port="${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
   first="$(awk -F, 'NR == 2 { print $1; exit }' "$TRACE")"
   [[ "$first" =~ ^[0-9]+$ ]] || die "$TRACE: the first row's timestamp is not a Unix time: $first"
-  shift=$(( ($(date +%s) / 60 * 60) - HISTORY_DAYS * 86400 - first ))
+  shift=$(( ($(date +%s) / 60 * 60) - HISTORY_DAYS * 86400 - MORNING_HOURS * 3600 - first ))
   awk -F, -v shift="$shift" -v series="$METRIC{$LABELS}" -v metric="$METRIC" '
     NR == 1 { print "# TYPE " metric " gauge"; next }
     $2 != "" && $2 != "NaN" { printf "%s %s %d\n", series, $2, $1 + shift }
@@ -58,7 +62,7 @@ up() {
     ((SECONDS < deadline)) || { tail -20 "$dir/prometheus.log" >&2; die "Prometheus did not become ready"; }
     sleep 0.3
   done
-  say "ready in $((SECONDS - t0))s with $(basename "$TRACE") as $METRIC{$LABELS}: $HISTORY_DAYS days of history, the rest plays out live; stop with: $0 down $dir"
+  say "ready in $((SECONDS - t0))s with $(basename "$TRACE") as $METRIC{$LABELS}: $HISTORY_DAYS days and $MORNING_HOURS hours of history (now is the trace's ${MORNING_HOURS}:00, its daily rise begins), the rest plays out live; stop with: $0 down $dir"
   echo "export PRESCALE_PROMETHEUS_URL=http://127.0.0.1:$port"
 }
 
