@@ -9,7 +9,7 @@ DIR holds the traces of ../shared/data/traces (they are read there and cut into 
 temporary folder, never copied into the repository). Every run uses the same settings:
 the defaults, targetPerReplica = the trace's peak / 25 (the whole trace's peak for a part
 of a multi-week trace, so a part is scored in the same world), and the lead time equal to
-the start-up. Parts (README "Quality on real traces"):
+the start-up. Parts (docs/quality.md):
 
   tune      what the sizing was developed on: each multi-week trace without its last week,
             the first week left out of the score (2 days for traces of 8-9 days); a day
@@ -17,7 +17,7 @@ the start-up. Parts (README "Quality on real traces"):
   held-out  what it is reported on: the last week of each multi-week trace (all before
             it is history); the 1-day multimodal trace; the Mooncake chat hour
   full      each whole trace with simulate's default warm-up (7 days on traces of 14
-            days or more), as earlier README tables
+            days or more), as earlier tables of docs/quality.md
   slices    new scalers on traffic nobody tuned for: every whole day, and 24 hours drawn
             with a fixed seed, of each multi-day trace and the multimodal day, each run as
             a trace of its own (no history before it, its own peak / 25, the first 15

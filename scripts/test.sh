@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check CI runs, in order: formatting, clippy (warnings are errors), the chart/examples/workflow checks
-# (scripts/check_chart.sh: helm lint, helm template, kubernetes-validate, actionlint), and all cargo tests (unit,
+# (scripts/check_chart.sh: helm lint, helm template, kubernetes-validate, actionlint), the docs book
+# (scripts/check_docs.sh: mdbook build, internal links, README length), and all cargo tests (unit,
 # integration, the real-process e2e against a real kube-apiserver + etcd + kube-controller-manager and a real
 # Prometheus). Runs every step even after a failure, then exits non-zero if any failed. Runs scripts/setup.sh first
 # (idempotent: installs Prometheus, .venv, helm, kubectl, actionlint and builds the control plane if missing), so
@@ -37,6 +38,7 @@ rm -f "$TIMINGS"
 step fmt cargo fmt --check
 step clippy cargo clippy --all-targets -- -D warnings
 step chart bash scripts/check_chart.sh
+step docs bash scripts/check_docs.sh
 step cargo-test cargo test --no-fail-fast
 
 disk

@@ -4,7 +4,7 @@
 //! Deployment, whose Pod kube-controller-manager creates and no scheduler places). With every
 //! option on, the chart's ServiceAccount may change only the floor of an HPA or ScaledObject, a
 //! pod's deletion cost and its scaler's finalizer, in kube-system as anywhere (the chart's
-//! ValidatingAdmissionPolicy), and reads what README "Security model" says it reads.
+//! ValidatingAdmissionPolicy), and reads what docs/security.md says it reads.
 
 mod support;
 
@@ -617,7 +617,7 @@ fn with_every_option_the_operators_account_changes_only_floors_deletion_costs_an
         80
     );
 
-    // what the token reads, as README "Security model" says: whole pods (a literal env value
+    // what the token reads, as docs/security.md says: whole pods (a literal env value
     // too) and the targets themselves; never a Secret
     let env = kubectl_as(
         kube,

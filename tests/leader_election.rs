@@ -528,7 +528,7 @@ fn a_leader_stopped_by_sigterm_hands_the_lease_over_at_once() {
     ));
 }
 
-/// Sharding a fleet (README "Sharding a large fleet"): two operator releases in one namespace, each
+/// Sharding a fleet (docs/sharding.md): two operator releases in one namespace, each
 /// with `--selector shard=X` and a Lease of its own. Each leads its own Lease and scales its own
 /// shard's scaler; a scaler that no selector matches is never reconciled (no status, its target
 /// left alone); a scaler relabelled into the other shard is then kept by that release.

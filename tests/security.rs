@@ -1038,7 +1038,7 @@ fn changed_fields(before: &[Value], after: &[Value]) -> std::collections::BTreeM
     tally
 }
 
-/// The fleet goal on the real API server (README "A fleet"): 1,000 PredictiveScalers and their
+/// The fleet goal on the real API server (docs/speed.md, "A fleet"): 1,000 PredictiveScalers and their
 /// Deployments, a real Prometheus with a series for each, `prescale run` at its defaults (30 s
 /// sync interval, 16 reconciles at once) through a counting proxy. Figures: the time from the
 /// start until every scaler is reconciled (goal <= 60 s), the API writes in a steady minute after

@@ -61,7 +61,7 @@ Checks what the schema cannot say. Included by the Deployment, so every render r
 {{- end }}
 {{- end }}
 {{- if and (include "prescale.admissionPolicy" .) (not (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version)) }}
-{{- fail (printf "floorMode and drainAware let the operator patch HorizontalPodAutoscalers, ScaledObjects and pods it does not own, and only the chart's ValidatingAdmissionPolicy limits those patches to the floor and the pod-deletion-cost annotation; Kubernetes %s has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (1.30 and later): upgrade the cluster, or set rbac.admissionPolicy.enabled=false to accept unrestricted patches (README \"Security model\")" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "floorMode and drainAware let the operator patch HorizontalPodAutoscalers, ScaledObjects and pods it does not own, and only the chart's ValidatingAdmissionPolicy limits those patches to the floor and the pod-deletion-cost annotation; Kubernetes %s has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (1.30 and later): upgrade the cluster, or set rbac.admissionPolicy.enabled=false to accept unrestricted patches (docs/security.md)" .Capabilities.KubeVersion.Version) }}
 {{- end }}
 {{- $names := list }}
 {{- range (include "prescale.sourceList" . | fromYamlArray) }}
