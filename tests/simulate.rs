@@ -1,7 +1,7 @@
 //! `prescale simulate`: walk-forward (no decision sees its own row or later), the CLI's
 //! outputs, and one-line errors on bad input.
 
-use std::{process::Command, time::Duration};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use prescale::{
     planner::{Fallback, ForecastSettings, ModelKind, Policy, Series},
@@ -106,6 +106,16 @@ fn scores_follow_the_evaluation_model() {
     assert!(by_hour(busiest) > 2.0 * by_hour(quietest));
 }
 
+/// A fresh directory for one test (`<tag>-<pid>` in the system's temp dir) holding `csv` as
+/// the file `name`: the directory, which the test removes at its end, and the file.
+fn trace_file(tag: &str, name: &str, csv: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join(name);
+    std::fs::write(&input, csv).unwrap();
+    (dir, input)
+}
+
 fn prescale() -> Command {
     Command::new(env!("CARGO_BIN_EXE_prescale"))
 }
@@ -173,14 +183,11 @@ fn assert_verdict(stdout: &str) {
 
 #[test]
 fn cli_writes_plan_csv_and_plot() {
-    let dir = std::env::temp_dir().join(format!("prescale-sim-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("trace.csv");
-    std::fs::write(
-        &input,
-        prescale::sim::synthetic::write_csv(&trace(), "requests"),
-    )
-    .unwrap();
+    let (dir, input) = trace_file(
+        "prescale-sim",
+        "trace.csv",
+        &prescale::sim::synthetic::write_csv(&trace(), "requests"),
+    );
     let (csv, svg) = (dir.join("plan.csv"), dir.join("plan.svg"));
     let out = prescale()
         .args([
@@ -230,14 +237,11 @@ fn cli_writes_plan_csv_and_plot() {
 /// time converges to: the same plan as `--lead-time` set to it, another than the default 5m.
 #[test]
 fn cli_lead_time_auto_plans_with_the_startup() {
-    let dir = std::env::temp_dir().join(format!("prescale-sim-auto-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("trace.csv");
-    std::fs::write(
-        &input,
-        prescale::sim::synthetic::write_csv(&trace(), "requests"),
-    )
-    .unwrap();
+    let (dir, input) = trace_file(
+        "prescale-sim-auto",
+        "trace.csv",
+        &prescale::sim::synthetic::write_csv(&trace(), "requests"),
+    );
     let run = |lead: &str| {
         let csv = dir.join(format!("plan-{lead}.csv"));
         let out = prescale()
@@ -259,15 +263,12 @@ fn cli_lead_time_auto_plans_with_the_startup() {
 /// `simulate --spec` plans with the spec's schedules: the same planner as the controller.
 #[test]
 fn cli_spec_schedules_raise_the_plan_in_their_window() {
-    let dir = std::env::temp_dir().join(format!("prescale-sim-sched-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let series = trace();
-    let input = dir.join("trace.csv");
-    std::fs::write(
-        &input,
-        prescale::sim::synthetic::write_csv(&series, "requests"),
-    )
-    .unwrap();
+    let (dir, input) = trace_file(
+        "prescale-sim-sched",
+        "trace.csv",
+        &prescale::sim::synthetic::write_csv(&series, "requests"),
+    );
     // a window from 03:00 to 05:00 on the trace's third day, in its quiet hours
     let day = series.time_of(0) - series.time_of(0) % 86_400 + 2 * 86_400;
     let (start, end) = (day + 3 * 3600, day + 5 * 3600);
@@ -322,14 +323,11 @@ fn cli_spec_schedules_raise_the_plan_in_their_window() {
 
 #[test]
 fn cli_frontier_prints_each_point_beside_the_same_budget_reactive_and_plots_both() {
-    let dir = std::env::temp_dir().join(format!("prescale-frontier-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("trace.csv");
-    std::fs::write(
-        &input,
-        prescale::sim::synthetic::write_csv(&trace(), "requests"),
-    )
-    .unwrap();
+    let (dir, input) = trace_file(
+        "prescale-frontier",
+        "trace.csv",
+        &prescale::sim::synthetic::write_csv(&trace(), "requests"),
+    );
     let svg = dir.join("frontier.svg");
     let run = |extra: &[&str]| {
         prescale()
@@ -379,8 +377,6 @@ fn cli_frontier_prints_each_point_beside_the_same_budget_reactive_and_plots_both
 
 #[test]
 fn cli_group_columns_plan_bottom_up_and_the_frontier_takes_them_too() {
-    let dir = std::env::temp_dir().join(format!("prescale-group-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     // three models sharing the week's shape at 60%, 30% and 10% of the load, and a column that
     // is not a model
     let base = trace();
@@ -394,8 +390,7 @@ fn cli_group_columns_plan_bottom_up_and_the_frontier_takes_them_too() {
             v * 0.1
         ));
     }
-    let input = dir.join("models.csv");
-    std::fs::write(&input, csv).unwrap();
+    let (dir, input) = trace_file("prescale-group", "models.csv", &csv);
     let run = |extra: &[&str]| {
         let out = prescale()
             .args(["simulate", "--input", input.to_str().unwrap()])
@@ -612,11 +607,8 @@ fn durations_csv() -> (String, f64) {
 
 #[test]
 fn cli_duration_column_sizes_on_concurrency_and_scores_against_it() {
-    let dir = std::env::temp_dir().join(format!("prescale-conc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("busy.csv");
     let (csv, peak) = durations_csv();
-    std::fs::write(&input, &csv).unwrap();
+    let (dir, input) = trace_file("prescale-conc", "busy.csv", &csv);
     let plan = dir.join("plan.csv");
     let target = format!("{}", (peak / 20.0).ceil());
     let out = prescale()
@@ -675,10 +667,7 @@ fn cli_duration_column_sizes_on_concurrency_and_scores_against_it() {
 
 #[test]
 fn cli_duration_column_bad_input_is_one_line() {
-    let dir = std::env::temp_dir().join(format!("prescale-conc-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("busy.csv");
-    std::fs::write(&input, durations_csv().0).unwrap();
+    let (dir, input) = trace_file("prescale-conc-bad", "busy.csv", &durations_csv().0);
     let input = input.to_str().unwrap();
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/concurrency.yaml");
     for (args, want) in [
@@ -780,15 +769,12 @@ fn the_upstream_ceiling_caps_the_plan_and_reports_what_it_saved() {
 
 #[test]
 fn cli_upstream_limit_from_the_spec_or_the_flag_prints_the_trade() {
-    let dir = std::env::temp_dir().join(format!("prescale-sim-upstream-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let series = trace();
-    let input = dir.join("trace.csv");
-    std::fs::write(
-        &input,
-        prescale::sim::synthetic::write_csv(&series, "requests"),
-    )
-    .unwrap();
+    let (dir, input) = trace_file(
+        "prescale-sim-upstream",
+        "trace.csv",
+        &prescale::sim::synthetic::write_csv(&series, "requests"),
+    );
     // the trace counts per step (5 minutes): a per-minute metric, quota 2000 a minute
     let spec = dir.join("spec.yaml");
     std::fs::write(
@@ -857,13 +843,14 @@ fn cli_upstream_limit_from_the_spec_or_the_flag_prints_the_trade() {
 /// fixed quantile there is no budget and no headroom.
 #[test]
 fn cli_without_a_forecast_the_default_budget_is_a_headroom_on_the_observed_load() {
-    let dir = std::env::temp_dir().join(format!("prescale-sim-fallback-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("hour.csv");
     let rows: String = (0..60)
         .map(|i| format!("{},{}\n", i * 60, if i < 35 { 99 + i % 3 } else { 140 }))
         .collect();
-    std::fs::write(&input, format!("timestamp,requests\n{rows}")).unwrap();
+    let (dir, input) = trace_file(
+        "prescale-sim-fallback",
+        "hour.csv",
+        &format!("timestamp,requests\n{rows}"),
+    );
     let run = |extra: &[&str]| {
         let mut args = vec![
             "simulate",
@@ -911,13 +898,14 @@ fn cli_without_a_forecast_the_default_budget_is_a_headroom_on_the_observed_load(
 /// as `prescale forecast` does), and a target derived from the trace says so.
 #[test]
 fn cli_target_per_replica_is_a_quantity_and_a_derived_one_is_named() {
-    let dir = std::env::temp_dir().join(format!("prescale-sim-quantity-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("hour.csv");
     let rows: String = (0..60)
         .map(|i| format!("{},{}\n", i * 60, 1000 + i % 7))
         .collect();
-    std::fs::write(&input, format!("timestamp,requests\n{rows}")).unwrap();
+    let (dir, input) = trace_file(
+        "prescale-sim-quantity",
+        "hour.csv",
+        &format!("timestamp,requests\n{rows}"),
+    );
     let run = |extra: &[&str]| {
         let mut args = vec![
             "simulate",
