@@ -309,8 +309,7 @@ pub fn resolve_with(args: &SimulateArgs, fetched: Option<Fetched>) -> anyhow::Re
     let upstream = upstream_quota(args, sc, &series)?;
     let policy = Policy {
         upstream: upstream.into_iter().collect(),
-        fallback_headroom: crate::planner::margin::fallback_headroom(quantile),
-        ..policy(&times, replicas, step, sc, &defaults)
+        ..policy(&times, replicas, step, quantile, sc, &defaults)
     };
     let mut forecast = forecast_settings(
         &times,
@@ -727,6 +726,7 @@ fn policy(
     times: &Times,
     replicas: ReplicaRange,
     step: i64,
+    quantile: Option<f64>,
     sc: Option<&crate::api::ScalerConfig>,
     defaults: &crate::api::PredictiveScalerSpec,
 ) -> Policy {
@@ -741,7 +741,7 @@ fn policy(
             .map(|c| c.max_percent_per_minute)
             .unwrap_or(defaults.scale_down.max_percent_per_minute as u32),
         fallback: sc.map(|c| c.fallback).unwrap_or(Fallback::Reactive),
-        fallback_headroom: 1.0,
+        fallback_headroom: crate::planner::margin::fallback_headroom(quantile),
         schedules: sc.map(|c| c.schedules.clone()).unwrap_or_default(),
         upstream: Vec::new(),
     }

@@ -517,7 +517,7 @@ pub fn describe(kind: FloorKind, e: &kube::Error) -> String {
                 ""
             }
         ),
-        other => super::target::plain(other),
+        other => crate::error::plain(other),
     }
 }
 

@@ -973,7 +973,7 @@ async fn read_namespace_labels(
     match target::bounded(api.get_metadata(namespace)).await {
         Ok(ns) => NamespaceLabels::Read(ns.metadata.labels.unwrap_or_default()),
         Err(e) => {
-            let why = target::plain(&e);
+            let why = crate::error::plain(&e);
             warn!(error = %why, "cannot read the namespace's labels for a source's allowedNamespaceSelector");
             NamespaceLabels::Unreadable(why)
         }

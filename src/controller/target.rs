@@ -101,8 +101,6 @@ pub async fn set_replicas(
 /// retries with backoff). The client's own read timeout is ~5 minutes, for watches.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub use crate::error::plain;
-
 /// `request`, or a timeout error after [`REQUEST_TIMEOUT`].
 pub async fn bounded<T>(
     request: impl std::future::Future<Output = Result<T, kube::Error>>,

@@ -71,8 +71,7 @@ pub(super) async fn set_floor(
             Ok(()) => {}
             // another writer took the field between the read and the apply
             Err(e) if floor::field_conflict(&e) => {
-                let why =
-                    conflict_message(target, obj, &crate::controller::target::plain(&e), value);
+                let why = conflict_message(target, obj, &crate::error::plain(&e), value);
                 return Ok(Written::unchanged(status::Write::FloorConflict(why)));
             }
             Err(e) => {
@@ -273,7 +272,7 @@ pub(super) async fn finalize(run: &Run<'_>, state: &mut ScalerState) -> Result<N
              predictivescalers (the chart's floorMode.enabled=true); or remove it by hand: \
              kubectl patch predictivescaler {} -n {} --type=merge -p \
              '{{\"metadata\":{{\"finalizers\":null}}}}'",
-            crate::controller::target::plain(&e),
+            crate::error::plain(&e),
             run.ps.metadata.name.as_deref().unwrap_or_default(),
             run.namespace
         );
