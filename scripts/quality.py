@@ -61,6 +61,8 @@ def write(folder, name, header, rows):
     return path
 
 
+BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "traces",
+                       "llm-proxy-21d.csv")
 SLICE_HOURS = 24
 SLICED = ["nasa_http_1995_jul", "servegen_language_m_large", "alibaba_genai_sd_nov",
           "servegen_multimodal_mm_image"]
@@ -69,9 +71,7 @@ SLICED = ["nasa_http_1995_jul", "servegen_language_m_large", "alibaba_genai_sd_n
 def slices(traces, tmp):
     """(label, "day"|"hour", csv path, target per replica, warm-up) of every slice."""
     out = []
-    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
-                           "traces", "llm-proxy-21d.csv")
-    paths = [(n, os.path.join(traces, n + ".csv")) for n in SLICED] + [("bundled", bundled)]
+    paths = [(n, os.path.join(traces, n + ".csv")) for n in SLICED] + [("bundled", BUNDLED)]
     for name, path in paths:
         header, rows = read(path)
         for length, kind in [(DAY, "day"), (60, "hour")]:
@@ -129,8 +129,7 @@ def cases(traces, tmp):
                     target, f"{n - WEEK}m"))
         out.append((f"`{name}` ({kind})", "full", os.path.join(traces, name + ".csv"),
                     target, None))
-    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
-                           "traces", "llm-proxy-21d.csv")
+    bundled = BUNDLED
     header, rows = read(bundled)
     target = peak(rows) / 25
     out.append(("bundled `llm-proxy-21d` (synthetic)", "tune",
