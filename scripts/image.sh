@@ -11,8 +11,8 @@
 # (image.repository and the chart's appVersion), so `helm install` with `image.pullPolicy: IfNotPresent`
 # (the default) or `Never` finds it on the node and pulls nothing.
 #
-# Release builds by default (cargo build --release; --debug reuses the debug binaries `cargo test`
-# built). Archives go to $PRESCALE_CACHE/images (default ~/.cache/prescale/images). Prints one line per
+# Release builds by default (cargo build --release); --debug builds (or reuses) the debug binaries, as
+# the tests do. Archives go to $PRESCALE_CACHE/images (default ~/.cache/prescale/images). Prints one line per
 # image: `operator=<reference>` and `gateway=<reference>`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,13 +39,10 @@ GATEWAY="${repository%/*}/prescale-demo-gateway:$version"
 
 t0=$SECONDS
 cd "$ROOT"
-if [[ "$profile" == release ]]; then
-  cargo build --release --locked --bin prescale -p prescale -p prescale-demo-gateway >&2
-fi
+flags=(--locked --bin prescale --bin prescale-demo-gateway)
+if [[ "$profile" == release ]]; then flags+=(--release); fi
+cargo build "${flags[@]}" >&2 || die "cargo build ${flags[*]} failed"
 target="${CARGO_TARGET_DIR:-$ROOT/target}/$profile"
-for bin in prescale prescale-demo-gateway; do
-  [[ -x "$target/$bin" ]] || die "$target/$bin is missing (cargo build${profile/debug/} --bin $bin)"
-done
 
 out="${PRESCALE_CACHE:-$HOME/.cache/prescale}/images"
 mkdir -p "$out"

@@ -127,7 +127,7 @@ def main():
 
     diff = layer(entries, a.dir, files)
     blobs = {}
-    layer_desc = blob(blobs, "application/vnd.oci.image.layer.v1.tar+gzip", gzip.compress(diff, mtime=0))
+    layer_desc = blob(blobs, "application/vnd.oci.image.layer.v1.tar+gzip", gzip.compress(diff, compresslevel=1, mtime=0))
     config = {
         "architecture": "amd64",
         "os": "linux",

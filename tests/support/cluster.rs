@@ -53,7 +53,7 @@ pub struct KubeCluster {
 }
 
 /// `bash scripts/cluster.sh ARGS...`, panicking with its stderr unless it succeeds; its stdout.
-fn cluster_sh(args: &[&str], envs: &[(&str, String)]) -> String {
+pub(super) fn cluster_sh(args: &[&str], envs: &[(&str, String)]) -> String {
     let out = Command::new("bash")
         .arg(repo_root().join("scripts/cluster.sh"))
         .args(args)
@@ -159,17 +159,25 @@ impl KubeCluster {
     fn init(dir: PathBuf, owned: Option<TestDir>) -> KubeCluster {
         let t = Instant::now();
         cluster_sh(&["init", &dir.display().to_string()], &[]);
+        let cluster = KubeCluster::attach(dir, owned);
+        eprintln!(
+            "[harness] cluster in {} (API port {}), initialised in {:.2?}",
+            cluster.dir.display(),
+            cluster.api_port,
+            t.elapsed()
+        );
+        cluster
+    }
+
+    /// The cluster `scripts/cluster.sh init` or `up` made in `dir`, to talk to (its processes are
+    /// not this value's: they stop with [`super::node::NodeCluster`] or with the script).
+    pub(super) fn attach(dir: PathBuf, owned: Option<TestDir>) -> KubeCluster {
         let env = fs::read_to_string(dir.join("cluster.env")).expect("cluster.env");
         let api_port = env
             .lines()
             .find_map(|l| l.strip_prefix("API_PORT="))
             .and_then(|p| p.trim().parse().ok())
             .expect("API_PORT in cluster.env");
-        eprintln!(
-            "[harness] cluster in {} (API port {api_port}), initialised in {:.2?}",
-            dir.display(),
-            t.elapsed()
-        );
         KubeCluster {
             tls: tls_config(&dir.join("pki"), true),
             kubeconfig: dir.join("admin.kubeconfig"),

@@ -5,6 +5,8 @@
 //!   text with `promtool` ([`openmetrics`]: [`openmetrics_gauge`] and [`join_openmetrics`] write such text).
 //! - [`cluster`]: a real control plane (etcd, kube-apiserver, kube-controller-manager) and a fault-injecting
 //!   proxy in front of its API server.
+//! - [`node`]: [`node::NodeCluster`], a cluster with a real node (containerd, a kubelet) from
+//!   `scripts/cluster.sh up`, and the images of `scripts/image.sh` loaded into it.
 //! - [`controller`]: [`Controller`], the `prescale` binary under test, its output in a log file that is printed
 //!   when a test fails.
 //! - [`tls`]: [`TestPki`], [`bcrypt_hash`]: certificates and password hashes for Prometheus's
@@ -28,6 +30,7 @@ pub mod cluster;
 mod controller;
 mod http;
 mod misbehaving;
+pub mod node;
 mod openmetrics;
 mod process;
 mod prometheus;
