@@ -9,8 +9,9 @@
 # It is how the tests run against a real API server, and how to try prescale without a cluster.
 #
 #   scripts/cluster.sh up [DIR]          start it in the background; the last line printed is
-#                                        `export KUBECONFIG=DIR/admin.kubeconfig`. PRESCALE_NODE=0: no node
-#                                        (Deployments then get Pods that stay Pending); the node needs root.
+#                                        `export KUBECONFIG=DIR/admin.kubeconfig`. The node needs root; without
+#                                        it (or with PRESCALE_NODE=0) Pods stay Pending; PRESCALE_NODE=1: a
+#                                        node or fail.
 #   scripts/cluster.sh down [DIR]        stop everything `up` started, unmount and remove what the node made
 #                                        (containers, mounts, network namespaces, the bridge) and remove DIR
 #   scripts/cluster.sh load IMAGE.tar [DIR]  import an OCI image archive (scripts/image.sh) into the node
@@ -170,7 +171,18 @@ NODE_COMPONENTS=(containerd kube-scheduler kubelet api-proxy)
 API_CLUSTER_IP=10.0.0.1
 PAUSE_IMAGE=registry.k8s.io/pause:prescale
 
-node_wanted() { [[ "${PRESCALE_NODE:-1}" != 0 ]]; }
+# PRESCALE_NODE: 1 = a node or fail, 0 = none, unset = a node when this machine can run one (root, and
+# what scripts/setup.sh installs), else a note and none
+node_wanted() {
+  case "${PRESCALE_NODE:-}" in
+    0) return 1 ;;
+    1) return 0 ;;
+  esac
+  if [[ $EUID -ne 0 ]] || ! command -v containerd >/dev/null || ! command -v socat >/dev/null; then
+    say "no node: it needs root and containerd, runc, socat (scripts/setup.sh installs them as root); Pods will stay Pending"
+    return 1
+  fi
+}
 
 # the pause image, built once per version of pause.c into the cache
 pause_image() {
