@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the upstream Kubernetes the tests run from its Go source modules, at pinned versions: the control
 # plane (kube-apiserver, kube-controller-manager, etcd), the way controller-runtime's envtest runs it, and
-# the node (kube-scheduler, kubelet) that scripts/node.sh runs on containerd.
+# the node (kube-scheduler, kubelet) that scripts/cluster.sh runs on containerd, and a Prometheus with
+# Kubernetes service discovery.
 # Everything comes from the Go module proxy; nothing is committed. The binaries are cached outside the
 # repository, so a warm machine rebuilds nothing:
 #
 #   $PRESCALE_CACHE (default ~/.cache/prescale)/k8s-<K8S_VERSION>-etcd-<ETCD_VERSION>/{kube-apiserver,kube-controller-manager,etcd,
-#                                                                                     kube-scheduler,kubelet}
+#                                                                                     kube-scheduler,kubelet,prometheus}
 #
 # Only missing binaries are built. `build_k8s.sh` builds the control plane; `build_k8s.sh node` the node too.
 #
@@ -25,6 +26,9 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+# Prometheus 3.16 (module versions are v0.3MM.P): Debian's 2.42 is built without Kubernetes service
+# discovery, which the node's tests use to find pods the way a Prometheus in a cluster does
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 CACHE="${PRESCALE_CACHE:-$HOME/.cache/prescale}"
 OUT="$CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 say() { echo "[build_k8s] $*" >&2; }
@@ -33,7 +37,9 @@ K8S_CMDS=(kube-apiserver kube-controller-manager)
 if [[ "${1:-}" == node ]]; then K8S_CMDS+=(kube-scheduler kubelet); fi
 missing=()
 for cmd in "${K8S_CMDS[@]}"; do [[ -x "$OUT/$cmd" ]] || missing+=("$cmd"); done
-if [[ ${#missing[@]} -eq 0 && -x "$OUT/etcd" ]]; then
+want_prometheus=0
+if [[ "${1:-}" == node && ! -x "$OUT/prometheus" ]]; then want_prometheus=1; fi
+if [[ ${#missing[@]} -eq 0 && -x "$OUT/etcd" && "$want_prometheus" == 0 ]]; then
   say "ok, cached in $OUT"
   echo "$OUT"
   exit 0
@@ -89,6 +95,20 @@ go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>&1 | tail -3 >&2
 go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=goproxy" -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3
 mv "$OUT/etcd.tmp" "$OUT/etcd"
 say "etcd built in $(($(date +%s) - t))s"
+fi
+
+# --- prometheus (node) -----------------------------------------------------------------------------------
+if [[ "$want_prometheus" == 1 ]]; then
+t=$(date +%s)
+mkdir "$work/prometheus" && cd "$work/prometheus"
+go mod init prescale.dev/prometheusbuild >/dev/null 2>&1
+go get -tool "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" 2>&1 | tail -3 >&2
+# only the Kubernetes service discovery (Prometheus's own build tags): no cloud SDKs to compile
+go build -trimpath -tags remove_all_sd,enable_kubernetes_sd -ldflags "-s -w" -o "$OUT/prometheus.tmp" \
+  github.com/prometheus/prometheus/cmd/prometheus
+mv "$OUT/prometheus.tmp" "$OUT/prometheus"
+missing+=(prometheus)
+say "prometheus $PROMETHEUS_VERSION built in $(($(date +%s) - t))s"
 fi
 
 say "built ${missing[*]:-} (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION) in $(($(date +%s) - t0))s into $OUT"

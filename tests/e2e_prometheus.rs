@@ -52,16 +52,7 @@ const TARGET_PER_REPLICA: f64 = 10.0;
 
 /// The load at `t` for a peak at `peak` (and at the same time of every other day).
 fn load(t: i64, peak: i64) -> f64 {
-    let mut dt = (t - peak).rem_euclid(DAY);
-    if dt > DAY / 2 {
-        dt -= DAY;
-    }
-    let dt = dt as f64;
-    if dt.abs() > 3.0 * SIGMA {
-        BASE
-    } else {
-        BASE + AMPLITUDE * (-dt * dt / (2.0 * SIGMA * SIGMA)).exp()
-    }
+    support::scenario::daily_peak(t, peak, BASE, AMPLITUDE, SIGMA)
 }
 
 fn replicas(kube: &KubeCluster) -> i64 {

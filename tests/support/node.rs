@@ -18,6 +18,9 @@ use super::cluster::KubeCluster;
 use super::tempdir::TestDir;
 use super::{repo_root, wait_until};
 
+/// The node's address on its bridge (scripts/cluster.sh): pods and this machine both reach it.
+pub const NODE_IP: &str = "10.244.0.1";
+
 /// The images `scripts/image.sh` built and loaded, by reference.
 pub struct Images {
     pub operator: String,
@@ -63,7 +66,10 @@ impl NodeCluster {
         let t = Instant::now();
         script("cluster.sh", &["up", &dir.display().to_string()]);
         let up_time = t.elapsed();
-        eprintln!("[harness] cluster with a node up in {up_time:.2?} ({})", dir.display());
+        eprintln!(
+            "[harness] cluster with a node up in {up_time:.2?} ({})",
+            dir.display()
+        );
         NodeCluster {
             kube: KubeCluster::attach(dir.clone(), None),
             dir,
@@ -94,6 +100,17 @@ impl NodeCluster {
         &self.dir
     }
 
+    /// The Prometheus with Kubernetes service discovery that `scripts/build_k8s.sh node` built
+    /// beside the kubelet (Debian's has none).
+    pub fn prometheus_binary(&self) -> PathBuf {
+        let env = std::fs::read_to_string(self.dir.join("cluster.env")).expect("cluster.env");
+        let bin = env
+            .lines()
+            .find_map(|l| l.strip_prefix("NODE_BIN="))
+            .expect("NODE_BIN in cluster.env");
+        Path::new(bin.trim()).join("prometheus")
+    }
+
     /// The pods of `ns` matching `selector` (a label selector), as the API server lists them.
     pub fn pods(&self, ns: &str, selector: &str) -> Vec<Value> {
         let list = self.kube.get(&format!(
@@ -104,7 +121,13 @@ impl NodeCluster {
     }
 
     /// Waits until `n` pods of `ns` matching `selector` are Ready; their objects.
-    pub fn wait_ready_pods(&self, ns: &str, selector: &str, n: usize, timeout: Duration) -> Vec<Value> {
+    pub fn wait_ready_pods(
+        &self,
+        ns: &str,
+        selector: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Value> {
         wait_until(timeout, Duration::from_millis(250), || {
             let ready: Vec<Value> = self
                 .pods(ns, selector)
@@ -125,9 +148,10 @@ impl NodeCluster {
 
 /// The pod's Ready condition is True.
 pub fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 impl Drop for NodeCluster {
@@ -139,7 +163,10 @@ impl Drop for NodeCluster {
         if let Ok(out) = out
             && !out.status.success()
         {
-            eprintln!("[harness] cluster.sh down: {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "[harness] cluster.sh down: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
@@ -165,7 +192,11 @@ pub fn process_uids(pid: u32) -> Vec<u32> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
-        .map(|ids| ids.split_whitespace().filter_map(|i| i.parse().ok()).collect())
+        .map(|ids| {
+            ids.split_whitespace()
+                .filter_map(|i| i.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

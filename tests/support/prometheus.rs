@@ -1,4 +1,4 @@
-//! A real Prometheus on 127.0.0.1, its TSDB backfilled with `promtool` from OpenMetrics text.
+//! A real Prometheus on 127.0.0.1 (or another local address), its TSDB backfilled with `promtool` from OpenMetrics text.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,14 @@ pub struct PrometheusOptions {
     pub query_log: bool,
     /// More command-line arguments.
     pub extra_args: Vec<String>,
+    /// The address it listens on (default 127.0.0.1), e.g. the node's bridge address, where pods
+    /// reach it too.
+    pub host: Option<String>,
+    /// The `scrape_configs:` list, as YAML (default: none).
+    pub scrape_configs: Option<String>,
+    /// Another Prometheus binary than Debian's (which is built without Kubernetes service
+    /// discovery), e.g. the one `scripts/build_k8s.sh node` builds.
+    pub binary: Option<PathBuf>,
 }
 
 /// A real Prometheus on 127.0.0.1 with a private, backfilled TSDB. Killed on drop.
@@ -51,7 +59,9 @@ impl Prometheus {
 
     /// [`Prometheus::start_with_history`] with a web config (TLS, basic auth), a query log or more arguments.
     pub fn start_with(openmetrics: &str, options: PrometheusOptions) -> Prometheus {
-        require_tool("prometheus");
+        if options.binary.is_none() {
+            require_tool("prometheus");
+        }
         let promtool = require_tool("promtool");
         let dir = TestDir::new("prometheus");
         let history = dir.path().join("history.om");
@@ -68,7 +78,8 @@ impl Prometheus {
         fs::write(
             dir.path().join("prometheus.yml"),
             format!(
-                "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n{query_log}scrape_configs: []\n"
+                "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n{query_log}scrape_configs: {}\n",
+                options.scrape_configs.as_deref().unwrap_or("[]")
             ),
         )
         .expect("write prometheus.yml");
@@ -130,23 +141,20 @@ impl Prometheus {
         prom
     }
 
-    /// `http://127.0.0.1:PORT` (`https://` when the web config has TLS)
+    /// `http://HOST:PORT` (`https://` when the web config has TLS)
     pub fn url(&self) -> String {
         let tls = self
             .options
             .web_config
             .as_deref()
             .is_some_and(|w| w.contains("tls_server_config"));
-        format!(
-            "{}://127.0.0.1:{}",
-            if tls { "https" } else { "http" },
-            self.port
-        )
+        format!("{}://{}", if tls { "https" } else { "http" }, self.addr())
     }
 
-    /// `127.0.0.1:PORT`
+    /// `HOST:PORT` (127.0.0.1 unless `PrometheusOptions::host` says otherwise)
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        let host = self.options.host.as_deref().unwrap_or("127.0.0.1");
+        format!("{host}:{}", self.port)
     }
 
     /// The directory of its config, data and `files`.
@@ -208,7 +216,7 @@ impl Prometheus {
             format!("--config.file={}", d.join("prometheus.yml").display()),
             format!("--storage.tsdb.path={}", d.join("data").display()),
             "--storage.tsdb.retention.time=400d".to_string(),
-            format!("--web.listen-address=127.0.0.1:{}", self.port),
+            format!("--web.listen-address={}", self.addr()),
         ];
         if self.options.web_config.is_some() {
             args.push(format!("--web.config.file={}", d.join("web.yml").display()));
@@ -218,8 +226,12 @@ impl Prometheus {
             .map(|t| t.lines().count())
             .unwrap_or(0);
         let t = Instant::now();
+        let binary = match &self.options.binary {
+            Some(b) => b.clone(),
+            None => require_tool("prometheus"),
+        };
         self.child = Some(spawn_with_output(
-            &require_tool("prometheus"),
+            &binary,
             &args,
             &[],
             Output::File(self.log.clone()),

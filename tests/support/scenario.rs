@@ -35,6 +35,22 @@ pub fn steady_load(rps: f64) -> Prometheus {
     ))
 }
 
+/// A daily peak: `base` between peaks, `base + amplitude` at `peak` and at the same time of every
+/// other day, a Gaussian of width `sigma` seconds cut to `base` beyond 3 sigma.
+pub fn daily_peak(t: i64, peak: i64, base: f64, amplitude: f64, sigma: f64) -> f64 {
+    const DAY: i64 = 86_400;
+    let mut dt = (t - peak).rem_euclid(DAY);
+    if dt > DAY / 2 {
+        dt -= DAY;
+    }
+    let dt = dt as f64;
+    if dt.abs() > 3.0 * sigma {
+        base
+    } else {
+        base + amplitude * (-dt * dt / (2.0 * sigma * sigma)).exp()
+    }
+}
+
 /// The collection of PredictiveScalers in `ns`.
 pub fn scalers_path(ns: &str) -> String {
     format!("/apis/prescale.dev/v1alpha1/namespaces/{ns}/predictivescalers")
