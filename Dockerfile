@@ -9,6 +9,9 @@ FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# a workspace member: cargo loads every member's manifest (only the prescale binary is built)
+COPY gateway/Cargo.toml ./gateway/Cargo.toml
+COPY gateway/src ./gateway/src
 # the bundled trace of `prescale simulate` is compiled in
 COPY examples/traces ./examples/traces
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

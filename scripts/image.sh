@@ -39,7 +39,8 @@ GATEWAY="${repository%/*}/prescale-demo-gateway:$version"
 
 t0=$SECONDS
 cd "$ROOT"
-flags=(--locked --bin prescale --bin prescale-demo-gateway)
+# -p: the gateway binary is in a workspace member, which a bare --bin does not search
+flags=(--locked -p prescale -p prescale-demo-gateway --bin prescale --bin prescale-demo-gateway)
 if [[ "$profile" == release ]]; then flags+=(--release); fi
 cargo build "${flags[@]}" >&2 || die "cargo build ${flags[*]} failed"
 target="${CARGO_TARGET_DIR:-$ROOT/target}/$profile"

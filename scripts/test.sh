@@ -3,9 +3,10 @@
 # (scripts/check_chart.sh: helm lint, helm template, kubernetes-validate, actionlint), the docs book
 # (scripts/check_docs.sh: mdbook build, internal links, README length), and all cargo tests (unit,
 # integration, the real-process e2e against a real kube-apiserver + etcd + kube-controller-manager and a real
-# Prometheus). Runs every step even after a failure, then exits non-zero if any failed. Runs scripts/setup.sh first
-# (idempotent: installs Prometheus, .venv, helm, kubectl, actionlint and builds the control plane if missing), so
-# this one command works on a fresh machine.
+# Prometheus), then clippy and the tests of the demo gateway crate (gateway/). Runs every step even after a
+# failure, then exits non-zero if any failed. Runs scripts/setup.sh first (idempotent: installs Prometheus,
+# .venv, helm, kubectl, actionlint and builds the control plane if missing), so this one command works on a
+# fresh machine.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -40,6 +41,10 @@ step clippy cargo clippy --all-targets -- -D warnings
 step chart bash scripts/check_chart.sh
 step docs bash scripts/check_docs.sh
 step cargo-test cargo test --no-fail-fast
+# the demo gateway crate (gateway/, a workspace member): the steps above cover only the root package
+# (cargo fmt --check covers every member)
+step gateway-clippy cargo clippy -p prescale-demo-gateway --all-targets -- -D warnings
+step gateway-test cargo test -p prescale-demo-gateway --no-fail-fast
 
 disk
 if [[ -s "$TIMINGS" ]]; then
