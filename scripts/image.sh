@@ -11,8 +11,8 @@
 # (image.repository and the chart's appVersion), so `helm install` with `image.pullPolicy: IfNotPresent`
 # (the default) or `Never` finds it on the node and pulls nothing.
 #
-# Release builds by default (cargo build --release); --debug builds (or reuses) the debug binaries, as
-# the tests do. Archives go to $PRESCALE_CACHE/images (default ~/.cache/prescale/images). Prints one line per
+# Release builds by default (cargo build --release); --debug builds (or reuses) the debug binaries of
+# `cargo test --workspace`. Archives go to $PRESCALE_CACHE/images (default ~/.cache/prescale/images). Prints one line per
 # image: `operator=<reference>` and `gateway=<reference>`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,10 +39,15 @@ GATEWAY="${repository%/*}/prescale-demo-gateway:$version"
 
 t0=$SECONDS
 cd "$ROOT"
-# -p: the gateway binary is in a workspace member, which a bare --bin does not search
-flags=(--locked -p prescale -p prescale-demo-gateway --bin prescale --bin prescale-demo-gateway)
-if [[ "$profile" == release ]]; then flags+=(--release); fi
-cargo build "${flags[@]}" >&2 || die "cargo build ${flags[*]} failed"
+# -p: the gateway binary is in a workspace member, which a bare --bin does not search. --debug builds
+# what `cargo test --workspace` builds, binaries included, with the same features: a plain debug build
+# would unify the dependencies' features without the dev-dependencies and rebuild both binaries
+if [[ "$profile" == release ]]; then
+  cmd=(cargo build --release --locked -p prescale -p prescale-demo-gateway --bin prescale --bin prescale-demo-gateway)
+else
+  cmd=(cargo test --workspace --no-run --locked)
+fi
+"${cmd[@]}" >&2 || die "${cmd[*]} failed"
 target="${CARGO_TARGET_DIR:-$ROOT/target}/$profile"
 
 out="${PRESCALE_CACHE:-$HOME/.cache/prescale}/images"

@@ -37,14 +37,11 @@ TIMINGS="${CARGO_TARGET_DIR:-$ROOT/target}/tmp/test-timings.log"   # appended to
 rm -f "$TIMINGS"
 
 step fmt cargo fmt --check
-step clippy cargo clippy --all-targets -- -D warnings
+step clippy cargo clippy --workspace --all-targets -- -D warnings
 step chart bash scripts/check_chart.sh
 step docs bash scripts/check_docs.sh
-step cargo-test cargo test --no-fail-fast
-# the demo gateway crate (gateway/, a workspace member): the steps above cover only the root package
-# (cargo fmt --check covers every member)
-step gateway-clippy cargo clippy -p prescale-demo-gateway --all-targets -- -D warnings
-step gateway-test cargo test -p prescale-demo-gateway --no-fail-fast
+# every member: the operator (the root package) and the demo gateway (gateway/)
+step cargo-test cargo test --workspace --no-fail-fast
 
 disk
 if [[ -s "$TIMINGS" ]]; then

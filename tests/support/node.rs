@@ -205,10 +205,10 @@ pub fn root_mount_options(pid: u32) -> String {
     let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
     // fields: id parent major:minor root mount-point options ...; the last mount on / wins
     info.lines()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             (f.get(4) == Some(&"/")).then(|| f.get(5).copied().unwrap_or_default().to_string())
         })
-        .last()
         .unwrap_or_default()
 }
