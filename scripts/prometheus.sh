@@ -15,7 +15,9 @@
 # live traffic as the clock reaches it: the series keeps moving for days without an exporter.
 # The series is `llm_proxy_requests_per_second{namespace="quickstart",app="llm-proxy"}` (METRIC, LABELS).
 #
-# DIR defaults to ${TMPDIR:-/tmp}/prescale-prometheus; PORT to a free port. Needs prometheus and promtool
+# DIR defaults to ${TMPDIR:-/tmp}/prescale-prometheus; PORT to a free port; HOST (default 127.0.0.1) is the
+# address it listens on: HOST=10.244.0.1, the node's bridge address (scripts/cluster.sh), lets the operator's
+# pod reach it too (docs/node.md). Needs prometheus and promtool
 # (scripts/setup.sh installs them from Debian) and python3 (for a free port).
 set -euo pipefail
 
@@ -27,6 +29,7 @@ HISTORY_DAYS="${HISTORY_DAYS:-14}"
 MORNING_HOURS="${MORNING_HOURS:-6}"
 METRIC="${METRIC:-llm_proxy_requests_per_second}"
 LABELS="${LABELS:-namespace=\"quickstart\",app=\"llm-proxy\"}"
+HOST="${HOST:-127.0.0.1}"
 
 up() {
   local dir="$1"
@@ -53,17 +56,17 @@ up() {
   rm -f "$dir/history.om"
   printf 'global:\n  scrape_interval: 1m\nscrape_configs: []\n' >"$dir/prometheus.yml"
   nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
-    --storage.tsdb.retention.time=400d --web.listen-address="127.0.0.1:$port" \
+    --storage.tsdb.retention.time=400d --web.listen-address="$HOST:$port" \
     >"$dir/prometheus.log" 2>&1 </dev/null &
   echo $! >"$dir/prometheus.pid"
-  echo "http://127.0.0.1:$port" >"$dir/url"
+  echo "http://$HOST:$port" >"$dir/url"
   local deadline=$((SECONDS + 60))
-  until curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; do
+  until curl -fsS "http://$HOST:$port/-/ready" >/dev/null 2>&1; do
     ((SECONDS < deadline)) || { tail -20 "$dir/prometheus.log" >&2; die "Prometheus did not become ready"; }
     sleep 0.3
   done
   say "ready in $((SECONDS - t0))s with $(basename "$TRACE") as $METRIC{$LABELS}: $HISTORY_DAYS days and $MORNING_HOURS hours of history (now is the trace's ${MORNING_HOURS}:00, its daily rise begins), the rest plays out live; stop with: $0 down $dir"
-  echo "export PRESCALE_PROMETHEUS_URL=http://127.0.0.1:$port"
+  echo "export PRESCALE_PROMETHEUS_URL=http://$HOST:$port"
 }
 
 down() {
