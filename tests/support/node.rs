@@ -186,6 +186,15 @@ pub fn pids_running(argv: &[&str]) -> Vec<u32> {
         .collect()
 }
 
+/// The process of pod `pod` whose command line starts with `argv`: the one whose container's
+/// `/etc/hostname` (which the runtime mounts from the pod's sandbox) names the pod.
+pub fn pod_process(pod: &str, argv: &[&str]) -> Option<u32> {
+    pids_running(argv).into_iter().find(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/root/etc/hostname"))
+            .is_ok_and(|h| h.trim() == pod)
+    })
+}
+
 /// A process's real, effective, saved and filesystem user IDs (`Uid:` of /proc/PID/status).
 pub fn process_uids(pid: u32) -> Vec<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
