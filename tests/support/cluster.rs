@@ -483,12 +483,16 @@ impl KubeCluster {
             "-f",
             &crds.display().to_string(),
         ]);
-        self.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            &format!("crd/{CRD}"),
-        ]);
+        // polled here rather than `kubectl wait --for=condition=Established`: kubectl fails at once
+        // ("<nil> is of the type <nil>") when it reads the CRD before its status has any condition
+        let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD}");
+        wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+            let crd = self.try_get(&path)?;
+            super::find_condition(&crd, "Established")
+                .is_some_and(|c| c["status"] == "True")
+                .then_some(())
+        })
+        .unwrap_or_else(|| panic!("{CRD} was not Established within 60 s: {}", self.get(&path)));
     }
 
     /// A kubeconfig for ServiceAccount `namespace/name` with a TokenRequest token (`scripts/cluster.sh token`).
