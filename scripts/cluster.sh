@@ -155,7 +155,7 @@ argv() {
         --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
         --profiling=false --v=1
       ;;
-    *) die "unknown component $component (${COMPONENTS[*]})" ;;
+    *) node_argv "$component" "$dir" ;;
   esac
 }
 
@@ -293,7 +293,7 @@ node_argv() {
       printf '%s\n' "$NODE_BIN/kubelet" --config="$n/kubelet.yaml" --kubeconfig="$dir/admin.kubeconfig" \
         --root-dir="$n/kubelet" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --oom-score-adj=0 --v=1 ;;
     api-proxy) printf '%s\n' socat "TCP-LISTEN:443,bind=$API_CLUSTER_IP,fork,reuseaddr" "TCP:127.0.0.1:$API_PORT" ;;
-    *) die "unknown node component $component (${NODE_COMPONENTS[*]})" ;;
+    *) die "unknown component $component (${COMPONENTS[*]} ${NODE_COMPONENTS[*]})" ;;
   esac
 }
 
@@ -325,22 +325,15 @@ node_up() {
     ip addr add "$API_CLUSTER_IP/32" dev "$BRIDGE"
   fi
   ip link set "$BRIDGE" up
-  start_node api-proxy
-  start_node containerd
+  start api-proxy
+  start containerd
   wait_for containerd 30 ctr_node version ||
     { tail -20 "$DIR/logs/containerd.log" >&2; die "containerd did not start (log: $DIR/logs/containerd.log)"; }
   ctr_node images import "$pause" >/dev/null || die "could not import the pause image $pause into containerd"
-  start_node kube-scheduler
-  start_node kubelet
+  start kube-scheduler
+  start kubelet
   wait_for "node $NODE_NAME" 120 node_ready ||
     { tail -30 "$DIR/logs/kubelet.log" >&2; die "node $NODE_NAME did not become Ready (log: $DIR/logs/kubelet.log)"; }
-}
-
-start_node() { # COMPONENT
-  local c="$1" cmd
-  mapfile -t cmd < <(node_argv "$c" "$DIR")
-  nohup "${cmd[@]}" >"$DIR/logs/$c.log" 2>&1 </dev/null &
-  echo $! >"$DIR/$c.pid"
 }
 
 stop_pid() { # COMPONENT: TERM, then KILL after 5 s; false if it was not running
@@ -442,16 +435,10 @@ up() {
 }
 
 down() {
-  local c pid stopped=()
+  local c stopped=()
   node_down
   for c in kube-controller-manager kube-apiserver etcd; do
-    if running "$c"; then
-      pid="$(cat "$DIR/$c.pid")"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-      stopped+=("$c")
-    fi
+    if stop_pid "$c"; then stopped+=("$c"); fi
   done
   if [[ -f "$DIR/cluster.env" ]]; then rm -rf "$DIR"; fi
   say "stopped ${stopped[*]:-nothing}; removed $DIR"
